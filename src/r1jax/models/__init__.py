@@ -1,0 +1,3 @@
+"""Model definitions (Flax NNX)."""
+from r1jax.models.transformer import (CausalLM, Decoder, KVCache, ModelConfig, ValueModel,
+                                      causal_mask, init_cache, positions_from_mask, rope)
