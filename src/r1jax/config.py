@@ -11,16 +11,13 @@ import math
 
 import ml_collections
 
+from r1jax.errors import ConfigError
 from r1jax.models.transformer import ModelConfig
 from r1jax.rewards.composite import EFFICIENCY_MODES, RewardConfig
 from r1jax.rl.losses import AGGREGATION_MODES
 from r1jax.tasks import get_task
 from r1jax.tokenizer import EOS_ID, PAD_ID
 from r1jax.train.rl_step import RLHyper
-
-
-class ConfigError(ValueError):
-  """A config value is invalid; the message names the field and the fix."""
 
 
 def _require(ok: bool, field: str, value, fix: str):
@@ -58,7 +55,7 @@ def _get(c, dotted):
 
 def validate(c: ml_collections.ConfigDict) -> None:
   """Checks every field the trainer reads; raises ConfigError on the first bad one."""
-  for f in ("max_prompt_len", "max_new_tokens", "sft.batch_size", "rl.iterations",
+  for f in ("max_prompt_len", "max_new_tokens", "sft.rows", "sft.max_examples", "rl.iterations",
             "rl.prompts_per_iter", "rl.group_size", "rl.epochs", "rl.num_minibatches",
             "rl.value_epochs", "eval.num_problems", "eval.batch_size", "log_every",
             "checkpoint_every", "keep_checkpoints", "model.d_model", "model.n_layers",

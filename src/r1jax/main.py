@@ -16,7 +16,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from r1jax.config import ConfigError
+from r1jax.errors import ConfigError
 
 # The embedded default lives inside the package so an installed r1jax runs with no files.
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "arith_tiny.py")

@@ -23,6 +23,7 @@ class Rollout(NamedTuple):
   tokens_bt: jax.Array    # [B, T] int32 sampled completion (PAD after EOS)
   logp_bt: jax.Array      # [B, T] float32 log π(token) under the sampling distribution
   mask_bt: jax.Array      # [B, T] bool, True up to and including EOS
+  entropy_bt: jax.Array   # [B, T] float32 entropy of the sampling distribution
 
 
 def _scaled_logp(logits, temperature):
@@ -53,18 +54,19 @@ def generate(model, prompt_bp, prompt_mask_bp, key, *, max_new_tokens: int, temp
     tok_b = jnp.where(temperature > 0, sampled, jnp.argmax(logits_bv, axis=-1))
     tok_b = jnp.where(done_b, pad_id, tok_b).astype(jnp.int32)
     lp_b = jnp.take_along_axis(logp_bv, tok_b[:, None], axis=-1)[:, 0]
+    ent_b = -jnp.sum(jnp.exp(logp_bv) * logp_bv, axis=-1)
     valid_b = ~done_b
     idx = p + t
     kv_valid_bs = jax.lax.dynamic_update_slice_in_dim(kv_valid_bs, valid_b[:, None], idx, 1)
     mask_b1s = kv_valid_bs[:, None, :] & (jnp.arange(s) <= idx)[None, None, :]
     logits_b1v, cache = model(tok_b[:, None], pos_b[:, None], mask_b1s, cache, idx)
     done_b = done_b | (tok_b == eos_id)
-    out = (tok_b, jnp.where(valid_b, lp_b, 0.0), valid_b)
+    out = (tok_b, jnp.where(valid_b, lp_b, 0.0), valid_b, jnp.where(valid_b, ent_b, 0.0))
     return (cache, logits_b1v[:, 0], kv_valid_bs, pos_b + 1, done_b), out
 
   init = (cache, last_logits_bv, kv_valid_bs, next_pos_b, jnp.zeros((b,), bool))
-  _, (tok_tb, lp_tb, valid_tb) = jax.lax.scan(step, init, jnp.arange(max_new_tokens))
-  return Rollout(tok_tb.T, lp_tb.T, valid_tb.T)
+  _, (tok_tb, lp_tb, valid_tb, ent_tb) = jax.lax.scan(step, init, jnp.arange(max_new_tokens))
+  return Rollout(tok_tb.T, lp_tb.T, valid_tb.T, ent_tb.T)
 
 
 def sequence_logits(model, prompt_bp, prompt_mask_bp, completion_bt, completion_mask_bt):

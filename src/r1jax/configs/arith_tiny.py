@@ -28,23 +28,24 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.max_new_tokens = 96             # T, completion tokens (reference + EOS must fit)
 
   c.model = ml_collections.ConfigDict(dict(
-      d_model=128,                  # D
-      n_layers=3,                   # decoder blocks
-      n_heads=4,                    # H query heads
-      n_kv_heads=2,                 # K key/value heads (GQA)
-      head_dim=32,                  # Dh
-      mlp_dim=384,                  # SwiGLU hidden width
+      d_model=64,                   # D
+      n_layers=2,                   # decoder blocks
+      n_heads=2,                    # H query heads
+      n_kv_heads=1,                 # K key/value heads (GQA: H/K queries share one)
+      head_dim=32,                  # Dh (few wide heads are fastest on CPU)
+      mlp_dim=192,                  # SwiGLU hidden width
       rope_theta=10000.0,           # RoPE base
       dtype="float32",              # compute dtype ("bfloat16" on accelerators)
   ))
   c.value_model = ml_collections.ConfigDict(dict(
-      n_layers=2,                   # critic depth (other fields as in `model`)
+      n_layers=1,                   # critic depth (other fields as in `model`)
   ))
 
   c.sft = ml_collections.ConfigDict(dict(
-      steps=1400,                   # SFT warm-start steps
-      batch_size=64,                # problems per step
-      lr=2e-3,                      # peak AdamW learning rate
+      steps=600,                    # SFT warm-start steps
+      rows=32,                      # packed rows per step, each max_prompt_len + max_new_tokens
+      max_examples=96,              # problems drawn per step; those that do not fit are dropped
+      lr=3e-3,                      # peak AdamW learning rate
       warmup=100,                   # linear warmup steps
       weight_decay=0.01,            # AdamW decoupled weight decay
       grad_clip=1.0,                # global-norm gradient clip
@@ -52,15 +53,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
   c.rl = ml_collections.ConfigDict(dict(
       algo="ppo",                   # "ppo" (critic + GAE) or "grpo" (group-relative)
-      iterations=120,               # RL iterations (one compiled program each)
-      prompts_per_iter=32,          # B, prompts per iteration
+      iterations=150,               # RL iterations (one compiled program each)
+      prompts_per_iter=16,          # B, prompts per iteration
       group_size=4,                 # G, samples per prompt (N = B·G rollouts)
       temperature=1.0,              # τ, sampling temperature
-      epochs=2,                     # K, policy epochs per iteration
-      num_minibatches=2,            # M, minibatches per epoch (N % M == 0)
+      epochs=1,                     # K, policy epochs per iteration
+      num_minibatches=4,            # M, minibatches per epoch (N % M == 0)
       policy_lr=2e-4,               # policy learning rate (slow time scale)
       value_lr=1e-3,                # critic learning rate (fast time scale)
-      value_epochs=2,               # critic epochs per iteration
+      value_epochs=1,               # critic epochs per iteration
       warmup=5,                     # RL learning-rate warmup iterations
       weight_decay=0.0,             # AdamW weight decay in RL
       grad_clip=1.0,                # global-norm gradient clip
@@ -92,7 +93,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       w_correctness=0.6,            # weight of correctness (answer + steps)
       w_efficiency=0.3,             # weight of efficiency
       w_novelty=0.1,                # weight of novelty (stub returns 0 until issue #3)
-      step_weight=0.2,              # share of correctness given by valid steps
+      step_weight=0.4,              # share of correctness given by valid steps (> 0.25 keeps a
+                                    # bare "#### N" below a valid one-step solution)
       efficiency_mode="inverse",    # "inverse": 1/(1+steps); "time_decay": decay**steps
       efficiency_decay=0.8,         # decay of the time-decay mode
       efficiency_requires_correct=True,  # no efficiency credit for a wrong answer
@@ -117,7 +119,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if arg == "smoke":
     c.model.update(d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=16, mlp_dim=64)
     c.value_model.n_layers = 1
-    c.sft.update(steps=6, batch_size=8, warmup=2)
+    c.sft.update(steps=6, rows=4, max_examples=12, warmup=2)
     c.rl.update(iterations=4, prompts_per_iter=4, group_size=2, epochs=1, num_minibatches=2,
                 value_epochs=1)
     c.eval.update(num_problems=8, batch_size=8)

@@ -44,14 +44,16 @@ class ModelConfig:
 
 
 class KVCache(NamedTuple):
-  k: jax.Array  # [layers, B, S, K, Dh]
-  v: jax.Array  # [layers, B, S, K, Dh]
+  """One buffer per layer (not a stacked array), so each decode step updates in place."""
+  k: tuple  # n_layers × [B, S, K, Dh]
+  v: tuple  # n_layers × [B, S, K, Dh]
 
 
 def init_cache(cfg: ModelConfig, batch: int, length: int) -> KVCache:
-  shape = (cfg.n_layers, batch, length, cfg.n_kv_heads, cfg.head_dim)
+  shape = (batch, length, cfg.n_kv_heads, cfg.head_dim)
   dt = jnp.dtype(cfg.dtype)
-  return KVCache(jnp.zeros(shape, dt), jnp.zeros(shape, dt))
+  zeros = lambda: tuple(jnp.zeros(shape, dt) for _ in range(cfg.n_layers))
+  return KVCache(zeros(), zeros())
 
 
 def rope(x_blhd: jax.Array, positions_bl: jax.Array, theta: float) -> jax.Array:
@@ -147,7 +149,7 @@ class Decoder(nnx.Module):
       if cache is not None:
         new_k.append(kv[0])
         new_v.append(kv[1])
-    new_cache = None if cache is None else KVCache(jnp.stack(new_k), jnp.stack(new_v))
+    new_cache = None if cache is None else KVCache(tuple(new_k), tuple(new_v))
     return self.norm(x), new_cache
 
 

@@ -28,7 +28,7 @@ from r1jax.tasks import get_task, heldout_set, sample_mixture
 from r1jax.tokenizer import EOS_ID, PAD_ID, CharTokenizer
 from r1jax.train.metrics import MetricsWriter, plot_metrics
 from r1jax.train.rl_step import PromptBatch, rl_iteration
-from r1jax.train.sft_step import SFTBatch, sft_step
+from r1jax.train.sft_step import SFTBatch, pack_examples, sft_step
 from r1jax.train.state import create_state, init_models, make_optimizer, start_rl
 
 log = logging.getLogger("r1jax")
@@ -59,7 +59,7 @@ class Experiment:
     self.graphs, policy, value = init_models(config_lib.model_config(c, v),
                                              config_lib.model_config(c, v, value=True), c.seed)
     self.mesh = mesh if mesh is not None else parallel.make_mesh(c.mesh.data)
-    parallel.check_divisible(c.sft.batch_size, self.mesh, "sft.batch_size")
+    parallel.check_divisible(c.sft.rows, self.mesh, "sft.rows")
     parallel.check_divisible(c.rl.prompts_per_iter, self.mesh, "rl.prompts_per_iter")
     self.repl = parallel.replicated(self.mesh)
     self.data_sh = parallel.data_sharded(self.mesh)
@@ -108,13 +108,12 @@ class Experiment:
   # -- data: pure functions of (seed, phase, step) ---------------------------------------
   def sft_batch(self, step: int) -> SFTBatch:
     c = self.c
-    probs = sample_mixture(self.task, np.random.default_rng([c.seed, 1, step]),
-                           c.sft.batch_size, "train")
-    prompt, pmask = self.tokenizer.encode_left_padded(
-        [self.task.format_prompt(p) for p in probs], c.max_prompt_len)
-    target, tmask = self.tokenizer.encode_right_padded([p.solution for p in probs],
-                                                       c.max_new_tokens)
-    return SFTBatch(prompt, pmask, target, tmask)
+    length = c.max_prompt_len + c.max_new_tokens
+    rng = np.random.default_rng([c.seed, 1, step])
+    examples = [(self.tokenizer.encode(self.task.format_prompt(p)),
+                 self.tokenizer.encode(p.solution) + [EOS_ID])
+                for p in sample_mixture(self.task, rng, c.sft.max_examples, "train")]
+    return pack_examples(examples, c.sft.rows, length, PAD_ID)
 
   def rl_batch(self, iteration: int) -> PromptBatch:
     c = self.c
@@ -161,8 +160,8 @@ def train(c, workdir: str, mesh=None, stop_after: int | None = None) -> dict:
   `stop_after` (tests) stops once the global step reaches it, as a kill would.
   """
   t0 = time.time()
+  exp = Experiment(c, workdir, mesh)      # validates the config before anything is written
   os.makedirs(workdir, exist_ok=True)
-  exp = Experiment(c, workdir, mesh)
   ckpt = Checkpointer(workdir, keep=c.keep_checkpoints)
   try:
     return _run(exp, ckpt, workdir, t0, stop_after)

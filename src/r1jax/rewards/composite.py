@@ -1,0 +1,187 @@
+"""The composite reward: correctness, efficiency and novelty, weighted.
+
+For one completion with verdict ``v`` (see ``verifier.Verdict``), ``n = v.num_steps``::
+
+    correctness = (1 - step_weight) * answer_correct
+                  + step_weight * valid_steps / n              (0 when n == 0)
+    efficiency  = 1 / (1 + n)          efficiency_mode "inverse"
+                  decay ** n           efficiency_mode "time_decay"
+                  times answer_correct when efficiency_requires_correct
+    novelty     = 0                    (stub, see ``novelty``)
+    total       = w_correctness * correctness + w_efficiency * efficiency
+                  + w_novelty * novelty
+
+A solution without step equations earns no step credit (its correctness is at most
+``1 - step_weight``): showing no work is not rewarded as if all work were valid.
+Efficiency is gated on a correct answer by default, otherwise the shortest way to reward
+is to answer at once and wrongly (one ``#### 0`` line scores efficiency 1).
+
+Trade-off to know when tuning: with the defaults, a bare correct ``#### 41`` scores
+0.6 * 0.8 + 0.3 * 1 = 0.78 while a fully valid correct 4-step solution scores
+0.6 * 1 + 0.3 * 0.2 = 0.66; efficiency thus pushes towards fewer steps, and only the
+policy's own accuracy (a skipped step is more often a wrong answer) holds it back.
+Raise ``step_weight`` or lower ``w_efficiency`` if solutions collapse to bare answers.
+
+``score`` returns a dict for logging; ``score_vector`` returns the same numbers as a
+tuple in ``SCORE_FIELDS`` order, the picklable, fixed-width form the host bridge
+(``host.RewardPool``, io_callback) turns into a ``[N, len(SCORE_FIELDS)]`` array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from r1jax.rewards import verifier as verifier_lib
+
+__all__ = [
+    "EFFICIENCY_MODES",
+    "REWARD_PARTS",
+    "SCORE_FIELDS",
+    "RewardConfig",
+    "efficiency",
+    "novelty",
+    "score",
+    "score_vector",
+]
+
+REWARD_PARTS = ("correctness", "efficiency", "novelty")
+SCORE_FIELDS = (
+    "total",
+    "correctness",
+    "efficiency",
+    "novelty",
+    "answer_correct",
+    "num_steps",
+    "valid_steps",
+)
+EFFICIENCY_MODES = ("inverse", "time_decay")
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    """Weights and shapes of the composite reward (see the module docstring)."""
+
+    # Weight of the correctness part in ``total`` (answer and step validity).
+    w_correctness: float = 0.6
+    # Weight of the efficiency part in ``total`` (fewer steps score higher).
+    w_efficiency: float = 0.3
+    # Weight of the novelty part in ``total`` (0 contribution while novelty is a stub).
+    w_novelty: float = 0.1
+    # Share of correctness given to valid steps (fraction of valid step equations);
+    # the rest, 1 - step_weight, goes to the final answer. In [0, 1].
+    step_weight: float = 0.2
+    # "inverse": efficiency = 1 / (1 + num_steps);
+    # "time_decay": efficiency = decay ** num_steps.
+    efficiency_mode: str = "inverse"
+    # Per-step decay factor γ of the "time_decay" mode, in (0, 1]; 1 disables it.
+    decay: float = 0.8
+    # Efficiency is 0 unless the answer is correct: without this, a short wrong answer
+    # out-scores a long right one on efficiency (the "answer at once" reward hack).
+    efficiency_requires_correct: bool = True
+
+    def __post_init__(self):
+        for name in ("w_correctness", "w_efficiency", "w_novelty"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(
+                    f"RewardConfig.{name}={value!r}: weights must be finite numbers >= 0; "
+                    f"set {name} to a value such as 0.0 to switch the part off."
+                )
+        sw = self.step_weight
+        if not isinstance(sw, (int, float)) or not 0.0 <= sw <= 1.0:
+            raise ValueError(
+                f"RewardConfig.step_weight={sw!r}: must lie in [0, 1] (the share of "
+                "correctness given to valid steps); use e.g. 0.2."
+            )
+        if self.efficiency_mode not in EFFICIENCY_MODES:
+            raise ValueError(
+                f"RewardConfig.efficiency_mode={self.efficiency_mode!r}: must be one of "
+                f"{EFFICIENCY_MODES}."
+            )
+        d = self.decay
+        if not isinstance(d, (int, float)) or not 0.0 < d <= 1.0:
+            raise ValueError(
+                f"RewardConfig.decay={d!r}: must lie in (0, 1] (efficiency = decay ** "
+                "num_steps); use e.g. 0.8, or 1.0 for no decay."
+            )
+        if not isinstance(self.efficiency_requires_correct, bool):
+            raise ValueError(
+                "RewardConfig.efficiency_requires_correct="
+                f"{self.efficiency_requires_correct!r}: must be True or False."
+            )
+
+
+def efficiency(num_steps: int, answer_correct: bool, cfg: RewardConfig) -> float:
+    """The efficiency part for a solution of ``num_steps`` steps (module docstring)."""
+    if cfg.efficiency_requires_correct and not answer_correct:
+        return 0.0
+    if cfg.efficiency_mode == "inverse":
+        return 1.0 / (1.0 + num_steps)
+    return float(cfg.decay) ** num_steps
+
+
+def novelty(completion: str, verdict: verifier_lib.Verdict) -> float:
+    """STUB: returns 0 until the reward issue (#3) implements search-tree novelty.
+
+    The intended signal rewards solutions whose step sequence differs from those already
+    seen for the same problem (a search tree over steps); it will need per-problem state
+    that this stateless function does not have yet. With the stub, ``w_novelty`` only
+    scales a zero, so ``total`` lies in [0, w_correctness + w_efficiency].
+    """
+    del completion, verdict
+    return 0.0
+
+
+def score(
+    completion: str,
+    reference_answer: str,
+    cfg: RewardConfig | None = None,
+    verifier: verifier_lib.Verifier | None = None,
+) -> dict[str, float]:
+    """Scores one completion; keys are ``SCORE_FIELDS`` (the three parts, "total",
+    "answer_correct", "num_steps", "valid_steps"), all floats.
+
+    ``cfg`` defaults to ``RewardConfig()``, ``verifier`` to ``EquationVerifier``.
+    """
+    cfg = RewardConfig() if cfg is None else cfg
+    verifier = verifier_lib.DEFAULT_VERIFIER if verifier is None else verifier
+    verdict = verifier.verify(completion, reference_answer)
+    correct = 1.0 if verdict.answer_correct else 0.0
+    n = int(verdict.num_steps)
+    valid = int(verdict.valid_steps)
+    correctness = (1.0 - cfg.step_weight) * correct
+    if n > 0:
+        correctness += cfg.step_weight * valid / n
+    parts = {
+        "correctness": correctness,
+        "efficiency": efficiency(n, verdict.answer_correct, cfg),
+        "novelty": float(novelty(completion, verdict)),
+    }
+    total = (
+        cfg.w_correctness * parts["correctness"]
+        + cfg.w_efficiency * parts["efficiency"]
+        + cfg.w_novelty * parts["novelty"]
+    )
+    return {
+        "total": float(total),
+        **parts,
+        "answer_correct": correct,
+        "num_steps": float(n),
+        "valid_steps": float(valid),
+    }
+
+
+def score_vector(
+    completion: str,
+    reference_answer: str,
+    cfg: RewardConfig | None = None,
+    verifier: verifier_lib.Verifier | None = None,
+) -> tuple[float, ...]:
+    """``score`` as a tuple in ``SCORE_FIELDS`` order, for ``host.RewardPool``.
+
+    Bind the config with ``functools.partial(score_vector, cfg=cfg)``: the partial of a
+    module-level function and a frozen dataclass pickles into spawn workers.
+    """
+    s = score(completion, reference_answer, cfg, verifier)
+    return tuple(s[k] for k in SCORE_FIELDS)

@@ -1,0 +1,169 @@
+"""Parses a step-by-step solution and checks its steps and final answer.
+
+The format the policy is taught (GSM8K-like, one step equation per line)::
+
+    7*4=28
+    28-5=23
+    #### 23
+
+Lines before the first line starting with ``####`` that contain ``=`` are *steps*; other
+lines (prose, blank lines) are ignored. The text after ``####`` is the *answer*. A step
+is valid when every side of its (possibly chained) equation evaluates, through the
+whitelisted ``safe_math`` evaluator, to the same exact rational. The answer is correct
+when it equals the reference answer exactly.
+
+Extension point: anything with ``verify(completion, reference) -> Verdict`` is a
+``Verifier`` (a ``typing.Protocol``), and ``composite.score`` accepts one. A fuller
+verifier (GSM8K ``<<48/2=24>>`` calculator annotations, units, LaTeX) can subclass
+``EquationVerifier`` and override ``parse`` / ``check_step`` / ``parse_answer``, or be
+written from scratch. Verifiers are sent to worker processes (``host.RewardPool``), so
+they must be picklable: plain classes with plain attributes.
+
+Everything here is pure Python over untrusted text and never raises on hostile input;
+its cost is linear in the text length, with per-step and per-expression caps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+from typing import Protocol, runtime_checkable
+
+from r1jax.rewards import safe_math
+
+__all__ = [
+    "ANSWER_MARKER",
+    "DEFAULT_VERIFIER",
+    "MAX_CHECKED_STEPS",
+    "MAX_STEP_CHARS",
+    "EquationVerifier",
+    "ParsedSolution",
+    "Verdict",
+    "Verifier",
+    "check_step",
+    "parse_solution",
+    "verify",
+]
+
+ANSWER_MARKER = "####"  # a line starting with this carries the final answer
+MAX_STEP_CHARS = 1000  # longer step lines are invalid without being evaluated
+MAX_CHECKED_STEPS = 1000  # steps beyond this many are counted but not checked (invalid)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedSolution:
+    """A completion split into step equations and the final answer text."""
+
+    steps: tuple[str, ...]  # stripped lines containing "=" before the answer line
+    answer: str | None  # stripped text after "####"; None if there is no such line
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What a verifier concluded about one completion."""
+
+    answer_correct: bool  # final answer equals the reference exactly
+    num_steps: int  # number of step equations found
+    valid_steps: int  # how many of them check out
+    has_answer: bool  # an answer line with non-empty text was found
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """Scores one completion against one reference answer."""
+
+    def verify(self, completion: str, reference: str) -> Verdict:
+        ...
+
+
+def parse_solution(text: str) -> ParsedSolution:
+    """Splits ``text`` into step equations and the ``####`` answer (see module doc)."""
+    if not isinstance(text, str):
+        return ParsedSolution(steps=(), answer=None)
+    steps = []
+    answer = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith(ANSWER_MARKER):
+            answer = line[len(ANSWER_MARKER):].strip()
+            break
+        if "=" in line:
+            steps.append(line)
+    return ParsedSolution(steps=tuple(steps), answer=answer)
+
+
+def check_step(step: str) -> bool:
+    """True iff ``step`` is ``a=b`` or ``a=b=c...`` with all sides equal exact rationals.
+
+    Every side must pass ``safe_math.safe_eval``; an empty side (``a==b``, ``=3``) or any
+    unparseable side makes the step invalid.
+    """
+    if not isinstance(step, str) or len(step) > MAX_STEP_CHARS:
+        return False
+    sides = step.split("=")
+    if len(sides) < 2:
+        return False
+    first = safe_math.safe_eval_fraction(sides[0])
+    if first is None:
+        return False
+    for side in sides[1:]:
+        value = safe_math.safe_eval_fraction(side)
+        if value is None or value != first:
+            return False
+    return True
+
+
+class EquationVerifier:
+    """The default ``Verifier``: one ``a=b`` equation per step, ``#### answer`` last.
+
+    Subclasses may override any of ``parse``, ``check_step``, ``parse_answer`` to accept
+    richer notation while keeping ``verify``'s counting and comparison.
+    """
+
+    def parse(self, completion: str) -> ParsedSolution:
+        return parse_solution(completion)
+
+    def check_step(self, step: str) -> bool:
+        return check_step(step)
+
+    def parse_answer(self, text: str) -> Fraction | None:
+        return safe_math.parse_answer_fraction(text)
+
+    def verify(self, completion: str, reference: str) -> Verdict:
+        parsed = self.parse(completion)
+        steps = parsed.steps
+        valid = sum(1 for s in steps[:MAX_CHECKED_STEPS] if self.check_step(s))
+        has_answer = bool(parsed.answer)
+        correct = False
+        if has_answer:
+            got = self.parse_answer(parsed.answer)
+            if got is not None:
+                want = self.parse_answer(reference)
+                correct = want is not None and got == want
+        return Verdict(
+            answer_correct=correct,
+            num_steps=len(steps),
+            valid_steps=valid,
+            has_answer=has_answer,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+
+DEFAULT_VERIFIER = EquationVerifier()
+
+
+def verify(completion: str, reference_answer: str) -> Verdict:
+    """Verifies ``completion`` against ``reference_answer`` with ``EquationVerifier``.
+
+    The answer is compared exactly as rationals (``"1.50"`` equals ``"3/2"``); an answer
+    or reference that does not parse is not correct.
+    """
+    return DEFAULT_VERIFIER.verify(completion, reference_answer)

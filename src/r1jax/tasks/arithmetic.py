@@ -1,0 +1,305 @@
+"""Layered synthetic arithmetic word problems (registered as "arithmetic").
+
+Levels:
+  1. one step, e.g. "Ann has 7 pens. She buys 5 more. How many pens does she have?"
+  2. two or three steps, e.g. "Tom has 6 boxes of 4 apples. He eats 3. ..."
+  3. four (rarely five) steps plus one distractor sentence whose number is not
+     used by any step, e.g. "Ann's cat is 9 years old."
+
+Numbers are small so a tiny character-level model can learn them: written
+operands are 2..``max_operand``, multipliers/divisors 2..``max_factor``, a
+multiplied value is at most ``max_operand`` (so every product is in a
+``max_operand`` x ``max_factor`` table), every intermediate result is a
+integer in 2..``max_number`` and divisions are exact. Every number a step
+uses is written in the question or computed by an earlier step.
+
+Reference solutions are one equation per line, ``a<op>b=c`` without spaces,
+ending with ``#### N``. With probability ``verbose_prob`` the reference is
+verbose: each computation step is followed by a redundant (true) check with the
+inverse operation (``7+5=12`` then ``12-5=7``; ``6*4=24`` then ``24/4=6``), so a
+shorter correct solution (``min_steps`` lines) exists for RL to find.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from r1jax.tasks.base import Problem, check_split, register_task, sample_in_split
+
+_NAMES = (("Ann", "she"), ("Tom", "he"), ("Mia", "she"), ("Sam", "he"), ("Eva", "she"),
+          ("Leo", "he"), ("Zoe", "she"), ("Max", "he"), ("Amy", "she"), ("Ben", "he"))
+_ITEMS = ("pens", "apples", "cards", "books", "coins", "eggs", "shells", "stamps",
+          "marbles", "cups", "toys", "beads")
+_CONTAINERS = (("boxes", "box"), ("bags", "bag"), ("packs", "pack"), ("jars", "jar"))
+_OTHER_ITEMS = ("hats", "socks", "pets", "kites")
+
+_ADD = ("{S} buys {b} more.", "{S} finds {b} more.", "{S} gets {b} more.")
+_SUB = ("{S} gives away {b}.", "{S} loses {b}.", "{S} sells {b}.")
+_MUL = ("Then {s} has {b} times as many.",)
+_DIV = ("{S} keeps one of {b} equal piles.",)
+_DISTRACTORS = ("{N} is {d} years old.", "{N}'s cat is {d} years old.",
+                "{N}'s dog is {d}.", "{N} also has {d} {other}.", "It is {d} degrees.")
+
+_INVERSE = {"+": "-", "-": "+", "*": "/", "/": "*"}
+
+# Question length caps (characters) per level; longer draws are rejected.
+MAX_QUESTION_CHARS = {1: 76, 2: 120, 3: 150}
+# Cap on the *verbose* solution length for every draw (so both verbosities fit).
+MAX_VERBOSE_SOLUTION_CHARS = 92
+
+
+class Step(NamedTuple):
+    a: int
+    op: str
+    b: int
+    c: int
+
+    def text(self) -> str:
+        return f"{self.a}{self.op}{self.b}={self.c}"
+
+    def check(self) -> "Step":
+        """The inverse-operation check of this step (also a true equation)."""
+        return Step(self.c, _INVERSE[self.op], self.b, self.a)
+
+
+def render_solution(steps: list[Step], verbose: bool) -> str:
+    lines = []
+    for st in steps:
+        lines.append(st.text())
+        if verbose:
+            lines.append(st.check().text())
+    lines.append(f"#### {steps[-1].c}")
+    return "\n".join(lines)
+
+
+def _pick(rng: np.random.Generator, seq):
+    return seq[int(rng.integers(len(seq)))]
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+class _Reject(Exception):
+    pass
+
+
+class ArithmeticTask:
+    """Synthetic arithmetic word problems in three difficulty levels."""
+
+    name = "arithmetic"
+    reward_parts = ("correctness", "efficiency", "novelty")
+
+    def __init__(self, test_fraction: float = 0.1, verbose_prob: float = 0.6,
+                 max_number: int = 200, max_operand: int = 20, max_factor: int = 9,
+                 level_weights: tuple[float, ...] = (0.6, 0.3, 0.1)):
+        if not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        if not 0.0 <= verbose_prob <= 1.0:
+            raise ValueError(f"verbose_prob must be in [0, 1], got {verbose_prob}")
+        if max_operand < 4 or max_factor < 2 or max_number < 2 * max_operand:
+            raise ValueError("need max_operand >= 4, max_factor >= 2, max_number >= 2*max_operand")
+        if len(level_weights) != 3 or min(level_weights) < 0 or sum(level_weights) <= 0:
+            raise ValueError(f"level_weights must be 3 non-negative weights, got {level_weights}")
+        self.test_fraction = float(test_fraction)
+        self.verbose_prob = float(verbose_prob)
+        self.max_number = int(max_number)
+        self.max_operand = int(max_operand)
+        self.max_factor = int(max_factor)
+        self.level_weights = tuple(float(w) for w in level_weights)
+
+    def __repr__(self) -> str:
+        return (f"ArithmeticTask(test_fraction={self.test_fraction}, verbose_prob={self.verbose_prob}, "
+                f"max_number={self.max_number}, max_operand={self.max_operand}, "
+                f"max_factor={self.max_factor}, level_weights={self.level_weights})")
+
+    # -- Task protocol -----------------------------------------------------
+
+    def sample(self, rng: np.random.Generator, level: int, split: str) -> Problem:
+        check_split(split)
+        if level not in (1, 2, 3):
+            raise ValueError(f"level must be 1, 2 or 3, got {level!r}")
+        question, steps = sample_in_split(
+            lambda: self._generate(rng, level), split, self.test_fraction)
+        verbose = bool(rng.random() < self.verbose_prob)
+        answer = str(steps[-1].c)
+        return Problem(question=question, answer=answer,
+                       solution=render_solution(steps, verbose),
+                       level=level, min_steps=len(steps))
+
+    def format_prompt(self, problem: Problem) -> str:
+        return problem.question + "\n"
+
+    def reference_answer(self, problem: Problem) -> str:
+        return problem.answer
+
+    # -- generation --------------------------------------------------------
+
+    def _generate(self, rng: np.random.Generator, level: int):
+        """A ``_Draft(question, steps)`` within the length caps (rejection sampling)."""
+        for _ in range(1000):
+            try:
+                question, steps = self._draw(rng, level)
+            except _Reject:
+                continue
+            if len(question) > MAX_QUESTION_CHARS[level]:
+                continue
+            if len(render_solution(steps, True)) > MAX_VERBOSE_SOLUTION_CHARS:
+                continue
+            return _Draft(question, steps)
+        raise RuntimeError("arithmetic generator failed to produce a problem")
+
+    def _draw(self, rng: np.random.Generator, level: int):
+        if level == 1:
+            n_steps = 1
+        elif level == 2:
+            n_steps = 2 + int(rng.integers(2))
+        else:
+            n_steps = 5 if rng.random() < 0.1 else 4
+        lo, mo, mf, mn = 2, self.max_operand, self.max_factor, self.max_number
+
+        starts = ["plain", "boxes", "compare"]
+        if n_steps == 1:
+            starts.append("split")
+        if n_steps >= 2:
+            starts.append("together")
+        start = _pick(rng, starts)
+
+        name, pron = _pick(rng, _NAMES)
+        item = _pick(rng, _ITEMS)
+        sentences: list[str] = []
+        steps: list[Step] = []
+        subj = pron  # pronoun for later sentences
+        final_q = None
+        first = None  # for "together": the first person's amount
+
+        if start == "plain":
+            v = int(rng.integers(lo, mo + 1))
+            sentences.append(f"{name} has {v} {item}.")
+        elif start == "boxes":
+            conts, _ = _pick(rng, _CONTAINERS)
+            k = int(rng.integers(lo, mf + 1))
+            per = int(rng.integers(lo, min(mo, mn // k) + 1))
+            v = k * per
+            steps.append(Step(k, "*", per, v))
+            sentences.append(f"{name} has {k} {conts} of {per} {item}.")
+        elif start == "split":
+            conts, cont = _pick(rng, _CONTAINERS)
+            k = int(rng.integers(lo, mf + 1))
+            per = int(rng.integers(lo, min(mo, mn // k) + 1))
+            total = k * per
+            steps.append(Step(total, "/", k, per))
+            sentences.append(f"{name} puts {total} {item} into {k} equal {conts}.")
+            final_q = f"How many {item} are in each {cont}?"
+            v = per
+        else:  # compare / together
+            # The second person has the other pronoun, so "she"/"he" is unambiguous.
+            name2, pron2 = _pick(rng, [p for p in _NAMES if p[1] != pron])
+            a = int(rng.integers(lo, mo + 1))
+            kinds = ["more", "times"] + (["fewer"] if a >= 2 * lo else [])
+            kind = _pick(rng, kinds)
+            if kind == "more":
+                b = int(rng.integers(lo, mo + 1))
+                st = Step(a, "+", b, a + b)
+                rel = f"{b} more"
+            elif kind == "fewer":
+                b = int(rng.integers(lo, min(mo, a - lo) + 1))
+                st = Step(a, "-", b, a - b)
+                rel = f"{b} fewer"
+            else:
+                b = int(rng.integers(lo, min(mf, mn // a) + 1))
+                st = Step(a, "*", b, a * b)
+                rel = f"{b} times as many"
+            steps.append(st)
+            sentences.append(f"{name} has {a} {item}. {name2} has {rel}.")
+            first, v = a, st.c
+            name, subj = name2, pron2
+            if start == "compare" and n_steps == 1:
+                final_q = f"How many {item} does {name2} have?"
+
+        n_ops = n_steps - len(steps) - (1 if start == "together" else 0)
+        if n_ops < 0:
+            raise _Reject
+        last_op = None
+        prev = None
+        for _ in range(n_ops):
+            op, b = self._draw_op(rng, v, prev)
+            if op == "+":
+                st = Step(v, "+", b, v + b)
+                sentences.append(_pick(rng, _ADD).format(S=_cap(subj), s=subj, b=b))
+            elif op == "-":
+                st = Step(v, "-", b, v - b)
+                sentences.append(_pick(rng, _SUB).format(S=_cap(subj), s=subj, b=b))
+            elif op == "*":
+                st = Step(v, "*", b, v * b)
+                sentences.append(_pick(rng, _MUL).format(S=_cap(subj), s=subj, b=b))
+            else:
+                st = Step(v, "/", b, v // b)
+                sentences.append(_pick(rng, _DIV).format(S=_cap(subj), s=subj, b=b))
+            steps.append(st)
+            v, prev, last_op = st.c, (op, b), op
+
+        if start == "together":
+            total = first + v
+            if total > mn:
+                raise _Reject
+            steps.append(Step(first, "+", v, total))
+            final_q = _pick(rng, (f"How many {item} do they have together?",
+                                  f"How many {item} do they have in all?"))
+        if final_q is None:
+            options = [f"How many {item} does {subj} have?"]
+            if n_ops and level < 3:
+                options.append(f"How many {item} does {subj} have now?")
+            if last_op in ("-", "/"):
+                options.append(f"How many {item} are left?" if last_op == "-"
+                               else f"How many {item} does {subj} keep?")
+            elif start == "boxes" and not n_ops:
+                options.append(f"How many {item} are there?")
+            final_q = _pick(rng, options)
+
+        if level == 3:
+            used = {x for st in steps for x in (st.a, st.b, st.c)}
+            free = [d for d in range(lo, mo + 1) if d not in used]
+            if not free:
+                raise _Reject
+            d = _pick(rng, free)
+            first_name = sentences[0].split(" ", 1)[0]
+            distractor = _pick(rng, _DISTRACTORS).format(
+                N=first_name, d=d, other=_pick(rng, _OTHER_ITEMS))
+            if rng.random() < 0.5:
+                sentences.insert(0, distractor)
+            else:
+                sentences.append(distractor)
+        sentences.append(final_q)
+        return " ".join(sentences), steps
+
+    def _draw_op(self, rng: np.random.Generator, v: int, prev):
+        """An operation (op, operand) applicable to the running value ``v``."""
+        lo, mo, mf, mn = 2, self.max_operand, self.max_factor, self.max_number
+        cands: dict[str, list[int]] = {
+            "+": list(range(lo, min(mo, mn - v) + 1)),
+            "-": list(range(lo, min(mo, v - lo) + 1)),
+            "*": list(range(lo, min(mf, mn // v) + 1)) if v <= mo else [],
+            "/": [k for k in range(lo, mf + 1) if v % k == 0 and v // k >= lo],
+        }
+        if prev is not None:  # never undo the previous operation
+            pop, pb = prev
+            inv = _INVERSE[pop]
+            cands[inv] = [b for b in cands[inv] if b != pb]
+        weights = {"+": 1.0, "-": 1.0, "*": 0.7, "/": 0.8}
+        ops = [op for op in "+-*/" if cands[op]]
+        if not ops:
+            raise _Reject
+        w = np.array([weights[op] for op in ops])
+        op = ops[int(rng.choice(len(ops), p=w / w.sum()))]
+        return op, _pick(rng, cands[op])
+
+
+class _Draft(NamedTuple):
+    question: str
+    steps: list
+
+
+register_task("arithmetic", ArithmeticTask)

@@ -1,0 +1,214 @@
+"""Task interface: problems with verifiable answers, train/test splits, a registry.
+
+A *task* generates :class:`Problem` s (a question, its reference final answer,
+and a reference step-by-step solution used for SFT). Train and held-out
+problems are disjoint **by construction**: :func:`split_of` hashes the
+question text, and a task's ``sample(rng, level, split)`` resamples until the
+hash puts the question in the requested split. :func:`sample_in_split` does
+that loop for you.
+
+Solutions are one step per line (e.g. ``7*4=28``) and end with a line
+``#### <answer>``. ``format_prompt`` gives the text the model is conditioned
+on; the model writes the solution lines after it (the tokenizer appends EOS).
+
+Writing your own task takes about a dozen lines. Example::
+
+    from r1jax.tasks import Problem, get_task, register_task, sample_in_split
+
+    class SumTask:
+        name = "sum"
+        level_weights = (0.5, 0.3, 0.2)  # level L sums L + 1 numbers
+        reward_parts = ("correctness",)
+
+        def _make(self, rng, level):
+            xs = [int(x) for x in rng.integers(2, 10, size=level + 1)]
+            steps, acc = [], xs[0]
+            for x in xs[1:]:
+                steps.append(f"{acc}+{x}={acc + x}")
+                acc += x
+            question = "What is the sum of " + ", ".join(map(str, xs)) + "?"
+            return Problem(question, str(acc), "\\n".join(steps + [f"#### {acc}"]),
+                           level, len(steps))
+
+        def sample(self, rng, level, split):
+            return sample_in_split(lambda: self._make(rng, level), split, 0.1)
+
+        def format_prompt(self, problem):
+            return problem.question + "\\n"
+
+        def reference_answer(self, problem):
+            return problem.answer
+
+    register_task("sum", SumTask, overwrite=True)
+    task = get_task("sum")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+SPLITS = ("train", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One problem instance.
+
+    Attributes:
+      question: the question text (no trailing newline).
+      answer: reference final answer as a string, e.g. ``"41"``.
+      solution: reference solution for SFT, one step per line, last line
+        ``#### <answer>``.
+      level: difficulty, 1 (easiest) .. 3.
+      min_steps: number of steps of the shortest correct solution (the number
+        of computation steps; a verbose reference may have more lines).
+    """
+
+    question: str
+    answer: str
+    solution: str
+    level: int
+    min_steps: int
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What the trainer needs from a task (structural; no base class needed)."""
+
+    name: str
+    level_weights: tuple[float, ...]  # mixture over levels 1..len(level_weights)
+    reward_parts: tuple[str, ...]  # names of the reward components this task uses
+
+    def sample(self, rng: np.random.Generator, level: int, split: str) -> Problem:
+        """A problem of ``level`` whose question lies in ``split`` ("train"/"test")."""
+        ...
+
+    def format_prompt(self, problem: Problem) -> str:
+        """The text the model is conditioned on."""
+        ...
+
+    def reference_answer(self, problem: Problem) -> str:
+        """The reference final answer (what ``#### <answer>`` should contain)."""
+        ...
+
+
+# ---------------------------------------------------------------------------
+# Splits.
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return split
+
+
+def split_of(question: str, test_fraction: float) -> str:
+    """Deterministic split of a question: "test" for a ``test_fraction`` share.
+
+    Uses blake2b of the UTF-8 question text, so it is stable across processes
+    and Python versions (unlike ``hash``).
+    """
+    if not 0.0 <= test_fraction <= 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1], got {test_fraction}")
+    digest = hashlib.blake2b(question.encode("utf-8"), digest_size=8).digest()
+    u = int.from_bytes(digest, "big") / float(1 << 64)
+    return "test" if u < test_fraction else "train"
+
+
+def sample_in_split(make: Callable[[], Problem], split: str, test_fraction: float,
+                    max_tries: int = 100_000) -> Problem:
+    """Calls ``make()`` until the problem's question falls in ``split``."""
+    check_split(split)
+    if (split == "test" and test_fraction <= 0.0) or (split == "train" and test_fraction >= 1.0):
+        raise ValueError(f"split {split!r} is empty with test_fraction={test_fraction}")
+    for _ in range(max_tries):
+        problem = make()
+        if split_of(problem.question, test_fraction) == split:
+            return problem
+    raise RuntimeError(f"no {split!r} problem found in {max_tries} tries")
+
+
+# ---------------------------------------------------------------------------
+# Sampling helpers.
+
+
+def _level_probs(task: Task) -> np.ndarray:
+    w = np.asarray(task.level_weights, dtype=np.float64)
+    if w.ndim != 1 or w.size == 0 or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"bad level_weights {task.level_weights!r}")
+    return w / w.sum()
+
+
+def sample_levels(task: Task, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` levels (1-based ints) drawn from ``task.level_weights``."""
+    p = _level_probs(task)
+    return rng.choice(p.size, size=n, p=p) + 1
+
+
+def sample_mixture(task: Task, rng: np.random.Generator, n: int,
+                   split: str = "train") -> list[Problem]:
+    """``n`` problems with levels drawn from ``task.level_weights``."""
+    check_split(split)
+    return [task.sample(rng, int(level), split) for level in sample_levels(task, rng, n)]
+
+
+def heldout_set(task: Task, n: int, seed: int = 0, level: int | None = None,
+                max_tries_factor: int = 50) -> list[Problem]:
+    """A fixed, deterministic held-out set of ``n`` distinct test-split problems.
+
+    Levels follow ``task.level_weights`` unless ``level`` is given. Questions are
+    deduplicated; the same ``(task config, n, seed, level)`` always gives the
+    same list.
+    """
+    rng = np.random.default_rng(seed)
+    seen: set[str] = set()
+    out: list[Problem] = []
+    for _ in range(max_tries_factor * n + 100):
+        if len(out) >= n:
+            break
+        lvl = int(sample_levels(task, rng, 1)[0]) if level is None else level
+        problem = task.sample(rng, lvl, "test")
+        if problem.question not in seen:
+            seen.add(problem.question)
+            out.append(problem)
+    if len(out) < n:
+        raise RuntimeError(f"only {len(out)} distinct held-out problems found, wanted {n}")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Registry.
+
+_REGISTRY: dict[str, Callable[..., Task]] = {}
+
+
+def register_task(name: str, factory: Callable[..., Task], overwrite: bool = False) -> None:
+    """Registers ``factory`` (a class or function returning a Task) under ``name``.
+
+    Re-registering the same factory is a no-op; a different one needs
+    ``overwrite=True``.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"task name must be a non-empty string, got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"factory for task {name!r} is not callable")
+    old = _REGISTRY.get(name)
+    if old is not None and old is not factory and not overwrite:
+        raise ValueError(f"task {name!r} is already registered; pass overwrite=True")
+    _REGISTRY[name] = factory
+
+
+def list_tasks() -> list[str]:
+    """Names of the registered tasks, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_task(name: str, **kwargs) -> Task:
+    """Builds the task registered as ``name`` with ``kwargs``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(list_tasks()) or '(none)'}")
+    return _REGISTRY[name](**kwargs)

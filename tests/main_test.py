@@ -1,0 +1,42 @@
+"""Command lines: bad flags and bad config values exit with code 2 and a clear message."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ENV = dict(os.environ, JAX_PLATFORMS="cpu")
+
+
+def _run(module_fn, *args, cwd=None):
+    code = f"import sys; from r1jax.main import {module_fn}; {module_fn}(['prog', *sys.argv[1:]])"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                           env=ENV, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--no_such_flag=1"], "no_such_flag"),
+    (["--config.rl.algo=sac"], "rl.algo"),
+    (["--config.rl.num_minibatches=7"], "rl.num_minibatches"),
+    (["--config.sft.lr=-1"], "sft.lr"),
+    (["--config.rl.no_such_field=1"], "no_such_field"),
+    (["--config=/no/such/file.py"], "config"),
+    (["--config.max_new_tokens=10"], "max_new_tokens"),
+])
+def test_train_rejects_bad_input_with_exit_2(args, needle, tmp_path):
+    r = _run("train_entry", f"--workdir={tmp_path / 'w'}", *args)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr
+    # Nothing half-written: no checkpoint was started.
+    assert not os.path.exists(tmp_path / "w" / "checkpoints")
+
+
+def test_eval_requires_an_existing_run(tmp_path):
+    r = _run("eval_entry")
+    assert r.returncode == 2 and "--workdir is required" in r.stderr
+    r = _run("eval_entry", f"--workdir={tmp_path}")
+    assert r.returncode == 2 and "r1jax-train" in r.stderr
+    r = _run("eval_entry", "--step=abc", f"--workdir={tmp_path}")
+    assert r.returncode == 2 and "step" in r.stderr

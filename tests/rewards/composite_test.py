@@ -1,0 +1,176 @@
+"""Tests for r1jax.rewards.composite: weights, efficiency modes, gating, validation."""
+
+import dataclasses
+import functools
+import pickle
+
+import pytest
+
+from r1jax.rewards import composite
+from r1jax.rewards.composite import (
+    REWARD_PARTS,
+    SCORE_FIELDS,
+    RewardConfig,
+    novelty,
+    score,
+    score_vector,
+)
+from r1jax.rewards.verifier import EquationVerifier, Verdict
+
+CORRECT4 = "7*4=28\n28-5=23\n3*6=18\n23+18=41\n#### 41"  # 4 valid steps, right answer
+ONE_BAD = "7*4=28\n28-5=24\n3*6=18\n24+18=42\n#### 42"  # 3 of 4 valid, wrong answer
+BARE = "#### 41"
+
+
+def test_field_names():
+    assert REWARD_PARTS == ("correctness", "efficiency", "novelty")
+    assert SCORE_FIELDS == (
+        "total", "correctness", "efficiency", "novelty",
+        "answer_correct", "num_steps", "valid_steps",
+    )
+    assert set(score(CORRECT4, "41")) == set(SCORE_FIELDS)
+
+
+def test_correct_solution_default_config():
+    s = score(CORRECT4, "41", RewardConfig())
+    assert s["answer_correct"] == 1.0
+    assert s["num_steps"] == 4.0 and s["valid_steps"] == 4.0
+    assert s["correctness"] == pytest.approx(1.0)
+    assert s["efficiency"] == pytest.approx(1 / 5)
+    assert s["novelty"] == 0.0
+    assert s["total"] == pytest.approx(0.6 * 1.0 + 0.3 * 0.2 + 0.1 * 0.0)
+    assert all(isinstance(v, float) for v in s.values())
+
+
+def test_wrong_answer_gets_step_credit_but_no_efficiency():
+    s = score(ONE_BAD, "41")
+    assert s["answer_correct"] == 0.0
+    assert s["valid_steps"] == 3.0
+    assert s["correctness"] == pytest.approx(0.2 * 3 / 4)
+    assert s["efficiency"] == 0.0  # gated on a correct answer
+    assert s["total"] == pytest.approx(0.6 * 0.15)
+
+
+def test_efficiency_gate_can_be_disabled():
+    cfg = RewardConfig(efficiency_requires_correct=False)
+    s = score(ONE_BAD, "41", cfg)
+    assert s["efficiency"] == pytest.approx(1 / 5)
+    assert s["total"] == pytest.approx(0.6 * 0.15 + 0.3 * 0.2)
+
+
+def test_short_wrong_answer_hack_is_not_rewarded():
+    gated = score("#### 0", "41")
+    assert gated["total"] == 0.0
+    ungated = score("#### 0", "41", RewardConfig(efficiency_requires_correct=False))
+    assert ungated["total"] == pytest.approx(0.3)  # what the gate protects against
+
+
+def test_no_steps_earns_no_step_credit():
+    s = score(BARE, "41")
+    assert s["num_steps"] == 0.0
+    assert s["correctness"] == pytest.approx(0.8)
+    assert s["efficiency"] == pytest.approx(1.0)
+    assert s["total"] == pytest.approx(0.6 * 0.8 + 0.3 * 1.0)  # the documented 0.78
+    assert score("no answer at all", "41")["total"] == 0.0
+
+
+@pytest.mark.parametrize("n", [0, 1, 4, 10])
+def test_efficiency_modes(n):
+    inverse = RewardConfig(efficiency_mode="inverse")
+    decay = RewardConfig(efficiency_mode="time_decay", decay=0.8)
+    flat = RewardConfig(efficiency_mode="time_decay", decay=1.0)
+    assert composite.efficiency(n, True, inverse) == pytest.approx(1 / (1 + n))
+    assert composite.efficiency(n, True, decay) == pytest.approx(0.8**n)
+    assert composite.efficiency(n, True, flat) == 1.0
+    assert composite.efficiency(n, False, decay) == 0.0
+
+
+def test_time_decay_in_score():
+    s = score(CORRECT4, "41", RewardConfig(efficiency_mode="time_decay", decay=0.5))
+    assert s["efficiency"] == pytest.approx(0.5**4)
+
+
+def test_fewer_valid_steps_score_higher_when_correct():
+    two = "7*4-5=23\n3*6+23=41\n#### 41"
+    assert score(two, "41")["total"] > score(CORRECT4, "41")["total"]
+
+
+def test_weights():
+    cfg = RewardConfig(w_correctness=1.0, w_efficiency=0.0, w_novelty=0.0)
+    assert score(CORRECT4, "41", cfg)["total"] == pytest.approx(1.0)
+    cfg = RewardConfig(w_correctness=0.0, w_efficiency=2.0, w_novelty=0.0)
+    assert score(CORRECT4, "41", cfg)["total"] == pytest.approx(2.0 * 0.2)
+    cfg = RewardConfig(step_weight=0.0)
+    assert score(ONE_BAD, "41", cfg)["correctness"] == 0.0
+    cfg = RewardConfig(step_weight=1.0)
+    assert score(ONE_BAD, "41", cfg)["correctness"] == pytest.approx(0.75)
+
+
+def test_novelty_is_a_stub():
+    assert novelty(CORRECT4, Verdict(True, 4, 4, True)) == 0.0
+    assert "STUB" in novelty.__doc__
+    cfg = RewardConfig(w_novelty=100.0)
+    assert score(CORRECT4, "41", cfg)["total"] == pytest.approx(0.66)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"w_correctness": -0.1}, "w_correctness"),
+        ({"w_efficiency": float("nan")}, "w_efficiency"),
+        ({"w_novelty": float("inf")}, "w_novelty"),
+        ({"w_novelty": "0.1"}, "w_novelty"),
+        ({"step_weight": 1.5}, "step_weight"),
+        ({"step_weight": -0.1}, "step_weight"),
+        ({"efficiency_mode": "linear"}, "efficiency_mode"),
+        ({"decay": 0.0}, "decay"),
+        ({"decay": 1.1}, "decay"),
+        ({"efficiency_requires_correct": 1}, "efficiency_requires_correct"),
+    ],
+)
+def test_validation_names_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=f"RewardConfig.{field}="):
+        RewardConfig(**kwargs)
+
+
+def test_config_is_frozen_and_hashable():
+    cfg = RewardConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.w_novelty = 0.5  # type: ignore[misc]
+    assert hash(cfg) == hash(RewardConfig())
+
+
+def test_score_vector_matches_score_in_field_order():
+    cfg = RewardConfig(efficiency_mode="time_decay")
+    for text in (CORRECT4, ONE_BAD, BARE, ""):
+        d = score(text, "41", cfg)
+        assert score_vector(text, "41", cfg) == tuple(d[k] for k in SCORE_FIELDS)
+
+
+def test_score_vector_partial_pickles():
+    fn = functools.partial(score_vector, cfg=RewardConfig(decay=0.9))
+    clone = pickle.loads(pickle.dumps(fn))
+    assert clone(CORRECT4, "41") == fn(CORRECT4, "41")
+
+
+class _LenientVerifier(EquationVerifier):
+    """Counts every step as valid (to check that a custom verifier is used)."""
+
+    def check_step(self, step):
+        return True
+
+
+def test_custom_verifier_plugs_in():
+    s = score(ONE_BAD, "41", verifier=_LenientVerifier())
+    assert s["valid_steps"] == 4.0
+    assert s["correctness"] == pytest.approx(0.2)
+
+
+def test_any_object_with_verify_works():
+    class Always:
+        def verify(self, completion, reference):
+            return Verdict(answer_correct=True, num_steps=0, valid_steps=0, has_answer=True)
+
+    s = score("anything", "1", verifier=Always())
+    assert s["answer_correct"] == 1.0
+    assert s["total"] == pytest.approx(0.6 * 0.8 + 0.3 * 1.0)
