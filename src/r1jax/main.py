@@ -51,19 +51,25 @@ def _setup_logging():
 
 def train_entry(argv=None):
   argv = list(sys.argv if argv is None else argv)
-  flags.DEFINE_string("workdir", "runs/arith_tiny",
-                      "Output directory: checkpoints, metrics.jsonl, summary.json, plots. "
-                      "An existing run there is resumed.")
-  config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG,
-                                  "Experiment config file (path[:variant]).", lock_config=True)
   try:
+    # config_flags reads `--config.*` overrides from sys.argv while defining the flag, so
+    # both definition and parsing can raise on a bad override.
+    flags.DEFINE_string("workdir", "runs/arith_tiny",
+                        "Output directory: checkpoints, metrics.jsonl, summary.json, plots. "
+                        "An existing run there is resumed.")
+    config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG,
+                                    "Experiment config file (path[:variant]).",
+                                    lock_config=True)
     _parse(argv)
-  except (ValueError, KeyError, AttributeError, TypeError, FileNotFoundError) as e:
-    _fail(f"bad --config: {e}")
+    config = flags.FLAGS.config
+    list(config.keys())             # the file is loaded lazily: force it here
+  except (ValueError, KeyError, AttributeError, TypeError, OSError, SyntaxError) as e:
+    _fail(f"bad --config or --config.* override: {e}\nValid fields are listed in "
+          f"{_DEFAULT_CONFIG}.")
   _setup_logging()
   from r1jax.train.loop import train
   try:
-    summary = train(flags.FLAGS.config, flags.FLAGS.workdir)
+    summary = train(config, flags.FLAGS.workdir)
   except ConfigError as e:
     _fail(str(e))
   _print_summary(summary, flags.FLAGS.workdir)
