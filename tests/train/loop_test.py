@@ -53,12 +53,15 @@ def test_outputs_and_summary(full_run):
     assert summary["skipped_updates"] == 0
 
 
-def test_resume_continues_exactly(full_run, tmp_path):
+@pytest.mark.parametrize("where", ["after_sft_checkpoint", "mid_rl"])
+def test_resume_continues_exactly(full_run, tmp_path, where):
     workdir, _ = full_run
     c = _smoke()
     resumed = str(tmp_path / "resumed")
-    # Stop one iteration after a checkpoint (as a kill would): that iteration is redone.
-    stop = c.sft.steps + c.checkpoint_every + 1
+    # Stop right after the SFT checkpoint, or one RL iteration after an RL checkpoint (as
+    # a kill would: that iteration is redone).
+    stop = c.sft.steps if where == "after_sft_checkpoint" else (
+        c.sft.steps + c.checkpoint_every + 1)
     assert train(_smoke(), resumed, stop_after=stop) == {}
     partial = read_metrics(os.path.join(resumed, "metrics.jsonl"))
     assert max(r["step"] for r in partial) == stop

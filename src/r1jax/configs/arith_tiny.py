@@ -23,6 +23,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.task_kwargs = ml_collections.ConfigDict(dict(
       verbose_prob=0.6,             # share of SFT references with redundant check steps
       test_fraction=0.1,            # share of question space held out (hash split)
+      max_operand=12,               # largest number written in a question
+      max_factor=5,                 # largest multiplier / divisor
+      max_number=60,                # largest intermediate result
   ))
   c.max_prompt_len = 160            # P, prompt tokens (left-padded)
   c.max_new_tokens = 96             # T, completion tokens (reference + EOS must fit)

@@ -197,16 +197,20 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
           row = writer.write(s + 1, "sft", _fetch(m))
           log.info("sft %d/%d loss %.4f tok_acc %.3f (%.1fs)", s + 1, c.sft.steps,
                        row["loss"], row["token_accuracy"], time.time() - t_phase)
-        if stopped(s + 1):
+        if stopped(s + 1) and s + 1 < c.sft.steps:
           return {}
       step = c.sft.steps
     if "sft_eval" not in meta:
       sft_eval = exp.evaluate(state.policy)
       writer.write(step, "eval", sft_eval)
+      log.info("SFT held-out: %s", json.dumps(sft_eval))
+      # The SFT checkpoint is the RL starting point: policy, fresh RL optimizers and the
+      # frozen reference (= this policy), so resuming from it starts RL exactly.
+      state = jax.device_put(start_rl(state, exp.policy_tx, exp.value_tx), exp.repl)
       meta = {"phase": "sft", "sft_eval": sft_eval, "wall_seconds": wall()}
       ckpt.save("sft", step, state, meta)
-      log.info("SFT held-out: %s", json.dumps(sft_eval))
-      state = jax.device_put(start_rl(state, exp.policy_tx, exp.value_tx), exp.repl)
+      if stopped(step):
+        return {}
     # Phase 2: RL.
     first_rl = c.sft.steps
     end = first_rl + c.rl.iterations
