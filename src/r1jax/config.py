@@ -118,7 +118,8 @@ def reward_config(c) -> RewardConfig:
   return RewardConfig(w_correctness=r.w_correctness, w_efficiency=r.w_efficiency,
                       w_novelty=r.w_novelty, step_weight=r.step_weight,
                       efficiency_mode=r.efficiency_mode, decay=r.efficiency_decay,
-                      efficiency_requires_correct=r.efficiency_requires_correct)
+                      efficiency_requires_correct=r.efficiency_requires_correct,
+                      step_credit_requires_correct=r.step_credit_requires_correct)
 
 
 def rl_hyper(c) -> RLHyper:

@@ -42,8 +42,22 @@ def test_correct_solution_default_config():
     assert all(isinstance(v, float) for v in s.values())
 
 
-def test_wrong_answer_gets_step_credit_but_no_efficiency():
+def test_wrong_answer_gets_nothing_by_default():
     s = score(ONE_BAD, "41")
+    assert s["answer_correct"] == 0.0 and s["valid_steps"] == 3.0
+    assert s["correctness"] == 0.0 and s["efficiency"] == 0.0 and s["total"] == 0.0
+
+
+def test_truncating_a_wrong_solution_does_not_pay_with_the_gate():
+    truncated = "7*4=28\n#### 28"        # one safe step, then a wrong answer
+    assert score(truncated, "41")["total"] == score(ONE_BAD, "41")["total"] == 0.0
+    ungated = RewardConfig(step_weight=0.2, step_credit_requires_correct=False)
+    # What the gate protects against: fewer (valid) steps score more.
+    assert score(truncated, "41", ungated)["total"] > score(ONE_BAD, "41", ungated)["total"]
+
+
+def test_wrong_answer_gets_step_credit_without_the_gate():
+    s = score(ONE_BAD, "41", RewardConfig(step_weight=0.2, step_credit_requires_correct=False))
     assert s["answer_correct"] == 0.0
     assert s["valid_steps"] == 3.0
     assert s["correctness"] == pytest.approx(0.2 * 3 / 4)
@@ -51,8 +65,16 @@ def test_wrong_answer_gets_step_credit_but_no_efficiency():
     assert s["total"] == pytest.approx(0.6 * 0.15)
 
 
+def test_default_ordering_concise_verbose_bare_wrong():
+    concise, verbose, bare = "7+5=12\n#### 12", "7+5=12\n12-5=7\n#### 12", "#### 12"
+    t = [score(x, "12")["total"] for x in (concise, verbose, bare, "7+5=13\n#### 13")]
+    assert t == sorted(t, reverse=True) and len(set(t)) == 4
+    assert t[0] == pytest.approx(0.75) and t[2] == pytest.approx(0.66)
+
+
 def test_efficiency_gate_can_be_disabled():
-    cfg = RewardConfig(efficiency_requires_correct=False)
+    cfg = RewardConfig(step_weight=0.2, step_credit_requires_correct=False,
+                       efficiency_requires_correct=False)
     s = score(ONE_BAD, "41", cfg)
     assert s["efficiency"] == pytest.approx(1 / 5)
     assert s["total"] == pytest.approx(0.6 * 0.15 + 0.3 * 0.2)
@@ -68,9 +90,9 @@ def test_short_wrong_answer_hack_is_not_rewarded():
 def test_no_steps_earns_no_step_credit():
     s = score(BARE, "41")
     assert s["num_steps"] == 0.0
-    assert s["correctness"] == pytest.approx(0.8)
+    assert s["correctness"] == pytest.approx(0.6)
     assert s["efficiency"] == pytest.approx(1.0)
-    assert s["total"] == pytest.approx(0.6 * 0.8 + 0.3 * 1.0)  # the documented 0.78
+    assert s["total"] == pytest.approx(0.6 * 0.6 + 0.3 * 1.0)
     assert score("no answer at all", "41")["total"] == 0.0
 
 
@@ -100,9 +122,9 @@ def test_weights():
     assert score(CORRECT4, "41", cfg)["total"] == pytest.approx(1.0)
     cfg = RewardConfig(w_correctness=0.0, w_efficiency=2.0, w_novelty=0.0)
     assert score(CORRECT4, "41", cfg)["total"] == pytest.approx(2.0 * 0.2)
-    cfg = RewardConfig(step_weight=0.0)
+    cfg = RewardConfig(step_weight=0.0, step_credit_requires_correct=False)
     assert score(ONE_BAD, "41", cfg)["correctness"] == 0.0
-    cfg = RewardConfig(step_weight=1.0)
+    cfg = RewardConfig(step_weight=1.0, step_credit_requires_correct=False)
     assert score(ONE_BAD, "41", cfg)["correctness"] == pytest.approx(0.75)
 
 
@@ -161,7 +183,8 @@ class _LenientVerifier(EquationVerifier):
 
 
 def test_custom_verifier_plugs_in():
-    s = score(ONE_BAD, "41", verifier=_LenientVerifier())
+    s = score(ONE_BAD, "41", RewardConfig(step_weight=0.2, step_credit_requires_correct=False),
+              verifier=_LenientVerifier())
     assert s["valid_steps"] == 4.0
     assert s["correctness"] == pytest.approx(0.2)
 
@@ -173,4 +196,4 @@ def test_any_object_with_verify_works():
 
     s = score("anything", "1", verifier=Always())
     assert s["answer_correct"] == 1.0
-    assert s["total"] == pytest.approx(0.6 * 0.8 + 0.3 * 1.0)
+    assert s["total"] == pytest.approx(0.6 * 0.6 + 0.3 * 1.0)

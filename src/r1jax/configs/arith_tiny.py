@@ -101,6 +101,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       efficiency_mode="inverse",    # "inverse": 1/(1+steps); "time_decay": decay**steps
       efficiency_decay=0.8,         # decay of the time-decay mode
       efficiency_requires_correct=True,  # no efficiency credit for a wrong answer
+      step_credit_requires_correct=True,  # no step credit for a wrong answer (no truncation hack)
       num_workers=2,                # verifier worker processes (0 = inline)
       deadline_s=2.0,               # hard per-item verification deadline (seconds)
   ))

@@ -2,8 +2,10 @@
 
 For one completion with verdict ``v`` (see ``verifier.Verdict``), ``n = v.num_steps``::
 
+    step_credit = step_weight * valid_steps / n                 (0 when n == 0)
     correctness = (1 - step_weight) * answer_correct
-                  + step_weight * valid_steps / n              (0 when n == 0)
+                  + step_credit * answer_correct   when step_credit_requires_correct
+                  + step_credit                    otherwise
     efficiency  = 1 / (1 + n)          efficiency_mode "inverse"
                   decay ** n           efficiency_mode "time_decay"
                   times answer_correct when efficiency_requires_correct
@@ -16,11 +18,16 @@ A solution without step equations earns no step credit (its correctness is at mo
 Efficiency is gated on a correct answer by default, otherwise the shortest way to reward
 is to answer at once and wrongly (one ``#### 0`` line scores efficiency 1).
 
-Trade-off to know when tuning: with the defaults, a bare correct ``#### 41`` scores
-0.6 * 0.8 + 0.3 * 1 = 0.78 while a fully valid correct 4-step solution scores
-0.6 * 1 + 0.3 * 0.2 = 0.66; efficiency thus pushes towards fewer steps, and only the
-policy's own accuracy (a skipped step is more often a wrong answer) holds it back.
-Raise ``step_weight`` or lower ``w_efficiency`` if solutions collapse to bare answers.
+Step credit is gated on a correct answer too (``step_credit_requires_correct``): without
+the gate a wrong solution scores higher the fewer steps it writes (fewer chances of an
+invalid step), and PPO on the embedded default learned to stop after the first, safe
+step: two-step accuracy fell from 16% to 2% while mean steps fell to 1.2. With the gate,
+a wrong answer scores 0 however it is written, and among correct answers valid steps
+and fewer steps score higher.
+
+Ordering with the defaults (step_weight 0.4), for a one-step problem: concise correct
+0.6 + 0.3/2 = 0.75 > verbose correct (with a check step) 0.6 + 0.3/3 = 0.70 > bare
+correct ``#### N`` 0.6 * 0.6 + 0.3 = 0.66 > any wrong answer 0.
 
 ``score`` returns a dict for logging; ``score_vector`` returns the same numbers as a
 tuple in ``SCORE_FIELDS`` order, the picklable, fixed-width form the host bridge
@@ -70,7 +77,7 @@ class RewardConfig:
     w_novelty: float = 0.1
     # Share of correctness given to valid steps (fraction of valid step equations);
     # the rest, 1 - step_weight, goes to the final answer. In [0, 1].
-    step_weight: float = 0.2
+    step_weight: float = 0.4
     # "inverse": efficiency = 1 / (1 + num_steps);
     # "time_decay": efficiency = decay ** num_steps.
     efficiency_mode: str = "inverse"
@@ -79,6 +86,9 @@ class RewardConfig:
     # Efficiency is 0 unless the answer is correct: without this, a short wrong answer
     # out-scores a long right one on efficiency (the "answer at once" reward hack).
     efficiency_requires_correct: bool = True
+    # Step credit only for a correct answer: otherwise truncating a wrong solution to its
+    # safe first steps raises its reward (see the module docstring).
+    step_credit_requires_correct: bool = True
 
     def __post_init__(self):
         for name in ("w_correctness", "w_efficiency", "w_novelty"):
@@ -105,11 +115,11 @@ class RewardConfig:
                 f"RewardConfig.decay={d!r}: must lie in (0, 1] (efficiency = decay ** "
                 "num_steps); use e.g. 0.8, or 1.0 for no decay."
             )
-        if not isinstance(self.efficiency_requires_correct, bool):
-            raise ValueError(
-                "RewardConfig.efficiency_requires_correct="
-                f"{self.efficiency_requires_correct!r}: must be True or False."
-            )
+        for name in ("efficiency_requires_correct", "step_credit_requires_correct"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"RewardConfig.{name}={getattr(self, name)!r}: must be True or False."
+                )
 
 
 def efficiency(num_steps: int, answer_correct: bool, cfg: RewardConfig) -> float:
@@ -151,7 +161,7 @@ def score(
     n = int(verdict.num_steps)
     valid = int(verdict.valid_steps)
     correctness = (1.0 - cfg.step_weight) * correct
-    if n > 0:
+    if n > 0 and (correct or not cfg.step_credit_requires_correct):
         correctness += cfg.step_weight * valid / n
     parts = {
         "correctness": correctness,
