@@ -9,9 +9,11 @@ import pytest
 
 from r1jax.tasks import ArithmeticTask, Problem, Task, get_task, sample_mixture, split_of
 from r1jax.tasks import arithmetic
+from r1jax.tasks.arithmetic import Step, given_numbers, render_solution
 
 EQ = re.compile(r"^(\d+)([+\-*/])(\d+)=(\d+)$")
 ANS = re.compile(r"^#### (\d+)$")
+IDENT = re.compile(r"^(\d+)=\1$")
 NUM = re.compile(r"\d+")
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b,
        "*": lambda a, b: a * b, "/": lambda a, b: a / b}
@@ -24,6 +26,8 @@ def parse(solution):
   assert m, f"bad answer line {lines[-1]!r}"
   steps = []
   for line in lines[:-1]:
+    if IDENT.match(line):          # a restated given quantity ("7=7"), true by form
+      continue
     e = EQ.match(line)
     assert e, f"not an equation: {line!r}"
     steps.append((int(e[1]), e[2], int(e[3]), int(e[4])))
@@ -39,6 +43,14 @@ def is_true(a, op, b, c):
 @pytest.fixture(scope="module")
 def task():
   return ArithmeticTask()
+
+
+@pytest.fixture(scope="module")
+def check_samples():
+  """Like `samples`, with the "check" verbose style."""
+  t = ArithmeticTask(verbose_style="check")
+  rng = np.random.default_rng(321)
+  return {lvl: [t.sample(rng, lvl, "train") for _ in range(800)] for lvl in (1, 2, 3)}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +79,37 @@ def test_format_prompt_and_reference(task):
   assert "\n" not in p.question
 
 
-def test_every_step_is_a_true_equation(samples):
+def test_restate_style_restates_the_givens_first(task):
+  assert task.verbose_style == "restate"
+  rng = np.random.default_rng(5)
+  seen_verbose = seen_concise = False
+  for lvl in (1, 2, 3):
+    for _ in range(300):
+      p = task.sample(rng, lvl, "train")
+      lines = p.solution.split("\n")
+      idents = [l for l in lines if re.fullmatch(r"(\d+)=\1", l)]
+      comp = [l for l in lines[:-1] if l not in idents]
+      assert len(comp) == p.min_steps
+      if idents:
+        seen_verbose = True
+        assert lines[:len(idents)] == idents          # all restatements come first
+        question_numbers = {x for x in NUM.findall(p.question)}
+        assert {l.split("=")[0] for l in idents} <= question_numbers
+      else:
+        seen_concise = True
+      assert lines[-1] == f"#### {p.answer}"
+  assert seen_verbose and seen_concise
+
+
+def test_given_numbers_skips_computed_values():
+  steps = [Step(3, "*", 4, 12), Step(12, "+", 5, 17), Step(17, "-", 3, 14)]
+  assert given_numbers(steps) == [3, 4, 5]
+  assert render_solution(steps, True).split("\n")[:3] == ["3=3", "4=4", "5=5"]
+  assert render_solution(steps, False).split("\n")[0] == "3*4=12"
+
+
+def test_every_step_is_a_true_equation(check_samples):
+  samples = check_samples
   n_verbose = collections.Counter()
   for lvl, problems in samples.items():
     for p in problems:
@@ -146,7 +188,7 @@ def test_level_mixture_and_verbose_fraction(task):
   freq = collections.Counter(p.level for p in problems)
   for lvl, w in zip((1, 2, 3), task.level_weights):
     assert abs(freq[lvl] / 5000 - w) < 0.03, freq
-  verbose = np.mean([p.solution.count("\n") == 2 * p.min_steps for p in problems])
+  verbose = np.mean([p.solution.count("\n") > p.min_steps for p in problems])
   assert abs(verbose - task.verbose_prob) < 0.03, verbose
   ref_steps = np.mean([p.solution.count("\n") for p in problems])
   min_steps = np.mean([p.min_steps for p in problems])
@@ -156,11 +198,17 @@ def test_level_mixture_and_verbose_fraction(task):
 
 @pytest.mark.parametrize("verbose_prob", [0.0, 1.0])
 def test_verbose_prob_extremes(verbose_prob):
-  t = ArithmeticTask(verbose_prob=verbose_prob)
-  rng = np.random.default_rng(3)
-  for p in sample_mixture(t, rng, 200):
-    n = p.solution.count("\n")
-    assert n == (2 * p.min_steps if verbose_prob else p.min_steps)
+  for style in ("restate", "check"):
+    t = ArithmeticTask(verbose_prob=verbose_prob, verbose_style=style)
+    rng = np.random.default_rng(3)
+    for p in sample_mixture(t, rng, 200):
+      n = p.solution.count("\n")
+      if not verbose_prob:
+        assert n == p.min_steps
+      elif style == "check":
+        assert n == 2 * p.min_steps
+      else:
+        assert n > p.min_steps
 
 
 def test_train_test_disjoint(task):
@@ -212,4 +260,4 @@ def test_small_config_respects_limits():
 def test_check_step_helper():
   st = arithmetic.Step(24, "/", 4, 6)
   assert st.text() == "24/4=6" and st.check().text() == "6*4=24"
-  assert arithmetic.render_solution([arithmetic.Step(7, "+", 5, 12)], True) == "7+5=12\n12-5=7\n#### 12"
+  assert arithmetic.render_solution([arithmetic.Step(7, "+", 5, 12)], True, "check") == "7+5=12\n12-5=7\n#### 12"

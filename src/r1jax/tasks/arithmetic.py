@@ -15,9 +15,18 @@ uses is written in the question or computed by an earlier step.
 
 Reference solutions are one equation per line, ``a<op>b=c`` without spaces,
 ending with ``#### N``. With probability ``verbose_prob`` the reference is
-verbose: each computation step is followed by a redundant (true) check with the
-inverse operation (``7+5=12`` then ``12-5=7``; ``6*4=24`` then ``24/4=6``), so a
-shorter correct solution (``min_steps`` lines) exists for RL to find.
+verbose, so a shorter correct solution (``min_steps`` lines) exists for RL to find.
+Two verbose styles (``verbose_style``):
+
+* ``"restate"`` (default): the solution first restates each given quantity it
+  will use, one identity per line (``7=7``, ``5=5``), then computes. The redundant
+  lines all come before the first computation, so dropping them is one decision
+  at the start of the solution, independent of how many steps the problem needs.
+* ``"check"``: each computation step is followed by a redundant (true) check with
+  the inverse operation (``7+5=12`` then ``12-5=7``). Measured on the embedded
+  default: RL that learns to drop the check after a one-step problem's only step
+  also stops multi-step solutions after their first step (two-step accuracy fell
+  from 16% to 7%), because "check or stop" is the same decision there.
 """
 
 from __future__ import annotations
@@ -64,11 +73,27 @@ class Step(NamedTuple):
         return Step(self.c, _INVERSE[self.op], self.b, self.a)
 
 
-def render_solution(steps: list[Step], verbose: bool) -> str:
+VERBOSE_STYLES = ("restate", "check")
+
+
+def given_numbers(steps: list[Step]) -> list[int]:
+    """Operands taken from the question (not computed by an earlier step), first use order."""
+    computed, out = set(), []
+    for st in steps:
+        for x in (st.a, st.b):
+            if x not in computed and x not in out:
+                out.append(x)
+        computed.add(st.c)
+    return out
+
+
+def render_solution(steps: list[Step], verbose: bool, style: str = "restate") -> str:
     lines = []
+    if verbose and style == "restate":
+        lines += [f"{n}={n}" for n in given_numbers(steps)]
     for st in steps:
         lines.append(st.text())
-        if verbose:
+        if verbose and style == "check":
             lines.append(st.check().text())
     lines.append(f"#### {steps[-1].c}")
     return "\n".join(lines)
@@ -93,6 +118,7 @@ class ArithmeticTask:
     reward_parts = ("correctness", "efficiency", "novelty")
 
     def __init__(self, test_fraction: float = 0.1, verbose_prob: float = 0.6,
+                 verbose_style: str = "restate",
                  max_number: int = 200, max_operand: int = 20, max_factor: int = 9,
                  level_weights: tuple[float, ...] = (0.6, 0.3, 0.1)):
         if not 0.0 < test_fraction < 1.0:
@@ -105,6 +131,9 @@ class ArithmeticTask:
             raise ValueError(f"level_weights must be 3 non-negative weights, got {level_weights}")
         self.test_fraction = float(test_fraction)
         self.verbose_prob = float(verbose_prob)
+        if verbose_style not in VERBOSE_STYLES:
+            raise ValueError(f"verbose_style must be one of {VERBOSE_STYLES}, got {verbose_style!r}")
+        self.verbose_style = verbose_style
         self.max_number = int(max_number)
         self.max_operand = int(max_operand)
         self.max_factor = int(max_factor)
@@ -112,6 +141,7 @@ class ArithmeticTask:
 
     def __repr__(self) -> str:
         return (f"ArithmeticTask(test_fraction={self.test_fraction}, verbose_prob={self.verbose_prob}, "
+                f"verbose_style={self.verbose_style!r}, "
                 f"max_number={self.max_number}, max_operand={self.max_operand}, "
                 f"max_factor={self.max_factor}, level_weights={self.level_weights})")
 
@@ -126,7 +156,7 @@ class ArithmeticTask:
         verbose = bool(rng.random() < self.verbose_prob)
         answer = str(steps[-1].c)
         return Problem(question=question, answer=answer,
-                       solution=render_solution(steps, verbose),
+                       solution=render_solution(steps, verbose, self.verbose_style),
                        level=level, min_steps=len(steps))
 
     def format_prompt(self, problem: Problem) -> str:
@@ -146,7 +176,7 @@ class ArithmeticTask:
                 continue
             if len(question) > MAX_QUESTION_CHARS[level]:
                 continue
-            if len(render_solution(steps, True)) > MAX_VERBOSE_SOLUTION_CHARS:
+            if len(render_solution(steps, True, self.verbose_style)) > MAX_VERBOSE_SOLUTION_CHARS:
                 continue
             return _Draft(question, steps)
         raise RuntimeError("arithmetic generator failed to produce a problem")
