@@ -23,6 +23,7 @@ def _run(module_fn, *args, cwd=None):
     (["--config.rl.no_such_field=1"], "no_such_field"),
     (["--config=/no/such/file.py"], "config"),
     (["--config.max_new_tokens=10"], "max_new_tokens"),
+    (["--config.rl.level_weights=(1.0,-1.0,0.0)"], "level_weights"),
 ])
 def test_train_rejects_bad_input_with_exit_2(args, needle, tmp_path):
     r = _run("train_entry", f"--workdir={tmp_path / 'w'}", *args)

@@ -10,12 +10,13 @@ import dataclasses
 import math
 
 import ml_collections
+import numpy as np
 
 from r1jax.errors import ConfigError
 from r1jax.models.transformer import ModelConfig
 from r1jax.rewards.composite import EFFICIENCY_MODES, RewardConfig
 from r1jax.rl.losses import AGGREGATION_MODES
-from r1jax.tasks import get_task
+from r1jax.tasks import get_task, sample_levels
 from r1jax.tokenizer import EOS_ID, PAD_ID
 from r1jax.train.rl_step import RLHyper
 
@@ -91,9 +92,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _require(c.rl.group_size >= 2, "rl.group_size", c.rl.group_size,
              "GRPO needs at least 2 samples per prompt")
   try:
-    get_task(c.task, **dict(c.task_kwargs))
+    task = get_task(c.task, **dict(c.task_kwargs))
   except (ValueError, TypeError) as e:
     raise ConfigError(f"config.task={c.task!r} / config.task_kwargs: {e}") from e
+  if c.rl.level_weights:
+    try:
+      sample_levels(task, np.random.default_rng(0), 1, tuple(c.rl.level_weights))
+    except (ValueError, TypeError) as e:
+      raise ConfigError(f"config.rl.level_weights={tuple(c.rl.level_weights)!r}: {e}") from e
   try:
     reward_config(c)
     model_config(c, 128)

@@ -198,7 +198,7 @@ def test_level_mixture_and_verbose_fraction(task):
 
 @pytest.mark.parametrize("verbose_prob", [0.0, 1.0])
 def test_verbose_prob_extremes(verbose_prob):
-  for style in ("restate", "check"):
+  for style in ("restate", "check", "final_check"):
     t = ArithmeticTask(verbose_prob=verbose_prob, verbose_style=style)
     rng = np.random.default_rng(3)
     for p in sample_mixture(t, rng, 200):
@@ -207,6 +207,8 @@ def test_verbose_prob_extremes(verbose_prob):
         assert n == p.min_steps
       elif style == "check":
         assert n == 2 * p.min_steps
+      elif style == "final_check":
+        assert n == p.min_steps + 1
       else:
         assert n > p.min_steps
 
@@ -261,3 +263,16 @@ def test_check_step_helper():
   st = arithmetic.Step(24, "/", 4, 6)
   assert st.text() == "24/4=6" and st.check().text() == "6*4=24"
   assert arithmetic.render_solution([arithmetic.Step(7, "+", 5, 12)], True, "check") == "7+5=12\n12-5=7\n#### 12"
+
+
+def test_final_check_style_checks_only_the_last_step():
+  t = ArithmeticTask(verbose_prob=1.0, verbose_style="final_check")
+  rng = np.random.default_rng(9)
+  for lvl in (1, 2, 3):
+    for _ in range(200):
+      p = t.sample(rng, lvl, "train")
+      steps, ans = parse(p.solution)
+      assert len(steps) == p.min_steps + 1
+      (a, op, b, c), (a2, op2, b2, c2) = steps[-2], steps[-1]
+      assert (a2, b2, c2) == (c, b, a) and {op, op2} in ({"+", "-"}, {"*", "/"})
+      assert ans == c and str(ans) == p.answer   # the answer is the checked value

@@ -22,7 +22,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.task = "arithmetic"             # a name registered with r1jax.tasks.register_task
   c.task_kwargs = ml_collections.ConfigDict(dict(
       verbose_prob=0.6,             # share of SFT references with redundant steps
-      verbose_style="restate",      # "restate" the givens first, or "check" each step
+      verbose_style="final_check",  # "final_check" the last step, "restate" givens, "check" all
       test_fraction=0.1,            # share of question space held out (hash split)
       max_operand=12,               # largest number written in a question
       max_factor=5,                 # largest multiplier / divisor
@@ -76,11 +76,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       eps_high=0.28,                # ε_high initial upper clip (clip-higher)
       adaptive_clip=True,           # adapt ε each iteration toward clip_target
       clip_signal="kl",             # "kl" (approx KL old→new) or "clip_frac"
-      clip_target=0.01,             # target of the clip signal
+      clip_target=0.002,            # target of the clip signal (per-update KL on the default)
       clip_rate=0.1,                # multiplicative step of ε per iteration
       eps_min=0.05,                 # lower clamp of ε
       eps_max=0.4,                  # upper clamp of ε
-      kl_coef=0.01,                 # β, weight of KL(π‖π_ref) in the loss
+      kl_coef=0.1,                  # β, weight of KL(π‖π_ref) in the loss
       kl_estimator="k3",            # "k1" | "k2" | "k3"
       loss_agg="token_mean",        # "token_mean" | "seq_mean_token_mean" | "seq_mean_token_sum_norm"
       grpo_scale_by_std=True,       # False gives Dr. GRPO
@@ -91,6 +91,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       top_entropy_q=1.0,            # < 1: policy gradient on the top-q highest-entropy tokens
       prioritized=False,            # sample minibatches by |advantage| (IS-weighted)
       priority_alpha=1.0,           # α of prioritized sampling
+      level_weights=(),             # RL prompt mix over levels; () = the task's (60/30/10)
   ))
 
   c.reward = ml_collections.ConfigDict(dict(

@@ -18,10 +18,14 @@ ending with ``#### N``. With probability ``verbose_prob`` the reference is
 verbose, so a shorter correct solution (``min_steps`` lines) exists for RL to find.
 Two verbose styles (``verbose_style``):
 
-* ``"restate"`` (default): the solution first restates each given quantity it
+* ``"restate"``: the solution first restates each given quantity it
   will use, one identity per line (``7=7``, ``5=5``), then computes. The redundant
   lines all come before the first computation, so dropping them is one decision
   at the start of the solution, independent of how many steps the problem needs.
+* ``"final_check"`` (the embedded default's choice): one redundant check of the last step, with the inverse
+  operation, just before the answer line (``3+12=15``, ``15-12=3``, ``#### 15``):
+  the "wait, let me verify" habit. The decision to check comes where the solution is
+  complete in every problem, so skipping it never cuts a solution short.
 * ``"check"``: each computation step is followed by a redundant (true) check with
   the inverse operation (``7+5=12`` then ``12-5=7``). Measured on the embedded
   default: RL that learns to drop the check after a one-step problem's only step
@@ -73,7 +77,7 @@ class Step(NamedTuple):
         return Step(self.c, _INVERSE[self.op], self.b, self.a)
 
 
-VERBOSE_STYLES = ("restate", "check")
+VERBOSE_STYLES = ("restate", "check", "final_check")
 
 
 def given_numbers(steps: list[Step]) -> list[int]:
@@ -95,6 +99,8 @@ def render_solution(steps: list[Step], verbose: bool, style: str = "restate") ->
         lines.append(st.text())
         if verbose and style == "check":
             lines.append(st.check().text())
+    if verbose and style == "final_check":
+        lines.append(steps[-1].check().text())
     lines.append(f"#### {steps[-1].c}")
     return "\n".join(lines)
 

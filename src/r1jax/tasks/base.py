@@ -136,24 +136,31 @@ def sample_in_split(make: Callable[[], Problem], split: str, test_fraction: floa
 # Sampling helpers.
 
 
-def _level_probs(task: Task) -> np.ndarray:
-    w = np.asarray(task.level_weights, dtype=np.float64)
-    if w.ndim != 1 or w.size == 0 or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(f"bad level_weights {task.level_weights!r}")
+def _level_probs(task: Task, weights=None) -> np.ndarray:
+    raw = task.level_weights if weights is None else weights
+    w = np.asarray(raw, dtype=np.float64)
+    if w.ndim != 1 or w.size != len(task.level_weights) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"bad level weights {tuple(raw)!r}: need {len(task.level_weights)} "
+                         "non-negative weights with a positive sum")
     return w / w.sum()
 
 
-def sample_levels(task: Task, rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` levels (1-based ints) drawn from ``task.level_weights``."""
-    p = _level_probs(task)
+def sample_levels(task: Task, rng: np.random.Generator, n: int, weights=None) -> np.ndarray:
+    """``n`` levels (1-based ints) drawn from ``weights`` (default ``task.level_weights``)."""
+    p = _level_probs(task, weights)
     return rng.choice(p.size, size=n, p=p) + 1
 
 
 def sample_mixture(task: Task, rng: np.random.Generator, n: int,
-                   split: str = "train") -> list[Problem]:
-    """``n`` problems with levels drawn from ``task.level_weights``."""
+                   split: str = "train", weights=None) -> list[Problem]:
+    """``n`` problems with levels drawn from ``weights`` (default ``task.level_weights``).
+
+    A different mixture for one phase (e.g. an RL prompt curriculum that leans on the
+    levels the policy has not mastered) is passed as ``weights``.
+    """
     check_split(split)
-    return [task.sample(rng, int(level), split) for level in sample_levels(task, rng, n)]
+    return [task.sample(rng, int(level), split)
+            for level in sample_levels(task, rng, n, weights)]
 
 
 def heldout_set(task: Task, n: int, seed: int = 0, level: int | None = None,

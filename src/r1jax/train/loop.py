@@ -117,8 +117,9 @@ class Experiment:
 
   def rl_batch(self, iteration: int) -> PromptBatch:
     c = self.c
+    weights = tuple(c.rl.level_weights) if c.rl.level_weights else None
     probs = sample_mixture(self.task, np.random.default_rng([c.seed, 2, iteration]),
-                           c.rl.prompts_per_iter, "train")
+                           c.rl.prompts_per_iter, "train", weights)
     prompt, pmask = self.tokenizer.encode_left_padded(
         [self.task.format_prompt(p) for p in probs], c.max_prompt_len)
     answer, _ = self.tokenizer.encode_right_padded(
