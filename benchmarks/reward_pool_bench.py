@@ -89,8 +89,10 @@ def main() -> None:
             assert pool.stats["timeouts"] == 0 and pool.stats["errors"] == 0, pool.stats
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{args.items} items/batch, median of {args.repeats} batches, {os.cpu_count()} CPUs "
-          f"(load average {load:.1f} at the end), score_fn = composite.score_vector")
+    print(
+        f"{args.items} items/batch, median of {args.repeats} batches, {os.cpu_count()} CPUs "
+        f"(load average {load:.1f} at the end), score_fn = composite.score_vector"
+    )
     print(f"{'mode':<12} {'chunk':>6} {'items/s':>10} {'vs inline':>10} {'CPU µs/item':>12}")
     inline = rows[0][2]
     for mode, chunk, rate, cpu in rows:

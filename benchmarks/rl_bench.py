@@ -10,7 +10,6 @@ completion tokens.
 """
 
 import argparse
-import functools
 import platform
 import statistics
 import tempfile
@@ -22,76 +21,92 @@ from flax import nnx
 
 
 def _median_time(fn, iters):
-  out = fn()
-  jax.block_until_ready(out)
-  times = []
-  for _ in range(iters):
-    t = time.perf_counter()
     out = fn()
     jax.block_until_ready(out)
-    times.append(time.perf_counter() - t)
-  return statistics.median(times), out
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        out = fn()
+        jax.block_until_ready(out)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
 
 
 def main():
-  ap = argparse.ArgumentParser()
-  ap.add_argument("--iters", type=int, default=5)
-  ap.add_argument("--variant", default="", help="config variant ('' or 'smoke')")
-  args = ap.parse_args()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--variant", default="", help="config variant ('' or 'smoke')")
+    args = ap.parse_args()
 
-  from r1jax.configs.arith_tiny import get_config
-  from r1jax.sampling import generate
-  from r1jax.tokenizer import EOS_ID, PAD_ID
-  from r1jax.train.loop import Experiment
+    from r1jax.configs.arith_tiny import get_config
+    from r1jax.sampling import generate
+    from r1jax.tokenizer import EOS_ID, PAD_ID
+    from r1jax.train.loop import Experiment
 
-  c = get_config(args.variant)
-  exp = Experiment(c, tempfile.mkdtemp())
-  try:
-    state = exp.init_state
-    g = c.rl.group_size
-    batch = exp.rl_batch(0)
-    prompt = np.repeat(batch.prompt, g, 0)
-    mask = np.repeat(batch.prompt_mask, g, 0)
-    gen = jax.jit(lambda p, k: generate(nnx.merge(exp.graphs.policy, p), prompt, mask, k,
-                                        max_new_tokens=c.max_new_tokens, temperature=1.0,
-                                        eos_id=EOS_ID, pad_id=PAD_ID))
-    t_gen, roll = _median_time(lambda: gen(state.policy, jax.random.PRNGKey(0)), args.iters)
-    n, t = roll.tokens_bt.shape
-    valid = float(np.asarray(roll.mask_bt).sum())
+    c = get_config(args.variant)
+    exp = Experiment(c, tempfile.mkdtemp())
+    try:
+        state = exp.init_state
+        g = c.rl.group_size
+        batch = exp.rl_batch(0)
+        prompt = np.repeat(batch.prompt, g, 0)
+        mask = np.repeat(batch.prompt_mask, g, 0)
+        gen = jax.jit(
+            lambda p, k: generate(
+                nnx.merge(exp.graphs.policy, p),
+                prompt,
+                mask,
+                k,
+                max_new_tokens=c.max_new_tokens,
+                temperature=1.0,
+                eos_id=EOS_ID,
+                pad_id=PAD_ID,
+            )
+        )
+        t_gen, roll = _median_time(lambda: gen(state.policy, jax.random.PRNGKey(0)), args.iters)
+        n, t = roll.tokens_bt.shape
+        valid = float(np.asarray(roll.mask_bt).sum())
 
-    sft_batch = exp.sft_batch(0)
-    holder = {"s": state}
+        sft_batch = exp.sft_batch(0)
+        holder = {"s": state}
 
-    def sft():
-      holder["s"], m = exp.sft_fn(holder["s"], sft_batch)
-      return m
-    t_sft, _ = _median_time(sft, args.iters)
-    examples = int(np.asarray(sft_batch.segments).max(1).sum())
+        def sft():
+            holder["s"], m = exp.sft_fn(holder["s"], sft_batch)
+            return m
 
-    def rl():
-      holder["s"], m = exp.rl_fn(holder["s"], batch)
-      return m
-    t0 = time.perf_counter()
-    jax.block_until_ready(rl())
-    t_compile = time.perf_counter() - t0
-    t_rl, _ = _median_time(rl, args.iters)
-  finally:
-    exp.close()
+        t_sft, _ = _median_time(sft, args.iters)
+        examples = int(np.asarray(sft_batch.segments).max(1).sum())
 
-  print(f"machine: {platform.processor() or platform.machine()}, "
-        f"{jax.device_count()} x {jax.devices()[0].platform}, jax {jax.__version__}")
-  print()
-  print("| measure | value |")
-  print("|---|---|")
-  print(f"| rollout: {n} sequences x {t} positions, one call | {t_gen * 1e3:.0f} ms |")
-  print(f"| rollout tokens/s (all positions) | {n * t / t_gen:,.0f} |")
-  print(f"| rollout tokens/s (valid completion tokens, SFT policy at init) | "
-        f"{valid / t_gen:,.0f} |")
-  print(f"| SFT step ({c.sft.rows} packed rows, {examples} examples) | {t_sft * 1e3:.0f} ms |")
-  print(f"| RL iteration ({c.rl.algo}, N={n}, K={c.rl.epochs}, M={c.rl.num_minibatches}) | "
-        f"{t_rl * 1e3:.0f} ms |")
-  print(f"| RL iteration first call (compile + run) | {t_compile:.1f} s |")
+        def rl():
+            holder["s"], m = exp.rl_fn(holder["s"], batch)
+            return m
+
+        t0 = time.perf_counter()
+        jax.block_until_ready(rl())
+        t_compile = time.perf_counter() - t0
+        t_rl, _ = _median_time(rl, args.iters)
+    finally:
+        exp.close()
+
+    print(
+        f"machine: {platform.processor() or platform.machine()}, "
+        f"{jax.device_count()} x {jax.devices()[0].platform}, jax {jax.__version__}"
+    )
+    print()
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| rollout: {n} sequences x {t} positions, one call | {t_gen * 1e3:.0f} ms |")
+    print(f"| rollout tokens/s (all positions) | {n * t / t_gen:,.0f} |")
+    print(
+        f"| rollout tokens/s (valid completion tokens, SFT policy at init) | {valid / t_gen:,.0f} |"
+    )
+    print(f"| SFT step ({c.sft.rows} packed rows, {examples} examples) | {t_sft * 1e3:.0f} ms |")
+    print(
+        f"| RL iteration ({c.rl.algo}, N={n}, K={c.rl.epochs}, M={c.rl.num_minibatches}) | "
+        f"{t_rl * 1e3:.0f} ms |"
+    )
+    print(f"| RL iteration first call (compile + run) | {t_compile:.1f} s |")
 
 
 if __name__ == "__main__":
-  main()
+    main()

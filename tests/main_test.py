@@ -11,20 +11,29 @@ ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 
 def _run(module_fn, *args, cwd=None):
     code = f"import sys; from r1jax.main import {module_fn}; {module_fn}(['prog', *sys.argv[1:]])"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                           env=ENV, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--no_such_flag=1"], "no_such_flag"),
-    (["--config.rl.algo=sac"], "rl.algo"),
-    (["--config.rl.num_minibatches=7"], "rl.num_minibatches"),
-    (["--config.sft.lr=-1"], "sft.lr"),
-    (["--config.rl.no_such_field=1"], "no_such_field"),
-    (["--config=/no/such/file.py"], "config"),
-    (["--config.max_new_tokens=10"], "max_new_tokens"),
-    (["--config.rl.level_weights=(1.0,-1.0,0.0)"], "level_weights"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--no_such_flag=1"], "no_such_flag"),
+        (["--config.rl.algo=sac"], "rl.algo"),
+        (["--config.rl.num_minibatches=7"], "rl.num_minibatches"),
+        (["--config.sft.lr=-1"], "sft.lr"),
+        (["--config.rl.no_such_field=1"], "no_such_field"),
+        (["--config=/no/such/file.py"], "config"),
+        (["--config.max_new_tokens=10"], "max_new_tokens"),
+        (["--config.rl.level_weights=(1.0,-1.0,0.0)"], "level_weights"),
+    ],
+)
 def test_train_rejects_bad_input_with_exit_2(args, needle, tmp_path):
     r = _run("train_entry", f"--workdir={tmp_path / 'w'}", *args)
     assert r.returncode == 2, r.stderr[-2000:]

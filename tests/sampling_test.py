@@ -10,8 +10,15 @@ from r1jax.sampling import generate, sequence_logits, token_logp
 from r1jax.tokenizer import EOS_ID, PAD_ID, CharTokenizer
 
 TOK = CharTokenizer()
-CFG = ModelConfig(vocab_size=TOK.vocab_size, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2,
-                  head_dim=8, mlp_dim=64)
+CFG = ModelConfig(
+    vocab_size=TOK.vocab_size,
+    d_model=32,
+    n_layers=2,
+    n_heads=4,
+    n_kv_heads=2,
+    head_dim=8,
+    mlp_dim=64,
+)
 
 
 def _setup():
@@ -21,9 +28,11 @@ def _setup():
 
 
 def _gen(model, prompt, mask, key, temperature, t=16):
-    return jax.jit(lambda m, p, k: generate(m, p, mask, k, max_new_tokens=t,
-                                            temperature=temperature, eos_id=EOS_ID,
-                                            pad_id=PAD_ID))(model, prompt, key)
+    return jax.jit(
+        lambda m, p, k: generate(
+            m, p, mask, k, max_new_tokens=t, temperature=temperature, eos_id=EOS_ID, pad_id=PAD_ID
+        )
+    )(model, prompt, key)
 
 
 def test_sampler_logp_matches_learner_logp():
@@ -44,8 +53,8 @@ def test_rows_end_at_eos_and_pad_after():
         eos = np.flatnonzero(row == EOS_ID)
         if eos.size:
             e = eos[0]
-            assert mrow[:e + 1].all() and not mrow[e + 1:].any()
-            assert (row[e + 1:] == PAD_ID).all()
+            assert mrow[: e + 1].all() and not mrow[e + 1 :].any()
+            assert (row[e + 1 :] == PAD_ID).all()
         else:
             assert mrow.all()
 
@@ -57,8 +66,9 @@ def test_greedy_is_deterministic_and_key_independent():
     np.testing.assert_array_equal(a.tokens_bt, b.tokens_bt)
     # Greedy picks the argmax of the learner's logits.
     logits = sequence_logits(model, prompt, mask, a.tokens_bt, a.mask_bt)
-    np.testing.assert_array_equal(np.where(a.mask_bt, jnp.argmax(logits, -1), 0),
-                                  np.where(a.mask_bt, a.tokens_bt, 0))
+    np.testing.assert_array_equal(
+        np.where(a.mask_bt, jnp.argmax(logits, -1), 0), np.where(a.mask_bt, a.tokens_bt, 0)
+    )
 
 
 def test_sampling_depends_on_key():

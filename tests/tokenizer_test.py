@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from r1jax.tokenizer import EOS_ID, PAD_ID, UNK_ID, CharTokenizer

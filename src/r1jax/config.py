@@ -22,122 +22,216 @@ from r1jax.train.rl_step import RLHyper
 
 
 def _require(ok: bool, field: str, value, fix: str):
-  if not ok:
-    raise ConfigError(f"config.{field}={value!r} is invalid: {fix}")
+    if not ok:
+        raise ConfigError(f"config.{field}={value!r} is invalid: {fix}")
 
 
 def _pos_int(c, field):
-  v = _get(c, field)
-  _require(isinstance(v, int) and not isinstance(v, bool) and v > 0, field, v,
-           "must be a positive integer")
-  return v
+    v = _get(c, field)
+    _require(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0,
+        field,
+        v,
+        "must be a positive integer",
+    )
+    return v
 
 
 def _nonneg(c, field):
-  v = _get(c, field)
-  _require(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-           and v >= 0, field, v, "must be a finite number >= 0")
-  return float(v)
+    v = _get(c, field)
+    _require(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0,
+        field,
+        v,
+        "must be a finite number >= 0",
+    )
+    return float(v)
 
 
 def _choice(c, field, options):
-  v = _get(c, field)
-  _require(v in options, field, v, f"must be one of {list(options)}")
-  return v
+    v = _get(c, field)
+    _require(v in options, field, v, f"must be one of {list(options)}")
+    return v
 
 
 def _get(c, dotted):
-  for part in dotted.split("."):
-    if part not in c:
-      raise ConfigError(f"config.{dotted} is missing: add it to the experiment config")
-    c = c[part]
-  return c
+    for part in dotted.split("."):
+        if part not in c:
+            raise ConfigError(f"config.{dotted} is missing: add it to the experiment config")
+        c = c[part]
+    return c
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
-  """Checks every field the trainer reads; raises ConfigError on the first bad one."""
-  for f in ("max_prompt_len", "max_new_tokens", "sft.rows", "sft.max_examples", "rl.iterations",
-            "rl.prompts_per_iter", "rl.group_size", "rl.epochs", "rl.num_minibatches",
-            "rl.value_epochs", "eval.num_problems", "eval.batch_size", "log_every",
-            "checkpoint_every", "keep_checkpoints", "model.d_model", "model.n_layers",
-            "model.n_heads", "model.n_kv_heads", "model.head_dim", "model.mlp_dim"):
-    _pos_int(c, f)
-  _require(isinstance(c.sft.steps, int) and c.sft.steps >= 0, "sft.steps", c.sft.steps,
-           "must be an integer >= 0 (0 skips SFT)")
-  for f in ("sft.lr", "rl.policy_lr", "rl.value_lr", "rl.temperature", "rl.eps_low",
-            "rl.eps_high", "rl.kl_coef", "rl.entropy_coef", "rl.vf_clip", "rl.clip_target",
-            "rl.clip_rate", "rl.eps_min", "rl.eps_max", "rl.priority_alpha",
-            "reward.deadline_s", "sft.grad_clip", "rl.grad_clip"):
-    _nonneg(c, f)
-  _require(c.sft.lr > 0, "sft.lr", c.sft.lr, "must be > 0")
-  _require(c.rl.temperature > 0, "rl.temperature", c.rl.temperature,
-           "must be > 0 for RL sampling (greedy decoding is only used for evaluation)")
-  _require(0.0 <= c.rl.gamma <= 1.0, "rl.gamma", c.rl.gamma, "must lie in [0, 1]")
-  _require(0.0 <= c.rl.lam <= 1.0, "rl.lam", c.rl.lam, "must lie in [0, 1]")
-  _require(0.0 < c.rl.top_entropy_q <= 1.0, "rl.top_entropy_q", c.rl.top_entropy_q,
-           "must lie in (0, 1]; 1 uses every token")
-  _require(c.rl.eps_min <= c.rl.eps_max, "rl.eps_min", c.rl.eps_min,
-           f"must not exceed rl.eps_max={c.rl.eps_max}")
-  _choice(c, "rl.algo", ("ppo", "grpo"))
-  _choice(c, "rl.kl_estimator", ("k1", "k2", "k3"))
-  _choice(c, "rl.loss_agg", AGGREGATION_MODES)
-  _choice(c, "rl.clip_signal", ("kl", "clip_frac"))
-  _choice(c, "reward.efficiency_mode", EFFICIENCY_MODES)
-  _require(isinstance(c.reward.num_workers, int) and c.reward.num_workers >= 0,
-           "reward.num_workers", c.reward.num_workers, "must be an integer >= 0 (0 = inline)")
-  n = c.rl.prompts_per_iter * c.rl.group_size
-  _require(n % c.rl.num_minibatches == 0, "rl.num_minibatches", c.rl.num_minibatches,
-           f"must divide prompts_per_iter * group_size = {n}")
-  if c.rl.algo == "grpo":
-    _require(c.rl.group_size >= 2, "rl.group_size", c.rl.group_size,
-             "GRPO needs at least 2 samples per prompt")
-  try:
-    task = get_task(c.task, **dict(c.task_kwargs))
-  except (ValueError, TypeError) as e:
-    raise ConfigError(f"config.task={c.task!r} / config.task_kwargs: {e}") from e
-  if c.rl.level_weights:
+    """Checks every field the trainer reads; raises ConfigError on the first bad one."""
+    for f in (
+        "max_prompt_len",
+        "max_new_tokens",
+        "sft.rows",
+        "sft.max_examples",
+        "rl.iterations",
+        "rl.prompts_per_iter",
+        "rl.group_size",
+        "rl.epochs",
+        "rl.num_minibatches",
+        "rl.value_epochs",
+        "eval.num_problems",
+        "eval.batch_size",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "model.d_model",
+        "model.n_layers",
+        "model.n_heads",
+        "model.n_kv_heads",
+        "model.head_dim",
+        "model.mlp_dim",
+    ):
+        _pos_int(c, f)
+    _require(
+        isinstance(c.sft.steps, int) and c.sft.steps >= 0,
+        "sft.steps",
+        c.sft.steps,
+        "must be an integer >= 0 (0 skips SFT)",
+    )
+    for f in (
+        "sft.lr",
+        "rl.policy_lr",
+        "rl.value_lr",
+        "rl.temperature",
+        "rl.eps_low",
+        "rl.eps_high",
+        "rl.kl_coef",
+        "rl.entropy_coef",
+        "rl.vf_clip",
+        "rl.clip_target",
+        "rl.clip_rate",
+        "rl.eps_min",
+        "rl.eps_max",
+        "rl.priority_alpha",
+        "reward.deadline_s",
+        "sft.grad_clip",
+        "rl.grad_clip",
+    ):
+        _nonneg(c, f)
+    _require(c.sft.lr > 0, "sft.lr", c.sft.lr, "must be > 0")
+    _require(
+        c.rl.temperature > 0,
+        "rl.temperature",
+        c.rl.temperature,
+        "must be > 0 for RL sampling (greedy decoding is only used for evaluation)",
+    )
+    _require(0.0 <= c.rl.gamma <= 1.0, "rl.gamma", c.rl.gamma, "must lie in [0, 1]")
+    _require(0.0 <= c.rl.lam <= 1.0, "rl.lam", c.rl.lam, "must lie in [0, 1]")
+    _require(
+        0.0 < c.rl.top_entropy_q <= 1.0,
+        "rl.top_entropy_q",
+        c.rl.top_entropy_q,
+        "must lie in (0, 1]; 1 uses every token",
+    )
+    _require(
+        c.rl.eps_min <= c.rl.eps_max,
+        "rl.eps_min",
+        c.rl.eps_min,
+        f"must not exceed rl.eps_max={c.rl.eps_max}",
+    )
+    _choice(c, "rl.algo", ("ppo", "grpo"))
+    _choice(c, "rl.kl_estimator", ("k1", "k2", "k3"))
+    _choice(c, "rl.loss_agg", AGGREGATION_MODES)
+    _choice(c, "rl.clip_signal", ("kl", "clip_frac"))
+    _choice(c, "reward.efficiency_mode", EFFICIENCY_MODES)
+    _require(
+        isinstance(c.reward.num_workers, int) and c.reward.num_workers >= 0,
+        "reward.num_workers",
+        c.reward.num_workers,
+        "must be an integer >= 0 (0 = inline)",
+    )
+    n = c.rl.prompts_per_iter * c.rl.group_size
+    _require(
+        n % c.rl.num_minibatches == 0,
+        "rl.num_minibatches",
+        c.rl.num_minibatches,
+        f"must divide prompts_per_iter * group_size = {n}",
+    )
+    if c.rl.algo == "grpo":
+        _require(
+            c.rl.group_size >= 2,
+            "rl.group_size",
+            c.rl.group_size,
+            "GRPO needs at least 2 samples per prompt",
+        )
     try:
-      sample_levels(task, np.random.default_rng(0), 1, tuple(c.rl.level_weights))
+        task = get_task(c.task, **dict(c.task_kwargs))
     except (ValueError, TypeError) as e:
-      raise ConfigError(f"config.rl.level_weights={tuple(c.rl.level_weights)!r}: {e}") from e
-  try:
-    reward_config(c)
-    model_config(c, 128)
-  except ValueError as e:
-    raise ConfigError(str(e)) from e
+        raise ConfigError(f"config.task={c.task!r} / config.task_kwargs: {e}") from e
+    if c.rl.level_weights:
+        try:
+            sample_levels(task, np.random.default_rng(0), 1, tuple(c.rl.level_weights))
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"config.rl.level_weights={tuple(c.rl.level_weights)!r}: {e}") from e
+    try:
+        reward_config(c)
+        model_config(c, 128)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 def model_config(c, vocab_size: int, value: bool = False) -> ModelConfig:
-  fields = dict(c.model)
-  if value:
-    fields.update(dict(c.value_model))
-  known = {f.name for f in dataclasses.fields(ModelConfig)}
-  unknown = set(fields) - known
-  if unknown:
-    raise ConfigError(f"config.model has unknown fields {sorted(unknown)}; known: "
-                      f"{sorted(known)}")
-  return ModelConfig(vocab_size=vocab_size, **fields)
+    fields = dict(c.model)
+    if value:
+        fields.update(dict(c.value_model))
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = set(fields) - known
+    if unknown:
+        raise ConfigError(
+            f"config.model has unknown fields {sorted(unknown)}; known: {sorted(known)}"
+        )
+    return ModelConfig(vocab_size=vocab_size, **fields)
 
 
 def reward_config(c) -> RewardConfig:
-  r = c.reward
-  return RewardConfig(w_correctness=r.w_correctness, w_efficiency=r.w_efficiency,
-                      w_novelty=r.w_novelty, step_weight=r.step_weight,
-                      efficiency_mode=r.efficiency_mode, decay=r.efficiency_decay,
-                      efficiency_requires_correct=r.efficiency_requires_correct,
-                      step_credit_requires_correct=r.step_credit_requires_correct)
+    r = c.reward
+    return RewardConfig(
+        w_correctness=r.w_correctness,
+        w_efficiency=r.w_efficiency,
+        w_novelty=r.w_novelty,
+        step_weight=r.step_weight,
+        efficiency_mode=r.efficiency_mode,
+        decay=r.efficiency_decay,
+        efficiency_requires_correct=r.efficiency_requires_correct,
+        step_credit_requires_correct=r.step_credit_requires_correct,
+    )
 
 
 def rl_hyper(c) -> RLHyper:
-  r = c.rl
-  return RLHyper(
-      algo=r.algo, group_size=r.group_size, max_new_tokens=c.max_new_tokens,
-      temperature=r.temperature, epochs=r.epochs, num_minibatches=r.num_minibatches,
-      value_epochs=r.value_epochs, gamma=r.gamma, lam=r.lam, vf_clip=r.vf_clip,
-      kl_coef=r.kl_coef, kl_estimator=r.kl_estimator, loss_agg=r.loss_agg,
-      grpo_scale_by_std=r.grpo_scale_by_std, adaptive_clip=r.adaptive_clip,
-      clip_signal=r.clip_signal, clip_target=r.clip_target, clip_rate=r.clip_rate,
-      eps_min=r.eps_min, eps_max=r.eps_max, adaptive_entropy=r.adaptive_entropy,
-      entropy_target=r.entropy_target, entropy_lr=r.entropy_lr,
-      top_entropy_q=r.top_entropy_q, prioritized=r.prioritized,
-      priority_alpha=r.priority_alpha, eos_id=EOS_ID, pad_id=PAD_ID)
+    r = c.rl
+    return RLHyper(
+        algo=r.algo,
+        group_size=r.group_size,
+        max_new_tokens=c.max_new_tokens,
+        temperature=r.temperature,
+        epochs=r.epochs,
+        num_minibatches=r.num_minibatches,
+        value_epochs=r.value_epochs,
+        gamma=r.gamma,
+        lam=r.lam,
+        vf_clip=r.vf_clip,
+        kl_coef=r.kl_coef,
+        kl_estimator=r.kl_estimator,
+        loss_agg=r.loss_agg,
+        grpo_scale_by_std=r.grpo_scale_by_std,
+        adaptive_clip=r.adaptive_clip,
+        clip_signal=r.clip_signal,
+        clip_target=r.clip_target,
+        clip_rate=r.clip_rate,
+        eps_min=r.eps_min,
+        eps_max=r.eps_max,
+        adaptive_entropy=r.adaptive_entropy,
+        entropy_target=r.entropy_target,
+        entropy_lr=r.entropy_lr,
+        top_entropy_q=r.top_entropy_q,
+        prioritized=r.prioritized,
+        priority_alpha=r.priority_alpha,
+        eos_id=EOS_ID,
+        pad_id=PAD_ID,
+    )

@@ -3,4 +3,4 @@ worker processes import the entry-point module, so it must not pull in JAX)."""
 
 
 class ConfigError(ValueError):
-  """A config value is invalid; the message names the field and the fix."""
+    """A config value is invalid; the message names the field and the fix."""

@@ -7,7 +7,6 @@ checkpoint give identical numbers.
 
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import jax
@@ -20,69 +19,93 @@ from r1jax.tasks import Problem
 
 
 def make_greedy_fn(graph_def, max_new_tokens: int, eos_id: int, pad_id: int):
-  """A jitted `(params, prompt_bp, mask_bp) -> tokens_bt` greedy decoder."""
+    """A jitted `(params, prompt_bp, mask_bp) -> tokens_bt` greedy decoder."""
 
-  def fn(params, prompt, mask):
-    model = nnx.merge(graph_def, params)
-    return generate(model, prompt, mask, jax.random.PRNGKey(0), max_new_tokens=max_new_tokens,
-                    temperature=0.0, eos_id=eos_id, pad_id=pad_id).tokens_bt
+    def fn(params, prompt, mask):
+        model = nnx.merge(graph_def, params)
+        return generate(
+            model,
+            prompt,
+            mask,
+            jax.random.PRNGKey(0),
+            max_new_tokens=max_new_tokens,
+            temperature=0.0,
+            eos_id=eos_id,
+            pad_id=pad_id,
+        ).tokens_bt
 
-  return jax.jit(fn)
+    return jax.jit(fn)
 
 
-def evaluate(params, problems: Sequence[Problem], *, task, tokenizer, greedy_fn, pool,
-             max_prompt_len: int, batch_size: int, return_completions: bool = False) -> dict:
-  """Accuracy (final answer exact) and mean reasoning steps over `problems`."""
-  completions: list[str] = []
-  for start in range(0, len(problems), batch_size):
-    chunk = list(problems[start:start + batch_size])
-    prompts = [task.format_prompt(p) for p in chunk]
-    prompts += [prompts[0]] * (batch_size - len(chunk))     # static shape
-    tok, mask = tokenizer.encode_left_padded(prompts, max_prompt_len)
-    out = np.asarray(greedy_fn(params, tok, mask))
-    completions += tokenizer.decode_batch(out[:len(chunk)])
-  items = [(c, task.reference_answer(p)) for c, p in zip(completions, problems)]
-  scores = pool.score_batch(items)
-  col = {k: scores[:, i] for i, k in enumerate(SCORE_FIELDS)}
-  result = {
-      "accuracy": float(np.mean(col["answer_correct"])),
-      "mean_steps": float(np.mean(col["num_steps"])),
-      "reward_mean": float(np.mean(col["total"])),
-      "num_problems": len(problems),
-  }
-  levels = np.array([p.level for p in problems])
-  for lv in sorted(set(levels.tolist())):
-    result[f"accuracy_level{lv}"] = float(np.mean(col["answer_correct"][levels == lv]))
-  if return_completions:
-    result["completions"] = completions
-  return result
+def evaluate(
+    params,
+    problems: Sequence[Problem],
+    *,
+    task,
+    tokenizer,
+    greedy_fn,
+    pool,
+    max_prompt_len: int,
+    batch_size: int,
+    return_completions: bool = False,
+) -> dict:
+    """Accuracy (final answer exact) and mean reasoning steps over `problems`."""
+    completions: list[str] = []
+    for start in range(0, len(problems), batch_size):
+        chunk = list(problems[start : start + batch_size])
+        prompts = [task.format_prompt(p) for p in chunk]
+        prompts += [prompts[0]] * (batch_size - len(chunk))  # static shape
+        tok, mask = tokenizer.encode_left_padded(prompts, max_prompt_len)
+        out = np.asarray(greedy_fn(params, tok, mask))
+        completions += tokenizer.decode_batch(out[: len(chunk)])
+    items = [(c, task.reference_answer(p)) for c, p in zip(completions, problems)]
+    scores = pool.score_batch(items)
+    col = {k: scores[:, i] for i, k in enumerate(SCORE_FIELDS)}
+    result = {
+        "accuracy": float(np.mean(col["answer_correct"])),
+        "mean_steps": float(np.mean(col["num_steps"])),
+        "reward_mean": float(np.mean(col["total"])),
+        "num_problems": len(problems),
+    }
+    levels = np.array([p.level for p in problems])
+    for lv in sorted(set(levels.tolist())):
+        result[f"accuracy_level{lv}"] = float(np.mean(col["answer_correct"][levels == lv]))
+    if return_completions:
+        result["completions"] = completions
+    return result
 
 
 def evaluate_checkpoint(workdir: str, step: int | None = None) -> dict:
-  """Evaluates the checkpoint at `step` (default: newest) of a run on its held-out set."""
-  import json
-  import os
+    """Evaluates the checkpoint at `step` (default: newest) of a run on its held-out set."""
+    import json
+    import os
 
-  import ml_collections
+    import ml_collections
 
-  from r1jax.checkpoint import Checkpointer
-  from r1jax.train.loop import Experiment
+    from r1jax.checkpoint import Checkpointer
+    from r1jax.train.loop import Experiment
 
-  cfg_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(cfg_path):
-    raise FileNotFoundError(f"{cfg_path} not found: --workdir must be a directory written by "
-                            "r1jax-train")
-  with open(cfg_path) as f:
-    c = ml_collections.ConfigDict(json.load(f))
-  exp = Experiment(c, workdir)
-  ckpt = Checkpointer(workdir, keep=c.keep_checkpoints)
-  try:
-    phase, step = ckpt.find(step)
-    state, _ = ckpt.restore(phase, step, exp.init_state)
-    result = exp.evaluate(state.policy)
-  finally:
-    ckpt.close()
-    exp.close()
-  return {"accuracy": result["accuracy"], "mean_steps": result["mean_steps"],
-          "num_problems": result["num_problems"], "step": step, "phase": phase,
-          **{k: v for k, v in result.items() if k.startswith("accuracy_level")}}
+    cfg_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(cfg_path):
+        raise FileNotFoundError(
+            f"{cfg_path} not found: --workdir must be a directory written by r1jax-train"
+        )
+    with open(cfg_path) as f:
+        c = ml_collections.ConfigDict(json.load(f))
+    exp = Experiment(c, workdir)
+    ckpt = Checkpointer(workdir, keep=c.keep_checkpoints)
+    try:
+        phase, step = ckpt.find(step)
+        state, _ = ckpt.restore(phase, step, exp.init_state)
+        result = exp.evaluate(state.policy)
+    finally:
+        ckpt.close()
+        exp.close()
+    return {
+        "accuracy": result["accuracy"],
+        "mean_steps": result["mean_steps"],
+        "num_problems": result["num_problems"],
+        "step": step,
+        "phase": phase,
+        **{k: v for k, v in result.items() if k.startswith("accuracy_level")},
+    }

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from r1jax.errors import ConfigError
@@ -24,85 +24,97 @@ EXIT_USAGE = 2
 
 
 def _fail(msg: str):
-  print(f"error: {msg}", file=sys.stderr)
-  sys.exit(EXIT_USAGE)
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
 
 
 def _parse(argv_flags):
-  """Runs absl flag parsing; turns flag errors into exit code 2 with the message."""
-  try:
-    return flags.FLAGS(argv_flags)
-  except flags.Error as e:
-    _fail(f"{e}\nRun with --helpfull to list flags.")
+    """Runs absl flag parsing; turns flag errors into exit code 2 with the message."""
+    try:
+        return flags.FLAGS(argv_flags)
+    except flags.Error as e:
+        _fail(f"{e}\nRun with --helpfull to list flags.")
 
 
 def _setup_logging():
-  """r1jax's own progress lines at INFO; library chatter (orbax, jax) at WARNING."""
-  import logging as pylogging
-  logging.set_verbosity(logging.WARNING)
-  logger = pylogging.getLogger("r1jax")
-  if not logger.handlers:
-    handler = pylogging.StreamHandler()
-    handler.setFormatter(pylogging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    logger.addHandler(handler)
-  logger.setLevel(pylogging.INFO)
-  logger.propagate = False
+    """r1jax's own progress lines at INFO; library chatter (orbax, jax) at WARNING."""
+    import logging as pylogging
+
+    logging.set_verbosity(logging.WARNING)
+    logger = pylogging.getLogger("r1jax")
+    if not logger.handlers:
+        handler = pylogging.StreamHandler()
+        handler.setFormatter(pylogging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(pylogging.INFO)
+    logger.propagate = False
 
 
 def train_entry(argv=None):
-  argv = list(sys.argv if argv is None else argv)
-  try:
-    # config_flags reads `--config.*` overrides from sys.argv while defining the flag, so
-    # both definition and parsing can raise on a bad override.
-    flags.DEFINE_string("workdir", "runs/arith_tiny",
-                        "Output directory: checkpoints, metrics.jsonl, summary.json, plots. "
-                        "An existing run there is resumed.")
-    config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG,
-                                    "Experiment config file (path[:variant]).",
-                                    lock_config=True)
-    _parse(argv)
-    config = flags.FLAGS.config
-    list(config.keys())             # the file is loaded lazily: force it here
-  except (ValueError, KeyError, AttributeError, TypeError, OSError, SyntaxError) as e:
-    _fail(f"bad --config or --config.* override: {e}\nValid fields are listed in "
-          f"{_DEFAULT_CONFIG}.")
-  _setup_logging()
-  from r1jax.train.loop import train
-  try:
-    summary = train(config, flags.FLAGS.workdir)
-  except ConfigError as e:
-    _fail(str(e))
-  _print_summary(summary, flags.FLAGS.workdir)
+    argv = list(sys.argv if argv is None else argv)
+    try:
+        # config_flags reads `--config.*` overrides from sys.argv while defining the flag, so
+        # both definition and parsing can raise on a bad override.
+        flags.DEFINE_string(
+            "workdir",
+            "runs/arith_tiny",
+            "Output directory: checkpoints, metrics.jsonl, summary.json, plots. "
+            "An existing run there is resumed.",
+        )
+        config_flags.DEFINE_config_file(
+            "config", _DEFAULT_CONFIG, "Experiment config file (path[:variant]).", lock_config=True
+        )
+        _parse(argv)
+        config = flags.FLAGS.config
+        list(config.keys())  # the file is loaded lazily: force it here
+    except (ValueError, KeyError, AttributeError, TypeError, OSError, SyntaxError) as e:
+        _fail(
+            f"bad --config or --config.* override: {e}\nValid fields are listed in "
+            f"{_DEFAULT_CONFIG}."
+        )
+    _setup_logging()
+    from r1jax.train.loop import train
+
+    try:
+        summary = train(config, flags.FLAGS.workdir)
+    except ConfigError as e:
+        _fail(str(e))
+    _print_summary(summary, flags.FLAGS.workdir)
 
 
 def _print_summary(s: dict, workdir: str):
-  print()
-  print(f"{'checkpoint':<12}{'accuracy':>10}{'mean_steps':>12}{'problems':>10}")
-  for name in ("sft", "rl"):
-    r = s[name]
-    print(f"{name:<12}{r['accuracy']:>10.3f}{r['mean_steps']:>12.2f}{r['num_problems']:>10d}")
-  gain = 100 * (s["rl"]["accuracy"] - s["sft"]["accuracy"])
-  fewer = 100 * (1 - s["rl"]["mean_steps"] / max(s["sft"]["mean_steps"], 1e-9))
-  print(f"RL vs SFT: {gain:+.1f} accuracy points, {fewer:+.0f}% fewer steps, "
-        f"{s['wall_seconds']:.0f} s wall")
-  print(f"wrote {os.path.join(workdir, 'summary.json')}, metrics.jsonl, tensorboard/, "
-        f"reward_accuracy.png")
+    print()
+    print(f"{'checkpoint':<12}{'accuracy':>10}{'mean_steps':>12}{'problems':>10}")
+    for name in ("sft", "rl"):
+        r = s[name]
+        print(f"{name:<12}{r['accuracy']:>10.3f}{r['mean_steps']:>12.2f}{r['num_problems']:>10d}")
+    gain = 100 * (s["rl"]["accuracy"] - s["sft"]["accuracy"])
+    fewer = 100 * (1 - s["rl"]["mean_steps"] / max(s["sft"]["mean_steps"], 1e-9))
+    print(
+        f"RL vs SFT: {gain:+.1f} accuracy points, {fewer:+.0f}% fewer steps, "
+        f"{s['wall_seconds']:.0f} s wall"
+    )
+    print(
+        f"wrote {os.path.join(workdir, 'summary.json')}, metrics.jsonl, tensorboard/, "
+        f"reward_accuracy.png"
+    )
 
 
 def eval_entry(argv=None):
-  argv = list(sys.argv if argv is None else argv)
-  flags.DEFINE_string("workdir", None, "Workdir of a run made by r1jax-train.")
-  flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
-  _parse(argv)
-  if not flags.FLAGS.workdir:
-    _fail("--workdir is required (the directory r1jax-train wrote)")
-  from r1jax.evaluate import evaluate_checkpoint
-  try:
-    result = evaluate_checkpoint(flags.FLAGS.workdir, flags.FLAGS.step)
-  except (FileNotFoundError, ConfigError) as e:
-    _fail(str(e))
-  print(json.dumps(result, sort_keys=True))
+    argv = list(sys.argv if argv is None else argv)
+    flags.DEFINE_string("workdir", None, "Workdir of a run made by r1jax-train.")
+    flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
+    _parse(argv)
+    if not flags.FLAGS.workdir:
+        _fail("--workdir is required (the directory r1jax-train wrote)")
+    from r1jax.evaluate import evaluate_checkpoint
+
+    try:
+        result = evaluate_checkpoint(flags.FLAGS.workdir, flags.FLAGS.step)
+    except (FileNotFoundError, ConfigError) as e:
+        _fail(str(e))
+    print(json.dumps(result, sort_keys=True))
 
 
 if __name__ == "__main__":
-  train_entry()
+    train_entry()

@@ -16,27 +16,31 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
 def make_mesh(data: int = -1, devices=None) -> Mesh:
-  """A ('data',) mesh over `data` devices (-1 = all)."""
-  devices = list(jax.devices() if devices is None else devices)
-  if data == -1:
-    data = len(devices)
-  if not 1 <= data <= len(devices):
-    raise ValueError(f"mesh.data={data} but {len(devices)} devices are visible: use -1 or a "
-                     f"value in [1, {len(devices)}]")
-  return Mesh(np.asarray(devices[:data]), ("data",))
+    """A ('data',) mesh over `data` devices (-1 = all)."""
+    devices = list(jax.devices() if devices is None else devices)
+    if data == -1:
+        data = len(devices)
+    if not 1 <= data <= len(devices):
+        raise ValueError(
+            f"mesh.data={data} but {len(devices)} devices are visible: use -1 or a "
+            f"value in [1, {len(devices)}]"
+        )
+    return Mesh(np.asarray(devices[:data]), ("data",))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
+    return NamedSharding(mesh, P())
 
 
 def data_sharded(mesh: Mesh) -> NamedSharding:
-  """Leading (batch) axis split over `data`, the rest replicated."""
-  return NamedSharding(mesh, P("data"))
+    """Leading (batch) axis split over `data`, the rest replicated."""
+    return NamedSharding(mesh, P("data"))
 
 
 def check_divisible(n: int, mesh: Mesh, what: str):
-  d = mesh.shape["data"]
-  if n % d:
-    raise ValueError(f"{what}={n} is not divisible by the {d} data-parallel devices: "
-                     f"choose a multiple of {d} or set mesh.data to a divisor of it")
+    d = mesh.shape["data"]
+    if n % d:
+        raise ValueError(
+            f"{what}={n} is not divisible by the {d} data-parallel devices: "
+            f"choose a multiple of {d} or set mesh.data to a divisor of it"
+        )

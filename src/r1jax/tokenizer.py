@@ -23,63 +23,68 @@ _FIRST_CHAR_ID = 4
 
 
 class CharTokenizer:
-  """Maps characters to ids; `decode` stops at EOS and drops PAD."""
+    """Maps characters to ids; `decode` stops at EOS and drops PAD."""
 
-  def __init__(self, chars: str | None = None):
-    if chars is None:
-      chars = "\n" + "".join(c for c in string.printable if c not in "\t\r\x0b\x0c\n")
-    if len(set(chars)) != len(chars):
-      raise ValueError("CharTokenizer: duplicate characters in the alphabet")
-    self.chars = chars
-    self._to_id = {c: i + _FIRST_CHAR_ID for i, c in enumerate(chars)}
-    self._to_char = {i: c for c, i in self._to_id.items()}
-    n = _FIRST_CHAR_ID + len(chars)
-    self.vocab_size = (n + 7) // 8 * 8
-    self.pad_id, self.bos_id, self.eos_id, self.unk_id = PAD_ID, BOS_ID, EOS_ID, UNK_ID
+    def __init__(self, chars: str | None = None):
+        if chars is None:
+            chars = "\n" + "".join(c for c in string.printable if c not in "\t\r\x0b\x0c\n")
+        if len(set(chars)) != len(chars):
+            raise ValueError("CharTokenizer: duplicate characters in the alphabet")
+        self.chars = chars
+        self._to_id = {c: i + _FIRST_CHAR_ID for i, c in enumerate(chars)}
+        self._to_char = {i: c for c, i in self._to_id.items()}
+        n = _FIRST_CHAR_ID + len(chars)
+        self.vocab_size = (n + 7) // 8 * 8
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = PAD_ID, BOS_ID, EOS_ID, UNK_ID
 
-  def encode(self, text: str) -> list[int]:
-    return [self._to_id.get(c, UNK_ID) for c in text]
+    def encode(self, text: str) -> list[int]:
+        return [self._to_id.get(c, UNK_ID) for c in text]
 
-  def decode(self, ids: Sequence[int]) -> str:
-    out = []
-    for i in ids:
-      i = int(i)
-      if i == EOS_ID:
-        break
-      if i == PAD_ID:
-        continue
-      out.append(self._to_char.get(i, "\ufffd"))
-    return "".join(out)
+    def decode(self, ids: Sequence[int]) -> str:
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == EOS_ID:
+                break
+            if i == PAD_ID:
+                continue
+            out.append(self._to_char.get(i, "\ufffd"))
+        return "".join(out)
 
-  def decode_batch(self, ids_bt: np.ndarray) -> list[str]:
-    return [self.decode(row) for row in np.asarray(ids_bt)]
+    def decode_batch(self, ids_bt: np.ndarray) -> list[str]:
+        return [self.decode(row) for row in np.asarray(ids_bt)]
 
-  def encode_left_padded(self, texts: Sequence[str], length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Encodes prompts right-aligned in `[B, length]`; returns (tokens, mask)."""
-    tokens = np.full((len(texts), length), PAD_ID, np.int32)
-    mask = np.zeros((len(texts), length), bool)
-    for b, text in enumerate(texts):
-      ids = self.encode(text)
-      if len(ids) > length:
-        raise ValueError(
-            f"prompt of {len(ids)} tokens exceeds max_prompt_len={length}: "
-            f"raise config.max_prompt_len or shorten the task's prompts ({text[:40]!r}...)")
-      if ids:
-        tokens[b, length - len(ids):] = ids
-        mask[b, length - len(ids):] = True
-    return tokens, mask
+    def encode_left_padded(
+        self, texts: Sequence[str], length: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Encodes prompts right-aligned in `[B, length]`; returns (tokens, mask)."""
+        tokens = np.full((len(texts), length), PAD_ID, np.int32)
+        mask = np.zeros((len(texts), length), bool)
+        for b, text in enumerate(texts):
+            ids = self.encode(text)
+            if len(ids) > length:
+                raise ValueError(
+                    f"prompt of {len(ids)} tokens exceeds max_prompt_len={length}: "
+                    f"raise config.max_prompt_len or shorten the task's prompts ({text[:40]!r}...)"
+                )
+            if ids:
+                tokens[b, length - len(ids) :] = ids
+                mask[b, length - len(ids) :] = True
+        return tokens, mask
 
-  def encode_right_padded(self, texts: Sequence[str], length: int, add_eos: bool = True
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """Encodes completions left-aligned in `[B, length]` (EOS appended); returns (tokens, mask)."""
-    tokens = np.full((len(texts), length), PAD_ID, np.int32)
-    mask = np.zeros((len(texts), length), bool)
-    for b, text in enumerate(texts):
-      ids = self.encode(text) + ([EOS_ID] if add_eos else [])
-      if len(ids) > length:
-        raise ValueError(
-            f"completion of {len(ids)} tokens exceeds max_new_tokens={length}: raise "
-            f"config.max_new_tokens or shorten the task's reference solutions ({text[:40]!r}...)")
-      tokens[b, :len(ids)] = ids
-      mask[b, :len(ids)] = True
-    return tokens, mask
+    def encode_right_padded(
+        self, texts: Sequence[str], length: int, add_eos: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Encodes completions left-aligned in `[B, length]` (EOS appended); returns (tokens, mask)."""
+        tokens = np.full((len(texts), length), PAD_ID, np.int32)
+        mask = np.zeros((len(texts), length), bool)
+        for b, text in enumerate(texts):
+            ids = self.encode(text) + ([EOS_ID] if add_eos else [])
+            if len(ids) > length:
+                raise ValueError(
+                    f"completion of {len(ids)} tokens exceeds max_new_tokens={length}: raise "
+                    f"config.max_new_tokens or shorten the task's reference solutions ({text[:40]!r}...)"
+                )
+            tokens[b, : len(ids)] = ids
+            mask[b, : len(ids)] = True
+        return tokens, mask

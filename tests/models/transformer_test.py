@@ -1,16 +1,23 @@
 """Decoder: cached decoding equals the full forward; RoPE is relative; GQA shapes."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from r1jax.models import (CausalLM, ModelConfig, ValueModel, causal_mask, init_cache,
-                          positions_from_mask, rope)
+from r1jax.models import (
+    CausalLM,
+    ModelConfig,
+    ValueModel,
+    causal_mask,
+    init_cache,
+    positions_from_mask,
+    rope,
+)
 
-CFG = ModelConfig(vocab_size=48, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2,
-                  head_dim=8, mlp_dim=64)
+CFG = ModelConfig(
+    vocab_size=48, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, mlp_dim=64
+)
 
 
 def _model(cfg=CFG, seed=0):
@@ -67,8 +74,8 @@ def test_cached_decoding_matches_full_forward():
     np.testing.assert_allclose(logits, full[:, :p], atol=1e-5)
     for t in range(p, 9):
         step_mask = np.zeros((2, 1, s), bool)
-        step_mask[:, :, :t + 1] = True
-        lt, cache = m(seq[:, t:t + 1], np.full((2, 1), t), step_mask, cache, t)
+        step_mask[:, :, : t + 1] = True
+        lt, cache = m(seq[:, t : t + 1], np.full((2, 1), t), step_mask, cache, t)
         np.testing.assert_allclose(lt[:, 0], full[:, t], atol=1e-5)
 
 
@@ -85,8 +92,9 @@ def test_rope_scores_depend_only_on_relative_position():
     assert score(3, 1) == pytest.approx(score(10, 8), abs=1e-4)
     assert score(3, 1) != pytest.approx(score(3, 2), abs=1e-3)
     # Rotation preserves the norm.
-    np.testing.assert_allclose(jnp.linalg.norm(rope(q, jnp.array([[7]]), 1e4)),
-                               jnp.linalg.norm(q), rtol=1e-5)
+    np.testing.assert_allclose(
+        jnp.linalg.norm(rope(q, jnp.array([[7]]), 1e4)), jnp.linalg.norm(q), rtol=1e-5
+    )
 
 
 def test_gqa_requires_divisible_heads():

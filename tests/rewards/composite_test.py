@@ -25,8 +25,13 @@ BARE = "#### 41"
 def test_field_names():
     assert REWARD_PARTS == ("correctness", "efficiency", "novelty")
     assert SCORE_FIELDS == (
-        "total", "correctness", "efficiency", "novelty",
-        "answer_correct", "num_steps", "valid_steps",
+        "total",
+        "correctness",
+        "efficiency",
+        "novelty",
+        "answer_correct",
+        "num_steps",
+        "valid_steps",
     )
     assert set(score(CORRECT4, "41")) == set(SCORE_FIELDS)
 
@@ -49,7 +54,7 @@ def test_wrong_answer_gets_nothing_by_default():
 
 
 def test_truncating_a_wrong_solution_does_not_pay_with_the_gate():
-    truncated = "7*4=28\n#### 28"        # one safe step, then a wrong answer
+    truncated = "7*4=28\n#### 28"  # one safe step, then a wrong answer
     assert score(truncated, "41")["total"] == score(ONE_BAD, "41")["total"] == 0.0
     ungated = RewardConfig(step_weight=0.2, step_credit_requires_correct=False)
     # What the gate protects against: fewer (valid) steps score more.
@@ -73,8 +78,9 @@ def test_default_ordering_concise_verbose_bare_wrong():
 
 
 def test_efficiency_gate_can_be_disabled():
-    cfg = RewardConfig(step_weight=0.2, step_credit_requires_correct=False,
-                       efficiency_requires_correct=False)
+    cfg = RewardConfig(
+        step_weight=0.2, step_credit_requires_correct=False, efficiency_requires_correct=False
+    )
     s = score(ONE_BAD, "41", cfg)
     assert s["efficiency"] == pytest.approx(1 / 5)
     assert s["total"] == pytest.approx(0.6 * 0.15 + 0.3 * 0.2)
@@ -183,8 +189,12 @@ class _LenientVerifier(EquationVerifier):
 
 
 def test_custom_verifier_plugs_in():
-    s = score(ONE_BAD, "41", RewardConfig(step_weight=0.2, step_credit_requires_correct=False),
-              verifier=_LenientVerifier())
+    s = score(
+        ONE_BAD,
+        "41",
+        RewardConfig(step_weight=0.2, step_credit_requires_correct=False),
+        verifier=_LenientVerifier(),
+    )
     assert s["valid_steps"] == 4.0
     assert s["correctness"] == pytest.approx(0.2)
 

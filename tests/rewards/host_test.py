@@ -123,8 +123,9 @@ def test_raising_and_crashing_items_are_errors(toy_pool):
 
 
 def test_timeout_value():
-    with RewardPool(toy_score, num_workers=1, deadline_s=DEADLINE_S,
-                    timeout_value=(-1.0, -2.0)) as pool:
+    with RewardPool(
+        toy_score, num_workers=1, deadline_s=DEADLINE_S, timeout_value=(-1.0, -2.0)
+    ) as pool:
         out = pool.score_batch([(HANG, ""), (RAISE, ""), ("a", "a")])
     np.testing.assert_array_equal(out, [[-1, -2], [-1, -2], [1, 1]])
 
@@ -186,8 +187,9 @@ def test_workers_exit_when_the_parent_is_killed():
         time.sleep(0.5)  # both workers now hang
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=20)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=20
+    )
     pids = [int(p) for p in proc.stdout.split()]
     assert len(pids) == 2, proc.stderr
     deadline = time.monotonic() + 10

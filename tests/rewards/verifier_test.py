@@ -21,9 +21,7 @@ SOLUTION = "7*4=28\n28-5=23\n3*6=18\n23+18=41\n#### 41"
 
 def test_parse_solution_example():
     parsed = parse_solution(SOLUTION)
-    assert parsed == ParsedSolution(
-        steps=("7*4=28", "28-5=23", "3*6=18", "23+18=41"), answer="41"
-    )
+    assert parsed == ParsedSolution(steps=("7*4=28", "28-5=23", "3*6=18", "23+18=41"), answer="41")
 
 
 def test_parse_solution_ignores_prose_blank_lines_and_text_after_answer():

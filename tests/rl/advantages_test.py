@@ -33,7 +33,7 @@ def _gae_ref(rewards, values, lengths, gamma, lam):
 def _grpo_ref(rewards, g, scale_by_std, eps):
     out = np.zeros(len(rewards))
     for start in range(0, len(rewards), g):
-        grp = [float(r) for r in rewards[start:start + g]]
+        grp = [float(r) for r in rewards[start : start + g]]
         mean = sum(grp) / g
         std = math.sqrt(sum((r - mean) ** 2 for r in grp) / g)  # ddof = 0
         for k, r in enumerate(grp):

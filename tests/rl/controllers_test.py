@@ -78,8 +78,9 @@ def test_entropy_coef_direction_and_clamp():
     assert float(ctl.entropy_coef(low)) > 0.01 > float(ctl.entropy_coef(high))
     top = ctl.update_entropy_coef(state, -100.0, target=1.0, lr=1.0)
     bottom = ctl.update_entropy_coef(state, 100.0, target=1.0, lr=1.0)
-    np.testing.assert_allclose([ctl.entropy_coef(top), ctl.entropy_coef(bottom)], [1.0, 1e-6],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        [ctl.entropy_coef(top), ctl.entropy_coef(bottom)], [1.0, 1e-6], rtol=1e-5
+    )
     with pytest.raises(ValueError):
         ctl.init_entropy_coef(0.0)
 
@@ -91,7 +92,8 @@ def test_entropy_coef_direction_and_clamp():
 def test_kl_coef_update_matches_ziegler(kl):
     target, horizon, n = 0.1, 10_000, 256
     new = jax.jit(functools.partial(ctl.update_kl_coef, target=target, horizon=horizon))(
-        ctl.init_kl_coef(0.2), kl, n_steps=n)
+        ctl.init_kl_coef(0.2), kl, n_steps=n
+    )
     err = min(max(kl / target - 1, -0.2), 0.2)
     np.testing.assert_allclose(new.coef, 0.2 * (1 + err * n / horizon), rtol=1e-6)
 

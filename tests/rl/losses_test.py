@@ -39,8 +39,11 @@ def _agg_ref(x, mask, mode, z):
 @pytest.mark.parametrize("mode", losses.AGGREGATION_MODES)
 def test_aggregate_matches_reference_and_splits_additively(mode):
     _, _, x, mask = _batch(1)
-    z = {"token_mean": mask.sum(), "seq_mean_token_sum_norm": mask.size,
-         "seq_mean_token_mean": mask.shape[0]}[mode]
+    z = {
+        "token_mean": mask.sum(),
+        "seq_mean_token_sum_norm": mask.size,
+        "seq_mean_token_mean": mask.shape[0],
+    }[mode]
     fn = jax.jit(losses.aggregate, static_argnums=2)
     full = fn(x, mask, mode, z)
     np.testing.assert_allclose(full, _agg_ref(x, mask, mode, z), rtol=1e-5)
@@ -90,19 +93,25 @@ def _ppo_ref(logp, old, adv, mask, el, eh, z, mode, w):
 @pytest.mark.parametrize("weighted", [False, True])
 def test_ppo_policy_loss_matches_reference(mode, weighted):
     logp, old, adv, mask = _batch(2)
-    w = np.random.default_rng(3).uniform(0.5, 2.0, size=mask.shape) if weighted else np.ones(mask.shape)
+    w = (
+        np.random.default_rng(3).uniform(0.5, 2.0, size=mask.shape)
+        if weighted
+        else np.ones(mask.shape)
+    )
     el, eh, z = 0.2, 0.28, 17.0
     fn = jax.jit(losses.ppo_policy_loss, static_argnames="mode")
-    loss, aux = fn(logp, old, adv, mask, el, eh, z, mode=mode,
-                   weights_bt=w if weighted else None)
+    loss, aux = fn(logp, old, adv, mask, el, eh, z, mode=mode, weights_bt=w if weighted else None)
     ref_loss, ref_grad, ref_aux = _ppo_ref(logp, old, adv, mask, el, eh, z, mode, w)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-7)
     for k, v in ref_aux.items():
         np.testing.assert_allclose(aux[k], v, rtol=1e-4, atol=1e-7, err_msg=k)
     assert 0 < ref_aux["clip_frac"] < 1  # the batch exercises both branches
     if mode != "seq_mean_token_mean":
-        grad = jax.grad(lambda lp: fn(lp, old, adv, mask, el, eh, z, mode=mode,
-                                      weights_bt=w if weighted else None)[0])(jnp.asarray(logp, jnp.float32))
+        grad = jax.grad(
+            lambda lp: fn(
+                lp, old, adv, mask, el, eh, z, mode=mode, weights_bt=w if weighted else None
+            )[0]
+        )(jnp.asarray(logp, jnp.float32))
         np.testing.assert_allclose(grad, ref_grad, rtol=1e-4, atol=1e-7)
 
 
@@ -177,7 +186,7 @@ def test_kl_k3_is_accurate_for_tiny_differences():
     logp = jnp.full((1, 3), -1.0, jnp.float32)
     d = np.array([[1e-3, -2e-3, 5e-4]], np.float32)
     out = losses.kl_estimate(logp, logp + d, "k3")
-    d64 = (np.asarray(logp + d, np.float64) - np.asarray(logp, np.float64))
+    d64 = np.asarray(logp + d, np.float64) - np.asarray(logp, np.float64)
     np.testing.assert_allclose(out, np.expm1(d64) - d64, rtol=1e-2)
 
 
@@ -220,7 +229,8 @@ def test_entropy_matches_reference():
 def test_entropy_uniform_masked_vocab_and_dtype():
     logits = jnp.array([[[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, -jnp.inf, -jnp.inf]]], jnp.bfloat16)
     out, grad = jax.value_and_grad(lambda l: losses.entropy_from_logits(l).sum())(
-        logits.astype(jnp.float32))
+        logits.astype(jnp.float32)
+    )
     np.testing.assert_allclose(out, math.log(4) + math.log(2), rtol=1e-6)
     assert np.all(np.isfinite(grad))
     assert losses.entropy_from_logits(logits).dtype == jnp.float32
@@ -230,8 +240,10 @@ def test_entropy_uniform_masked_vocab_and_dtype():
 
 
 def _high_entropy_ref(ent, mask, q):
-    vals = sorted((ent[i, j] for i in range(ent.shape[0]) for j in range(ent.shape[1])
-                   if mask[i, j]), reverse=True)
+    vals = sorted(
+        (ent[i, j] for i in range(ent.shape[0]) for j in range(ent.shape[1]) if mask[i, j]),
+        reverse=True,
+    )
     if not vals:
         return np.zeros_like(mask)
     k = max(1, math.ceil(q * len(vals)))
@@ -256,9 +268,11 @@ def test_high_entropy_mask_edge_cases():
     mask = jnp.array([[1, 1, 0], [1, 0, 0]], bool)
     np.testing.assert_array_equal(losses.high_entropy_mask(ent, mask, 1.0), mask)
     np.testing.assert_array_equal(
-        losses.high_entropy_mask(ent, jnp.zeros((2, 3), bool), 0.5), np.zeros((2, 3), bool))
+        losses.high_entropy_mask(ent, jnp.zeros((2, 3), bool), 0.5), np.zeros((2, 3), bool)
+    )
     # One valid token is always kept even for tiny q.
-    np.testing.assert_array_equal(losses.high_entropy_mask(ent, mask, 0.01),
-                                  [[False, False, False], [True, False, False]])
+    np.testing.assert_array_equal(
+        losses.high_entropy_mask(ent, mask, 0.01), [[False, False, False], [True, False, False]]
+    )
     with pytest.raises(ValueError):
         losses.high_entropy_mask(ent, mask, 0.0)

@@ -3,7 +3,6 @@
 import json
 import os
 
-import jax
 import numpy as np
 import pytest
 
@@ -13,8 +12,20 @@ from r1jax.train.loop import Experiment, train
 from r1jax.train.metrics import read_metrics
 
 TIMING_KEYS = {"iter_seconds"}
-RL_KEYS = {"step", "phase", "loss", "reward_mean", "accuracy", "clip_eps", "entropy", "kl",
-           "correctness", "efficiency", "novelty", "num_steps"}
+RL_KEYS = {
+    "step",
+    "phase",
+    "loss",
+    "reward_mean",
+    "accuracy",
+    "clip_eps",
+    "entropy",
+    "kl",
+    "correctness",
+    "efficiency",
+    "novelty",
+    "num_steps",
+}
 
 
 def _smoke():
@@ -47,8 +58,9 @@ def test_outputs_and_summary(full_run):
     rl = [r for r in rows if r["phase"] == "rl"]
     assert len(rl) == c.rl.iterations
     assert RL_KEYS <= set(rl[0])
-    assert [r["step"] for r in rl] == list(range(c.sft.steps + 1, c.sft.steps + 1 +
-                                                 c.rl.iterations))
+    assert [r["step"] for r in rl] == list(
+        range(c.sft.steps + 1, c.sft.steps + 1 + c.rl.iterations)
+    )
     assert all(np.isfinite(r["loss"]) for r in rl)
     assert summary["skipped_updates"] == 0
 
@@ -60,8 +72,9 @@ def test_resume_continues_exactly(full_run, tmp_path, where):
     resumed = str(tmp_path / "resumed")
     # Stop right after the SFT checkpoint, or one RL iteration after an RL checkpoint (as
     # a kill would: that iteration is redone).
-    stop = c.sft.steps if where == "after_sft_checkpoint" else (
-        c.sft.steps + c.checkpoint_every + 1)
+    stop = (
+        c.sft.steps if where == "after_sft_checkpoint" else (c.sft.steps + c.checkpoint_every + 1)
+    )
     assert train(_smoke(), resumed, stop_after=stop) == {}
     partial = read_metrics(os.path.join(resumed, "metrics.jsonl"))
     assert max(r["step"] for r in partial) == stop
@@ -107,6 +120,6 @@ def test_rl_step_compiles_once(tmp_path, algo):
             assert np.isfinite(float(m["loss"]))
         assert exp.rl_fn._cache_size() == 1
         assert int(state.step) == 3
-        assert len(set(eps)) > 1   # the adaptive clip controller moved ε
+        assert len(set(eps)) > 1  # the adaptive clip controller moved ε
     finally:
         exp.close()

@@ -17,121 +17,143 @@ import ml_collections
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0                        # seeds the model init, data streams and sampling
-  c.task = "arithmetic"             # a name registered with r1jax.tasks.register_task
-  c.task_kwargs = ml_collections.ConfigDict(dict(
-      verbose_prob=0.6,             # share of SFT references with redundant steps
-      verbose_style="final_check",  # "final_check" the last step, "restate" givens, "check" all
-      test_fraction=0.1,            # share of question space held out (hash split)
-      max_operand=12,               # largest number written in a question
-      max_factor=5,                 # largest multiplier / divisor
-      max_number=60,                # largest intermediate result
-  ))
-  c.max_prompt_len = 160            # P, prompt tokens (left-padded)
-  c.max_new_tokens = 96             # T, completion tokens (reference + EOS must fit)
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # seeds the model init, data streams and sampling
+    c.task = "arithmetic"  # a name registered with r1jax.tasks.register_task
+    c.task_kwargs = ml_collections.ConfigDict(
+        dict(
+            verbose_prob=0.6,  # share of SFT references with redundant steps
+            verbose_style="final_check",  # "final_check" the last step, "restate" givens, "check" all
+            test_fraction=0.1,  # share of question space held out (hash split)
+            max_operand=12,  # largest number written in a question
+            max_factor=5,  # largest multiplier / divisor
+            max_number=60,  # largest intermediate result
+        )
+    )
+    c.max_prompt_len = 160  # P, prompt tokens (left-padded)
+    c.max_new_tokens = 96  # T, completion tokens (reference + EOS must fit)
 
-  c.model = ml_collections.ConfigDict(dict(
-      d_model=64,                   # D
-      n_layers=2,                   # decoder blocks
-      n_heads=2,                    # H query heads
-      n_kv_heads=1,                 # K key/value heads (GQA: H/K queries share one)
-      head_dim=32,                  # Dh (few wide heads are fastest on CPU)
-      mlp_dim=192,                  # SwiGLU hidden width
-      rope_theta=10000.0,           # RoPE base
-      dtype="float32",              # compute dtype ("bfloat16" on accelerators)
-  ))
-  c.value_model = ml_collections.ConfigDict(dict(
-      n_layers=1,                   # critic depth (other fields as in `model`)
-  ))
+    c.model = ml_collections.ConfigDict(
+        dict(
+            d_model=64,  # D
+            n_layers=2,  # decoder blocks
+            n_heads=2,  # H query heads
+            n_kv_heads=1,  # K key/value heads (GQA: H/K queries share one)
+            head_dim=32,  # Dh (few wide heads are fastest on CPU)
+            mlp_dim=192,  # SwiGLU hidden width
+            rope_theta=10000.0,  # RoPE base
+            dtype="float32",  # compute dtype ("bfloat16" on accelerators)
+        )
+    )
+    c.value_model = ml_collections.ConfigDict(
+        dict(
+            n_layers=1,  # critic depth (other fields as in `model`)
+        )
+    )
 
-  c.sft = ml_collections.ConfigDict(dict(
-      steps=600,                    # SFT warm-start steps
-      rows=32,                      # packed rows per step, each max_prompt_len + max_new_tokens
-      max_examples=96,              # problems drawn per step; those that do not fit are dropped
-      lr=3e-3,                      # peak AdamW learning rate
-      warmup=100,                   # linear warmup steps
-      weight_decay=0.01,            # AdamW decoupled weight decay
-      grad_clip=1.0,                # global-norm gradient clip
-  ))
+    c.sft = ml_collections.ConfigDict(
+        dict(
+            steps=600,  # SFT warm-start steps
+            rows=32,  # packed rows per step, each max_prompt_len + max_new_tokens
+            max_examples=96,  # problems drawn per step; those that do not fit are dropped
+            lr=3e-3,  # peak AdamW learning rate
+            warmup=100,  # linear warmup steps
+            weight_decay=0.01,  # AdamW decoupled weight decay
+            grad_clip=1.0,  # global-norm gradient clip
+        )
+    )
 
-  c.rl = ml_collections.ConfigDict(dict(
-      algo="ppo",                   # "ppo" (critic + GAE) or "grpo" (group-relative)
-      iterations=150,               # RL iterations (one compiled program each)
-      prompts_per_iter=16,          # B, prompts per iteration
-      group_size=4,                 # G, samples per prompt (N = B·G rollouts)
-      temperature=1.0,              # τ, sampling temperature
-      epochs=1,                     # K, policy epochs per iteration
-      num_minibatches=4,            # M, minibatches per epoch (N % M == 0)
-      policy_lr=2e-4,               # policy learning rate (slow time scale)
-      value_lr=1e-3,                # critic learning rate (fast time scale)
-      value_epochs=1,               # critic epochs per iteration
-      warmup=5,                     # RL learning-rate warmup iterations
-      weight_decay=0.0,             # AdamW weight decay in RL
-      grad_clip=1.0,                # global-norm gradient clip
-      gamma=1.0,                    # γ discount
-      lam=0.95,                     # λ of GAE
-      vf_clip=0.2,                  # value-function clip range
-      eps_low=0.2,                  # ε_low initial lower clip
-      eps_high=0.28,                # ε_high initial upper clip (clip-higher)
-      adaptive_clip=True,           # adapt ε each iteration toward clip_target
-      clip_signal="kl",             # "kl" (approx KL old→new) or "clip_frac"
-      clip_target=0.002,            # target of the clip signal (per-update KL on the default)
-      clip_rate=0.1,                # multiplicative step of ε per iteration
-      eps_min=0.05,                 # lower clamp of ε
-      eps_max=0.4,                  # upper clamp of ε
-      kl_coef=0.1,                  # β, weight of KL(π‖π_ref) in the loss
-      kl_estimator="k3",            # "k1" | "k2" | "k3"
-      loss_agg="token_mean",        # "token_mean" | "seq_mean_token_mean" | "seq_mean_token_sum_norm"
-      grpo_scale_by_std=True,       # False gives Dr. GRPO
-      entropy_coef=1e-3,            # β_H initial entropy-bonus coefficient (> 0)
-      adaptive_entropy=False,       # adapt β_H toward entropy_target
-      entropy_target=0.3,           # target mean token entropy (nats)
-      entropy_lr=0.05,              # step size on log β_H
-      top_entropy_q=1.0,            # < 1: policy gradient on the top-q highest-entropy tokens
-      prioritized=False,            # sample minibatches by |advantage| (IS-weighted)
-      priority_alpha=1.0,           # α of prioritized sampling
-      level_weights=(),             # RL prompt mix over levels; () = the task's (60/30/10)
-  ))
+    c.rl = ml_collections.ConfigDict(
+        dict(
+            algo="ppo",  # "ppo" (critic + GAE) or "grpo" (group-relative)
+            iterations=150,  # RL iterations (one compiled program each)
+            prompts_per_iter=16,  # B, prompts per iteration
+            group_size=4,  # G, samples per prompt (N = B·G rollouts)
+            temperature=1.0,  # τ, sampling temperature
+            epochs=1,  # K, policy epochs per iteration
+            num_minibatches=4,  # M, minibatches per epoch (N % M == 0)
+            policy_lr=2e-4,  # policy learning rate (slow time scale)
+            value_lr=1e-3,  # critic learning rate (fast time scale)
+            value_epochs=1,  # critic epochs per iteration
+            warmup=5,  # RL learning-rate warmup iterations
+            weight_decay=0.0,  # AdamW weight decay in RL
+            grad_clip=1.0,  # global-norm gradient clip
+            gamma=1.0,  # γ discount
+            lam=0.95,  # λ of GAE
+            vf_clip=0.2,  # value-function clip range
+            eps_low=0.2,  # ε_low initial lower clip
+            eps_high=0.28,  # ε_high initial upper clip (clip-higher)
+            adaptive_clip=True,  # adapt ε each iteration toward clip_target
+            clip_signal="kl",  # "kl" (approx KL old→new) or "clip_frac"
+            clip_target=0.002,  # target of the clip signal (per-update KL on the default)
+            clip_rate=0.1,  # multiplicative step of ε per iteration
+            eps_min=0.05,  # lower clamp of ε
+            eps_max=0.4,  # upper clamp of ε
+            kl_coef=0.1,  # β, weight of KL(π‖π_ref) in the loss
+            kl_estimator="k3",  # "k1" | "k2" | "k3"
+            loss_agg="token_mean",  # "token_mean" | "seq_mean_token_mean" | "seq_mean_token_sum_norm"
+            grpo_scale_by_std=True,  # False gives Dr. GRPO
+            entropy_coef=1e-3,  # β_H initial entropy-bonus coefficient (> 0)
+            adaptive_entropy=False,  # adapt β_H toward entropy_target
+            entropy_target=0.3,  # target mean token entropy (nats)
+            entropy_lr=0.05,  # step size on log β_H
+            top_entropy_q=1.0,  # < 1: policy gradient on the top-q highest-entropy tokens
+            prioritized=False,  # sample minibatches by |advantage| (IS-weighted)
+            priority_alpha=1.0,  # α of prioritized sampling
+            level_weights=(),  # RL prompt mix over levels; () = the task's (60/30/10)
+        )
+    )
 
-  c.reward = ml_collections.ConfigDict(dict(
-      w_correctness=0.6,            # weight of correctness (answer + steps)
-      w_efficiency=0.3,             # weight of efficiency
-      w_novelty=0.1,                # weight of novelty (stub returns 0 until issue #3)
-      step_weight=0.4,              # share of correctness given by valid steps (> 0.25 keeps a
-                                    # bare "#### N" below a valid one-step solution)
-      efficiency_mode="inverse",    # "inverse": 1/(1+steps); "time_decay": decay**steps
-      efficiency_decay=0.8,         # decay of the time-decay mode
-      efficiency_requires_correct=True,  # no efficiency credit for a wrong answer
-      step_credit_requires_correct=True,  # no step credit for a wrong answer (no truncation hack)
-      num_workers=2,                # verifier worker processes (0 = inline)
-      deadline_s=2.0,               # hard per-item verification deadline (seconds)
-  ))
+    c.reward = ml_collections.ConfigDict(
+        dict(
+            w_correctness=0.6,  # weight of correctness (answer + steps)
+            w_efficiency=0.3,  # weight of efficiency
+            w_novelty=0.1,  # weight of novelty (stub returns 0 until issue #3)
+            step_weight=0.4,  # share of correctness given by valid steps (> 0.25 keeps a
+            # bare "#### N" below a valid one-step solution)
+            efficiency_mode="inverse",  # "inverse": 1/(1+steps); "time_decay": decay**steps
+            efficiency_decay=0.8,  # decay of the time-decay mode
+            efficiency_requires_correct=True,  # no efficiency credit for a wrong answer
+            step_credit_requires_correct=True,  # no step credit for a wrong answer (no truncation hack)
+            num_workers=2,  # verifier worker processes (0 = inline)
+            deadline_s=2.0,  # hard per-item verification deadline (seconds)
+        )
+    )
 
-  c.eval = ml_collections.ConfigDict(dict(
-      num_problems=256,             # held-out problems (fixed set)
-      batch_size=128,               # problems per greedy-decoding batch
-      seed=1234,                    # seed of the held-out set (independent of c.seed)
-      every=0,                      # RL iterations between held-out evals (0 = only ends)
-  ))
+    c.eval = ml_collections.ConfigDict(
+        dict(
+            num_problems=256,  # held-out problems (fixed set)
+            batch_size=128,  # problems per greedy-decoding batch
+            seed=1234,  # seed of the held-out set (independent of c.seed)
+            every=0,  # RL iterations between held-out evals (0 = only ends)
+        )
+    )
 
-  c.mesh = ml_collections.ConfigDict(dict(
-      data=-1,                      # data-parallel axis size (-1 = all devices)
-  ))
-  c.log_every = 10                  # steps between metric fetches / log lines
-  c.checkpoint_every = 20           # RL iterations between checkpoints
-  c.keep_checkpoints = 2            # checkpoints kept (the SFT one is always kept)
+    c.mesh = ml_collections.ConfigDict(
+        dict(
+            data=-1,  # data-parallel axis size (-1 = all devices)
+        )
+    )
+    c.log_every = 10  # steps between metric fetches / log lines
+    c.checkpoint_every = 20  # RL iterations between checkpoints
+    c.keep_checkpoints = 2  # checkpoints kept (the SFT one is always kept)
 
-  if arg == "smoke":
-    c.model.update(d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=16, mlp_dim=64)
-    c.value_model.n_layers = 1
-    c.sft.update(steps=6, rows=4, max_examples=12, warmup=2)
-    c.rl.update(iterations=4, prompts_per_iter=4, group_size=2, epochs=1, num_minibatches=2,
-                value_epochs=1)
-    c.eval.update(num_problems=8, batch_size=8)
-    c.log_every = 1
-    c.checkpoint_every = 2
-    c.reward.num_workers = 1
-  elif arg:
-    raise ValueError(f"unknown variant {arg!r} of arith_tiny; use '' or 'smoke'")
-  return c
+    if arg == "smoke":
+        c.model.update(d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=16, mlp_dim=64)
+        c.value_model.n_layers = 1
+        c.sft.update(steps=6, rows=4, max_examples=12, warmup=2)
+        c.rl.update(
+            iterations=4,
+            prompts_per_iter=4,
+            group_size=2,
+            epochs=1,
+            num_minibatches=2,
+            value_epochs=1,
+        )
+        c.eval.update(num_problems=8, batch_size=8)
+        c.log_every = 1
+        c.checkpoint_every = 2
+        c.reward.num_workers = 1
+    elif arg:
+        raise ValueError(f"unknown variant {arg!r} of arith_tiny; use '' or 'smoke'")
+    return c

@@ -1,3 +1,25 @@
 """Model definitions (Flax NNX)."""
-from r1jax.models.transformer import (CausalLM, Decoder, KVCache, ModelConfig, ValueModel,
-                                      causal_mask, init_cache, positions_from_mask, rope)
+
+from r1jax.models.transformer import (
+    CausalLM,
+    Decoder,
+    KVCache,
+    ModelConfig,
+    ValueModel,
+    causal_mask,
+    init_cache,
+    positions_from_mask,
+    rope,
+)
+
+__all__ = [
+    "CausalLM",
+    "Decoder",
+    "KVCache",
+    "ModelConfig",
+    "ValueModel",
+    "causal_mask",
+    "init_cache",
+    "positions_from_mask",
+    "rope",
+]

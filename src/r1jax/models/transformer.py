@@ -20,179 +20,188 @@ from flax import nnx
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  vocab_size: int = 104         # V
-  d_model: int = 128            # D
-  n_layers: int = 2             # number of decoder blocks
-  n_heads: int = 4              # H, query heads
-  n_kv_heads: int = 2           # K, key/value heads (GQA: H % K == 0)
-  head_dim: int = 32            # Dh
-  mlp_dim: int = 384            # SwiGLU hidden width
-  rope_theta: float = 10000.0   # RoPE base
-  rms_eps: float = 1e-6         # RMSNorm epsilon
-  qkv_bias: bool = False        # Qwen2 uses biases on q/k/v projections
-  tie_embeddings: bool = True   # share input embedding and output projection
-  dtype: str = "float32"        # compute dtype (params stay float32)
+    vocab_size: int = 104  # V
+    d_model: int = 128  # D
+    n_layers: int = 2  # number of decoder blocks
+    n_heads: int = 4  # H, query heads
+    n_kv_heads: int = 2  # K, key/value heads (GQA: H % K == 0)
+    head_dim: int = 32  # Dh
+    mlp_dim: int = 384  # SwiGLU hidden width
+    rope_theta: float = 10000.0  # RoPE base
+    rms_eps: float = 1e-6  # RMSNorm epsilon
+    qkv_bias: bool = False  # Qwen2 uses biases on q/k/v projections
+    tie_embeddings: bool = True  # share input embedding and output projection
+    dtype: str = "float32"  # compute dtype (params stay float32)
 
-  def __post_init__(self):
-    if self.n_heads % self.n_kv_heads:
-      raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads="
-                       f"{self.n_kv_heads} (grouped-query attention)")
-    for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim",
-                 "mlp_dim"):
-      if getattr(self, name) <= 0:
-        raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
+    def __post_init__(self):
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(
+                f"n_heads={self.n_heads} must be a multiple of n_kv_heads="
+                f"{self.n_kv_heads} (grouped-query attention)"
+            )
+        for name in (
+            "vocab_size",
+            "d_model",
+            "n_layers",
+            "n_heads",
+            "n_kv_heads",
+            "head_dim",
+            "mlp_dim",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
 
 
 class KVCache(NamedTuple):
-  """One buffer per layer (not a stacked array), so each decode step updates in place."""
-  k: tuple  # n_layers × [B, S, K, Dh]
-  v: tuple  # n_layers × [B, S, K, Dh]
+    """One buffer per layer (not a stacked array), so each decode step updates in place."""
+
+    k: tuple  # n_layers × [B, S, K, Dh]
+    v: tuple  # n_layers × [B, S, K, Dh]
 
 
 def init_cache(cfg: ModelConfig, batch: int, length: int) -> KVCache:
-  shape = (batch, length, cfg.n_kv_heads, cfg.head_dim)
-  dt = jnp.dtype(cfg.dtype)
-  zeros = lambda: tuple(jnp.zeros(shape, dt) for _ in range(cfg.n_layers))
-  return KVCache(zeros(), zeros())
+    shape = (batch, length, cfg.n_kv_heads, cfg.head_dim)
+    dt = jnp.dtype(cfg.dtype)
+    zeros = lambda: tuple(jnp.zeros(shape, dt) for _ in range(cfg.n_layers))
+    return KVCache(zeros(), zeros())
 
 
 def rope(x_blhd: jax.Array, positions_bl: jax.Array, theta: float) -> jax.Array:
-  """Rotary embedding, rotate-half layout (first half pairs with second half)."""
-  dh = x_blhd.shape[-1]
-  inv_freq = 1.0 / (theta ** (jnp.arange(0, dh, 2, dtype=jnp.float32) / dh))  # [Dh/2]
-  ang_blf = positions_bl[..., None].astype(jnp.float32) * inv_freq
-  cos = jnp.cos(ang_blf)[:, :, None, :]
-  sin = jnp.sin(ang_blf)[:, :, None, :]
-  x1, x2 = jnp.split(x_blhd.astype(jnp.float32), 2, axis=-1)
-  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-  return out.astype(x_blhd.dtype)
+    """Rotary embedding, rotate-half layout (first half pairs with second half)."""
+    dh = x_blhd.shape[-1]
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, dh, 2, dtype=jnp.float32) / dh))  # [Dh/2]
+    ang_blf = positions_bl[..., None].astype(jnp.float32) * inv_freq
+    cos = jnp.cos(ang_blf)[:, :, None, :]
+    sin = jnp.sin(ang_blf)[:, :, None, :]
+    x1, x2 = jnp.split(x_blhd.astype(jnp.float32), 2, axis=-1)
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x_blhd.dtype)
 
 
 class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        dt = jnp.dtype(cfg.dtype)
+        lin = lambda i, o, b: nnx.Linear(i, o, use_bias=b, dtype=dt, rngs=rngs)
+        self.q_proj = lin(cfg.d_model, cfg.n_heads * cfg.head_dim, cfg.qkv_bias)
+        self.k_proj = lin(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, cfg.qkv_bias)
+        self.v_proj = lin(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, cfg.qkv_bias)
+        self.o_proj = lin(cfg.n_heads * cfg.head_dim, cfg.d_model, False)
 
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-    self.cfg = cfg
-    dt = jnp.dtype(cfg.dtype)
-    lin = lambda i, o, b: nnx.Linear(i, o, use_bias=b, dtype=dt, rngs=rngs)
-    self.q_proj = lin(cfg.d_model, cfg.n_heads * cfg.head_dim, cfg.qkv_bias)
-    self.k_proj = lin(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, cfg.qkv_bias)
-    self.v_proj = lin(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, cfg.qkv_bias)
-    self.o_proj = lin(cfg.n_heads * cfg.head_dim, cfg.d_model, False)
-
-  def __call__(self, x_bld, positions_bl, mask_bls, cache_kv=None, cache_index=None):
-    cfg = self.cfg
-    b, l, _ = x_bld.shape
-    q = self.q_proj(x_bld).reshape(b, l, cfg.n_heads, cfg.head_dim)
-    k = self.k_proj(x_bld).reshape(b, l, cfg.n_kv_heads, cfg.head_dim)
-    v = self.v_proj(x_bld).reshape(b, l, cfg.n_kv_heads, cfg.head_dim)
-    q = rope(q, positions_bl, cfg.rope_theta)
-    k = rope(k, positions_bl, cfg.rope_theta)
-    if cache_kv is not None:  # write this chunk at cache_index, attend over the cache
-      ck, cv = cache_kv
-      k = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), cache_index, axis=1)
-      v = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype), cache_index, axis=1)
-      cache_kv = (k, v)
-    g = cfg.n_heads // cfg.n_kv_heads
-    q_blkgd = q.reshape(b, l, cfg.n_kv_heads, g, cfg.head_dim)
-    scores = jnp.einsum("blkgd,bskd->bkgls", q_blkgd, k).astype(jnp.float32)
-    scores = scores / jnp.sqrt(jnp.float32(cfg.head_dim))
-    scores = jnp.where(mask_bls[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgls,bskd->blkgd", probs, v).reshape(b, l, -1)
-    return self.o_proj(out), cache_kv
+    def __call__(self, x_bld, positions_bl, mask_bls, cache_kv=None, cache_index=None):
+        cfg = self.cfg
+        b, l, _ = x_bld.shape
+        q = self.q_proj(x_bld).reshape(b, l, cfg.n_heads, cfg.head_dim)
+        k = self.k_proj(x_bld).reshape(b, l, cfg.n_kv_heads, cfg.head_dim)
+        v = self.v_proj(x_bld).reshape(b, l, cfg.n_kv_heads, cfg.head_dim)
+        q = rope(q, positions_bl, cfg.rope_theta)
+        k = rope(k, positions_bl, cfg.rope_theta)
+        if cache_kv is not None:  # write this chunk at cache_index, attend over the cache
+            ck, cv = cache_kv
+            k = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), cache_index, axis=1)
+            v = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype), cache_index, axis=1)
+            cache_kv = (k, v)
+        g = cfg.n_heads // cfg.n_kv_heads
+        q_blkgd = q.reshape(b, l, cfg.n_kv_heads, g, cfg.head_dim)
+        scores = jnp.einsum("blkgd,bskd->bkgls", q_blkgd, k).astype(jnp.float32)
+        scores = scores / jnp.sqrt(jnp.float32(cfg.head_dim))
+        scores = jnp.where(mask_bls[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        out = jnp.einsum("bkgls,bskd->blkgd", probs, v).reshape(b, l, -1)
+        return self.o_proj(out), cache_kv
 
 
 class MLP(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        dt = jnp.dtype(cfg.dtype)
+        self.gate_proj = nnx.Linear(cfg.d_model, cfg.mlp_dim, use_bias=False, dtype=dt, rngs=rngs)
+        self.up_proj = nnx.Linear(cfg.d_model, cfg.mlp_dim, use_bias=False, dtype=dt, rngs=rngs)
+        self.down_proj = nnx.Linear(cfg.mlp_dim, cfg.d_model, use_bias=False, dtype=dt, rngs=rngs)
 
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-    dt = jnp.dtype(cfg.dtype)
-    self.gate_proj = nnx.Linear(cfg.d_model, cfg.mlp_dim, use_bias=False, dtype=dt, rngs=rngs)
-    self.up_proj = nnx.Linear(cfg.d_model, cfg.mlp_dim, use_bias=False, dtype=dt, rngs=rngs)
-    self.down_proj = nnx.Linear(cfg.mlp_dim, cfg.d_model, use_bias=False, dtype=dt, rngs=rngs)
-
-  def __call__(self, x):
-    return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+    def __call__(self, x):
+        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        dt = jnp.dtype(cfg.dtype)
+        self.input_norm = nnx.RMSNorm(cfg.d_model, epsilon=cfg.rms_eps, dtype=dt, rngs=rngs)
+        self.attn = Attention(cfg, rngs=rngs)
+        self.post_attn_norm = nnx.RMSNorm(cfg.d_model, epsilon=cfg.rms_eps, dtype=dt, rngs=rngs)
+        self.mlp = MLP(cfg, rngs=rngs)
 
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-    dt = jnp.dtype(cfg.dtype)
-    self.input_norm = nnx.RMSNorm(cfg.d_model, epsilon=cfg.rms_eps, dtype=dt, rngs=rngs)
-    self.attn = Attention(cfg, rngs=rngs)
-    self.post_attn_norm = nnx.RMSNorm(cfg.d_model, epsilon=cfg.rms_eps, dtype=dt, rngs=rngs)
-    self.mlp = MLP(cfg, rngs=rngs)
-
-  def __call__(self, x, positions, mask, cache_kv=None, cache_index=None):
-    h, cache_kv = self.attn(self.input_norm(x), positions, mask, cache_kv, cache_index)
-    x = x + h
-    return x + self.mlp(self.post_attn_norm(x)), cache_kv
+    def __call__(self, x, positions, mask, cache_kv=None, cache_index=None):
+        h, cache_kv = self.attn(self.input_norm(x), positions, mask, cache_kv, cache_index)
+        x = x + h
+        return x + self.mlp(self.post_attn_norm(x)), cache_kv
 
 
 class Decoder(nnx.Module):
-  """Token embedding, blocks and final norm; returns hidden states `[B, L, D]`."""
+    """Token embedding, blocks and final norm; returns hidden states `[B, L, D]`."""
 
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-    self.cfg = cfg
-    self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, dtype=jnp.dtype(cfg.dtype), rngs=rngs)
-    self.layers = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layers)])
-    self.norm = nnx.RMSNorm(cfg.d_model, epsilon=cfg.rms_eps, dtype=jnp.dtype(cfg.dtype),
-                            rngs=rngs)
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, dtype=jnp.dtype(cfg.dtype), rngs=rngs)
+        self.layers = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layers)])
+        self.norm = nnx.RMSNorm(
+            cfg.d_model, epsilon=cfg.rms_eps, dtype=jnp.dtype(cfg.dtype), rngs=rngs
+        )
 
-  def __call__(self, tokens_bl, positions_bl, mask_bls, cache: KVCache | None = None,
-               cache_index=None):
-    x = self.embed(tokens_bl)
-    new_k, new_v = [], []
-    for i, layer in enumerate(self.layers):
-      kv = None if cache is None else (cache.k[i], cache.v[i])
-      x, kv = layer(x, positions_bl, mask_bls, kv, cache_index)
-      if cache is not None:
-        new_k.append(kv[0])
-        new_v.append(kv[1])
-    new_cache = None if cache is None else KVCache(tuple(new_k), tuple(new_v))
-    return self.norm(x), new_cache
+    def __call__(
+        self, tokens_bl, positions_bl, mask_bls, cache: KVCache | None = None, cache_index=None
+    ):
+        x = self.embed(tokens_bl)
+        new_k, new_v = [], []
+        for i, layer in enumerate(self.layers):
+            kv = None if cache is None else (cache.k[i], cache.v[i])
+            x, kv = layer(x, positions_bl, mask_bls, kv, cache_index)
+            if cache is not None:
+                new_k.append(kv[0])
+                new_v.append(kv[1])
+        new_cache = None if cache is None else KVCache(tuple(new_k), tuple(new_v))
+        return self.norm(x), new_cache
 
 
 class CausalLM(nnx.Module):
-  """Decoder with a language-model head: `__call__` returns (logits [B, L, V], cache)."""
+    """Decoder with a language-model head: `__call__` returns (logits [B, L, V], cache)."""
 
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-    self.cfg = cfg
-    self.model = Decoder(cfg, rngs=rngs)
-    if not cfg.tie_embeddings:
-      self.lm_head = nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False,
-                                dtype=jnp.dtype(cfg.dtype), rngs=rngs)
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.model = Decoder(cfg, rngs=rngs)
+        if not cfg.tie_embeddings:
+            self.lm_head = nnx.Linear(
+                cfg.d_model, cfg.vocab_size, use_bias=False, dtype=jnp.dtype(cfg.dtype), rngs=rngs
+            )
 
-  def __call__(self, tokens_bl, positions_bl, mask_bls, cache=None, cache_index=None):
-    h, cache = self.model(tokens_bl, positions_bl, mask_bls, cache, cache_index)
-    if self.cfg.tie_embeddings:
-      logits = self.model.embed.attend(h)
-    else:
-      logits = self.lm_head(h)
-    return logits.astype(jnp.float32), cache
+    def __call__(self, tokens_bl, positions_bl, mask_bls, cache=None, cache_index=None):
+        h, cache = self.model(tokens_bl, positions_bl, mask_bls, cache, cache_index)
+        if self.cfg.tie_embeddings:
+            logits = self.model.embed.attend(h)
+        else:
+            logits = self.lm_head(h)
+        return logits.astype(jnp.float32), cache
 
 
 class ValueModel(nnx.Module):
-  """Separate critic (own weights, as in LLM PPO practice): per-token values [B, L]."""
+    """Separate critic (own weights, as in LLM PPO practice): per-token values [B, L]."""
 
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-    self.cfg = cfg
-    self.model = Decoder(cfg, rngs=rngs)
-    self.value_head = nnx.Linear(cfg.d_model, 1, kernel_init=nnx.initializers.zeros,
-                                 rngs=rngs)
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.model = Decoder(cfg, rngs=rngs)
+        self.value_head = nnx.Linear(cfg.d_model, 1, kernel_init=nnx.initializers.zeros, rngs=rngs)
 
-  def __call__(self, tokens_bl, positions_bl, mask_bls):
-    h, _ = self.model(tokens_bl, positions_bl, mask_bls)
-    return self.value_head(h.astype(jnp.float32))[..., 0]
+    def __call__(self, tokens_bl, positions_bl, mask_bls):
+        h, _ = self.model(tokens_bl, positions_bl, mask_bls)
+        return self.value_head(h.astype(jnp.float32))[..., 0]
 
 
 def causal_mask(valid_bl: jax.Array) -> jax.Array:
-  """[B, L, L] mask: query i sees key j iff j <= i and key j is a real token."""
-  l = valid_bl.shape[1]
-  tri = jnp.tril(jnp.ones((l, l), bool))
-  return tri[None] & valid_bl[:, None, :]
+    """[B, L, L] mask: query i sees key j iff j <= i and key j is a real token."""
+    l = valid_bl.shape[1]
+    tri = jnp.tril(jnp.ones((l, l), bool))
+    return tri[None] & valid_bl[:, None, :]
 
 
 def positions_from_mask(valid_bl: jax.Array) -> jax.Array:
-  """Position ids that skip left padding: 0 at the first real token."""
-  return jnp.maximum(jnp.cumsum(valid_bl.astype(jnp.int32), axis=1) - 1, 0)
+    """Position ids that skip left padding: 0 at the first real token."""
+    return jnp.maximum(jnp.cumsum(valid_bl.astype(jnp.int32), axis=1) - 1, 0)

@@ -369,7 +369,7 @@ class RewardPool:
         w = self._workers[slot]
         pos, _ = w.running()  # w.chunk[pos] gets the fallback row
         self._failure(kind, w.chunk[pos], detail)
-        queue.extendleft(reversed(w.chunk[:pos] + w.chunk[pos + 1:]))
+        queue.extendleft(reversed(w.chunk[:pos] + w.chunk[pos + 1 :]))
         w.chunk = []
         self._replace(slot)
 

@@ -34,15 +34,15 @@ if TYPE_CHECKING:  # pragma: no cover
     import sympy
 
 __all__ = [
-        "MAX_ABS",
-        "MAX_DENOMINATOR",
-        "MAX_DEPTH",
-        "MAX_EXPONENT",
-        "MAX_EXPR_CHARS",
-        "parse_answer",
-        "parse_answer_fraction",
-        "safe_eval",
-        "safe_eval_fraction",
+    "MAX_ABS",
+    "MAX_DENOMINATOR",
+    "MAX_DEPTH",
+    "MAX_EXPONENT",
+    "MAX_EXPR_CHARS",
+    "parse_answer",
+    "parse_answer_fraction",
+    "safe_eval",
+    "safe_eval_fraction",
 ]
 
 MAX_EXPR_CHARS = 200  # longest expression (after trimming) we agree to look at
@@ -112,7 +112,7 @@ def _eval_node(node: ast.AST, src: str, depth: int) -> Fraction:
             return Fraction(value)
         if type(value) is float:
             # Exact conversion from the literal's own text, not from the binary float.
-            token = src[node.col_offset:node.end_col_offset]
+            token = src[node.col_offset : node.end_col_offset]
             if len(token) > MAX_EXPR_CHARS:  # pragma: no cover  (bounded by prefilter)
                 raise _Reject("literal length")
             return _check(Fraction(token))

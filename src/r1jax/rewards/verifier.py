@@ -72,8 +72,7 @@ class Verdict:
 class Verifier(Protocol):
     """Scores one completion against one reference answer."""
 
-    def verify(self, completion: str, reference: str) -> Verdict:
-        ...
+    def verify(self, completion: str, reference: str) -> Verdict: ...
 
 
 def parse_solution(text: str) -> ParsedSolution:
@@ -85,7 +84,7 @@ def parse_solution(text: str) -> ParsedSolution:
     for raw in text.splitlines():
         line = raw.strip()
         if line.startswith(ANSWER_MARKER):
-            answer = line[len(ANSWER_MARKER):].strip()
+            answer = line[len(ANSWER_MARKER) :].strip()
             break
         if "=" in line:
             steps.append(line)

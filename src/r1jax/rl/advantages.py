@@ -20,11 +20,11 @@ __all__ = ["gae", "group_relative_advantages", "whiten"]
 
 
 def gae(
-        rewards_bt: jax.Array,
-        values_bt: jax.Array,
-        mask_bt: jax.Array,
-        gamma: float | jax.Array,
-        lam: float | jax.Array,
+    rewards_bt: jax.Array,
+    values_bt: jax.Array,
+    mask_bt: jax.Array,
+    gamma: float | jax.Array,
+    lam: float | jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
     """Token-level Generalized Advantage Estimation (Schulman et al. 2016).
 
@@ -79,10 +79,10 @@ def gae(
 
 
 def group_relative_advantages(
-        rewards_n: jax.Array,
-        group_size: int,
-        scale_by_std: bool = True,
-        eps: float = 1e-6,
+    rewards_n: jax.Array,
+    group_size: int,
+    scale_by_std: bool = True,
+    eps: float = 1e-6,
 ) -> jax.Array:
     """Group-relative advantages (GRPO, Shao et al. 2024; Dr. GRPO, Liu et al. 2025).
 
@@ -108,8 +108,7 @@ def group_relative_advantages(
     rewards_n = jnp.asarray(rewards_n, jnp.float32)
     n = rewards_n.shape[0]
     if group_size <= 0 or n % group_size != 0:
-        raise ValueError(
-                f"group_size={group_size} must be positive and divide len(rewards)={n}")
+        raise ValueError(f"group_size={group_size} must be positive and divide len(rewards)={n}")
     rewards_bg = rewards_n.reshape(n // group_size, group_size)  # [B, G]
     mean_b1 = rewards_bg.mean(axis=1, keepdims=True)
     adv_bg = rewards_bg - mean_b1

@@ -61,13 +61,13 @@ def init_clip(eps_low: float, eps_high: float) -> ClipState:
 
 
 def update_clip(
-        state: ClipState,
-        measured: float | jax.Array,
-        *,
-        target: float,
-        rate: float,
-        eps_min: float,
-        eps_max: float,
+    state: ClipState,
+    measured: float | jax.Array,
+    *,
+    target: float,
+    rate: float,
+    eps_min: float,
+    eps_max: float,
 ) -> ClipState:
     """Adapt the clip range so a measured step size tracks ``target``.
 
@@ -98,8 +98,8 @@ def update_clip(
     measured = _f32(measured)
     factor = _f32(1.0 + rate)
     scale = jnp.where(
-        measured > 1.5 * target, 1.0 / factor,
-        jnp.where(measured < target / 1.5, factor, _f32(1.0)))
+        measured > 1.5 * target, 1.0 / factor, jnp.where(measured < target / 1.5, factor, _f32(1.0))
+    )
     return ClipState(
         eps_low=jnp.clip(state.eps_low * scale, eps_min, eps_max),
         eps_high=jnp.clip(state.eps_high * scale, eps_min, eps_max),
@@ -120,16 +120,15 @@ def init_entropy_coef(coef: float) -> EntropyCoefState:
     """Initial coefficient β_H = ``coef`` (> 0), clamped to [1e-6, 1]."""
     if coef <= 0:
         raise ValueError(f"entropy coefficient must be positive, got {coef}")
-    return EntropyCoefState(
-        log_coef=jnp.clip(_f32(math.log(coef)), _LOG_COEF_MIN, _LOG_COEF_MAX))
+    return EntropyCoefState(log_coef=jnp.clip(_f32(math.log(coef)), _LOG_COEF_MIN, _LOG_COEF_MAX))
 
 
 def update_entropy_coef(
-        state: EntropyCoefState,
-        entropy: float | jax.Array,
-        *,
-        target: float,
-        lr: float,
+    state: EntropyCoefState,
+    entropy: float | jax.Array,
+    *,
+    target: float,
+    lr: float,
 ) -> EntropyCoefState:
     """Move β_H so the policy entropy H tracks the target H̄ (SAC-style)::
 
@@ -169,12 +168,12 @@ def init_kl_coef(coef: float) -> KLCoefState:
 
 
 def update_kl_coef(
-        state: KLCoefState,
-        kl: float | jax.Array,
-        *,
-        target: float,
-        horizon: float,
-        n_steps: int | jax.Array,
+    state: KLCoefState,
+    kl: float | jax.Array,
+    *,
+    target: float,
+    horizon: float,
+    n_steps: int | jax.Array,
 ) -> KLCoefState:
     """Adaptive KL controller of Ziegler et al. 2019 (proportional control)::
 

@@ -47,10 +47,10 @@ def _masked_mean(x: jax.Array, valid: jax.Array) -> jax.Array:
 
 
 def aggregate(
-        x_bt: jax.Array,
-        mask_bt: jax.Array,
-        mode: str,
-        normalizer: float | jax.Array,
+    x_bt: jax.Array,
+    mask_bt: jax.Array,
+    mode: str,
+    normalizer: float | jax.Array,
 ) -> jax.Array:
     """Reduce a per-token quantity ``x_bt`` [B, T] to a scalar.
 
@@ -97,15 +97,15 @@ def aggregate(
 
 
 def ppo_policy_loss(
-        logp_bt: jax.Array,
-        old_logp_bt: jax.Array,
-        adv_bt: jax.Array,
-        mask_bt: jax.Array,
-        eps_low: float | jax.Array,
-        eps_high: float | jax.Array,
-        normalizer: float | jax.Array,
-        mode: str = "token_mean",
-        weights_bt: jax.Array | None = None,
+    logp_bt: jax.Array,
+    old_logp_bt: jax.Array,
+    adv_bt: jax.Array,
+    mask_bt: jax.Array,
+    eps_low: float | jax.Array,
+    eps_high: float | jax.Array,
+    normalizer: float | jax.Array,
+    mode: str = "token_mean",
+    weights_bt: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """PPO clipped surrogate with asymmetric clip range (DAPO clip-higher).
 
@@ -145,7 +145,8 @@ def ppo_policy_loss(
     log_ratio_bt = jnp.where(
         valid_bt,
         logp_bt.astype(jnp.float32) - jax.lax.stop_gradient(old_logp_bt).astype(jnp.float32),
-        0.0)
+        0.0,
+    )
     ratio_bt = jnp.exp(log_ratio_bt)
     adv_bt = jax.lax.stop_gradient(jnp.asarray(adv_bt, jnp.float32))
     eps_low = jnp.asarray(eps_low, jnp.float32)
@@ -170,13 +171,13 @@ def ppo_policy_loss(
 
 
 def value_loss(
-        values_bt: jax.Array,
-        old_values_bt: jax.Array,
-        returns_bt: jax.Array,
-        mask_bt: jax.Array,
-        clip_range: float | jax.Array,
-        normalizer: float | jax.Array,
-        mode: str = "token_mean",
+    values_bt: jax.Array,
+    old_values_bt: jax.Array,
+    returns_bt: jax.Array,
+    mask_bt: jax.Array,
+    clip_range: float | jax.Array,
+    normalizer: float | jax.Array,
+    mode: str = "token_mean",
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Clipped value loss (PPO, OpenAI baselines)::
 
@@ -260,9 +261,9 @@ def entropy_from_logits(logits_btv: jax.Array) -> jax.Array:
 
 
 def high_entropy_mask(
-        entropy_bt: jax.Array,
-        mask_bt: jax.Array,
-        top_q: float | jax.Array,
+    entropy_bt: jax.Array,
+    mask_bt: jax.Array,
+    top_q: float | jax.Array,
 ) -> jax.Array:
     """Mask of "forking tokens": the valid tokens with the highest entropy.
 

@@ -18,12 +18,12 @@ __all__ = ["prioritized_minibatches", "shuffled_minibatches"]
 
 
 def prioritized_minibatches(
-        key: jax.Array,
-        priorities_n: jax.Array,
-        num_minibatches: int,
-        minibatch_size: int,
-        alpha: float = 1.0,
-        eps: float = 1e-3,
+    key: jax.Array,
+    priorities_n: jax.Array,
+    num_minibatches: int,
+    minibatch_size: int,
+    alpha: float = 1.0,
+    eps: float = 1e-3,
 ) -> tuple[jax.Array, jax.Array]:
     """Sample minibatch indices with replacement in proportion to priority.
 
@@ -58,18 +58,17 @@ def prioritized_minibatches(
     q_n = (jnp.abs(prio_n) + eps) ** alpha
     total = q_n.sum()
     p_n = q_n / total
-    idx_mb = jax.random.choice(
-        key, n, shape=(num_minibatches, minibatch_size), replace=True, p=p_n)
+    idx_mb = jax.random.choice(key, n, shape=(num_minibatches, minibatch_size), replace=True, p=p_n)
     idx_mb = idx_mb.astype(jnp.int32)
     is_weights_mb = total / (n * q_n[idx_mb])
     return idx_mb, is_weights_mb.astype(jnp.float32)
 
 
 def shuffled_minibatches(
-        key: jax.Array,
-        n: int,
-        num_minibatches: int,
-        minibatch_size: int,
+    key: jax.Array,
+    n: int,
+    num_minibatches: int,
+    minibatch_size: int,
 ) -> jax.Array:
     """Split a uniform random permutation of ``range(n)`` into M minibatches.
 
@@ -90,6 +89,7 @@ def shuffled_minibatches(
     if num_minibatches * minibatch_size != n:
         raise ValueError(
             f"num_minibatches * minibatch_size = {num_minibatches} * {minibatch_size}"
-            f" = {num_minibatches * minibatch_size} must equal n = {n}")
+            f" = {num_minibatches * minibatch_size} must equal n = {n}"
+        )
     perm = jax.random.permutation(key, n)
     return perm.reshape(num_minibatches, minibatch_size).astype(jnp.int32)

@@ -1,12 +1,35 @@
 """Tasks: problem generators with verifiable answers (see ``base`` for the API)."""
 
-from r1jax.tasks.base import (SPLITS, Problem, Task, check_split, get_task, heldout_set,
-                              list_tasks, register_task, sample_in_split, sample_levels,
-                              sample_mixture, split_of)
+from r1jax.tasks.base import (
+    SPLITS,
+    Problem,
+    Task,
+    check_split,
+    get_task,
+    heldout_set,
+    list_tasks,
+    register_task,
+    sample_in_split,
+    sample_levels,
+    sample_mixture,
+    split_of,
+)
 from r1jax.tasks.arithmetic import ArithmeticTask, Step, render_solution
 
 __all__ = [
-    "SPLITS", "Problem", "Task", "check_split", "get_task", "heldout_set", "list_tasks",
-    "register_task", "sample_in_split", "sample_levels", "sample_mixture", "split_of",
-    "ArithmeticTask", "Step", "render_solution",
+    "SPLITS",
+    "Problem",
+    "Task",
+    "check_split",
+    "get_task",
+    "heldout_set",
+    "list_tasks",
+    "register_task",
+    "sample_in_split",
+    "sample_levels",
+    "sample_mixture",
+    "split_of",
+    "ArithmeticTask",
+    "Step",
+    "render_solution",
 ]

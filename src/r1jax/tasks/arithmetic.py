@@ -41,10 +41,32 @@ import numpy as np
 
 from r1jax.tasks.base import Problem, check_split, register_task, sample_in_split
 
-_NAMES = (("Ann", "she"), ("Tom", "he"), ("Mia", "she"), ("Sam", "he"), ("Eva", "she"),
-          ("Leo", "he"), ("Zoe", "she"), ("Max", "he"), ("Amy", "she"), ("Ben", "he"))
-_ITEMS = ("pens", "apples", "cards", "books", "coins", "eggs", "shells", "stamps",
-          "marbles", "cups", "toys", "beads")
+_NAMES = (
+    ("Ann", "she"),
+    ("Tom", "he"),
+    ("Mia", "she"),
+    ("Sam", "he"),
+    ("Eva", "she"),
+    ("Leo", "he"),
+    ("Zoe", "she"),
+    ("Max", "he"),
+    ("Amy", "she"),
+    ("Ben", "he"),
+)
+_ITEMS = (
+    "pens",
+    "apples",
+    "cards",
+    "books",
+    "coins",
+    "eggs",
+    "shells",
+    "stamps",
+    "marbles",
+    "cups",
+    "toys",
+    "beads",
+)
 _CONTAINERS = (("boxes", "box"), ("bags", "bag"), ("packs", "pack"), ("jars", "jar"))
 _OTHER_ITEMS = ("hats", "socks", "pets", "kites")
 
@@ -52,8 +74,13 @@ _ADD = ("{S} buys {b} more.", "{S} finds {b} more.", "{S} gets {b} more.")
 _SUB = ("{S} gives away {b}.", "{S} loses {b}.", "{S} sells {b}.")
 _MUL = ("Then {s} has {b} times as many.",)
 _DIV = ("{S} keeps one of {b} equal piles.",)
-_DISTRACTORS = ("{N} is {d} years old.", "{N}'s cat is {d} years old.",
-                "{N}'s dog is {d}.", "{N} also has {d} {other}.", "It is {d} degrees.")
+_DISTRACTORS = (
+    "{N} is {d} years old.",
+    "{N}'s cat is {d} years old.",
+    "{N}'s dog is {d}.",
+    "{N} also has {d} {other}.",
+    "It is {d} degrees.",
+)
 
 _INVERSE = {"+": "-", "-": "+", "*": "/", "/": "*"}
 
@@ -123,10 +150,16 @@ class ArithmeticTask:
     name = "arithmetic"
     reward_parts = ("correctness", "efficiency", "novelty")
 
-    def __init__(self, test_fraction: float = 0.1, verbose_prob: float = 0.6,
-                 verbose_style: str = "restate",
-                 max_number: int = 200, max_operand: int = 20, max_factor: int = 9,
-                 level_weights: tuple[float, ...] = (0.6, 0.3, 0.1)):
+    def __init__(
+        self,
+        test_fraction: float = 0.1,
+        verbose_prob: float = 0.6,
+        verbose_style: str = "restate",
+        max_number: int = 200,
+        max_operand: int = 20,
+        max_factor: int = 9,
+        level_weights: tuple[float, ...] = (0.6, 0.3, 0.1),
+    ):
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
         if not 0.0 <= verbose_prob <= 1.0:
@@ -138,7 +171,9 @@ class ArithmeticTask:
         self.test_fraction = float(test_fraction)
         self.verbose_prob = float(verbose_prob)
         if verbose_style not in VERBOSE_STYLES:
-            raise ValueError(f"verbose_style must be one of {VERBOSE_STYLES}, got {verbose_style!r}")
+            raise ValueError(
+                f"verbose_style must be one of {VERBOSE_STYLES}, got {verbose_style!r}"
+            )
         self.verbose_style = verbose_style
         self.max_number = int(max_number)
         self.max_operand = int(max_operand)
@@ -146,10 +181,12 @@ class ArithmeticTask:
         self.level_weights = tuple(float(w) for w in level_weights)
 
     def __repr__(self) -> str:
-        return (f"ArithmeticTask(test_fraction={self.test_fraction}, verbose_prob={self.verbose_prob}, "
-                f"verbose_style={self.verbose_style!r}, "
-                f"max_number={self.max_number}, max_operand={self.max_operand}, "
-                f"max_factor={self.max_factor}, level_weights={self.level_weights})")
+        return (
+            f"ArithmeticTask(test_fraction={self.test_fraction}, verbose_prob={self.verbose_prob}, "
+            f"verbose_style={self.verbose_style!r}, "
+            f"max_number={self.max_number}, max_operand={self.max_operand}, "
+            f"max_factor={self.max_factor}, level_weights={self.level_weights})"
+        )
 
     # -- Task protocol -----------------------------------------------------
 
@@ -158,12 +195,17 @@ class ArithmeticTask:
         if level not in (1, 2, 3):
             raise ValueError(f"level must be 1, 2 or 3, got {level!r}")
         question, steps = sample_in_split(
-            lambda: self._generate(rng, level), split, self.test_fraction)
+            lambda: self._generate(rng, level), split, self.test_fraction
+        )
         verbose = bool(rng.random() < self.verbose_prob)
         answer = str(steps[-1].c)
-        return Problem(question=question, answer=answer,
-                       solution=render_solution(steps, verbose, self.verbose_style),
-                       level=level, min_steps=len(steps))
+        return Problem(
+            question=question,
+            answer=answer,
+            solution=render_solution(steps, verbose, self.verbose_style),
+            level=level,
+            min_steps=len(steps),
+        )
 
     def format_prompt(self, problem: Problem) -> str:
         return problem.question + "\n"
@@ -282,15 +324,23 @@ class ArithmeticTask:
             if total > mn:
                 raise _Reject
             steps.append(Step(first, "+", v, total))
-            final_q = _pick(rng, (f"How many {item} do they have together?",
-                                  f"How many {item} do they have in all?"))
+            final_q = _pick(
+                rng,
+                (
+                    f"How many {item} do they have together?",
+                    f"How many {item} do they have in all?",
+                ),
+            )
         if final_q is None:
             options = [f"How many {item} does {subj} have?"]
             if n_ops and level < 3:
                 options.append(f"How many {item} does {subj} have now?")
             if last_op in ("-", "/"):
-                options.append(f"How many {item} are left?" if last_op == "-"
-                               else f"How many {item} does {subj} keep?")
+                options.append(
+                    f"How many {item} are left?"
+                    if last_op == "-"
+                    else f"How many {item} does {subj} keep?"
+                )
             elif start == "boxes" and not n_ops:
                 options.append(f"How many {item} are there?")
             final_q = _pick(rng, options)
@@ -303,7 +353,8 @@ class ArithmeticTask:
             d = _pick(rng, free)
             first_name = sentences[0].split(" ", 1)[0]
             distractor = _pick(rng, _DISTRACTORS).format(
-                N=first_name, d=d, other=_pick(rng, _OTHER_ITEMS))
+                N=first_name, d=d, other=_pick(rng, _OTHER_ITEMS)
+            )
             if rng.random() < 0.5:
                 sentences.insert(0, distractor)
             else:

@@ -119,8 +119,9 @@ def split_of(question: str, test_fraction: float) -> str:
     return "test" if u < test_fraction else "train"
 
 
-def sample_in_split(make: Callable[[], Problem], split: str, test_fraction: float,
-                    max_tries: int = 100_000) -> Problem:
+def sample_in_split(
+    make: Callable[[], Problem], split: str, test_fraction: float, max_tries: int = 100_000
+) -> Problem:
     """Calls ``make()`` until the problem's question falls in ``split``."""
     check_split(split)
     if (split == "test" and test_fraction <= 0.0) or (split == "train" and test_fraction >= 1.0):
@@ -140,8 +141,10 @@ def _level_probs(task: Task, weights=None) -> np.ndarray:
     raw = task.level_weights if weights is None else weights
     w = np.asarray(raw, dtype=np.float64)
     if w.ndim != 1 or w.size != len(task.level_weights) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(f"bad level weights {tuple(raw)!r}: need {len(task.level_weights)} "
-                         "non-negative weights with a positive sum")
+        raise ValueError(
+            f"bad level weights {tuple(raw)!r}: need {len(task.level_weights)} "
+            "non-negative weights with a positive sum"
+        )
     return w / w.sum()
 
 
@@ -151,20 +154,21 @@ def sample_levels(task: Task, rng: np.random.Generator, n: int, weights=None) ->
     return rng.choice(p.size, size=n, p=p) + 1
 
 
-def sample_mixture(task: Task, rng: np.random.Generator, n: int,
-                   split: str = "train", weights=None) -> list[Problem]:
+def sample_mixture(
+    task: Task, rng: np.random.Generator, n: int, split: str = "train", weights=None
+) -> list[Problem]:
     """``n`` problems with levels drawn from ``weights`` (default ``task.level_weights``).
 
     A different mixture for one phase (e.g. an RL prompt curriculum that leans on the
     levels the policy has not mastered) is passed as ``weights``.
     """
     check_split(split)
-    return [task.sample(rng, int(level), split)
-            for level in sample_levels(task, rng, n, weights)]
+    return [task.sample(rng, int(level), split) for level in sample_levels(task, rng, n, weights)]
 
 
-def heldout_set(task: Task, n: int, seed: int = 0, level: int | None = None,
-                max_tries_factor: int = 50) -> list[Problem]:
+def heldout_set(
+    task: Task, n: int, seed: int = 0, level: int | None = None, max_tries_factor: int = 50
+) -> list[Problem]:
     """A fixed, deterministic held-out set of ``n`` distinct test-split problems.
 
     Levels follow ``task.level_weights`` unless ``level`` is given. Questions are
@@ -217,5 +221,7 @@ def list_tasks() -> list[str]:
 def get_task(name: str, **kwargs) -> Task:
     """Builds the task registered as ``name`` with ``kwargs``."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(list_tasks()) or '(none)'}")
+        raise ValueError(
+            f"unknown task {name!r}; known tasks: {', '.join(list_tasks()) or '(none)'}"
+        )
     return _REGISTRY[name](**kwargs)

@@ -14,7 +14,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import logging
 
@@ -36,220 +35,295 @@ ANSWER_LEN = 16  # A, reference-answer tokens carried in a PromptBatch
 
 
 class HostReward:
-  """The io_callback target: decodes completions and answers, scores them in the pool."""
+    """The io_callback target: decodes completions and answers, scores them in the pool."""
 
-  def __init__(self, pool: RewardPool, tokenizer: CharTokenizer):
-    self.pool, self.tokenizer = pool, tokenizer
+    def __init__(self, pool: RewardPool, tokenizer: CharTokenizer):
+        self.pool, self.tokenizer = pool, tokenizer
 
-  def __call__(self, tokens_nt, answers_na):
-    completions = self.tokenizer.decode_batch(np.asarray(tokens_nt))
-    answers = self.tokenizer.decode_batch(np.asarray(answers_na))
-    return self.pool.score_batch(list(zip(completions, answers))).astype(np.float32)
+    def __call__(self, tokens_nt, answers_na):
+        completions = self.tokenizer.decode_batch(np.asarray(tokens_nt))
+        answers = self.tokenizer.decode_batch(np.asarray(answers_na))
+        return self.pool.score_batch(list(zip(completions, answers))).astype(np.float32)
 
 
 class Experiment:
-  """Everything built from a config: task, tokenizer, models, optimizers, jitted steps."""
+    """Everything built from a config: task, tokenizer, models, optimizers, jitted steps."""
 
-  def __init__(self, c, workdir: str, mesh=None):
-    config_lib.validate(c)
-    self.c, self.workdir = c, workdir
-    self.tokenizer = CharTokenizer()
-    self.task = get_task(c.task, **dict(c.task_kwargs))
-    v = self.tokenizer.vocab_size
-    self.graphs, policy, value = init_models(config_lib.model_config(c, v),
-                                             config_lib.model_config(c, v, value=True), c.seed)
-    self.mesh = mesh if mesh is not None else parallel.make_mesh(c.mesh.data)
-    parallel.check_divisible(c.sft.rows, self.mesh, "sft.rows")
-    parallel.check_divisible(c.rl.prompts_per_iter, self.mesh, "rl.prompts_per_iter")
-    self.repl = parallel.replicated(self.mesh)
-    self.data_sh = parallel.data_sharded(self.mesh)
-    r = c.rl
-    self.sft_tx = make_optimizer(c.sft.lr, warmup=c.sft.warmup, total=max(c.sft.steps, 1),
-                                 weight_decay=c.sft.weight_decay, grad_clip=c.sft.grad_clip)
-    self.policy_tx = make_optimizer(r.policy_lr, warmup=r.warmup, total=r.iterations * r.epochs
-                                    * r.num_minibatches, weight_decay=r.weight_decay,
-                                    grad_clip=r.grad_clip)
-    self.value_tx = make_optimizer(r.value_lr, warmup=r.warmup, total=r.iterations *
-                                   r.value_epochs * r.num_minibatches,
-                                   weight_decay=r.weight_decay, grad_clip=r.grad_clip)
-    self.init_state = jax.device_put(
-        create_state(policy, value, self.sft_tx, self.value_tx, seed=c.seed, eps_low=r.eps_low,
-                     eps_high=r.eps_high, entropy_coef=r.entropy_coef), self.repl)
-    self.pool = RewardPool(functools.partial(score_vector, cfg=config_lib.reward_config(c)),
-                           num_workers=c.reward.num_workers, deadline_s=c.reward.deadline_s,
-                           num_fields=len(SCORE_FIELDS))
-    self.sft_fn = jax.jit(functools.partial(sft_step, graphs=self.graphs, tx=self.sft_tx),
-                          in_shardings=(self.repl, self.data_sh),
-                          out_shardings=(self.repl, self.repl), donate_argnums=0)
-    self.rl_fn = jax.jit(
-        functools.partial(rl_iteration, graphs=self.graphs, hp=config_lib.rl_hyper(c),
-                          policy_tx=self.policy_tx, value_tx=self.value_tx,
-                          reward_fn=HostReward(self.pool, self.tokenizer),
-                          num_score_fields=len(SCORE_FIELDS), data_sharding=self.data_sh),
-        in_shardings=(self.repl, self.data_sh), out_shardings=(self.repl, self.repl),
-        donate_argnums=0)
-    self.greedy_fn = make_greedy_fn(self.graphs.policy, c.max_new_tokens, EOS_ID, PAD_ID)
-    self._heldout = None
-    self._check_lengths()
+    def __init__(self, c, workdir: str, mesh=None):
+        config_lib.validate(c)
+        self.c, self.workdir = c, workdir
+        self.tokenizer = CharTokenizer()
+        self.task = get_task(c.task, **dict(c.task_kwargs))
+        v = self.tokenizer.vocab_size
+        self.graphs, policy, value = init_models(
+            config_lib.model_config(c, v), config_lib.model_config(c, v, value=True), c.seed
+        )
+        self.mesh = mesh if mesh is not None else parallel.make_mesh(c.mesh.data)
+        parallel.check_divisible(c.sft.rows, self.mesh, "sft.rows")
+        parallel.check_divisible(c.rl.prompts_per_iter, self.mesh, "rl.prompts_per_iter")
+        self.repl = parallel.replicated(self.mesh)
+        self.data_sh = parallel.data_sharded(self.mesh)
+        r = c.rl
+        self.sft_tx = make_optimizer(
+            c.sft.lr,
+            warmup=c.sft.warmup,
+            total=max(c.sft.steps, 1),
+            weight_decay=c.sft.weight_decay,
+            grad_clip=c.sft.grad_clip,
+        )
+        self.policy_tx = make_optimizer(
+            r.policy_lr,
+            warmup=r.warmup,
+            total=r.iterations * r.epochs * r.num_minibatches,
+            weight_decay=r.weight_decay,
+            grad_clip=r.grad_clip,
+        )
+        self.value_tx = make_optimizer(
+            r.value_lr,
+            warmup=r.warmup,
+            total=r.iterations * r.value_epochs * r.num_minibatches,
+            weight_decay=r.weight_decay,
+            grad_clip=r.grad_clip,
+        )
+        self.init_state = jax.device_put(
+            create_state(
+                policy,
+                value,
+                self.sft_tx,
+                self.value_tx,
+                seed=c.seed,
+                eps_low=r.eps_low,
+                eps_high=r.eps_high,
+                entropy_coef=r.entropy_coef,
+            ),
+            self.repl,
+        )
+        self.pool = RewardPool(
+            functools.partial(score_vector, cfg=config_lib.reward_config(c)),
+            num_workers=c.reward.num_workers,
+            deadline_s=c.reward.deadline_s,
+            num_fields=len(SCORE_FIELDS),
+        )
+        self.sft_fn = jax.jit(
+            functools.partial(sft_step, graphs=self.graphs, tx=self.sft_tx),
+            in_shardings=(self.repl, self.data_sh),
+            out_shardings=(self.repl, self.repl),
+            donate_argnums=0,
+        )
+        self.rl_fn = jax.jit(
+            functools.partial(
+                rl_iteration,
+                graphs=self.graphs,
+                hp=config_lib.rl_hyper(c),
+                policy_tx=self.policy_tx,
+                value_tx=self.value_tx,
+                reward_fn=HostReward(self.pool, self.tokenizer),
+                num_score_fields=len(SCORE_FIELDS),
+                data_sharding=self.data_sh,
+            ),
+            in_shardings=(self.repl, self.data_sh),
+            out_shardings=(self.repl, self.repl),
+            donate_argnums=0,
+        )
+        self.greedy_fn = make_greedy_fn(self.graphs.policy, c.max_new_tokens, EOS_ID, PAD_ID)
+        self._heldout = None
+        self._check_lengths()
 
-  def _check_lengths(self):
-    """Fails fast, before any compute, if the task's texts do not fit the static shapes."""
-    c = self.c
-    probs = sample_mixture(self.task, np.random.default_rng([c.seed, 0]), 512, "train")
-    try:
-      self.tokenizer.encode_left_padded([self.task.format_prompt(p) for p in probs],
-                                        c.max_prompt_len)
-      self.tokenizer.encode_right_padded([p.solution for p in probs], c.max_new_tokens)
-      self.tokenizer.encode_right_padded([self.task.reference_answer(p) for p in probs],
-                                         ANSWER_LEN, add_eos=False)
-    except ValueError as e:
-      raise config_lib.ConfigError(str(e)) from e
+    def _check_lengths(self):
+        """Fails fast, before any compute, if the task's texts do not fit the static shapes."""
+        c = self.c
+        probs = sample_mixture(self.task, np.random.default_rng([c.seed, 0]), 512, "train")
+        try:
+            self.tokenizer.encode_left_padded(
+                [self.task.format_prompt(p) for p in probs], c.max_prompt_len
+            )
+            self.tokenizer.encode_right_padded([p.solution for p in probs], c.max_new_tokens)
+            self.tokenizer.encode_right_padded(
+                [self.task.reference_answer(p) for p in probs], ANSWER_LEN, add_eos=False
+            )
+        except ValueError as e:
+            raise config_lib.ConfigError(str(e)) from e
 
-  # -- data: pure functions of (seed, phase, step) ---------------------------------------
-  def sft_batch(self, step: int) -> SFTBatch:
-    c = self.c
-    length = c.max_prompt_len + c.max_new_tokens
-    rng = np.random.default_rng([c.seed, 1, step])
-    examples = [(self.tokenizer.encode(self.task.format_prompt(p)),
-                 self.tokenizer.encode(p.solution) + [EOS_ID])
-                for p in sample_mixture(self.task, rng, c.sft.max_examples, "train")]
-    return pack_examples(examples, c.sft.rows, length, PAD_ID)
+    # -- data: pure functions of (seed, phase, step) ---------------------------------------
+    def sft_batch(self, step: int) -> SFTBatch:
+        c = self.c
+        length = c.max_prompt_len + c.max_new_tokens
+        rng = np.random.default_rng([c.seed, 1, step])
+        examples = [
+            (
+                self.tokenizer.encode(self.task.format_prompt(p)),
+                self.tokenizer.encode(p.solution) + [EOS_ID],
+            )
+            for p in sample_mixture(self.task, rng, c.sft.max_examples, "train")
+        ]
+        return pack_examples(examples, c.sft.rows, length, PAD_ID)
 
-  def rl_batch(self, iteration: int) -> PromptBatch:
-    c = self.c
-    weights = tuple(c.rl.level_weights) if c.rl.level_weights else None
-    probs = sample_mixture(self.task, np.random.default_rng([c.seed, 2, iteration]),
-                           c.rl.prompts_per_iter, "train", weights)
-    prompt, pmask = self.tokenizer.encode_left_padded(
-        [self.task.format_prompt(p) for p in probs], c.max_prompt_len)
-    answer, _ = self.tokenizer.encode_right_padded(
-        [self.task.reference_answer(p) for p in probs], ANSWER_LEN, add_eos=False)
-    return PromptBatch(prompt, pmask, answer)
+    def rl_batch(self, iteration: int) -> PromptBatch:
+        c = self.c
+        weights = tuple(c.rl.level_weights) if c.rl.level_weights else None
+        probs = sample_mixture(
+            self.task,
+            np.random.default_rng([c.seed, 2, iteration]),
+            c.rl.prompts_per_iter,
+            "train",
+            weights,
+        )
+        prompt, pmask = self.tokenizer.encode_left_padded(
+            [self.task.format_prompt(p) for p in probs], c.max_prompt_len
+        )
+        answer, _ = self.tokenizer.encode_right_padded(
+            [self.task.reference_answer(p) for p in probs], ANSWER_LEN, add_eos=False
+        )
+        return PromptBatch(prompt, pmask, answer)
 
-  def heldout(self):
-    if self._heldout is None:
-      self._heldout = heldout_set(self.task, self.c.eval.num_problems, seed=self.c.eval.seed)
-    return self._heldout
+    def heldout(self):
+        if self._heldout is None:
+            self._heldout = heldout_set(self.task, self.c.eval.num_problems, seed=self.c.eval.seed)
+        return self._heldout
 
-  def evaluate(self, params, **kw) -> dict:
-    c = self.c
-    return evaluate(params, self.heldout(), task=self.task, tokenizer=self.tokenizer,
-                    greedy_fn=self.greedy_fn, pool=self.pool, max_prompt_len=c.max_prompt_len,
-                    batch_size=c.eval.batch_size, **kw)
+    def evaluate(self, params, **kw) -> dict:
+        c = self.c
+        return evaluate(
+            params,
+            self.heldout(),
+            task=self.task,
+            tokenizer=self.tokenizer,
+            greedy_fn=self.greedy_fn,
+            pool=self.pool,
+            max_prompt_len=c.max_prompt_len,
+            batch_size=c.eval.batch_size,
+            **kw,
+        )
 
-  def close(self):
-    self.pool.close()
+    def close(self):
+        self.pool.close()
 
 
 def _fetch(metrics) -> dict:
-  m = jax.device_get(metrics)
-  out = {}
-  for k, v in m.items():
-    if k == "score_fields":
-      out.update({f: float(x) for f, x in zip(SCORE_FIELDS, np.asarray(v))})
-    else:
-      out[k] = float(v)
-  if "total" in out:
-    out["reward_mean"] = out.pop("total")
-    out["accuracy"] = out.pop("answer_correct")
-  return out
+    m = jax.device_get(metrics)
+    out = {}
+    for k, v in m.items():
+        if k == "score_fields":
+            out.update({f: float(x) for f, x in zip(SCORE_FIELDS, np.asarray(v))})
+        else:
+            out[k] = float(v)
+    if "total" in out:
+        out["reward_mean"] = out.pop("total")
+        out["accuracy"] = out.pop("answer_correct")
+    return out
 
 
 def train(c, workdir: str, mesh=None, stop_after: int | None = None) -> dict:
-  """Runs (or resumes) SFT then RL in `workdir`; returns the summary dict.
+    """Runs (or resumes) SFT then RL in `workdir`; returns the summary dict.
 
-  `stop_after` (tests) stops once the global step reaches it, as a kill would.
-  """
-  t0 = time.time()
-  exp = Experiment(c, workdir, mesh)      # validates the config before anything is written
-  os.makedirs(workdir, exist_ok=True)
-  ckpt = Checkpointer(workdir, keep=c.keep_checkpoints)
-  try:
-    return _run(exp, ckpt, workdir, t0, stop_after)
-  finally:
-    ckpt.close()
-    exp.close()
+    `stop_after` (tests) stops once the global step reaches it, as a kill would.
+    """
+    t0 = time.time()
+    exp = Experiment(c, workdir, mesh)  # validates the config before anything is written
+    os.makedirs(workdir, exist_ok=True)
+    ckpt = Checkpointer(workdir, keep=c.keep_checkpoints)
+    try:
+        return _run(exp, ckpt, workdir, t0, stop_after)
+    finally:
+        ckpt.close()
+        exp.close()
 
 
 def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_after):
-  c = exp.c
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(c.to_json_best_effort(indent=2))
-  state, meta, resume_step = exp.init_state, {}, None
-  try:
-    phase, step = ckpt.find(None)
-    state, meta = ckpt.restore(phase, step, exp.init_state)
-    resume_step = step
-    log.info("resumed from %s checkpoint at step %d", phase, step)
-  except FileNotFoundError:
-    pass
-  prior_wall = float(meta.get("wall_seconds", 0.0))
-  wall = lambda: prior_wall + time.time() - t0
-  writer = MetricsWriter(workdir, resume_step)
-  stopped = lambda s: stop_after is not None and s >= stop_after
-  try:
-    step = int(state.step)
-    # Phase 1: SFT warm start.
-    if step < c.sft.steps:
-      t_phase = time.time()
-      for s in range(step, c.sft.steps):
-        state, m = exp.sft_fn(state, exp.sft_batch(s))
-        if (s + 1) % c.log_every == 0 or s + 1 == c.sft.steps:
-          row = writer.write(s + 1, "sft", _fetch(m))
-          log.info("sft %d/%d loss %.4f tok_acc %.3f (%.1fs)", s + 1, c.sft.steps,
-                       row["loss"], row["token_accuracy"], time.time() - t_phase)
-        if stopped(s + 1) and s + 1 < c.sft.steps:
-          return {}
-      step = c.sft.steps
-    if "sft_eval" not in meta:
-      sft_eval = exp.evaluate(state.policy)
-      writer.write(step, "eval", sft_eval)
-      log.info("SFT held-out: %s", json.dumps(sft_eval))
-      # The SFT checkpoint is the RL starting point: policy, fresh RL optimizers and the
-      # frozen reference (= this policy), so resuming from it starts RL exactly.
-      state = jax.device_put(start_rl(state, exp.policy_tx, exp.value_tx), exp.repl)
-      meta = {"phase": "sft", "sft_eval": sft_eval, "wall_seconds": wall()}
-      ckpt.save("sft", step, state, meta)
-      if stopped(step):
-        return {}
-    # Phase 2: RL.
-    first_rl = c.sft.steps
-    end = first_rl + c.rl.iterations
-    t_phase, it_done = time.time(), 0
-    while step < end:
-      state, m = exp.rl_fn(state, exp.rl_batch(step - first_rl))
-      step += 1
-      it_done += 1
-      if (step - first_rl) % c.log_every == 0 or step == end:
-        row = _fetch(m)
-        dt = (time.time() - t_phase) / it_done
-        row.update(iter_seconds=dt)
-        writer.write(step, "rl", row)
-        log.info("rl %d/%d reward %.3f acc %.3f steps %.2f len %.1f kl %.4f clip %.3f "
-                     "ent %.3f (%.2fs/it)", step - first_rl, c.rl.iterations,
-                     row["reward_mean"], row["accuracy"], row["num_steps"],
-                     row["completion_len"], row["kl"], row["clip_eps"], row["entropy"], dt)
-      if c.eval.every and (step - first_rl) % c.eval.every == 0 and step < end:
-        writer.write(step, "eval", exp.evaluate(state.policy))
-      if (step - first_rl) % c.checkpoint_every == 0 or step == end:
-        ckpt.save("rl", step, state, dict(meta, phase="rl", wall_seconds=wall()))
-      if stopped(step):
-        return {}
-    final = exp.evaluate(state.policy)
-    writer.write(step, "eval", final)
-    summary = {
-        "sft": meta["sft_eval"],
-        "rl": final,
-        "wall_seconds": wall(),
-        "steps": {"sft": c.sft.steps, "rl": c.rl.iterations},
-        "reward_pool": dict(exp.pool.stats),
-        "skipped_updates": int(state.skipped),
-    }
-    tmp = os.path.join(workdir, "summary.json.tmp")
-    with open(tmp, "w") as f:
-      json.dump(summary, f, indent=2)
-    os.replace(tmp, os.path.join(workdir, "summary.json"))
-  finally:
-    writer.close()
-  plot_metrics(writer.path, os.path.join(workdir, "reward_accuracy.png"))
-  return summary
+    c = exp.c
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(c.to_json_best_effort(indent=2))
+    state, meta, resume_step = exp.init_state, {}, None
+    try:
+        phase, step = ckpt.find(None)
+        state, meta = ckpt.restore(phase, step, exp.init_state)
+        resume_step = step
+        log.info("resumed from %s checkpoint at step %d", phase, step)
+    except FileNotFoundError:
+        pass
+    prior_wall = float(meta.get("wall_seconds", 0.0))
+    wall = lambda: prior_wall + time.time() - t0
+    writer = MetricsWriter(workdir, resume_step)
+    stopped = lambda s: stop_after is not None and s >= stop_after
+    try:
+        step = int(state.step)
+        # Phase 1: SFT warm start.
+        if step < c.sft.steps:
+            t_phase = time.time()
+            for s in range(step, c.sft.steps):
+                state, m = exp.sft_fn(state, exp.sft_batch(s))
+                if (s + 1) % c.log_every == 0 or s + 1 == c.sft.steps:
+                    row = writer.write(s + 1, "sft", _fetch(m))
+                    log.info(
+                        "sft %d/%d loss %.4f tok_acc %.3f (%.1fs)",
+                        s + 1,
+                        c.sft.steps,
+                        row["loss"],
+                        row["token_accuracy"],
+                        time.time() - t_phase,
+                    )
+                if stopped(s + 1) and s + 1 < c.sft.steps:
+                    return {}
+            step = c.sft.steps
+        if "sft_eval" not in meta:
+            sft_eval = exp.evaluate(state.policy)
+            writer.write(step, "eval", sft_eval)
+            log.info("SFT held-out: %s", json.dumps(sft_eval))
+            # The SFT checkpoint is the RL starting point: policy, fresh RL optimizers and the
+            # frozen reference (= this policy), so resuming from it starts RL exactly.
+            state = jax.device_put(start_rl(state, exp.policy_tx, exp.value_tx), exp.repl)
+            meta = {"phase": "sft", "sft_eval": sft_eval, "wall_seconds": wall()}
+            ckpt.save("sft", step, state, meta)
+            if stopped(step):
+                return {}
+        # Phase 2: RL.
+        first_rl = c.sft.steps
+        end = first_rl + c.rl.iterations
+        t_phase, it_done = time.time(), 0
+        while step < end:
+            state, m = exp.rl_fn(state, exp.rl_batch(step - first_rl))
+            step += 1
+            it_done += 1
+            if (step - first_rl) % c.log_every == 0 or step == end:
+                row = _fetch(m)
+                dt = (time.time() - t_phase) / it_done
+                row.update(iter_seconds=dt)
+                writer.write(step, "rl", row)
+                log.info(
+                    "rl %d/%d reward %.3f acc %.3f steps %.2f len %.1f kl %.4f clip %.3f "
+                    "ent %.3f (%.2fs/it)",
+                    step - first_rl,
+                    c.rl.iterations,
+                    row["reward_mean"],
+                    row["accuracy"],
+                    row["num_steps"],
+                    row["completion_len"],
+                    row["kl"],
+                    row["clip_eps"],
+                    row["entropy"],
+                    dt,
+                )
+            if c.eval.every and (step - first_rl) % c.eval.every == 0 and step < end:
+                writer.write(step, "eval", exp.evaluate(state.policy))
+            if (step - first_rl) % c.checkpoint_every == 0 or step == end:
+                ckpt.save("rl", step, state, dict(meta, phase="rl", wall_seconds=wall()))
+            if stopped(step):
+                return {}
+        final = exp.evaluate(state.policy)
+        writer.write(step, "eval", final)
+        summary = {
+            "sft": meta["sft_eval"],
+            "rl": final,
+            "wall_seconds": wall(),
+            "steps": {"sft": c.sft.steps, "rl": c.rl.iterations},
+            "reward_pool": dict(exp.pool.stats),
+            "skipped_updates": int(state.skipped),
+        }
+        tmp = os.path.join(workdir, "summary.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(summary, f, indent=2)
+        os.replace(tmp, os.path.join(workdir, "summary.json"))
+    finally:
+        writer.close()
+    plot_metrics(writer.path, os.path.join(workdir, "reward_accuracy.png"))
+    return summary

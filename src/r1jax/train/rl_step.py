@@ -25,230 +25,304 @@ from r1jax.train.state import Graphs, TrainState, all_finite, apply_if_finite
 
 @flax.struct.dataclass
 class PromptBatch:
-  prompt: jax.Array        # [B, P] int32, left-padded prompts
-  prompt_mask: jax.Array   # [B, P] bool
-  answer: jax.Array        # [B, A] int32, reference answers as tokens (decoded on the host)
+    prompt: jax.Array  # [B, P] int32, left-padded prompts
+    prompt_mask: jax.Array  # [B, P] bool
+    answer: jax.Array  # [B, A] int32, reference answers as tokens (decoded on the host)
 
 
 @dataclasses.dataclass(frozen=True)
 class RLHyper:
-  """Static RL hyper-parameters (built from the config; bound with functools.partial)."""
-  algo: str                    # "ppo" (GAE + critic) or "grpo" (group-relative, no critic)
-  group_size: int              # G, samples per prompt
-  max_new_tokens: int          # T
-  temperature: float           # sampling temperature τ (learner uses the same τ)
-  epochs: int                  # K, policy epochs per iteration
-  num_minibatches: int         # M, minibatches per epoch
-  value_epochs: int            # critic epochs per iteration (two time scales)
-  gamma: float                 # γ
-  lam: float                   # λ (GAE)
-  vf_clip: float               # value clip range
-  kl_coef: float               # β, weight of the KL(π‖π_ref) loss term
-  kl_estimator: str            # "k1" | "k2" | "k3"
-  loss_agg: str                # token aggregation mode, see rl.aggregate
-  grpo_scale_by_std: bool      # False = Dr. GRPO
-  adaptive_clip: bool          # adapt ε toward clip_target
-  clip_signal: str             # "kl" or "clip_frac": the measured quantity
-  clip_target: float           # target of that quantity
-  clip_rate: float             # multiplicative step of ε
-  eps_min: float               # clamp of ε
-  eps_max: float
-  adaptive_entropy: bool       # adapt the entropy coefficient toward entropy_target
-  entropy_target: float        # target mean token entropy (nats)
-  entropy_lr: float            # step size on log β_H
-  top_entropy_q: float         # policy gradient only on the top-q highest-entropy tokens
-  prioritized: bool            # sample minibatches by |advantage| with IS weights
-  priority_alpha: float        # α of prioritized sampling
-  eos_id: int
-  pad_id: int
+    """Static RL hyper-parameters (built from the config; bound with functools.partial)."""
+
+    algo: str  # "ppo" (GAE + critic) or "grpo" (group-relative, no critic)
+    group_size: int  # G, samples per prompt
+    max_new_tokens: int  # T
+    temperature: float  # sampling temperature τ (learner uses the same τ)
+    epochs: int  # K, policy epochs per iteration
+    num_minibatches: int  # M, minibatches per epoch
+    value_epochs: int  # critic epochs per iteration (two time scales)
+    gamma: float  # γ
+    lam: float  # λ (GAE)
+    vf_clip: float  # value clip range
+    kl_coef: float  # β, weight of the KL(π‖π_ref) loss term
+    kl_estimator: str  # "k1" | "k2" | "k3"
+    loss_agg: str  # token aggregation mode, see rl.aggregate
+    grpo_scale_by_std: bool  # False = Dr. GRPO
+    adaptive_clip: bool  # adapt ε toward clip_target
+    clip_signal: str  # "kl" or "clip_frac": the measured quantity
+    clip_target: float  # target of that quantity
+    clip_rate: float  # multiplicative step of ε
+    eps_min: float  # clamp of ε
+    eps_max: float
+    adaptive_entropy: bool  # adapt the entropy coefficient toward entropy_target
+    entropy_target: float  # target mean token entropy (nats)
+    entropy_lr: float  # step size on log β_H
+    top_entropy_q: float  # policy gradient only on the top-q highest-entropy tokens
+    prioritized: bool  # sample minibatches by |advantage| with IS weights
+    priority_alpha: float  # α of prioritized sampling
+    eos_id: int
+    pad_id: int
 
 
 def _forward(graphdef, params, batch, tokens, mask, temperature):
-  model = nnx.merge(graphdef, params)
-  logits = sequence_logits(model, batch.prompt, batch.prompt_mask, tokens, mask)
-  return logits / temperature
+    model = nnx.merge(graphdef, params)
+    logits = sequence_logits(model, batch.prompt, batch.prompt_mask, tokens, mask)
+    return logits / temperature
 
 
 def _repeat(x, g):
-  return jnp.repeat(x, g, axis=0)
+    return jnp.repeat(x, g, axis=0)
 
 
-def rl_iteration(state: TrainState, batch: PromptBatch, *, graphs: Graphs, hp: RLHyper,
-                 policy_tx, value_tx, reward_fn: Callable, num_score_fields: int,
-                 data_sharding=None):
-  """Runs one RL iteration; returns (new_state, metrics dict of device scalars)."""
-  g = hp.group_size
-  key = jax.random.fold_in(state.rng, state.step)
-  k_sample, k_policy_mb, k_value_mb = jax.random.split(key, 3)
-  rep = PromptBatch(*(_repeat(x, g) for x in (batch.prompt, batch.prompt_mask, batch.answer)))
-  if data_sharding is not None:
-    rep = jax.lax.with_sharding_constraint(rep, data_sharding)
-  n = rep.prompt.shape[0]
+def rl_iteration(
+    state: TrainState,
+    batch: PromptBatch,
+    *,
+    graphs: Graphs,
+    hp: RLHyper,
+    policy_tx,
+    value_tx,
+    reward_fn: Callable,
+    num_score_fields: int,
+    data_sharding=None,
+):
+    """Runs one RL iteration; returns (new_state, metrics dict of device scalars)."""
+    g = hp.group_size
+    key = jax.random.fold_in(state.rng, state.step)
+    k_sample, k_policy_mb, k_value_mb = jax.random.split(key, 3)
+    rep = PromptBatch(*(_repeat(x, g) for x in (batch.prompt, batch.prompt_mask, batch.answer)))
+    if data_sharding is not None:
+        rep = jax.lax.with_sharding_constraint(rep, data_sharding)
+    n = rep.prompt.shape[0]
 
-  # 1. Rollout with the KV cache.
-  policy = nnx.merge(graphs.policy, state.policy)
-  roll = generate(policy, rep.prompt, rep.prompt_mask, k_sample,
-                  max_new_tokens=hp.max_new_tokens, temperature=hp.temperature,
-                  eos_id=hp.eos_id, pad_id=hp.pad_id)
-  tokens, mask_b = roll.tokens_bt, roll.mask_bt
-  mask = mask_b.astype(jnp.float32)
+    # 1. Rollout with the KV cache.
+    policy = nnx.merge(graphs.policy, state.policy)
+    roll = generate(
+        policy,
+        rep.prompt,
+        rep.prompt_mask,
+        k_sample,
+        max_new_tokens=hp.max_new_tokens,
+        temperature=hp.temperature,
+        eos_id=hp.eos_id,
+        pad_id=hp.pad_id,
+    )
+    tokens, mask_b = roll.tokens_bt, roll.mask_bt
+    mask = mask_b.astype(jnp.float32)
 
-  # 2. Rewards on the host.
-  scores = io_callback(reward_fn, jax.ShapeDtypeStruct((n, num_score_fields), jnp.float32),
-                       tokens, rep.answer, ordered=False)
-  reward_n = scores[:, 0]
+    # 2. Rewards on the host.
+    scores = io_callback(
+        reward_fn,
+        jax.ShapeDtypeStruct((n, num_score_fields), jnp.float32),
+        tokens,
+        rep.answer,
+        ordered=False,
+    )
+    reward_n = scores[:, 0]
 
-  # 3. Old/ref log-probs, entropy, values; advantages.
-  # The sampler's log-probs serve as π_old: same code and dtype as the learner (they agree
-  # to ~1e-6, tested), which saves a full forward pass per iteration.
-  old_logp, entropy = roll.logp_bt, roll.entropy_bt
-  ref_logp = token_logp(_forward(graphs.policy, state.ref, rep, tokens, mask_b,
-                                 hp.temperature), tokens)
-  n_tokens = jnp.maximum(mask.sum(), 1.0)
-  lengths = mask.sum(1)
-  last = jax.nn.one_hot(jnp.maximum(lengths - 1, 0).astype(jnp.int32), mask.shape[1])
-  if hp.algo == "ppo":
-    values = _values(graphs, state.value, rep, tokens, mask_b)
-    rewards_bt = last * reward_n[:, None] * mask
-    adv, returns = rl.gae(rewards_bt, values, mask, hp.gamma, hp.lam)
-    adv = rl.whiten(adv, mask)
-  else:
-    values = jnp.zeros_like(mask)
-    returns = values
-    adv_n = rl.group_relative_advantages(reward_n, g, scale_by_std=hp.grpo_scale_by_std)
-    adv = adv_n[:, None] * mask
-  pg_mask = mask
-  if hp.top_entropy_q < 1.0:
-    pg_mask = rl.high_entropy_mask(entropy, mask_b, hp.top_entropy_q).astype(jnp.float32)
-
-  # 4. Policy epochs × minibatches.
-  m = hp.num_minibatches
-  mb = n // m
-  ent_coef = rl.entropy_coef(state.ent)
-  clip = state.clip
-  if hp.loss_agg == "token_mean":
-    normalizer = pg_mask.sum() * mb / n     # expected tokens per minibatch, global
-  elif hp.loss_agg == "seq_mean_token_sum_norm":
-    normalizer = mb * hp.max_new_tokens
-  else:
-    normalizer = mb
-  data = dict(tokens=tokens, mask_b=mask_b, old_logp=old_logp, ref_logp=ref_logp, adv=adv,
-              pg_mask=pg_mask, prompt=rep.prompt, prompt_mask=rep.prompt_mask)
-
-  def policy_loss(params, d, w_b):
-    ex = PromptBatch(d["prompt"], d["prompt_mask"], None)
-    lg = _forward(graphs.policy, params, ex, d["tokens"], d["mask_b"], hp.temperature)
-    logp = token_logp(lg, d["tokens"])
-    tm = d["mask_b"].astype(jnp.float32)
-    w = w_b[:, None] * jnp.ones_like(tm)
-    pg, aux = rl.ppo_policy_loss(logp, d["old_logp"], d["adv"], d["pg_mask"],
-                                 clip.eps_low, clip.eps_high, normalizer, hp.loss_agg,
-                                 weights_bt=w)
-    kl_tok = rl.kl_estimate(logp, d["ref_logp"], hp.kl_estimator)
-    ent_tok = rl.entropy_from_logits(lg)
-    kl = rl.aggregate(kl_tok * w, tm, "token_mean", jnp.maximum(tm.sum(), 1.0))
-    ent = rl.aggregate(ent_tok * w, tm, "token_mean", jnp.maximum(tm.sum(), 1.0))
-    loss = pg + hp.kl_coef * kl - ent_coef * ent
-    return loss, dict(pg_loss=pg, clip_frac=aux["clip_frac"], approx_kl=aux["approx_kl"])
-
-  def policy_mb_step(carry, xs):
-    params, opt, skipped = carry
-    idx, w_b = xs
-    d = jax.tree.map(lambda x: x[idx], data)
-    (loss, aux), grads = jax.value_and_grad(policy_loss, has_aux=True)(params, d, w_b)
-    updates, new_opt = policy_tx.update(grads, opt, params)
-    new_params = jax.tree.map(jnp.add, params, updates)
-    ok = all_finite(loss, grads)
-    params, opt = apply_if_finite(ok, (new_params, new_opt), (params, opt))
-    aux = dict(aux, loss=loss, grad_norm=_global_norm(grads))
-    return (params, opt, skipped + (~ok).astype(jnp.int32)), aux
-
-  seq_priority = jnp.abs(adv).sum(1) / jnp.maximum(lengths, 1.0)
-
-  def policy_epoch(carry, k):
-    if hp.prioritized:
-      idx, w = rl.prioritized_minibatches(k, seq_priority, m, mb, alpha=hp.priority_alpha)
+    # 3. Old/ref log-probs, entropy, values; advantages.
+    # The sampler's log-probs serve as π_old: same code and dtype as the learner (they agree
+    # to ~1e-6, tested), which saves a full forward pass per iteration.
+    old_logp, entropy = roll.logp_bt, roll.entropy_bt
+    ref_logp = token_logp(
+        _forward(graphs.policy, state.ref, rep, tokens, mask_b, hp.temperature), tokens
+    )
+    n_tokens = jnp.maximum(mask.sum(), 1.0)
+    lengths = mask.sum(1)
+    last = jax.nn.one_hot(jnp.maximum(lengths - 1, 0).astype(jnp.int32), mask.shape[1])
+    if hp.algo == "ppo":
+        values = _values(graphs, state.value, rep, tokens, mask_b)
+        rewards_bt = last * reward_n[:, None] * mask
+        adv, returns = rl.gae(rewards_bt, values, mask, hp.gamma, hp.lam)
+        adv = rl.whiten(adv, mask)
     else:
-      idx = rl.shuffled_minibatches(k, n, m, mb)
-      w = jnp.ones(idx.shape, jnp.float32)
-    return jax.lax.scan(policy_mb_step, carry, (idx, w))
+        values = jnp.zeros_like(mask)
+        returns = values
+        adv_n = rl.group_relative_advantages(reward_n, g, scale_by_std=hp.grpo_scale_by_std)
+        adv = adv_n[:, None] * mask
+    pg_mask = mask
+    if hp.top_entropy_q < 1.0:
+        pg_mask = rl.high_entropy_mask(entropy, mask_b, hp.top_entropy_q).astype(jnp.float32)
 
-  (new_policy, new_popt, skipped), paux = jax.lax.scan(
-      policy_epoch, (state.policy, state.policy_opt, state.skipped),
-      jax.random.split(k_policy_mb, hp.epochs))
-  last_epoch = jax.tree.map(lambda x: x[-1].mean(), paux)
+    # 4. Policy epochs × minibatches.
+    m = hp.num_minibatches
+    mb = n // m
+    ent_coef = rl.entropy_coef(state.ent)
+    clip = state.clip
+    if hp.loss_agg == "token_mean":
+        normalizer = pg_mask.sum() * mb / n  # expected tokens per minibatch, global
+    elif hp.loss_agg == "seq_mean_token_sum_norm":
+        normalizer = mb * hp.max_new_tokens
+    else:
+        normalizer = mb
+    data = dict(
+        tokens=tokens,
+        mask_b=mask_b,
+        old_logp=old_logp,
+        ref_logp=ref_logp,
+        adv=adv,
+        pg_mask=pg_mask,
+        prompt=rep.prompt,
+        prompt_mask=rep.prompt_mask,
+    )
 
-  # 5. Critic epochs on its own optimizer (PPO only).
-  new_value, new_vopt, vf_loss = state.value, state.value_opt, jnp.zeros(())
-  if hp.algo == "ppo":
-    vdata = dict(tokens=tokens, mask_b=mask_b, old_v=values, ret=returns, prompt=rep.prompt,
-                 prompt_mask=rep.prompt_mask)
-    vnorm = mask.sum() * mb / n
+    def policy_loss(params, d, w_b):
+        ex = PromptBatch(d["prompt"], d["prompt_mask"], None)
+        lg = _forward(graphs.policy, params, ex, d["tokens"], d["mask_b"], hp.temperature)
+        logp = token_logp(lg, d["tokens"])
+        tm = d["mask_b"].astype(jnp.float32)
+        w = w_b[:, None] * jnp.ones_like(tm)
+        pg, aux = rl.ppo_policy_loss(
+            logp,
+            d["old_logp"],
+            d["adv"],
+            d["pg_mask"],
+            clip.eps_low,
+            clip.eps_high,
+            normalizer,
+            hp.loss_agg,
+            weights_bt=w,
+        )
+        kl_tok = rl.kl_estimate(logp, d["ref_logp"], hp.kl_estimator)
+        ent_tok = rl.entropy_from_logits(lg)
+        kl = rl.aggregate(kl_tok * w, tm, "token_mean", jnp.maximum(tm.sum(), 1.0))
+        ent = rl.aggregate(ent_tok * w, tm, "token_mean", jnp.maximum(tm.sum(), 1.0))
+        loss = pg + hp.kl_coef * kl - ent_coef * ent
+        return loss, dict(pg_loss=pg, clip_frac=aux["clip_frac"], approx_kl=aux["approx_kl"])
 
-    def value_mb_step(carry, idx):
-      vp, vo, skipped = carry
-      d = jax.tree.map(lambda x: x[idx], vdata)
+    def policy_mb_step(carry, xs):
+        params, opt, skipped = carry
+        idx, w_b = xs
+        d = jax.tree.map(lambda x: x[idx], data)
+        (loss, aux), grads = jax.value_and_grad(policy_loss, has_aux=True)(params, d, w_b)
+        updates, new_opt = policy_tx.update(grads, opt, params)
+        new_params = jax.tree.map(jnp.add, params, updates)
+        ok = all_finite(loss, grads)
+        params, opt = apply_if_finite(ok, (new_params, new_opt), (params, opt))
+        aux = dict(aux, loss=loss, grad_norm=_global_norm(grads))
+        return (params, opt, skipped + (~ok).astype(jnp.int32)), aux
 
-      def loss_fn(p):
-        v = _values(graphs, p, PromptBatch(d["prompt"], d["prompt_mask"], None), d["tokens"],
-                    d["mask_b"])
-        loss, _ = rl.value_loss(v, d["old_v"], d["ret"], d["mask_b"].astype(jnp.float32),
-                                hp.vf_clip, vnorm)
-        return loss
+    seq_priority = jnp.abs(adv).sum(1) / jnp.maximum(lengths, 1.0)
 
-      loss, grads = jax.value_and_grad(loss_fn)(vp)
-      updates, new_vo = value_tx.update(grads, vo, vp)
-      ok = all_finite(loss, grads)
-      vp, vo = apply_if_finite(ok, (jax.tree.map(jnp.add, vp, updates), new_vo), (vp, vo))
-      return (vp, vo, skipped + (~ok).astype(jnp.int32)), loss
+    def policy_epoch(carry, k):
+        if hp.prioritized:
+            idx, w = rl.prioritized_minibatches(k, seq_priority, m, mb, alpha=hp.priority_alpha)
+        else:
+            idx = rl.shuffled_minibatches(k, n, m, mb)
+            w = jnp.ones(idx.shape, jnp.float32)
+        return jax.lax.scan(policy_mb_step, carry, (idx, w))
 
-    def value_epoch(carry, k):
-      return jax.lax.scan(value_mb_step, carry, rl.shuffled_minibatches(k, n, m, mb))
+    (new_policy, new_popt, skipped), paux = jax.lax.scan(
+        policy_epoch,
+        (state.policy, state.policy_opt, state.skipped),
+        jax.random.split(k_policy_mb, hp.epochs),
+    )
+    last_epoch = jax.tree.map(lambda x: x[-1].mean(), paux)
 
-    (new_value, new_vopt, skipped), vlosses = jax.lax.scan(
-        value_epoch, (state.value, state.value_opt, skipped),
-        jax.random.split(k_value_mb, hp.value_epochs))
-    vf_loss = vlosses[-1].mean()
+    # 5. Critic epochs on its own optimizer (PPO only).
+    new_value, new_vopt, vf_loss = state.value, state.value_opt, jnp.zeros(())
+    if hp.algo == "ppo":
+        vdata = dict(
+            tokens=tokens,
+            mask_b=mask_b,
+            old_v=values,
+            ret=returns,
+            prompt=rep.prompt,
+            prompt_mask=rep.prompt_mask,
+        )
+        vnorm = mask.sum() * mb / n
 
-  # 6. Controllers.
-  mean_entropy = (entropy * mask).sum() / n_tokens
-  new_clip = clip
-  if hp.adaptive_clip:
-    signal = last_epoch["approx_kl"] if hp.clip_signal == "kl" else last_epoch["clip_frac"]
-    new_clip = rl.update_clip(clip, signal, target=hp.clip_target, rate=hp.clip_rate,
-                              eps_min=hp.eps_min, eps_max=hp.eps_max)
-  new_ent = state.ent
-  if hp.adaptive_entropy:
-    new_ent = rl.update_entropy_coef(state.ent, mean_entropy, target=hp.entropy_target,
-                                     lr=hp.entropy_lr)
+        def value_mb_step(carry, idx):
+            vp, vo, skipped = carry
+            d = jax.tree.map(lambda x: x[idx], vdata)
 
-  kl_tok = rl.kl_estimate(old_logp, ref_logp, hp.kl_estimator)
-  metrics = dict(
-      loss=last_epoch["loss"], pg_loss=last_epoch["pg_loss"], vf_loss=vf_loss,
-      clip_frac=last_epoch["clip_frac"], approx_kl=last_epoch["approx_kl"],
-      grad_norm=last_epoch["grad_norm"],
-      clip_eps=clip.eps_low, clip_eps_high=clip.eps_high,
-      entropy=mean_entropy, entropy_coef=ent_coef,
-      kl=(kl_tok * mask).sum() / n_tokens,
-      completion_len=lengths.mean(),
-      truncated=(mask[:, -1] > 0).mean(),
-      skipped_updates=skipped,
-      score_fields=scores.mean(0),
-  )
-  new_state = state.replace(step=state.step + 1, policy=new_policy, policy_opt=new_popt,
-                            value=new_value, value_opt=new_vopt, clip=new_clip, ent=new_ent,
-                            skipped=skipped)
-  return new_state, metrics
+            def loss_fn(p):
+                v = _values(
+                    graphs,
+                    p,
+                    PromptBatch(d["prompt"], d["prompt_mask"], None),
+                    d["tokens"],
+                    d["mask_b"],
+                )
+                loss, _ = rl.value_loss(
+                    v, d["old_v"], d["ret"], d["mask_b"].astype(jnp.float32), hp.vf_clip, vnorm
+                )
+                return loss
+
+            loss, grads = jax.value_and_grad(loss_fn)(vp)
+            updates, new_vo = value_tx.update(grads, vo, vp)
+            ok = all_finite(loss, grads)
+            vp, vo = apply_if_finite(ok, (jax.tree.map(jnp.add, vp, updates), new_vo), (vp, vo))
+            return (vp, vo, skipped + (~ok).astype(jnp.int32)), loss
+
+        def value_epoch(carry, k):
+            return jax.lax.scan(value_mb_step, carry, rl.shuffled_minibatches(k, n, m, mb))
+
+        (new_value, new_vopt, skipped), vlosses = jax.lax.scan(
+            value_epoch,
+            (state.value, state.value_opt, skipped),
+            jax.random.split(k_value_mb, hp.value_epochs),
+        )
+        vf_loss = vlosses[-1].mean()
+
+    # 6. Controllers.
+    mean_entropy = (entropy * mask).sum() / n_tokens
+    new_clip = clip
+    if hp.adaptive_clip:
+        signal = last_epoch["approx_kl"] if hp.clip_signal == "kl" else last_epoch["clip_frac"]
+        new_clip = rl.update_clip(
+            clip,
+            signal,
+            target=hp.clip_target,
+            rate=hp.clip_rate,
+            eps_min=hp.eps_min,
+            eps_max=hp.eps_max,
+        )
+    new_ent = state.ent
+    if hp.adaptive_entropy:
+        new_ent = rl.update_entropy_coef(
+            state.ent, mean_entropy, target=hp.entropy_target, lr=hp.entropy_lr
+        )
+
+    kl_tok = rl.kl_estimate(old_logp, ref_logp, hp.kl_estimator)
+    metrics = dict(
+        loss=last_epoch["loss"],
+        pg_loss=last_epoch["pg_loss"],
+        vf_loss=vf_loss,
+        clip_frac=last_epoch["clip_frac"],
+        approx_kl=last_epoch["approx_kl"],
+        grad_norm=last_epoch["grad_norm"],
+        clip_eps=clip.eps_low,
+        clip_eps_high=clip.eps_high,
+        entropy=mean_entropy,
+        entropy_coef=ent_coef,
+        kl=(kl_tok * mask).sum() / n_tokens,
+        completion_len=lengths.mean(),
+        truncated=(mask[:, -1] > 0).mean(),
+        skipped_updates=skipped,
+        score_fields=scores.mean(0),
+    )
+    new_state = state.replace(
+        step=state.step + 1,
+        policy=new_policy,
+        policy_opt=new_popt,
+        value=new_value,
+        value_opt=new_vopt,
+        clip=new_clip,
+        ent=new_ent,
+        skipped=skipped,
+    )
+    return new_state, metrics
 
 
 def _values(graphs, params, batch, tokens, mask_b):
-  """Critic values V(s_t) at the positions that predict each completion token: [N, T]."""
-  p = batch.prompt.shape[1]
-  seq = jnp.concatenate([batch.prompt, tokens], axis=1)
-  valid = jnp.concatenate([batch.prompt_mask, mask_b], axis=1)
-  v = nnx.merge(graphs.value, params)(seq, positions_from_mask(valid), causal_mask(valid))
-  return v[:, p - 1:-1]
+    """Critic values V(s_t) at the positions that predict each completion token: [N, T]."""
+    p = batch.prompt.shape[1]
+    seq = jnp.concatenate([batch.prompt, tokens], axis=1)
+    valid = jnp.concatenate([batch.prompt_mask, mask_b], axis=1)
+    v = nnx.merge(graphs.value, params)(seq, positions_from_mask(valid), causal_mask(valid))
+    return v[:, p - 1 : -1]
 
 
 def _global_norm(tree):
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))

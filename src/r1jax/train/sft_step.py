@@ -19,65 +19,70 @@ from flax import nnx
 
 @flax.struct.dataclass
 class SFTBatch:
-  """Packed rows: several (prompt, solution) examples per row, separated by segment ids."""
-  tokens: jax.Array        # [R, S] int32 inputs
-  targets: jax.Array       # [R, S] int32 next token at each position
-  loss_mask: jax.Array     # [R, S] bool, True where the target is a solution token or EOS
-  segments: jax.Array      # [R, S] int32 example id within the row (0 = padding)
-  positions: jax.Array     # [R, S] int32 position within its example
+    """Packed rows: several (prompt, solution) examples per row, separated by segment ids."""
+
+    tokens: jax.Array  # [R, S] int32 inputs
+    targets: jax.Array  # [R, S] int32 next token at each position
+    loss_mask: jax.Array  # [R, S] bool, True where the target is a solution token or EOS
+    segments: jax.Array  # [R, S] int32 example id within the row (0 = padding)
+    positions: jax.Array  # [R, S] int32 position within its example
 
 
 def pack_examples(examples, rows: int, length: int, pad_id: int) -> SFTBatch:
-  """Greedy first-fit packing of (prompt_ids, solution_ids) pairs into `rows` x `length`.
+    """Greedy first-fit packing of (prompt_ids, solution_ids) pairs into `rows` x `length`.
 
-  Examples that no longer fit are dropped (the caller samples more than enough).
-  """
-  arr = {k: np.zeros((rows, length), np.int32) for k in ("tokens", "targets", "segments",
-                                                         "positions")}
-  arr["tokens"][:] = pad_id
-  loss = np.zeros((rows, length), bool)
-  fill = np.zeros(rows, np.int64)
-  count = np.zeros(rows, np.int64)
-  for prompt, solution in examples:
-    seq = list(prompt) + list(solution)
-    n = len(seq)
-    r = int(np.argmax(fill + n <= length)) if (fill + n <= length).any() else -1
-    if r < 0:
-      continue
-    a = int(fill[r])
-    count[r] += 1
-    arr["tokens"][r, a:a + n] = seq
-    arr["targets"][r, a:a + n - 1] = seq[1:]
-    arr["segments"][r, a:a + n] = count[r]
-    arr["positions"][r, a:a + n] = np.arange(n)
-    loss[r, a + len(prompt) - 1:a + n - 1] = True    # predict solution tokens and EOS
-    fill[r] += n
-  return SFTBatch(arr["tokens"], arr["targets"], loss, arr["segments"], arr["positions"])
+    Examples that no longer fit are dropped (the caller samples more than enough).
+    """
+    arr = {
+        k: np.zeros((rows, length), np.int32)
+        for k in ("tokens", "targets", "segments", "positions")
+    }
+    arr["tokens"][:] = pad_id
+    loss = np.zeros((rows, length), bool)
+    fill = np.zeros(rows, np.int64)
+    count = np.zeros(rows, np.int64)
+    for prompt, solution in examples:
+        seq = list(prompt) + list(solution)
+        n = len(seq)
+        r = int(np.argmax(fill + n <= length)) if (fill + n <= length).any() else -1
+        if r < 0:
+            continue
+        a = int(fill[r])
+        count[r] += 1
+        arr["tokens"][r, a : a + n] = seq
+        arr["targets"][r, a : a + n - 1] = seq[1:]
+        arr["segments"][r, a : a + n] = count[r]
+        arr["positions"][r, a : a + n] = np.arange(n)
+        loss[r, a + len(prompt) - 1 : a + n - 1] = True  # predict solution tokens and EOS
+        fill[r] += n
+    return SFTBatch(arr["tokens"], arr["targets"], loss, arr["segments"], arr["positions"])
 
 
 def sft_loss(params, batch: SFTBatch, graphs: Graphs):
-  model = nnx.merge(graphs.policy, params)
-  seg = batch.segments
-  l = seg.shape[1]
-  mask = (jnp.tril(jnp.ones((l, l), bool))[None] & (seg[:, :, None] == seg[:, None, :])
-          & (seg[:, None, :] > 0))                                  # [R, S, S]
-  logits, _ = model(batch.tokens, batch.positions, mask)          # [R, S, V]
-  m = batch.loss_mask.astype(jnp.float32)
-  ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)
-  n_tok = jnp.maximum(m.sum(), 1.0)                               # global token count
-  loss = (ce * m).sum() / n_tok
-  acc = ((jnp.argmax(logits, -1) == batch.targets) * m).sum() / n_tok
-  return loss, dict(token_accuracy=acc, tokens=m.sum())
+    model = nnx.merge(graphs.policy, params)
+    seg = batch.segments
+    l = seg.shape[1]
+    mask = (
+        jnp.tril(jnp.ones((l, l), bool))[None]
+        & (seg[:, :, None] == seg[:, None, :])
+        & (seg[:, None, :] > 0)
+    )  # [R, S, S]
+    logits, _ = model(batch.tokens, batch.positions, mask)  # [R, S, V]
+    m = batch.loss_mask.astype(jnp.float32)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)
+    n_tok = jnp.maximum(m.sum(), 1.0)  # global token count
+    loss = (ce * m).sum() / n_tok
+    acc = ((jnp.argmax(logits, -1) == batch.targets) * m).sum() / n_tok
+    return loss, dict(token_accuracy=acc, tokens=m.sum())
 
 
 def sft_step(state: TrainState, batch: SFTBatch, *, graphs: Graphs, tx):
-  """One AdamW step on the policy; returns (new_state, metrics)."""
-  (loss, aux), grads = jax.value_and_grad(sft_loss, has_aux=True)(state.policy, batch, graphs)
-  updates, new_opt = tx.update(grads, state.policy_opt, state.policy)
-  new_params = jax.tree.map(jnp.add, state.policy, updates)
-  ok = all_finite(loss, grads)
-  params, opt = apply_if_finite(ok, (new_params, new_opt), (state.policy, state.policy_opt))
-  skipped = state.skipped + (~ok).astype(jnp.int32)
-  new_state = state.replace(step=state.step + 1, policy=params, policy_opt=opt,
-                            skipped=skipped)
-  return new_state, dict(loss=loss, skipped_updates=skipped, **aux)
+    """One AdamW step on the policy; returns (new_state, metrics)."""
+    (loss, aux), grads = jax.value_and_grad(sft_loss, has_aux=True)(state.policy, batch, graphs)
+    updates, new_opt = tx.update(grads, state.policy_opt, state.policy)
+    new_params = jax.tree.map(jnp.add, state.policy, updates)
+    ok = all_finite(loss, grads)
+    params, opt = apply_if_finite(ok, (new_params, new_opt), (state.policy, state.policy_opt))
+    skipped = state.skipped + (~ok).astype(jnp.int32)
+    new_state = state.replace(step=state.step + 1, policy=params, policy_opt=opt, skipped=skipped)
+    return new_state, dict(loss=loss, skipped_updates=skipped, **aux)

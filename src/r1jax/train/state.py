@@ -23,71 +23,87 @@ from r1jax.rl.controllers import ClipState, EntropyCoefState, init_clip, init_en
 
 @flax.struct.dataclass
 class TrainState:
-  step: jax.Array          # global step: SFT steps, then RL iterations (int32 scalar)
-  rng: jax.Array           # base PRNG key (uint32[2]); per-step keys use fold_in(rng, step)
-  policy: Any              # policy params (pure dict)
-  policy_opt: Any          # optax state of the policy optimizer
-  value: Any               # critic params (pure dict); unused by GRPO and SFT
-  value_opt: Any           # optax state of the critic optimizer (its own time scale)
-  ref: Any                 # frozen reference policy (the SFT checkpoint) for the KL term
-  clip: ClipState          # adaptive-clipping controller (ε_low, ε_high)
-  ent: EntropyCoefState    # adaptive entropy-coefficient controller
-  skipped: jax.Array       # number of updates skipped because of NaN/Inf (int32 scalar)
+    step: jax.Array  # global step: SFT steps, then RL iterations (int32 scalar)
+    rng: jax.Array  # base PRNG key (uint32[2]); per-step keys use fold_in(rng, step)
+    policy: Any  # policy params (pure dict)
+    policy_opt: Any  # optax state of the policy optimizer
+    value: Any  # critic params (pure dict); unused by GRPO and SFT
+    value_opt: Any  # optax state of the critic optimizer (its own time scale)
+    ref: Any  # frozen reference policy (the SFT checkpoint) for the KL term
+    clip: ClipState  # adaptive-clipping controller (ε_low, ε_high)
+    ent: EntropyCoefState  # adaptive entropy-coefficient controller
+    skipped: jax.Array  # number of updates skipped because of NaN/Inf (int32 scalar)
 
 
 @dataclasses.dataclass(frozen=True)
 class Graphs:
-  """Static NNX graph definitions, bound into the jitted steps."""
-  policy: Any
-  value: Any
-  model_cfg: ModelConfig
+    """Static NNX graph definitions, bound into the jitted steps."""
+
+    policy: Any
+    value: Any
+    model_cfg: ModelConfig
 
 
-def make_optimizer(lr: float, *, warmup: int, total: int, weight_decay: float,
-                   grad_clip: float, b2: float = 0.99) -> optax.GradientTransformation:
-  """AdamW with linear warmup then cosine decay; the same chain structure for every phase."""
-  sched = optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(total, warmup + 1),
-                                             end_value=lr * 0.1)
-  return optax.chain(optax.clip_by_global_norm(grad_clip),
-                     optax.adamw(sched, b1=0.9, b2=b2, weight_decay=weight_decay))
+def make_optimizer(
+    lr: float, *, warmup: int, total: int, weight_decay: float, grad_clip: float, b2: float = 0.99
+) -> optax.GradientTransformation:
+    """AdamW with linear warmup then cosine decay; the same chain structure for every phase."""
+    sched = optax.warmup_cosine_decay_schedule(
+        0.0, lr, max(warmup, 1), max(total, warmup + 1), end_value=lr * 0.1
+    )
+    return optax.chain(
+        optax.clip_by_global_norm(grad_clip),
+        optax.adamw(sched, b1=0.9, b2=b2, weight_decay=weight_decay),
+    )
 
 
 def init_models(model_cfg: ModelConfig, value_cfg: ModelConfig, seed: int):
-  """Builds the policy and critic; returns (Graphs, policy_params, value_params)."""
-  rngs = nnx.Rngs(seed)
-  pg, ps = nnx.split(CausalLM(model_cfg, rngs=rngs))
-  vg, vs = nnx.split(ValueModel(value_cfg, rngs=nnx.Rngs(seed + 1)))
-  return Graphs(pg, vg, model_cfg), nnx.to_pure_dict(ps), nnx.to_pure_dict(vs)
+    """Builds the policy and critic; returns (Graphs, policy_params, value_params)."""
+    rngs = nnx.Rngs(seed)
+    pg, ps = nnx.split(CausalLM(model_cfg, rngs=rngs))
+    vg, vs = nnx.split(ValueModel(value_cfg, rngs=nnx.Rngs(seed + 1)))
+    return Graphs(pg, vg, model_cfg), nnx.to_pure_dict(ps), nnx.to_pure_dict(vs)
 
 
-def create_state(policy, value, policy_tx, value_tx, *, seed: int, eps_low: float,
-                 eps_high: float, entropy_coef: float) -> TrainState:
-  return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      rng=jax.random.PRNGKey(seed),
-      policy=policy,
-      policy_opt=policy_tx.init(policy),
-      value=value,
-      value_opt=value_tx.init(value),
-      ref=jax.tree.map(jnp.copy, policy),
-      clip=init_clip(eps_low, eps_high),
-      ent=init_entropy_coef(entropy_coef),
-      skipped=jnp.zeros((), jnp.int32),
-  )
+def create_state(
+    policy,
+    value,
+    policy_tx,
+    value_tx,
+    *,
+    seed: int,
+    eps_low: float,
+    eps_high: float,
+    entropy_coef: float,
+) -> TrainState:
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        rng=jax.random.PRNGKey(seed),
+        policy=policy,
+        policy_opt=policy_tx.init(policy),
+        value=value,
+        value_opt=value_tx.init(value),
+        ref=jax.tree.map(jnp.copy, policy),
+        clip=init_clip(eps_low, eps_high),
+        ent=init_entropy_coef(entropy_coef),
+        skipped=jnp.zeros((), jnp.int32),
+    )
 
 
 def start_rl(state: TrainState, policy_tx, value_tx) -> TrainState:
-  """Turns an SFT-finished state into the RL start: fresh optimizers, ref = current policy."""
-  return state.replace(policy_opt=policy_tx.init(state.policy),
-                       value_opt=value_tx.init(state.value),
-                       ref=jax.tree.map(jnp.copy, state.policy))
+    """Turns an SFT-finished state into the RL start: fresh optimizers, ref = current policy."""
+    return state.replace(
+        policy_opt=policy_tx.init(state.policy),
+        value_opt=value_tx.init(state.value),
+        ref=jax.tree.map(jnp.copy, state.policy),
+    )
 
 
 def apply_if_finite(ok, new, old):
-  """Keeps `old` wherever the update produced a non-finite loss or gradient."""
-  return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+    """Keeps `old` wherever the update produced a non-finite loss or gradient."""
+    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
 
 
 def all_finite(*trees) -> jax.Array:
-  leaves = [x for t in trees for x in jax.tree.leaves(t)]
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+    leaves = [x for t in trees for x in jax.tree.leaves(t)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
