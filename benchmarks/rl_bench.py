@@ -98,7 +98,7 @@ def main():
     print(f"| rollout: {n} sequences x {t} positions, one call | {t_gen * 1e3:.0f} ms |")
     print(f"| rollout tokens/s (all positions) | {n * t / t_gen:,.0f} |")
     print(
-        f"| rollout tokens/s (valid completion tokens, SFT policy at init) | {valid / t_gen:,.0f} |"
+        f"| rollout tokens/s (valid completion tokens; freshly initialised policy, which rarely stops) | {valid / t_gen:,.0f} |"
     )
     print(f"| SFT step ({c.sft.rows} packed rows, {examples} examples) | {t_sft * 1e3:.0f} ms |")
     print(
