@@ -14,13 +14,14 @@ from typing import Callable
 import flax.struct
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 from jax.experimental import io_callback
 
 from r1jax import rl
 from r1jax.models.transformer import causal_mask, positions_from_mask
 from r1jax.sampling import generate, sequence_logits, token_logp
-from r1jax.train.state import Graphs, TrainState, all_finite, apply_if_finite
+from r1jax.train.state import Graphs, TrainState, guarded_update
 
 
 @flax.struct.dataclass
@@ -195,12 +196,9 @@ def rl_iteration(
         idx, w_b = xs
         d = jax.tree.map(lambda x: x[idx], data)
         (loss, aux), grads = jax.value_and_grad(policy_loss, has_aux=True)(params, d, w_b)
-        updates, new_opt = policy_tx.update(grads, opt, params)
-        new_params = jax.tree.map(jnp.add, params, updates)
-        ok = all_finite(loss, grads)
-        params, opt = apply_if_finite(ok, (new_params, new_opt), (params, opt))
-        aux = dict(aux, loss=loss, grad_norm=_global_norm(grads))
-        return (params, opt, skipped + (~ok).astype(jnp.int32)), aux
+        params, opt, bad = guarded_update(policy_tx, grads, opt, params, loss)
+        aux = dict(aux, loss=loss, grad_norm=optax.global_norm(grads))
+        return (params, opt, skipped + bad), aux
 
     seq_priority = jnp.abs(adv).sum(1) / jnp.maximum(lengths, 1.0)
 
@@ -250,10 +248,8 @@ def rl_iteration(
                 return loss
 
             loss, grads = jax.value_and_grad(loss_fn)(vp)
-            updates, new_vo = value_tx.update(grads, vo, vp)
-            ok = all_finite(loss, grads)
-            vp, vo = apply_if_finite(ok, (jax.tree.map(jnp.add, vp, updates), new_vo), (vp, vo))
-            return (vp, vo, skipped + (~ok).astype(jnp.int32)), loss
+            vp, vo, bad = guarded_update(value_tx, grads, vo, vp, loss)
+            return (vp, vo, skipped + bad), loss
 
         def value_epoch(carry, k):
             return jax.lax.scan(value_mb_step, carry, rl.shuffled_minibatches(k, n, m, mb))
@@ -322,7 +318,3 @@ def _values(graphs, params, batch, tokens, mask_b):
     valid = jnp.concatenate([batch.prompt_mask, mask_b], axis=1)
     v = nnx.merge(graphs.value, params)(seq, positions_from_mask(valid), causal_mask(valid))
     return v[:, p - 1 : -1]
-
-
-def _global_norm(tree):
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from r1jax.train.state import Graphs, TrainState, all_finite, apply_if_finite
+from r1jax.train.state import Graphs, TrainState, guarded_update
 from flax import nnx
 
 
@@ -79,10 +79,7 @@ def sft_loss(params, batch: SFTBatch, graphs: Graphs):
 def sft_step(state: TrainState, batch: SFTBatch, *, graphs: Graphs, tx):
     """One AdamW step on the policy; returns (new_state, metrics)."""
     (loss, aux), grads = jax.value_and_grad(sft_loss, has_aux=True)(state.policy, batch, graphs)
-    updates, new_opt = tx.update(grads, state.policy_opt, state.policy)
-    new_params = jax.tree.map(jnp.add, state.policy, updates)
-    ok = all_finite(loss, grads)
-    params, opt = apply_if_finite(ok, (new_params, new_opt), (state.policy, state.policy_opt))
-    skipped = state.skipped + (~ok).astype(jnp.int32)
+    params, opt, bad = guarded_update(tx, grads, state.policy_opt, state.policy, loss)
+    skipped = state.skipped + bad
     new_state = state.replace(step=state.step + 1, policy=params, policy_opt=opt, skipped=skipped)
     return new_state, dict(loss=loss, skipped_updates=skipped, **aux)

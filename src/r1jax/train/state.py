@@ -99,11 +99,17 @@ def start_rl(state: TrainState, policy_tx, value_tx) -> TrainState:
     )
 
 
-def apply_if_finite(ok, new, old):
-    """Keeps `old` wherever the update produced a non-finite loss or gradient."""
-    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+def guarded_update(tx, grads, opt_state, params, loss):
+    """One optax step that is skipped when the loss or a gradient is NaN/Inf.
 
-
-def all_finite(*trees) -> jax.Array:
-    leaves = [x for t in trees for x in jax.tree.leaves(t)]
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+    Returns (params, opt_state, skipped) with `skipped` an int32 0/1 to add to the
+    state's skip counter (convention: non-finite updates are skipped, counted, logged).
+    """
+    updates, new_opt = tx.update(grads, opt_state, params)
+    new_params = jax.tree.map(jnp.add, params, updates)
+    leaves = jax.tree.leaves(loss) + jax.tree.leaves(grads)
+    ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+    params, opt_state = jax.tree.map(
+        lambda n, o: jnp.where(ok, n, o), (new_params, new_opt), (params, opt_state)
+    )
+    return params, opt_state, (~ok).astype(jnp.int32)
