@@ -197,7 +197,7 @@ def rl_iteration(
         d = jax.tree.map(lambda x: x[idx], data)
         (loss, aux), grads = jax.value_and_grad(policy_loss, has_aux=True)(params, d, w_b)
         params, opt, bad = guarded_update(policy_tx, grads, opt, params, loss)
-        aux = dict(aux, loss=loss, grad_norm=optax.global_norm(grads))
+        aux = dict(aux, loss=loss, grad_norm=optax.tree.norm(grads))
         return (params, opt, skipped + bad), aux
 
     seq_priority = jnp.abs(adv).sum(1) / jnp.maximum(lengths, 1.0)
