@@ -204,34 +204,7 @@ def reward_config(c) -> RewardConfig:
 
 
 def rl_hyper(c) -> RLHyper:
-    r = c.rl
-    return RLHyper(
-        algo=r.algo,
-        group_size=r.group_size,
-        max_new_tokens=c.max_new_tokens,
-        temperature=r.temperature,
-        epochs=r.epochs,
-        num_minibatches=r.num_minibatches,
-        value_epochs=r.value_epochs,
-        gamma=r.gamma,
-        lam=r.lam,
-        vf_clip=r.vf_clip,
-        kl_coef=r.kl_coef,
-        kl_estimator=r.kl_estimator,
-        loss_agg=r.loss_agg,
-        grpo_scale_by_std=r.grpo_scale_by_std,
-        adaptive_clip=r.adaptive_clip,
-        clip_signal=r.clip_signal,
-        clip_target=r.clip_target,
-        clip_rate=r.clip_rate,
-        eps_min=r.eps_min,
-        eps_max=r.eps_max,
-        adaptive_entropy=r.adaptive_entropy,
-        entropy_target=r.entropy_target,
-        entropy_lr=r.entropy_lr,
-        top_entropy_q=r.top_entropy_q,
-        prioritized=r.prioritized,
-        priority_alpha=r.priority_alpha,
-        eos_id=EOS_ID,
-        pad_id=PAD_ID,
-    )
+    """RLHyper from `c.rl` (same field names) plus the shared sequence/token settings."""
+    shared = dict(max_new_tokens=c.max_new_tokens, eos_id=EOS_ID, pad_id=PAD_ID)
+    fields = {f.name for f in dataclasses.fields(RLHyper)} - set(shared)
+    return RLHyper(**{name: c.rl[name] for name in fields}, **shared)
