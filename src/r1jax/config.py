@@ -14,7 +14,9 @@ import numpy as np
 
 from r1jax.errors import ConfigError
 from r1jax.models.transformer import ModelConfig
+from r1jax.rewards.bridge import Placement
 from r1jax.rewards.composite import EFFICIENCY_MODES, RewardConfig
+from r1jax.rewards.noise import RewardNoise
 from r1jax.rl.losses import AGGREGATION_MODES
 from r1jax.tasks import get_task, sample_levels
 from r1jax.tokenizer import EOS_ID, PAD_ID
@@ -171,8 +173,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config.rl.level_weights={tuple(c.rl.level_weights)!r}: {e}") from e
     try:
         reward_config(c)
+        reward_placement(c)
+        reward_noise(c)
         model_config(c, 128)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise ConfigError(str(e)) from e
 
 
@@ -195,11 +199,26 @@ def reward_config(c) -> RewardConfig:
         w_correctness=r.w_correctness,
         w_efficiency=r.w_efficiency,
         w_novelty=r.w_novelty,
+        w_format=r.get("w_format", 0.0),
         step_weight=r.step_weight,
         efficiency_mode=r.efficiency_mode,
         decay=r.efficiency_decay,
         efficiency_requires_correct=r.efficiency_requires_correct,
         step_credit_requires_correct=r.step_credit_requires_correct,
+    )
+
+
+def reward_placement(c) -> Placement:
+    """Where PPO's rewards land on the tokens (``rewards.bridge.Placement``)."""
+    r = c.reward
+    return Placement(dense_mix=r.get("dense_mix", 0.0), step_shaping=r.get("step_shaping", 0.0))
+
+
+def reward_noise(c) -> RewardNoise:
+    """Reward-hacking defence by noise (``rewards.noise.RewardNoise``), seeded by c.seed."""
+    r = c.reward
+    return RewardNoise(
+        reward_std=r.get("noise_std", 0.0), perturb_prob=r.get("perturb_prob", 0.0), seed=c.seed
     )
 
 

@@ -51,6 +51,26 @@ class CharTokenizer:
             out.append(self._to_char.get(i, "\ufffd"))
         return "".join(out)
 
+    def decode_with_offsets(self, ids: Sequence[int]) -> tuple[str, np.ndarray]:
+        """``decode`` plus, for each character, the index of the token that wrote it.
+
+        The offsets array has one extra final entry: the position after the text (the
+        EOS token, or the last token when there is none), where end-of-text credit goes.
+        """
+        ids = [int(i) for i in ids]
+        out, where = [], []
+        end = max(len(ids) - 1, 0)
+        for t, i in enumerate(ids):
+            if i == EOS_ID:
+                end = t
+                break
+            if i == PAD_ID:
+                continue
+            out.append(self._to_char.get(i, "\ufffd"))
+            where.append(t)
+        where.append(end)
+        return "".join(out), np.asarray(where, np.int32)
+
     def decode_batch(self, ids_bt: np.ndarray) -> list[str]:
         return [self.decode(row) for row in np.asarray(ids_bt)]
 

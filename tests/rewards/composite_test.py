@@ -11,7 +11,6 @@ from r1jax.rewards.composite import (
     REWARD_PARTS,
     SCORE_FIELDS,
     RewardConfig,
-    novelty,
     score,
     score_vector,
 )
@@ -23,12 +22,13 @@ BARE = "#### 41"
 
 
 def test_field_names():
-    assert REWARD_PARTS == ("correctness", "efficiency", "novelty")
+    assert REWARD_PARTS == ("correctness", "efficiency", "novelty", "format")
     assert SCORE_FIELDS == (
         "total",
         "correctness",
         "efficiency",
         "novelty",
+        "format",
         "answer_correct",
         "num_steps",
         "valid_steps",
@@ -134,11 +134,23 @@ def test_weights():
     assert score(ONE_BAD, "41", cfg)["correctness"] == pytest.approx(0.75)
 
 
-def test_novelty_is_a_stub():
-    assert novelty(CORRECT4, Verdict(True, 4, 4, True)) == 0.0
-    assert "STUB" in novelty.__doc__
-    cfg = RewardConfig(w_novelty=100.0)
-    assert score(CORRECT4, "41", cfg)["total"] == pytest.approx(0.66)
+def test_novelty_is_given_and_counts_only_when_correct():
+    cfg = RewardConfig(w_novelty=0.5)
+    base = score(CORRECT4, "41", cfg)["total"]
+    assert score(CORRECT4, "41", cfg, novelty=0.8)["total"] == pytest.approx(base + 0.4)
+    assert score(CORRECT4, "41", cfg, novelty=0.8)["novelty"] == 0.8
+    wrong = score(ONE_BAD, "41", cfg, novelty=1.0)
+    assert wrong["novelty"] == 0.0 and wrong["total"] == 0.0
+
+
+def test_format_part_only_when_weighted():
+    r1 = "<think>7*4=28\n28+13=41</think> <answer>#### 41</answer>"
+    assert score(r1, "41")["format"] == 0.0  # w_format defaults to 0
+    cfg = RewardConfig(w_format=0.2)
+    on = score(r1, "41", cfg)
+    assert on["format"] == 1.0
+    assert on["total"] == pytest.approx(score(r1, "41")["total"] + 0.2)
+    assert score(CORRECT4, "41", cfg)["format"] == 0.0
 
 
 @pytest.mark.parametrize(

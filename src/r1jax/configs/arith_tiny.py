@@ -108,13 +108,19 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         dict(
             w_correctness=0.6,  # weight of correctness (answer + steps)
             w_efficiency=0.3,  # weight of efficiency
-            w_novelty=0.1,  # weight of novelty (stub returns 0 until issue #3)
+            w_novelty=0.1,  # weight of tree-search novelty of correct solutions
+            w_format=0.0,  # weight of R1's <think>…</think><answer>…</answer> format reward
             step_weight=0.4,  # share of correctness given by valid steps (> 0.25 keeps a
             # bare "#### N" below a valid one-step solution)
             efficiency_mode="inverse",  # "inverse": 1/(1+steps); "time_decay": decay**steps
             efficiency_decay=0.8,  # decay of the time-decay mode
             efficiency_requires_correct=True,  # no efficiency credit for a wrong answer
             step_credit_requires_correct=True,  # no step credit for a wrong answer (no truncation hack)
+            dense_mix=0.0,  # share of the step credit put on step-end tokens (PPO; dense+sparse)
+            step_shaping=0.0,  # α of potential-based step shaping: −α on the first wrong
+            # step's last token (else on the last token); PPO only (rewards.dense)
+            noise_std=0.0,  # σ of Gaussian noise on the total reward (anti reward hacking)
+            perturb_prob=0.0,  # chance of a verdict-preserving surface rewrite before scoring
             num_workers=2,  # verifier worker processes (0 = inline)
             deadline_s=2.0,  # hard per-item verification deadline (seconds)
         )

@@ -1,17 +1,22 @@
-"""Rewards: safe arithmetic, solution verification, the composite reward, the host pool.
+"""Rewards: safe arithmetic, solution verification, answers, the composite reward, the pool.
 
 Model output is hostile (DESIGN.md, convention 12): ``safe_math`` evaluates it only
 through a whitelisted AST walk, and ``host.RewardPool`` scores it in worker processes
-with a hard per-item deadline.
+with a hard per-item deadline. ``answers`` extracts final answers in any common format
+and checks them against references (numbers in-process, sympy in worker processes);
+``steps.check_steps`` checks every equation step of a solution (the process reward).
+The composite reward's stateful novelty (``novelty``), noise injection (``noise``), R1
+format reward (``format``) and the placement of dense/sparse rewards on tokens
+(``dense``, ``bridge``) are submodules.
 """
 
+from r1jax.rewards.answers import extract_answer, verify_answer, verify_answers
 from r1jax.rewards.composite import (
     EFFICIENCY_MODES,
     REWARD_PARTS,
     SCORE_FIELDS,
     RewardConfig,
     efficiency,
-    novelty,
     score,
     score_vector,
 )
@@ -22,6 +27,7 @@ from r1jax.rewards.safe_math import (
     safe_eval,
     safe_eval_fraction,
 )
+from r1jax.rewards.steps import StepCheck, StepReport, check_steps
 from r1jax.rewards.verifier import (
     DEFAULT_VERIFIER,
     EquationVerifier,
@@ -42,11 +48,14 @@ __all__ = [
     "ParsedSolution",
     "RewardConfig",
     "RewardPool",
+    "StepCheck",
+    "StepReport",
     "Verdict",
     "Verifier",
     "check_step",
+    "check_steps",
     "efficiency",
-    "novelty",
+    "extract_answer",
     "parse_answer",
     "parse_answer_fraction",
     "parse_solution",
@@ -55,4 +64,6 @@ __all__ = [
     "score",
     "score_vector",
     "verify",
+    "verify_answer",
+    "verify_answers",
 ]

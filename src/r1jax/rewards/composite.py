@@ -1,4 +1,4 @@
-"""The composite reward: correctness, efficiency and novelty, weighted.
+"""The composite reward: correctness, efficiency, novelty and format, weighted.
 
 For one completion with verdict ``v`` (see ``verifier.Verdict``), ``n = v.num_steps``::
 
@@ -9,9 +9,10 @@ For one completion with verdict ``v`` (see ``verifier.Verdict``), ``n = v.num_st
     efficiency  = 1 / (1 + n)          efficiency_mode "inverse"
                   decay ** n           efficiency_mode "time_decay"
                   times answer_correct when efficiency_requires_correct
-    novelty     = 0                    (stub, see ``novelty``)
+    novelty     = given by the caller  (stateful: ``novelty.NoveltyTracker``, see below)
+    format      = format.format_reward(completion)   (R1's <think>…</think><answer>…</answer>)
     total       = w_correctness * correctness + w_efficiency * efficiency
-                  + w_novelty * novelty
+                  + w_novelty * novelty + w_format * format
 
 A solution without step equations earns no step credit (its correctness is at most
 ``1 - step_weight``): showing no work is not rewarded as if all work were valid.
@@ -29,6 +30,16 @@ Ordering with the defaults (step_weight 0.4), for a one-step problem: concise co
 0.6 + 0.3/2 = 0.75 > verbose correct (with a check step) 0.6 + 0.3/3 = 0.70 > bare
 correct ``#### N`` 0.6 * 0.6 + 0.3 = 0.66 > any wrong answer 0.
 
+Novelty needs memory: how often each solution path was already found for the problem.
+That memory lives in the trainer's process (``bridge.HostReward`` owns a
+``novelty.NoveltyTracker`` and checkpoints it), not in the stateless worker processes
+that run ``score``; the workers score novelty 0 and the bridge adds
+``w_novelty * novelty`` to ``total`` afterwards. Called directly, ``score`` takes the
+novelty value as an argument.
+
+The format part is 0 unless ``w_format > 0``: the embedded arithmetic task does not ask
+for R1's tags (its ``format`` column then stays 0 in the logs).
+
 ``score`` returns a dict for logging; ``score_vector`` returns the same numbers as a
 tuple in ``SCORE_FIELDS`` order, the picklable, fixed-width form the host bridge
 (``host.RewardPool``, io_callback) turns into a ``[N, len(SCORE_FIELDS)]`` array.
@@ -39,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from r1jax.rewards import format as format_lib
 from r1jax.rewards import verifier as verifier_lib
 
 __all__ = [
@@ -47,17 +59,17 @@ __all__ = [
     "SCORE_FIELDS",
     "RewardConfig",
     "efficiency",
-    "novelty",
     "score",
     "score_vector",
 ]
 
-REWARD_PARTS = ("correctness", "efficiency", "novelty")
+REWARD_PARTS = ("correctness", "efficiency", "novelty", "format")
 SCORE_FIELDS = (
     "total",
     "correctness",
     "efficiency",
     "novelty",
+    "format",
     "answer_correct",
     "num_steps",
     "valid_steps",
@@ -73,8 +85,10 @@ class RewardConfig:
     w_correctness: float = 0.6
     # Weight of the efficiency part in ``total`` (fewer steps score higher).
     w_efficiency: float = 0.3
-    # Weight of the novelty part in ``total`` (0 contribution while novelty is a stub).
+    # Weight of the novelty part in ``total`` (tree-search novelty of correct solutions).
     w_novelty: float = 0.1
+    # Weight of the R1 format part (``<think>…</think><answer>…</answer>``); 0 = off.
+    w_format: float = 0.0
     # Share of correctness given to valid steps (fraction of valid step equations);
     # the rest, 1 - step_weight, goes to the final answer. In [0, 1].
     step_weight: float = 0.4
@@ -91,7 +105,7 @@ class RewardConfig:
     step_credit_requires_correct: bool = True
 
     def __post_init__(self):
-        for name in ("w_correctness", "w_efficiency", "w_novelty"):
+        for name in ("w_correctness", "w_efficiency", "w_novelty", "w_format"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(
@@ -131,28 +145,18 @@ def efficiency(num_steps: int, answer_correct: bool, cfg: RewardConfig) -> float
     return float(cfg.decay) ** num_steps
 
 
-def novelty(completion: str, verdict: verifier_lib.Verdict) -> float:
-    """STUB: returns 0 until the reward issue (#3) implements search-tree novelty.
-
-    The intended signal rewards solutions whose step sequence differs from those already
-    seen for the same problem (a search tree over steps); it will need per-problem state
-    that this stateless function does not have yet. With the stub, ``w_novelty`` only
-    scales a zero, so ``total`` lies in [0, w_correctness + w_efficiency].
-    """
-    del completion, verdict
-    return 0.0
-
-
 def score(
     completion: str,
     reference_answer: str,
     cfg: RewardConfig | None = None,
     verifier: verifier_lib.Verifier | None = None,
+    novelty: float = 0.0,
 ) -> dict[str, float]:
-    """Scores one completion; keys are ``SCORE_FIELDS`` (the three parts, "total",
+    """Scores one completion; keys are ``SCORE_FIELDS`` (the four parts, "total",
     "answer_correct", "num_steps", "valid_steps"), all floats.
 
     ``cfg`` defaults to ``RewardConfig()``, ``verifier`` to ``EquationVerifier``.
+    ``novelty`` (in [0, 1], from a ``NoveltyTracker``) counts only for a correct answer.
     """
     cfg = RewardConfig() if cfg is None else cfg
     verifier = verifier_lib.DEFAULT_VERIFIER if verifier is None else verifier
@@ -166,12 +170,14 @@ def score(
     parts = {
         "correctness": correctness,
         "efficiency": efficiency(n, verdict.answer_correct, cfg),
-        "novelty": float(novelty(completion, verdict)),
+        "novelty": float(novelty) if verdict.answer_correct else 0.0,
+        "format": format_lib.format_reward(completion) if cfg.w_format > 0 else 0.0,
     }
     total = (
         cfg.w_correctness * parts["correctness"]
         + cfg.w_efficiency * parts["efficiency"]
         + cfg.w_novelty * parts["novelty"]
+        + cfg.w_format * parts["format"]
     )
     return {
         "total": float(total),

@@ -40,6 +40,7 @@ __all__ = [
     "MAX_EXPONENT",
     "MAX_EXPR_CHARS",
     "parse_answer",
+    "parens_ok",
     "parse_answer_fraction",
     "safe_eval",
     "safe_eval_fraction",
@@ -83,17 +84,7 @@ def _prefilter(expr: str) -> str | None:
         text = _THOUSANDS_RE.sub("", text)
     if not _ALLOWED_CHARS.issuperset(text):
         return None
-    depth = 0
-    for ch in text:
-        if ch == "(":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return None
-        elif ch == ")":
-            depth -= 1
-            if depth < 0:
-                return None
-    if depth:
+    if not parens_ok(text, MAX_DEPTH):
         return None
     text = text.replace("^", "**")
     if "0" in text:
@@ -150,6 +141,24 @@ def _eval_node(node: ast.AST, src: str, depth: int) -> Fraction:
     raise _Reject(type(node).__name__)  # Name, Call, Attribute, Lambda, ...
 
 
+def parens_ok(text: str, max_depth: int) -> bool:
+    """True iff the parentheses balance and nesting stays within ``max_depth``.
+
+    A linear scan run before ``ast.parse``, whose own recursion limit must never be hit.
+    """
+    depth = 0
+    for ch in text:
+        if ch == "(":
+            depth += 1
+            if depth > max_depth:
+                return False
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
 def safe_eval_fraction(expr: str) -> Fraction | None:
     """Evaluates whitelisted arithmetic exactly; ``None`` for anything else.
 
@@ -171,7 +180,7 @@ def safe_eval_fraction(expr: str) -> Fraction | None:
         return None
 
 
-def _to_rational(value: Fraction | None) -> "sympy.Rational | None":
+def _to_rational(value: Fraction | None) -> sympy.Rational | None:
     if value is None:
         return None
     import sympy  # lazy: only callers that want sympy numbers pay its import
@@ -179,7 +188,7 @@ def _to_rational(value: Fraction | None) -> "sympy.Rational | None":
     return sympy.Rational(value.numerator, value.denominator)
 
 
-def safe_eval(expr: str) -> "sympy.Rational | None":
+def safe_eval(expr: str) -> sympy.Rational | None:
     """Evaluates whitelisted arithmetic to an exact ``sympy.Rational``.
 
     Accepts integers and decimals (``0.1`` is exactly 1/10), ``1,200``-style thousands
@@ -211,7 +220,7 @@ def parse_answer_fraction(text: str) -> Fraction | None:
     return safe_eval_fraction(s)
 
 
-def parse_answer(text: str) -> "sympy.Rational | None":
+def parse_answer(text: str) -> sympy.Rational | None:
     """Parses a final answer such as ``"$1,200"``, ``"12."``, ``" 3/4 "``, ``"-5"``, ``"1.50"``.
 
     Removes currency signs and a sentence-final period, then applies ``safe_eval``.

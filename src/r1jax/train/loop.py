@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import time
 
 import jax
 import numpy as np
-import logging
 
 from r1jax import config as config_lib
 from r1jax import parallel
 from r1jax.checkpoint import Checkpointer
 from r1jax.evaluate import evaluate, make_greedy_fn
+from r1jax.rewards.bridge import HostReward
 from r1jax.rewards.composite import SCORE_FIELDS, score_vector
 from r1jax.rewards.host import RewardPool
 from r1jax.tasks import get_task, heldout_set, sample_mixture
@@ -32,18 +33,6 @@ from r1jax.train.state import create_state, init_models, make_optimizer, start_r
 
 log = logging.getLogger("r1jax")
 ANSWER_LEN = 16  # A, reference-answer tokens carried in a PromptBatch
-
-
-class HostReward:
-    """The io_callback target: decodes completions and answers, scores them in the pool."""
-
-    def __init__(self, pool: RewardPool, tokenizer: CharTokenizer):
-        self.pool, self.tokenizer = pool, tokenizer
-
-    def __call__(self, tokens_nt, answers_na):
-        completions = self.tokenizer.decode_batch(np.asarray(tokens_nt))
-        answers = self.tokenizer.decode_batch(np.asarray(answers_na))
-        return self.pool.score_batch(list(zip(completions, answers))).astype(np.float32)
 
 
 class Experiment:
@@ -104,6 +93,14 @@ class Experiment:
             deadline_s=c.reward.deadline_s,
             num_fields=len(SCORE_FIELDS),
         )
+        self.host_reward = HostReward(
+            self.pool,
+            self.tokenizer,
+            group_size=c.rl.group_size,
+            reward_cfg=config_lib.reward_config(c),
+            placement=config_lib.reward_placement(c),
+            noise=config_lib.reward_noise(c),
+        )
         self.sft_fn = jax.jit(
             functools.partial(sft_step, graphs=self.graphs, tx=self.sft_tx),
             in_shardings=(self.repl, self.data_sh),
@@ -117,7 +114,7 @@ class Experiment:
                 hp=config_lib.rl_hyper(c),
                 policy_tx=self.policy_tx,
                 value_tx=self.value_tx,
-                reward_fn=HostReward(self.pool, self.tokenizer),
+                reward_fn=self.host_reward,
                 num_score_fields=len(SCORE_FIELDS),
                 data_sharding=self.data_sh,
             ),
@@ -237,6 +234,8 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
     try:
         phase, step = ckpt.find(None)
         state, meta = ckpt.restore(phase, step, exp.init_state)
+        if "host_reward" in meta:
+            exp.host_reward.load_state_dict(meta["host_reward"])
         resume_step = step
         log.info("resumed from %s checkpoint at step %d", phase, step)
     except FileNotFoundError:
@@ -306,7 +305,17 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
             if c.eval.every and (step - first_rl) % c.eval.every == 0 and step < end:
                 writer.write(step, "eval", exp.evaluate(state.policy))
             if (step - first_rl) % c.checkpoint_every == 0 or step == end:
-                ckpt.save("rl", step, state, dict(meta, phase="rl", wall_seconds=wall()))
+                ckpt.save(
+                    "rl",
+                    step,
+                    state,
+                    dict(
+                        meta,
+                        phase="rl",
+                        wall_seconds=wall(),
+                        host_reward=exp.host_reward.state_dict(),
+                    ),
+                )
             if stopped(step):
                 return {}
         final = exp.evaluate(state.policy)

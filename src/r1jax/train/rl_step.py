@@ -112,11 +112,18 @@ def rl_iteration(
     mask = mask_b.astype(jnp.float32)
 
     # 2. Rewards on the host.
-    scores = io_callback(
+    # scores: SCORE_FIELDS per completion; token_rewards: where PPO's rewards land (the
+    # outcome on the last token, optional dense step rewards; rewards.bridge).
+    scores, token_rewards = io_callback(
         reward_fn,
-        jax.ShapeDtypeStruct((n, num_score_fields), jnp.float32),
+        (
+            jax.ShapeDtypeStruct((n, num_score_fields), jnp.float32),
+            jax.ShapeDtypeStruct(tokens.shape, jnp.float32),
+        ),
+        rep.prompt,
         tokens,
         rep.answer,
+        state.step,
         ordered=False,
     )
     reward_n = scores[:, 0]
@@ -130,10 +137,9 @@ def rl_iteration(
     )
     n_tokens = jnp.maximum(mask.sum(), 1.0)
     lengths = mask.sum(1)
-    last = jax.nn.one_hot(jnp.maximum(lengths - 1, 0).astype(jnp.int32), mask.shape[1])
     if hp.algo == "ppo":
         values = _values(graphs, state.value, rep, tokens, mask_b)
-        rewards_bt = last * reward_n[:, None] * mask
+        rewards_bt = token_rewards * mask
         adv, returns = rl.gae(rewards_bt, values, mask, hp.gamma, hp.lam)
         adv = rl.whiten(adv, mask)
     else:

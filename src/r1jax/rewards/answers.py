@@ -1,0 +1,390 @@
+"""Final answers: extraction from any solution format, and equivalence with a reference.
+
+``extract_answer`` finds the final answer in a solution; ``verify_answer`` says whether a
+prediction's final answer equals the reference's; ``verify_answers`` does many pairs.
+Model text is hostile: nothing here raises, runs code or hangs (see ``latex`` and
+``symbolic`` for the gates in front of the AST walks).
+
+Extraction, in priority order: the last ``<answer>...</answer>`` (searched again for the
+markers below), the last ``\\boxed{...}``/``\\fbox{...}`` (nested braces matched),
+the last ``#### ...`` line, and otherwise whichever comes last of an answer line
+(``A: 72``, ``Answer: 72``, ``**Final answer:** 72``) and an answer phrase (``The answer
+is 72.``, up to the end of the sentence). ``fallback=True`` (what ``verify_answer`` uses)
+adds: a short one-line text that parses as an answer is the answer itself (``"18"``,
+``"x = 3"``), else the last number on the last line; not if the text has a ``####``,
+``\\boxed`` or ``<answer>`` marker whose answer was refused. Answers longer than
+``MAX_ANSWER_CHARS`` or holding control characters are refused.
+
+Parsing an answer (``parse_value``): ``latex.to_plain`` first. Then ``x = 3`` or
+``f(x) = 2x`` (a left side of letters only) is a *named* ``Equation``, which compares as
+its right side except against an equation like ``2x = 6``; a chain ``2+3 = 5`` is its
+last part; ``x = 1, y = 2`` is a tuple; an equation with symbols on both sides stays an
+``Equation``. ``{a, b}`` is a set, ``(a, b)`` a tuple, ``[a, b)`` (brackets that differ,
+or ``[a, b]``) an interval, a bare ``a, b`` (also ``a ± b``) a list. Thousands
+separators (``1,234``) are read as such only outside brackets (so ``1,234`` is 1234,
+but ``(1,234)`` is a pair). A leaf is a ``Num`` (exact ``Fraction``: ``$18.00``, ``18
+eggs``, ``5 km/h``, ``1 1/2``, ``-5``, ``50%``, ``\\frac{3}{2}``; a trailing word of
+two or more letters is a unit, but not ``2x``, ``2 x`` or ``2 pi``) or an ``Expr``
+(whitelisted Python text with symbols or functions, settled by sympy). Digits are ASCII
+only: ``٣٤`` is not 34.
+
+Comparison: ``decide`` first compares the answers as squashed strings (no spaces,
+``$``, ``\\left``/``\\right``), then parses both and runs ``symbolic.compare`` with the
+in-process ``FastLeaves``: numbers are settled with exact ``Fraction`` arithmetic (the
+rules for ``%`` and for rounded decimals are in ``symbolic``'s doc). A pair that needs
+sympy (``Expr`` or ``Equation`` leaves) goes to ``symbolic``'s worker pool, with a
+deadline and a cache. Unparseable answers are equal only as squashed strings.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from fractions import Fraction
+
+from r1jax.rewards import latex, safe_math, symbolic
+from r1jax.rewards.host import RewardPool
+from r1jax.rewards.latex import Equation, Expr, Interval, Num, Seq
+from r1jax.rewards.symbolic import FastLeaves, NeedsSympy, compare
+
+__all__ = [
+    "MAX_ANSWER_CHARS",
+    "decide",
+    "extract_answer",
+    "parse_value",
+    "verify_answer",
+    "verify_answers",
+]
+
+_log = logging.getLogger(__name__)
+MAX_ANSWER_CHARS = latex.MAX_TEXT_CHARS  # longest final answer considered
+MAX_BARE_CHARS = 80  # a one-line text up to this long may be the answer itself
+MAX_ITEMS = 50  # most elements in a tuple, set, list
+_BOX_SCAN = 4 * MAX_ANSWER_CHARS  # how far a \boxed{ is scanned for its closing brace
+
+
+# ---------------------------------------------------------------------------- extraction
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_LINE_RE = re.compile(
+    r"^[ \t>*#_]*(?:final[ \t]+answer|answer|a)[ \t*_]*[:：][ \t*_]*([^\n]*)$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_PHRASE_RE = re.compile(
+    r"answer(?:[ \t]+(?:is|was|would[ \t]+be|will[ \t]+be|should[ \t]+be)|[ \t]*=)[ \t:]*([^\n]*)",
+    re.IGNORECASE,
+)
+_SENTENCE_END_RE = re.compile(r"[.;!?](?:\s|$)")
+_ENCLOSED_RE = re.compile(r"\$\$?([^$]*)\$\$?|\\\((.*)\\\)|\\\[(.*)\\\]", re.DOTALL)
+_MARKERS = ("####", "\\boxed", "\\fbox", "<answer>")
+_LAST_NUMBER_RE = re.compile(r"-?\$?[0-9][0-9,]*(?:\.[0-9]+)?")
+
+
+def _finish(cand: str | None) -> str | None:
+    if cand is None or len(cand) > 2 * MAX_ANSWER_CHARS:
+        return None
+    cand = cand.strip().strip("*_ \t").removesuffix(".").strip()
+    if m := _ENCLOSED_RE.fullmatch(cand):  # "$18$", "\\(x+1\\)", "\\[3\\]"
+        cand = (m[1] or m[2] or m[3] or "").strip().removesuffix(".").rstrip()
+    if not cand or len(cand) > MAX_ANSWER_CHARS or _CONTROL_RE.search(cand):
+        return None
+    return cand
+
+
+def _boxed(text: str) -> str | None:
+    i = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if i < 0:
+        return None
+    j = i + (6 if text.startswith("\\boxed", i) else 5)
+    if j < len(text) and text[j] == " ":
+        m = re.match(r" +([^\s$]+)", text[j : j + MAX_ANSWER_CHARS])
+        return m.group(1) if m else None
+    if j >= len(text) or text[j] != "{":
+        return None
+    depth = 0
+    for k in range(j, min(len(text), j + _BOX_SCAN)):
+        c = text[k]
+        if c == "{" and text[k - 1] != "\\":
+            depth += 1
+        elif c == "}" and text[k - 1] != "\\":
+            depth -= 1
+            if depth == 0:
+                return text[j + 1 : k]
+    return None
+
+
+def _markers(text: str, depth: int = 0) -> str | None:
+    close = text.rfind("</answer>")
+    opening = text.rfind("<answer>", 0, close if close >= 0 else len(text))
+    if opening >= 0 and depth < 2:
+        inner = text[opening + 8 : close if close >= 0 else len(text)]
+        return _markers(inner, depth + 1) or _finish(inner)
+    if (box := _boxed(text)) is not None:
+        return _finish(box)
+    if (i := text.rfind("####")) >= 0:
+        end = text.find("\n", i)
+        cand = text[i + 4 : end if end >= 0 else len(text)].lstrip("#")
+        if (cand := _finish(cand)) is not None:
+            return cand
+    best_pos, best = -1, None
+    for regex in (_LINE_RE, _PHRASE_RE):
+        m = None
+        for m in regex.finditer(text):
+            pass
+        if m is not None and m.start() > best_pos:
+            best_pos, best = m.start(), m.group(1)
+            if regex is _PHRASE_RE and (end := _SENTENCE_END_RE.search(best)):
+                best = best[: end.start()]
+    return _finish(best)
+
+
+def extract_answer(text: str, fallback: bool = False) -> str | None:
+    """The final answer of a solution (see the module doc); ``None`` if there is none.
+
+    ``fallback=True``: when no marker is found, a short one-line text that parses as an
+    answer is returned as is, else the last number on the last line (not when a
+    ``####``/``\\boxed``/``<answer>`` marker is there but its answer was refused).
+    """
+    if not isinstance(text, str):
+        return None
+    try:
+        found = _markers(text)
+        if found is not None or not fallback or any(m in text for m in _MARKERS):
+            return found  # a marker whose answer was refused is not "no marker"
+        bare = text.strip()
+        bare = _finish(bare) if len(bare) <= MAX_BARE_CHARS and "\n" not in bare else None
+        if bare is not None and parse_value(bare) is not None:
+            return bare
+        last_line = text.rstrip().rsplit("\n", 1)[-1]
+        m = None
+        for m in _LAST_NUMBER_RE.finditer(last_line):
+            pass
+        return _finish(m.group(0)) if m is not None else None
+    except Exception:  # noqa: BLE001  (never raise on hostile text)
+        return None
+
+
+# ----------------------------------------------------------------------------- parsing
+_THOUSANDS_RE = re.compile(r"(?<=[0-9]),(?=[0-9]{3}(?![0-9]))")
+_NUMBER = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_NUM_RE = re.compile(_NUMBER)
+_MIXED_RE = re.compile(r"([-+]?)([0-9]+)\s+([0-9]+)/([0-9]+)")
+_UNIT_RE = re.compile(rf"({_NUMBER}(?:\s+[0-9]+/[0-9]+)?)(\s*)([A-Za-z]+)[A-Za-z0-9\s'’./^()\-]*")
+_UNITS = frozenset(
+    ["cm", "mm", "km", "kg", "mg", "lb", "oz", "ft", "yd", "mi", "mph", "hr", "min", "sec", "ml"]
+)
+_NAME_LHS_RE = re.compile(r"[A-Za-z_'(), ]+")
+
+
+def _close_of(s: str, i: int) -> int:
+    depth = 0
+    for j in range(i, len(s)):
+        if s[j] in "([{":
+            depth += 1
+        elif s[j] in ")]}":
+            depth -= 1
+            if depth == 0:
+                return j
+    return -1
+
+
+def _split_top(s: str, sep: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for j, c in enumerate(s):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == sep and depth == 0:
+            parts.append(s[start:j])
+            start = j + 1
+    parts.append(s[start:])
+    return parts
+
+
+def _leaf(s: str) -> Num | Expr | None:
+    s = s.strip()
+    percent = s.endswith("%")
+    if percent:
+        s = s[:-1].rstrip()
+    if _NUM_RE.fullmatch(s):
+        point = s.find(".")
+        places = len(s) - point - 1 if 0 <= point < len(s) - 1 else None
+        return Num(Fraction(s), places, percent)
+    if (m := _MIXED_RE.fullmatch(s)) and int(m.group(4)):
+        value = int(m.group(2)) + Fraction(int(m.group(3)), int(m.group(4)))
+        return Num(-value if m.group(1) == "-" else value, None, percent)
+    word = (m := _UNIT_RE.fullmatch(s)) and m.group(3)  # "18 eggs", "5 km/h", "3cm"
+    spaced = len(word or "") >= 2 and m.group(2)  # "18 kg" but not "2x", "2 x", "2xy"
+    unit = word and (len(word) >= 4 or word.rstrip("s") in _UNITS or spaced)
+    if unit and word not in latex.FUNCTIONS and word not in latex.NAMES:
+        return _leaf(m.group(1) + ("%" if percent else ""))
+    py = latex.to_python(s)
+    tree = latex.parse_tree(py) if py is not None else None
+    if tree is None:
+        return None
+    if latex.is_numeric(tree) and (value := safe_math.safe_eval_fraction(py)) is not None:
+        return Num(value, None, percent)
+    return Expr(py, percent)
+
+
+def _structure(s: str, depth: int):
+    s = s.strip()
+    if s.endswith(".") and not s.endswith(".."):
+        s = s[:-1].rstrip()
+    if not s or depth > 4 or any(c in s for c in "<>!≤≥|"):
+        return None
+    if s[0] not in "([{":
+        s = _THOUSANDS_RE.sub("", s)
+    items = _split_top(s, ",")
+    if len(items) > 1 and all("=" in item for item in items):  # "x = 2, y = 3"
+        s = f"({s})"
+    parts = _split_top(s, "=")
+    if len(parts) > 1:
+        if len(parts) > 2:  # a chain "x = 2 + 1 = 3": its last part
+            return _structure(parts[-1], depth + 1)
+        if _NAME_LHS_RE.fullmatch(parts[0].strip()):  # "x = 3", "f(x) = 2x"
+            rhs, name = _structure(parts[1], depth + 1), _leaf(parts[0])
+            named = isinstance(rhs, (Num, Expr)) and isinstance(name, Expr)
+            return Equation(name, rhs, True) if named else rhs
+        lhs, rhs = _leaf(parts[0]), _leaf(parts[1])
+        if lhs is None or rhs is None:
+            return None
+        return rhs if isinstance(lhs, Num) and isinstance(rhs, Num) else Equation(lhs, rhs)
+    if s[0] in "([{" and _close_of(s, 0) == len(s) - 1:
+        items = _split_top(s[1:-1], ",")
+        if s[0] == "{" or len(items) > 1:
+            if len(items) > MAX_ITEMS:
+                return None
+            parsed = tuple(_structure(item, depth + 1) for item in items)
+            if any(p is None for p in parsed):
+                return None
+            if s[0] == "{":
+                return Seq("set", parsed)
+            if s[0] == "(" and s[-1] == ")":
+                return Seq("tuple", parsed)
+            if len(parsed) == 2 and all(isinstance(p, (Num, Expr)) for p in parsed):
+                return Interval(parsed[0], parsed[1], s[0] == "[", s[-1] == "]")
+            return Seq("tuple", parsed) if s[0] == "[" and s[-1] == "]" else None
+        return _structure(s[1:-1], depth + 1)
+    items = _split_top(s, ",")
+    if len(items) == 1 and s.count("±") == 1:
+        a, b = s.split("±")
+        items = [f"{a}+({b})", f"{a}-({b})"] if a.strip() else [b, f"-({b})"]
+    if len(items) > 1:
+        parsed = tuple(_structure(item, depth + 1) for item in items[: MAX_ITEMS + 1])
+        ok = len(items) <= MAX_ITEMS and all(p is not None for p in parsed)
+        return Seq("list", parsed) if ok else None
+    return _leaf(s)
+
+
+def parse_value(answer: str):
+    """An extracted answer -> ``Num``/``Expr``/``Equation``/``Seq``/``Interval``, or None."""
+    plain = latex.to_plain(answer)
+    if plain is None:
+        return None
+    try:
+        return _structure(plain, 0)
+    except (RecursionError, ValueError, ZeroDivisionError, OverflowError):
+        return None
+
+
+_SQUASH_RE = re.compile(r"\s+|\$|\\left|\\right|\\[,;!]|\.$")
+_FAST = FastLeaves()
+
+
+def decide(pred_answer: str, ref_answer: str) -> bool | None:
+    """Fast in-process verdict on two extracted answers; ``None`` when sympy is needed."""
+    if _SQUASH_RE.sub("", pred_answer) == _SQUASH_RE.sub("", ref_answer):
+        return True
+    a, b = parse_value(pred_answer), parse_value(ref_answer)
+    if a is None or b is None:
+        return False
+    try:
+        return compare(a, b, _FAST)
+    except NeedsSympy:
+        return None
+
+
+def settle(prediction: str, reference: str, extracted: bool = True) -> bool:
+    """Full verdict with sympy in this process: what a ``symbolic`` worker runs."""
+    if not extracted:
+        prediction = extract_answer(prediction, fallback=True)
+        reference = extract_answer(reference, fallback=True)
+        if prediction is None or reference is None:
+            return False
+    verdict = decide(prediction, reference)
+    if verdict is None:
+        try:
+            a, b = parse_value(prediction), parse_value(reference)
+            verdict = compare(a, b, symbolic.SympyLeaves())
+        except Exception:  # noqa: BLE001  (Refused, or sympy failing on odd input)
+            return False
+    return verdict
+
+
+def verify_answer(prediction: str, reference: str) -> bool:
+    """Whether the prediction's final answer equals the reference's (module doc)."""
+    try:
+        p = extract_answer(prediction, fallback=True)
+        r = extract_answer(reference, fallback=True)
+        if p is None or r is None:
+            return False
+        verdict = decide(p, r)
+        return verdict if verdict is not None else symbolic.equal_many([(p, r)])[0]
+    except Exception:  # noqa: BLE001  (hostile input is False, never an exception)
+        return False
+
+
+def _as_pair(pair) -> tuple[str, str]:
+    """``(prediction, reference)`` as two strings; anything malformed becomes ``("", "")``."""
+    try:
+        p, r = pair
+    except (TypeError, ValueError):
+        return "", ""
+    return (p, r) if isinstance(p, str) and isinstance(r, str) else ("", "")
+
+
+def _from_pool(score, n: int) -> list[bool]:
+    """Verdicts from the ``n`` rows of ``score()``; all False (logged) if the pool fails."""
+    try:
+        return [bool(row[0] > 0.5) for row in score()]
+    except Exception as e:  # noqa: BLE001  (e.g. workers that cannot start: never raise)
+        _log.warning("verify_answers: the sympy worker pool failed (%s); verdicts False.", e)
+        return [False] * n
+
+
+def verify_answers(
+    pairs: Iterable[tuple[str, str]], pool: RewardPool | None = None, *, fast_path: bool = True
+) -> list[bool]:
+    """``verify_answer`` for many ``(prediction, reference)`` pairs, in order.
+
+    Numbers are settled in this process; the pairs that need sympy go in one batch to
+    ``pool`` (a ``symbolic.make_pool()``; default: the module's pool). ``fast_path=False``
+    sends every pair, whole texts, to the pool (all work under its deadline).
+    """
+    pairs = [_as_pair(pair) for pair in pairs]
+    if not fast_path:
+        items = [(p, r, False) for p, r in pairs]
+        return _from_pool(
+            lambda: symbolic.score_batch(pool or symbolic.default_pool(), items), len(items)
+        )
+    out = [False] * len(pairs)
+    pending: dict[tuple[str, str], list[int]] = {}
+    for i, (pred, ref) in enumerate(pairs):
+        try:
+            p, r = extract_answer(pred, fallback=True), extract_answer(ref, fallback=True)
+            verdict = False if p is None or r is None else decide(p, r)
+        except Exception:  # noqa: BLE001
+            verdict = False
+        if verdict is None:
+            pending.setdefault((p, r), []).append(i)
+        else:
+            out[i] = verdict
+    if pending:
+        keys = list(pending)
+        verdicts = _from_pool(lambda: [(v,) for v in symbolic.equal_many(keys, pool)], len(keys))
+        for key, verdict in zip(keys, verdicts):
+            for i in pending[key]:
+                out[i] = verdict
+    return out

@@ -1,0 +1,146 @@
+"""The host side of the RL step's ``io_callback``: from sampled tokens to token rewards.
+
+``HostReward`` is the callable the jitted RL iteration calls with ``io_callback``. For a
+batch of ``N = B·G`` completions (the ``G`` samples of one prompt are adjacent) it:
+
+1. decodes prompts, completions (with the token that wrote each character) and
+   reference answers;
+2. optionally rewrites each completion's surface form (``noise.RewardNoise.perturb``:
+   spacing, thousands separators, ``.0``; verdict-preserving), so the policy cannot
+   lean on one surface form the verifier happens to favour;
+3. scores the completions in the worker pool (``host.RewardPool`` running
+   ``composite.score_vector``: correctness, efficiency, format; hard deadline);
+4. adds novelty in this process: the ``novelty.NoveltyTracker`` keeps, per prompt, a
+   tree of the step paths of the correct solutions found so far, scores each group
+   against it and then inserts the group; ``total += w_novelty * novelty``;
+5. optionally adds Gaussian noise to ``total`` (``RewardNoise.noisy_rewards``);
+6. places rewards on tokens (``[N, T]``), "dense + sparse":
+     * ``dense_mix`` ∈ [0, 1] of the step credit (``w_correctness · step_weight /
+       num_steps`` per valid step, when step credit is earned) goes on the token that
+       ends each valid step; the rest of ``total`` goes on the last token (EOS, or the
+       last token of a truncated completion). The row sums to ``total``.
+     * ``step_shaping`` α adds the potential-based term of ``dense.step_shaping``
+       (−α on the end of the first wrong step, else on the last token).
+
+It returns ``(scores [N, F], token_rewards [N, T])``. PPO uses ``token_rewards``
+(GAE over per-token rewards); GRPO uses ``scores[:, 0]`` (``total``), one number per
+sequence, and ignores placement.
+
+All randomness comes from ``noise.derive_rng(seed, step, index)``, and the novelty
+tracker's state is saved with every checkpoint (``state_dict``), so a resumed run
+computes the same rewards as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from r1jax.rewards import dense as dense_lib
+from r1jax.rewards import noise as noise_lib
+from r1jax.rewards import novelty as novelty_lib
+from r1jax.rewards import verifier as verifier_lib
+from r1jax.rewards.composite import SCORE_FIELDS, RewardConfig
+
+__all__ = ["HostReward", "Placement"]
+
+_TOTAL = SCORE_FIELDS.index("total")
+_NOVELTY = SCORE_FIELDS.index("novelty")
+_CORRECT = SCORE_FIELDS.index("answer_correct")
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where rewards go on the tokens (module docstring, point 6)."""
+
+    dense_mix: float = 0.0  # share of the step credit placed on step-end tokens
+    step_shaping: float = 0.0  # α of potential-based step shaping
+
+    def __post_init__(self):
+        for name, hi in (("dense_mix", 1.0), ("step_shaping", float("inf"))):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v <= hi:
+                raise ValueError(
+                    f"reward.{name}={v!r}: must be a number in [0, {hi}] (0 switches it off)"
+                )
+
+
+class HostReward:
+    """The io_callback target ``(prompts [N,P], tokens [N,T], answers [N,A], step) ->
+    (scores [N, F], token_rewards [N, T])`` (see the module docstring).
+
+    ``pool`` scores ``(completion, answer)`` pairs into ``SCORE_FIELDS`` rows;
+    ``tokenizer`` needs ``decode``, ``decode_batch`` and ``decode_with_offsets``.
+    """
+
+    def __init__(
+        self,
+        pool,
+        tokenizer,
+        *,
+        group_size: int,
+        reward_cfg: RewardConfig | None = None,
+        placement: Placement | None = None,
+        noise: noise_lib.RewardNoise | None = None,
+        novelty: novelty_lib.NoveltyTracker | None = None,
+        parse=verifier_lib.parse_solution,
+    ):
+        self.pool, self.tokenizer, self.group_size = pool, tokenizer, int(group_size)
+        self.cfg = RewardConfig() if reward_cfg is None else reward_cfg
+        self.placement = Placement() if placement is None else placement
+        self.noise = noise_lib.RewardNoise() if noise is None else noise
+        self.parse = parse
+        self.novelty = novelty_lib.NoveltyTracker() if novelty is None else novelty
+
+    def __call__(self, prompts_np, tokens_nt, answers_na, step):
+        tokens_nt = np.asarray(tokens_nt)
+        n, t = tokens_nt.shape
+        step = int(np.asarray(step))
+        decoded = [self.tokenizer.decode_with_offsets(row) for row in tokens_nt]
+        texts = [self.noise.perturb(text, step, i) for i, (text, _) in enumerate(decoded)]
+        answers = self.tokenizer.decode_batch(np.asarray(answers_na))
+        scores = np.array(self.pool.score_batch(list(zip(texts, answers))), np.float32)
+        if self.cfg.w_novelty > 0:
+            self._add_novelty(scores, np.asarray(prompts_np), texts)
+        if self.noise.reward_std > 0:
+            scores[:, _TOTAL] = self.noise.noisy_rewards(scores[:, _TOTAL], step)
+        rewards = np.zeros((n, t), np.float32)
+        for i, (text, offsets) in enumerate(decoded):
+            rewards[i] = self._place(text, offsets, scores[i], t)
+        return scores, rewards
+
+    def _add_novelty(self, scores, prompts_np, texts):
+        g = self.group_size
+        for start in range(0, len(texts), g):
+            key = self.tokenizer.decode(prompts_np[start])
+            group = [
+                (self.parse(texts[i]).steps, bool(scores[i, _CORRECT]))
+                for i in range(start, start + g)
+            ]
+            for i, value in zip(range(start, start + g), self.novelty.score_group(key, group)):
+                scores[i, _NOVELTY] = value
+                scores[i, _TOTAL] += self.cfg.w_novelty * value
+
+    def _place(self, text, offsets, row, length):
+        # Positions follow the completion as sampled (perturbation keeps the steps).
+        char_rewards = []
+        p, cfg = self.placement, self.cfg
+        earned = row[_CORRECT] > 0 or not cfg.step_credit_requires_correct
+        if p.dense_mix > 0 and cfg.step_weight > 0 and earned:
+            ends = dense_lib.step_ends(text)
+            if ends:
+                per_step = p.dense_mix * cfg.w_correctness * cfg.step_weight / len(ends)
+                char_rewards += [(end, per_step) for end, valid in ends if valid]
+        placed = sum(r for _, r in char_rewards)
+        char_rewards.append((len(text), float(row[_TOTAL]) - placed))
+        if p.step_shaping > 0:
+            char_rewards += dense_lib.step_shaping(text, p.step_shaping)
+        return dense_lib.token_rewards(char_rewards, offsets, length)
+
+    # Checkpointed state (the novelty trees).
+    def state_dict(self) -> dict:
+        return {"novelty": self.novelty.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.novelty.load_state_dict(state["novelty"])

@@ -1,0 +1,398 @@
+"""Equivalence of parsed answers: exact numbers in-process, sympy in worker processes.
+
+``compare`` walks two parsed answers (``latex.Num``/``Expr``/``Equation``/``Seq``/
+``Interval``): tuples and intervals in order, sets and bare lists as sets, a list against
+a tuple in order, a one-element collection against its element; a named equation
+(``x = 3``) is its right side unless the other answer is an equation such as ``2x = 6``.
+
+* ``FastLeaves`` (in-process, no sympy): ``Fraction`` equality; a ``%`` on one side also
+  matches the value / 100; and the only tolerance, where a float is involved: a decimal
+  with p places matches a value with no finite decimal expansion if it is that value
+  rounded or truncated to p places (``decimal_close``: 0.33, 0.333, 0.67, 0.66 for 1/3
+  and 2/3, not 0.34); two decimals, or a decimal and a terminating value, must be equal.
+  Identical expression texts are equal; anything else raises ``NeedsSympy``.
+* ``SympyLeaves`` (in a worker): ``to_sympy`` builds sympy objects node by node from a
+  tree ``latex.parse_tree`` whitelisted (no ``sympify``/``parse_expr``). Literals are
+  exact (``0.1`` -> 1/10) and at most ``MAX_LITERAL_DIGITS`` long; a power is refused
+  before it is built if a rational base would give over ``MAX_RESULT_DIGITS`` digits
+  (``9**9**9**9``) or another base an exponent over ``MAX_EXPONENT`` (``x^{99999999}``);
+  ``zoo``/``nan`` refuse. Equal when ``a - b`` is 0 after sympy's automatic
+  simplification, ``expand``, ``simplify`` or ``equals(0)``, after a numeric test at
+  fixed rational points (30 digits) has cheaply rejected unequal pairs. The decimal rule
+  holds against irrationals too (3.14 vs pi). Equations are equal if ``l1 - r1`` and
+  ``l2 - r2`` differ by a nonzero constant factor.
+
+The pool: ``default_pool()``, a lazy ``host.RewardPool`` (min(2, CPUs) workers, closed
+at exit), gives each pair ``DEADLINE_S``: a stuck worker is killed and replaced and the
+verdict is False. Its ``score_fn`` imports and warms sympy while being unpickled in the
+worker, before it reports ready, so the import eats no deadline and the parent never
+imports sympy. Verdicts, timeouts too (a repeated hostile answer costs one deadline), go
+to a bounded LRU cache keyed by the pair of extracted answers. A ``__main__`` file that
+does not exist (``python -``) is hidden from ``spawn``, which would re-run it. Inside a
+daemon process (a pool worker, which may not have children) sympy runs in-process,
+under that pool's deadline.
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import collections
+import math
+import multiprocessing
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from fractions import Fraction
+
+from r1jax.rewards import latex
+from r1jax.rewards.host import RewardPool
+from r1jax.rewards.latex import Equation, Interval, Num, Seq
+
+__all__ = [
+    "CACHE_SIZE",
+    "DEADLINE_S",
+    "FastLeaves",
+    "NeedsSympy",
+    "Refused",
+    "SympyLeaves",
+    "cache_clear",
+    "compare",
+    "decimal_close",
+    "default_pool",
+    "equal_many",
+    "make_pool",
+    "shutdown",
+    "to_sympy",
+]
+
+DEADLINE_S = 3.0  # seconds one sympy comparison may take before its worker is killed
+CACHE_SIZE = 1 << 16  # verdicts kept (LRU)
+MAX_LITERAL_DIGITS = 60  # longest number literal
+MAX_EXPONENT = 100  # largest |n| in b**n for a base that is not a rational number
+MAX_RESULT_DIGITS = 2000  # largest exact rational power, in digits
+MAX_ROOT_INDEX = 100  # largest n in root(a, n) and largest q in b**(p/q)
+_POINTS = ((3, 7), (-5, 11), (13, 4))  # fixed rational test points (num, den)
+
+
+class NeedsSympy(Exception):
+    """The fast path cannot settle this pair."""
+
+
+class Refused(Exception):
+    """The expression is outside the bounds we agree to build."""
+
+
+def compare(a, b, leaves) -> bool:
+    """Structural equality of two parsed answers; ``leaves`` compares leaves/equations."""
+    general_a = isinstance(a, Equation) and not a.named
+    general_b = isinstance(b, Equation) and not b.named
+    if isinstance(a, Equation) and a.named and not general_b:
+        a = a.rhs  # "x = 3" is the answer 3, unless compared with an equation
+    if isinstance(b, Equation) and b.named and not general_a:
+        b = b.rhs
+    if isinstance(a, Seq) and len(a.items) == 1 and not isinstance(b, Seq):
+        a = a.items[0]
+    if isinstance(b, Seq) and len(b.items) == 1 and not isinstance(a, Seq):
+        b = b.items[0]
+    if isinstance(a, Seq) or isinstance(b, Seq):
+        if not (isinstance(a, Seq) and isinstance(b, Seq)):
+            return False
+        if "set" in (a.kind, b.kind) or a.kind == b.kind == "list":
+
+            def covered(xs, ys):
+                return all(any(compare(x, y, leaves) for y in ys) for x in xs)
+
+            return covered(a.items, b.items) and covered(b.items, a.items)
+        pairs = zip(a.items, b.items)
+        return len(a.items) == len(b.items) and all(compare(x, y, leaves) for x, y in pairs)
+    if isinstance(a, Interval) or isinstance(b, Interval):
+        return (
+            isinstance(a, Interval)
+            and isinstance(b, Interval)
+            and (a.lo_closed, a.hi_closed) == (b.lo_closed, b.hi_closed)
+            and leaves.equal(a.lo, b.lo)
+            and leaves.equal(a.hi, b.hi)
+        )
+    if isinstance(a, Equation) or isinstance(b, Equation):
+        both = isinstance(a, Equation) and isinstance(b, Equation)
+        return both and leaves.equations(a, b)
+    return leaves.equal(a, b)
+
+
+def _terminates(q: int) -> bool:  # whether 1/q has a finite decimal expansion
+    for f in (2, 5):
+        while q % f == 0:
+            q //= f
+    return q == 1
+
+
+def decimal_close(decimal: Fraction, places: int, value: Fraction) -> bool:
+    """Whether ``decimal`` (written with ``places`` places) is ``value`` rounded or cut."""
+    unit = Fraction(1, 10**places)
+    return abs(decimal - value) <= unit / 2 or decimal / unit == math.trunc(value / unit)
+
+
+class FastLeaves:
+    """Leaf comparator settling numbers and identical texts; the rest needs sympy."""
+
+    def equal(self, a, b) -> bool:
+        if isinstance(a, Num) and isinstance(b, Num):
+            if a.value == b.value:
+                return True
+            if a.percent != b.percent:
+                p, o = (a, b) if a.percent else (b, a)
+                if p.value / 100 == o.value:
+                    return True
+            return any(
+                d.places is not None
+                and o.places is None
+                and not _terminates(o.value.denominator)
+                and decimal_close(d.value, d.places, o.value)
+                for d, o in ((a, b), (b, a))
+            )
+        if a == b:
+            return True
+        raise NeedsSympy
+
+    def equations(self, a, b) -> bool:
+        if a == b:
+            return True
+        raise NeedsSympy
+
+
+def _pow(sympy, base, exp):
+    if exp.is_Rational:
+        p, q = int(exp.p), int(exp.q)
+        if q > MAX_ROOT_INDEX:
+            raise Refused("root index")
+        if base.is_Rational:
+            digits = math.log10(max(abs(int(base.p)), int(base.q), 2))
+            if abs(Fraction(p, q)) * digits > MAX_RESULT_DIGITS:
+                raise Refused("power too large")
+        elif abs(p) > MAX_EXPONENT:
+            raise Refused("exponent")
+    return sympy.Pow(base, exp)
+
+
+def _build(node, src: str, sympy):
+    if isinstance(node, ast.Constant):
+        text = src[node.col_offset : node.end_col_offset]
+        if len(text) > MAX_LITERAL_DIGITS:
+            raise Refused("literal")
+        value = Fraction(text) if isinstance(node.value, float) else Fraction(node.value)
+        return sympy.Rational(value.numerator, value.denominator)
+    if isinstance(node, ast.Name):
+        return {"pi": sympy.pi, "oo": sympy.oo}.get(node.id) or sympy.Symbol(node.id)
+    if isinstance(node, ast.UnaryOp):
+        operand = _build(node.operand, src, sympy)
+        return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.BinOp):
+        left, right, op = _build(node.left, src, sympy), _build(node.right, src, sympy), node.op
+        if isinstance(op, ast.Add):
+            return left + right
+        if isinstance(op, ast.Sub):
+            return left - right
+        if isinstance(op, ast.Mult):
+            return left * right
+        if isinstance(op, ast.Pow):
+            return _pow(sympy, left, right)
+        if right == 0:
+            raise Refused("division by zero")
+        return left / right
+    name, args = node.func.id, [_build(a, src, sympy) for a in node.args]  # ast.Call
+    if name == "sqrt":
+        return _pow(sympy, args[0], sympy.Rational(1, 2))
+    if name == "root":
+        if not (args[1].is_Integer and 2 <= args[1] <= MAX_ROOT_INDEX):
+            raise Refused("root index")
+        return _pow(sympy, args[0], sympy.Rational(1, int(args[1])))
+    fns = {"exp": sympy.exp, "log": sympy.log, "ln": sympy.log, "abs": sympy.Abs}
+    fns.update(sin=sympy.sin, cos=sympy.cos, tan=sympy.tan)
+    return fns[name](args[0])
+
+
+def to_sympy(py_text: str):
+    """A sympy expression for ``latex.to_python`` output; ``Refused`` when out of bounds."""
+    import sympy
+
+    tree = latex.parse_tree(py_text)
+    if tree is None:
+        raise Refused("not whitelisted")
+    expr = _build(tree, py_text, sympy)
+    if expr.has(sympy.zoo, sympy.nan):
+        raise Refused("undefined")
+    return expr
+
+
+def _numeric(expr, sympy) -> complex | None:
+    try:
+        return complex(sympy.N(expr, 30))
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        return None
+
+
+def _close(a: complex | None, b: complex | None) -> bool:
+    if a is None or b is None or not all(map(math.isfinite, (a.real, a.imag, b.real, b.imag))):
+        return True  # cannot tell: not a counter-example
+    return abs(a - b) <= 1e-12 * max(1.0, abs(a), abs(b))
+
+
+def _exprs_equal(a, b, sympy) -> bool:
+    if a == b or (diff := a - b) == 0:
+        return True
+    symbols = sorted(diff.free_symbols, key=str)  # none: one "point", the numbers themselves
+    points = [{s: sympy.Rational(p, q) + i for i, s in enumerate(symbols)} for p, q in _POINTS]
+    for at in points if symbols else [{}]:  # a cheap numeric test first rejects most pairs
+        if not _close(_numeric(a.subs(at), sympy), _numeric(b.subs(at), sympy)):
+            return False
+    if sympy.expand(diff) == 0 or sympy.simplify(diff) == 0:
+        return True
+    return diff.equals(0) is True
+
+
+class SympyLeaves:
+    """Leaf comparator that settles everything with sympy (run it in a worker)."""
+
+    def __init__(self):
+        import sympy
+
+        self.sympy = sympy
+
+    def _value(self, leaf):
+        if isinstance(leaf, Num):
+            return self.sympy.Rational(leaf.value.numerator, leaf.value.denominator)
+        return to_sympy(leaf.text)
+
+    def _values(self, leaf, other) -> list:
+        v = self._value(leaf)
+        return [v, v / 100] if leaf.percent and not other.percent else [v]
+
+    def equal(self, a, b) -> bool:
+        sympy = self.sympy
+        for x in self._values(a, b):
+            for y in self._values(b, a):
+                if _exprs_equal(x, y, sympy):
+                    return True
+        for dec, other in ((a, b), (b, a)):  # a decimal against an irrational value
+            if getattr(dec, "places", None) is None or getattr(other, "places", None):
+                continue
+            y = self._value(other)
+            if y.is_number and not (y.is_Rational and _terminates(int(y.q))):
+                approx = sympy.N(y, 40)
+                if approx.is_Float and decimal_close(dec.value, dec.places, Fraction(str(approx))):
+                    return True
+        return False
+
+    def equations(self, a, b) -> bool:
+        sympy = self.sympy
+        da = self._value(a.lhs) - self._value(a.rhs)
+        db = self._value(b.lhs) - self._value(b.rhs)
+        if db == 0 or da == 0:
+            return da == db
+        if sympy.expand(da - db) == 0 or sympy.expand(da + db) == 0:
+            return True
+        ratio = sympy.simplify(da / db)
+        return bool(ratio.is_number and ratio != 0 and ratio.is_finite)
+
+
+class _Scorer:
+    """The pool's ``score_fn``; unpickling it (in the worker) imports and warms sympy."""
+
+    def __reduce__(self):
+        return _warm_scorer, ()
+
+    def __call__(self, prediction, reference, extracted: bool = True) -> tuple[float]:
+        from r1jax.rewards import answers  # here, not at import: answers imports this module
+
+        return (float(answers.settle(prediction, reference, extracted=extracted)),)
+
+
+def _warm_scorer() -> _Scorer:
+    import sympy
+
+    x = sympy.Symbol("x")
+    sympy.simplify((x + 1) ** 2 - x**2 - 2 * x - 1)  # loads simplify's lazy modules
+    return _Scorer()
+
+
+def make_pool(num_workers: int | None = None, deadline_s: float = DEADLINE_S) -> RewardPool:
+    """A pool scoring ``(prediction, reference[, extracted])`` -> ``(1.0 or 0.0,)``."""
+    if num_workers is None:
+        num_workers = max(1, min(2, os.cpu_count() or 1))
+    return RewardPool(
+        _Scorer(), num_workers=num_workers, deadline_s=deadline_s, timeout_value=(0.0,)
+    )
+
+
+def score_batch(pool: RewardPool, items: list[tuple]):
+    """``pool.score_batch(items)``, hiding from ``spawn`` a ``__main__`` file that does not
+    exist (``python -``): new workers would fail trying to re-run it."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or os.path.exists(path) or getattr(main, "__spec__", None) is not None:
+        return pool.score_batch(items)
+    del main.__file__
+    try:
+        return pool.score_batch(items)
+    finally:
+        main.__file__ = path
+
+
+_lock = threading.Lock()
+_pool: RewardPool | None = None
+_cache: collections.OrderedDict = collections.OrderedDict()
+
+
+def default_pool() -> RewardPool:
+    """The module's pool, created on first use and closed at exit (or by ``shutdown``)."""
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = make_pool()
+        return _pool
+
+
+def shutdown() -> None:
+    """Stops the module's worker processes (a later call starts new ones)."""
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.close()
+
+
+atexit.register(shutdown)
+
+
+def cache_clear() -> None:
+    with _lock:
+        _cache.clear()
+
+
+def equal_many(pairs: Sequence[tuple[str, str]], pool: RewardPool | None = None) -> list[bool]:
+    """Sympy verdicts for pairs of extracted answers: cached, the rest in ``pool``."""
+    out: list[bool] = [False] * len(pairs)
+    todo: dict[tuple[str, str], list[int]] = {}
+    with _lock:
+        for i, key in enumerate(pairs):
+            if key in _cache:
+                _cache.move_to_end(key)
+                out[i] = _cache[key]
+            else:
+                todo.setdefault(key, []).append(i)
+    if todo:
+        keys = list(todo)
+        if pool is None and multiprocessing.current_process().daemon:
+            rows = [_Scorer()(*key) for key in keys]  # in a pool's worker: its deadline holds
+        else:
+            rows = score_batch(pool or default_pool(), keys)
+        with _lock:
+            for key, row in zip(keys, rows):
+                _cache[key] = verdict = bool(row[0] > 0.5)
+                for i in todo[key]:
+                    out[i] = verdict
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+    return out

@@ -1,0 +1,276 @@
+"""Tests for r1jax.rewards.answers: extraction, parsing, in-process (numeric) equivalence.
+
+Pairs settled by sympy are in ``symbolic_test.py``; hostile input in ``hostile_test.py``.
+Everything here stays in this process: ``decide`` is the fast path and must settle each
+pair without sympy (it returns ``None`` when it cannot).
+"""
+
+import sys
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from r1jax.rewards import answers, extract_answer, verify_answer, verify_answers
+from r1jax.rewards.latex import Equation, Expr, Interval, Num, Seq
+
+SOLUTION = "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\nShe makes 9 * 2 = $18."
+
+
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        (SOLUTION + "\n#### 18", "18"),
+        ("#### 1,234", "1,234"),
+        ("#### 5\nsome words\n#### 7", "7"),  # the last marker wins
+        (SOLUTION + "\nThe answer is 72.", "72"),
+        ("So the final answer is $18$. Thanks!", "18"),
+        ("The answer is: 3.5.", "3.5"),
+        ("The answer is 18 eggs. She sells them.", "18 eggs"),
+        (
+            "so \\boxed{\\frac{1}{2}} or rather \\boxed{\\frac{\\sqrt{2}}{2}}",
+            "\\frac{\\sqrt{2}}{2}",
+        ),
+        ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
+        ("The final answer is $\\boxed{18}$.", "18"),
+        ("\\boxed 5", "5"),
+        ("\\fbox{7}", "7"),
+        ("<answer>42</answer>", "42"),
+        ("<answer>x = 5</answer> but earlier #### 3", "x = 5"),  # tags first
+        ("<think>hmm</think><answer>The answer is \\boxed{9}</answer>", "9"),
+        ("#### \\boxed{12}", "12"),
+        (SOLUTION + "\nA: 18", "18"),
+        ("Answer: 72\nThat is all.", "72"),
+        ("**Final Answer:** 18", "18"),
+        ("Answer: 5\nWait, the answer is 6.", "6"),  # the later of line and phrase
+        ("#### $18$.", "18"),
+        ("Answer: \\(x+1\\)", "x+1"),
+    ],
+)
+def test_extract_answer_formats(text, want):
+    assert extract_answer(text) == want
+
+
+@pytest.mark.parametrize(
+    "text", ["", "no answer in here", "#### ", "\\boxed{unclosed", None, 18, b"#### 1"]
+)
+def test_extract_answer_none(text):
+    assert extract_answer(text) is None
+
+
+def test_extract_answer_fallback():
+    assert extract_answer("18") is None
+    assert extract_answer("18", fallback=True) == "18"
+    assert extract_answer("x = 3", fallback=True) == "x = 3"
+    assert extract_answer("The total is 18", fallback=True) == "18"  # the last number
+    assert extract_answer("She has 3 cats.\nSo she makes $1,200 a day", fallback=True) == "$1,200"
+    assert extract_answer("no numbers at all", fallback=True) is None
+
+
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("18", Num(Fraction(18), None)),
+        ("$18.00", Num(Fraction(18), 2)),
+        ("18 dollars", Num(Fraction(18), None)),
+        ("18 eggs.", Num(Fraction(18), None)),
+        ("5 km/h", Num(Fraction(5), None)),
+        ("3cm", Num(Fraction(3), None)),
+        ("1,234,567", Num(Fraction(1234567), None)),
+        ("-5", Num(Fraction(-5), None)),
+        ("1 1/2", Num(Fraction(3, 2), None)),
+        ("-1 1/2", Num(Fraction(-3, 2), None)),
+        ("1\\frac{1}{2}", Num(Fraction(3, 2), None)),
+        ("\\dfrac{3}{4}", Num(Fraction(3, 4), None)),
+        ("\\tfrac12", Num(Fraction(1, 2), None)),
+        ("50\\%", Num(Fraction(50), None, True)),
+        ("2 \\times 10^3", Num(Fraction(2000), None)),
+        ("\\left(\\frac{1}{2}\\right)^{2}", Num(Fraction(1, 4), None)),
+        ("x = 3", Equation(Expr("x"), Num(Fraction(3), None), True)),
+        ("f(x) = 7", Equation(Expr("f*(x)"), Num(Fraction(7), None), True)),
+        ("x = 1, 2", Seq("list", (Num(Fraction(1), None), Num(Fraction(2), None)))),
+        ("2 + 3 = 5", Num(Fraction(5), None)),
+        ("90^\\circ", Num(Fraction(90), None)),
+        ("2x", Expr("2*x")),
+        ("2 x", Expr("2*x")),
+        ("2(x+1)", Expr("2*(x+1)")),
+        ("2\\sqrt{2}", Expr("2*sqrt(2)")),
+        ("\\sqrt[3]{x}", Expr("root(x,3)")),
+        ("\\frac{\\pi}{4}", Expr("(pi)/(4)")),
+        ("x^2 - 1", Expr("x**2-1")),
+        ("(1, 2)", Seq("tuple", (Num(Fraction(1), None), Num(Fraction(2), None)))),
+        ("\\{2, 1\\}", Seq("set", (Num(Fraction(2), None), Num(Fraction(1), None)))),
+        ("1, 2", Seq("list", (Num(Fraction(1), None), Num(Fraction(2), None)))),
+        ("[1, 2)", Interval(Num(Fraction(1), None), Num(Fraction(2), None), True, False)),
+        ("(-\\infty, 3]", Interval(Expr("-oo"), Num(Fraction(3), None), False, True)),
+        ("x^2 + y^2 = 1", Equation(Expr("x**2+y**2"), Num(Fraction(1), None))),
+        ("\\pm 3", Seq("list", (Num(Fraction(3), None), Num(Fraction(-3), None)))),
+    ],
+)
+def test_parse_value(text, want):
+    assert answers.parse_value(text) == want
+
+
+@pytest.mark.parametrize(
+    "text", ["five", "hours: 18", "x < 3", "\\unknowncmd{2}", "2 3", "sin x", "a.b", "٣٤"]
+)
+def test_parse_value_refuses(text):
+    assert answers.parse_value(text) is None
+
+
+@pytest.mark.parametrize(
+    "pred, ref",
+    [
+        ("#### 18", "18"),
+        ("18 dollars", "18"),
+        ("$18.00", "18"),
+        ("18 eggs.", "18"),
+        ("The answer is $1,200.", "1200"),
+        ("1,200", "1200"),
+        ("18.0", "18"),
+        ("1 1/2", "3/2"),
+        ("1.5", "\\frac{3}{2}"),
+        ("\\dfrac{6}{4}", "1 1/2"),
+        ("-5", "-5"),
+        ("-$5", "-5"),
+        ("0.33", "1/3"),  # rounded
+        ("0.666", "2/3"),  # truncated
+        ("0.67", "\\frac{2}{3}"),
+        ("50%", "50"),
+        ("50%", "0.5"),
+        ("x = 3", "3"),
+        ("y = 3", "x = 3"),  # a named equation is its right side
+        ("x = 1, y = 2", "(1, 2)"),
+        ("(x, y) = (1, 2)", "(1, 2)"),
+        ("(1, 2)", "(1,2)"),
+        ("\\left( 1, 2 \\right)", "(1, 2)"),
+        ("\\{2, 1\\}", "\\{1, 2\\}"),
+        ("2, 1", "1, 2"),  # a bare list of values (roots) is unordered
+        ("\\{1\\}", "1"),
+        ("[1, 2)", "[1,2)"),
+        ("A: 3", "#### 3"),  # the reference may be a full solution
+        (SOLUTION + "\n#### 18", SOLUTION + "\nA: 18"),
+        ("2x+1", "2x + 1"),  # identical up to spacing: no sympy needed
+        ("\\text{(B)}", "\\text{(B)}"),
+    ],
+)
+def test_equal_without_sympy(pred, ref):
+    p, r = extract_answer(pred, fallback=True), extract_answer(ref, fallback=True)
+    assert answers.decide(p, r) is True
+    assert verify_answer(pred, ref)
+
+
+@pytest.mark.parametrize(
+    "pred, ref",
+    [
+        ("#### 17", "18"),
+        ("5", "-5"),
+        ("18.4", "18.43"),  # two decimals: exact
+        ("0.34", "1/3"),  # neither rounded nor truncated
+        ("0.3", "0.33"),
+        ("18.01", "18"),
+        ("1/2", "2"),
+        ("(2, 1)", "(1, 2)"),  # tuples are ordered
+        ("\\{1, 2\\}", "\\{1, 2, 3\\}"),
+        ("[1, 2]", "[1, 2)"),
+        ("(1, 2)", "[1, 2)"),
+        ("50%", "5"),
+        ("no answer", "18"),
+        ("five", "5"),
+        ("", "18"),
+        ("18", ""),
+        ("#### 18", "#### "),
+    ],
+)
+def test_unequal_without_sympy(pred, ref):
+    assert not verify_answer(pred, ref)
+
+
+def test_verify_answers_matches_verify_answer():
+    pairs = [("#### 18", "18"), ("#### 17", "18"), ("A: 3/2", "1.5"), ("junk", "1")] * 3
+    pairs.append(("not", "a", "pair"))
+    pairs.append((None, "1"))
+    assert verify_answers(pairs) == [verify_answer(*p) if len(p) == 2 else False for p in pairs]
+    assert verify_answers([]) == []
+
+
+def test_fast_path_never_imports_sympy():
+    """The GSM8K case is pure Fraction work: no sympy, no worker processes."""
+    import subprocess
+
+    code = (
+        "import sys; from r1jax.rewards import verify_answer, verify_answers\n"
+        "assert verify_answer('She makes $18.\\n#### 18', '18')\n"
+        "assert verify_answers([('A: 1,200', '1200'), ('\\\\frac{3}{2}', '1 1/2')]) == [True]*2\n"
+        "assert 'sympy' not in sys.modules, 'sympy was imported'\n"
+        "import multiprocessing; assert not multiprocessing.active_children()\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+_FORMS = [
+    "{s}",
+    "#### {s}",
+    "The answer is {s}.",
+    "\\boxed{{{s}}}",
+    "<answer>{s}</answer>",
+    "Some work first.\nA: {s}",
+    "Answer: ${s}$",
+]
+
+
+@st.composite
+def _number_and_surface(draw):
+    """A rational and one of the ways a model may write it."""
+    kind = draw(st.sampled_from(["int", "frac", "decimal"]))
+    if kind == "int":
+        n = draw(st.integers(-(10**9), 10**9))
+        text = draw(
+            st.sampled_from([str(n), f"{n:,}", f"{n}.0", f"{n}.00", f"{n} dollars", f"{n} eggs"])
+        )
+        if n >= 0:
+            text = draw(st.sampled_from([text, f"${n:,}", f"${n}.00"]))
+        return Fraction(n), text
+    if kind == "frac":
+        p, q = draw(st.integers(-1000, 1000)), draw(st.integers(1, 1000))
+        value = Fraction(p, q)
+        forms = [f"{p}/{q}", f"\\frac{{{p}}}{{{q}}}", f"\\dfrac{{{p}}}{{{q}}}"]
+        if value > 1 and value.denominator > 1:
+            whole, rest = divmod(value, 1)
+            forms.append(f"{whole} {rest.numerator}/{rest.denominator}")
+        return value, draw(st.sampled_from(forms))
+    places = draw(st.integers(1, 4))
+    value = Fraction(draw(st.integers(-(10**6), 10**6)), 10**places)
+    return value, f"{float(value):.{places}f}"
+
+
+def _canonical(value: Fraction) -> str:
+    return (
+        str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(_number_and_surface(), st.sampled_from(_FORMS))
+def test_property_surface_forms(number, form):
+    value, surface = number
+    text = form.format(s=surface)
+    assert verify_answer(text, _canonical(value)), (text, value)
+    assert not verify_answer(text, _canonical(value + Fraction(1, 7))), (text, value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300), st.text(max_size=30))
+def test_property_never_raises_fast_path(text, ref):
+    got = extract_answer(text)
+    assert got is None or isinstance(got, str)
+    got = extract_answer(text, fallback=True)
+    assert got is None or isinstance(got, str)
+    if got is not None:
+        assert answers.decide(got, "18") in (True, False, None)
+    answers.parse_value(text)  # may be None; must not raise
+    answers.decide(text, ref)
