@@ -32,6 +32,9 @@ def _run(module_fn, *args, cwd=None):
         (["--config=/no/such/file.py"], "config"),
         (["--config.max_new_tokens=10"], "max_new_tokens"),
         (["--config.rl.level_weights=(1.0,-1.0,0.0)"], "level_weights"),
+        (["--config.reward.dense_mix=2"], "reward.dense_mix"),
+        (["--config.reward.noise_std=-0.1"], "reward.noise_std"),
+        (["--config.reward.step_shaping=0.3", "--config.rl.gamma=0.9"], "step_shaping"),
     ],
 )
 def test_train_rejects_bad_input_with_exit_2(args, needle, tmp_path):

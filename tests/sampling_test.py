@@ -85,3 +85,31 @@ def test_entropy_is_that_of_the_sampling_distribution():
     logp = jax.nn.log_softmax(logits, -1)
     ent = -(jnp.exp(logp) * logp).sum(-1)
     np.testing.assert_allclose(np.where(r.mask_bt, ent, 0), r.entropy_bt, atol=1e-4)
+
+
+def test_decoding_stops_early_with_the_same_result_as_a_full_length_run():
+    # With an EOS id the model never emits, every row runs T steps. Declaring the token
+    # that row 0 emits at position 2 to be EOS must give the same rows cut after their
+    # first such token; with one row, the loop then stops after 3 of 16 steps.
+    model, prompt, mask = _setup()
+    gen = lambda p, m, eos: jax.jit(
+        lambda mdl, pp, mm: generate(
+            mdl,
+            pp,
+            mm,
+            jax.random.PRNGKey(0),
+            max_new_tokens=16,
+            temperature=0.0,
+            eos_id=eos,
+            pad_id=PAD_ID,
+        )
+    )(model, p, m)
+    full = np.asarray(gen(prompt, mask, -1).tokens_bt)
+    for rows in (slice(0, 1), slice(0, 3)):
+        eos = int(full[0, 2])
+        r = gen(prompt[rows], mask[rows], eos)
+        for want, got, m in zip(full[rows], np.asarray(r.tokens_bt), np.asarray(r.mask_bt)):
+            hits = np.flatnonzero(want == eos)
+            end = hits[0] + 1 if hits.size else len(want)
+            np.testing.assert_array_equal(got[:end], want[:end])
+            assert (got[end:] == PAD_ID).all() and m[:end].all() and not m[end:].any()

@@ -137,6 +137,23 @@ def validate(c: ml_collections.ConfigDict) -> None:
         c.rl.eps_min,
         f"must not exceed rl.eps_max={c.rl.eps_max}",
     )
+    for f in ("noise_std", "perturb_prob"):
+        v = c.reward.get(f, 0.0)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        _require(
+            ok and 0.0 <= v and (f == "noise_std" or v <= 1.0),
+            f"reward.{f}",
+            v,
+            "must be a number >= 0 (a probability in [0, 1] for perturb_prob); 0 switches it off",
+        )
+    shaping = c.reward.get("step_shaping", 0.0)
+    _require(
+        not shaping or c.rl.gamma == 1.0,
+        "reward.step_shaping",
+        shaping,
+        "potential-based step shaping assumes rl.gamma=1 (the shaped returns then differ "
+        "by a constant); set rl.gamma=1.0 or reward.step_shaping=0",
+    )
     _choice(c, "rl.algo", ("ppo", "grpo"))
     _choice(c, "rl.kl_estimator", ("k1", "k2", "k3"))
     _choice(c, "rl.loss_agg", AGGREGATION_MODES)

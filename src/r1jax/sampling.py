@@ -1,6 +1,7 @@
 """Jitted generation with a KV cache, and per-token log-probabilities.
 
-`generate` is a pure function (prefill + `lax.scan` over decode steps) meant to be
+`generate` is a pure function (prefill + a `lax.while_loop` of decode steps that stops
+once every row has written EOS) meant to be
 called inside a larger jitted program (the RL iteration) or jitted on its own
 (evaluation). Prompts are left-padded to a common length P so every row writes the
 cache at the same index; completions are `[B, T]` with PAD after the first EOS.
@@ -56,8 +57,8 @@ def generate(
     next_pos_b = positions_bp[:, -1] + 1
     temperature = jnp.asarray(temperature, jnp.float32)
 
-    def step(carry, t):
-        cache, logits_bv, kv_valid_bs, pos_b, done_b = carry
+    def step(carry):
+        t, cache, logits_bv, kv_valid_bs, pos_b, done_b, outs = carry
         logp_bv = _scaled_logp(logits_bv, temperature)
         sampled = jax.random.categorical(jax.random.fold_in(key, t), logp_bv, axis=-1)
         tok_b = jnp.where(temperature > 0, sampled, jnp.argmax(logits_bv, axis=-1))
@@ -70,12 +71,29 @@ def generate(
         mask_b1s = kv_valid_bs[:, None, :] & (jnp.arange(s) <= idx)[None, None, :]
         logits_b1v, cache = model(tok_b[:, None], pos_b[:, None], mask_b1s, cache, idx)
         done_b = done_b | (tok_b == eos_id)
-        out = (tok_b, jnp.where(valid_b, lp_b, 0.0), valid_b, jnp.where(valid_b, ent_b, 0.0))
-        return (cache, logits_b1v[:, 0], kv_valid_bs, pos_b + 1, done_b), out
+        new = (tok_b, jnp.where(valid_b, lp_b, 0.0), valid_b, jnp.where(valid_b, ent_b, 0.0))
+        outs = tuple(
+            jax.lax.dynamic_update_slice_in_dim(o, x[:, None].astype(o.dtype), t, 1)
+            for o, x in zip(outs, new)
+        )
+        return (t + 1, cache, logits_b1v[:, 0], kv_valid_bs, pos_b + 1, done_b, outs)
 
-    init = (cache, last_logits_bv, kv_valid_bs, next_pos_b, jnp.zeros((b,), bool))
-    _, (tok_tb, lp_tb, valid_tb, ent_tb) = jax.lax.scan(step, init, jnp.arange(max_new_tokens))
-    return Rollout(tok_tb.T, lp_tb.T, valid_tb.T, ent_tb.T)
+    def not_finished(carry):
+        t, done_b = carry[0], carry[5]
+        return (t < max_new_tokens) & ~jnp.all(done_b)
+
+    # Decode until every row has written EOS (or T tokens): a while loop, so a batch of
+    # short answers stops early. Positions never reached keep PAD / 0 / False, exactly
+    # what a full-length scan writes after EOS.
+    outs = (
+        jnp.full((b, max_new_tokens), pad_id, jnp.int32),
+        jnp.zeros((b, max_new_tokens), jnp.float32),
+        jnp.zeros((b, max_new_tokens), bool),
+        jnp.zeros((b, max_new_tokens), jnp.float32),
+    )
+    init = (jnp.int32(0), cache, last_logits_bv, kv_valid_bs, next_pos_b, jnp.zeros((b,), bool))
+    *_, outs = jax.lax.while_loop(not_finished, step, (*init, outs))
+    return Rollout(*outs)
 
 
 def sequence_logits(model, prompt_bp, prompt_mask_bp, completion_bt, completion_mask_bt):

@@ -254,3 +254,31 @@ def test_invalid_arguments():
         NoveltyTracker(max_nodes_per_problem=True)
     with pytest.raises(TypeError):
         NoveltyTracker().score_group(3, [(PATH_A, True)])
+
+
+def test_idle_steps_do_not_form_a_path():
+    from r1jax.rewards.novelty import progress_steps
+
+    honest = ["7*4=28", "28-5=23"]
+    assert progress_steps(honest, "23") == honest
+    for idle in (["1001=1001"], ["1000+1=1001"], ["28+0=28"], ["28*1=28"]):
+        assert progress_steps(idle + honest, "23") == honest
+        assert progress_steps(honest[:1] + idle + honest[1:], "23") == honest
+    assert progress_steps(honest + ["23+5=28"], "23") == honest  # a check after the fact
+    assert progress_steps(["x", "", "=3"], "3") == []  # never raises on junk
+
+
+def test_padding_a_common_solution_with_fresh_idle_steps_earns_no_novelty():
+    # Review finding: a fresh valid equation prepended to a common solution used to score
+    # as an unseen path on every sample and beat the honest solution after ~5 repeats.
+    from r1jax.rewards.novelty import progress_steps
+
+    tracker = NoveltyTracker()
+    honest = ["7*4=28", "28-5=23"]
+    for r in range(20):
+        padded = [f"{1000 + r}={1000 + r}", f"{2000 + r}+1={2001 + r}"] + honest
+        a, b = tracker.score_group(
+            "p", [(progress_steps(honest, "23"), True), (progress_steps(padded, "23"), True)]
+        )
+        assert a == b
+    assert a < 0.5

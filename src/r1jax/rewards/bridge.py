@@ -12,7 +12,9 @@ batch of ``N = B·G`` completions (the ``G`` samples of one prompt are adjacent)
    ``composite.score_vector``: correctness, efficiency, format; hard deadline);
 4. adds novelty in this process: the ``novelty.NoveltyTracker`` keeps, per prompt, a
    tree of the step paths of the correct solutions found so far, scores each group
-   against it and then inserts the group; ``total += w_novelty * novelty``;
+   against it and then inserts the group; ``total += w_novelty * novelty``. A path
+   holds only the steps that make progress (``novelty.progress_steps``), so idle
+   equations added to a common solution earn nothing;
 5. optionally adds Gaussian noise to ``total`` (``RewardNoise.noisy_rewards``);
 6. places rewards on tokens (``[N, T]``), "dense + sparse":
      * ``dense_mix`` ∈ [0, 1] of the step credit (``w_correctness · step_weight /
@@ -114,10 +116,11 @@ class HostReward:
         g = self.group_size
         for start in range(0, len(texts), g):
             key = self.tokenizer.decode(prompts_np[start])
-            group = [
-                (self.parse(texts[i]).steps, bool(scores[i, _CORRECT]))
-                for i in range(start, start + g)
-            ]
+            group = []
+            for i in range(start, start + g):
+                parsed = self.parse(texts[i])
+                path = novelty_lib.progress_steps(parsed.steps, parsed.answer)
+                group.append((path, bool(scores[i, _CORRECT])))
             for i, value in zip(range(start, start + g), self.novelty.score_group(key, group)):
                 scores[i, _NOVELTY] = value
                 scores[i, _TOTAL] += self.cfg.w_novelty * value

@@ -53,7 +53,7 @@ import math
 import re
 from collections.abc import Sequence
 
-__all__ = ["MAX_KEY_CHARS", "NoveltyTracker", "canonical_step", "node_term"]
+__all__ = ["MAX_KEY_CHARS", "NoveltyTracker", "canonical_step", "node_term", "progress_steps"]
 
 MAX_KEY_CHARS = 128  # longest canonical step kept verbatim (then prefix + digest)
 STATE_VERSION = 1
@@ -117,6 +117,33 @@ def canonical_step(step: str) -> str:
         digest = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).hexdigest()
         text = f"{text[: MAX_KEY_CHARS - 17]}#{digest}"
     return text
+
+
+def progress_steps(steps: Sequence[str], answer: str | None) -> list[str]:
+    """The steps that move a solution forward; only these form its novelty path.
+
+    A step is kept when its result (the canonical last side of its equation) is (a) not
+    among the numbers on its other sides (``28=28``, ``28+0=28``, ``28*1=28`` restate
+    a value), (b) not the result of an earlier kept step (recomputation), and (c) used
+    afterwards: it appears as a number in a later step's left side or in the answer.
+    Without this filter a policy could prepend a fresh, valid but idle equation
+    (``1001=1001`` or ``1000+1=1001``) to a common solution and collect full novelty
+    for it on every sample (found in review; see ``tests/rewards/novelty_test.py``).
+    """
+    canon = [canonical_step(s) for s in steps]
+    sides = [c.split("=") for c in canon]
+    results = [sd[-1] if len(sd) > 1 and "".join(sd[:-1]) else "" for sd in sides]
+    inputs = [set(_NUMBER_RE.findall("=".join(sd[:-1]))) for sd in sides]
+    answer_numbers = set(_NUMBER_RE.findall(canonical_step(answer or "")))
+    kept, produced = [], set()
+    for i, (res, ins) in enumerate(zip(results, inputs)):
+        if not res or res in ins or res in produced:
+            continue
+        used = res in answer_numbers or any(res in later for later in inputs[i + 1 :])
+        if used:
+            kept.append(steps[i])
+            produced.add(res)
+    return kept
 
 
 def node_term(parent_visits: int, node_visits: int) -> float:

@@ -305,6 +305,9 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
             if c.eval.every and (step - first_rl) % c.eval.every == 0 and step < end:
                 writer.write(step, "eval", exp.evaluate(state.policy))
             if (step - first_rl) % c.checkpoint_every == 0 or step == end:
+                # The host reward's novelty trees must be those after this step's
+                # io_callback: wait for the step before reading them.
+                jax.block_until_ready(state)
                 ckpt.save(
                     "rl",
                     step,
