@@ -1,5 +1,6 @@
 """Command lines: bad flags and bad config values exit with code 2 and a clear message."""
 
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import sys
 import pytest
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(module_fn, *args, cwd=None):
@@ -53,3 +55,25 @@ def test_eval_requires_an_existing_run(tmp_path):
     assert r.returncode == 2 and "r1jax-train" in r.stderr
     r = _run("eval_entry", "--step=abc", f"--workdir={tmp_path}")
     assert r.returncode == 2 and "step" in r.stderr
+
+
+def test_compile_only_reports_memory_for_a_sharded_mesh_and_writes_nothing(tmp_path):
+    env = dict(ENV, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    code = "import sys; from r1jax.main import train_entry; train_entry(['prog', *sys.argv[1:]])"
+    args = [
+        "--config=" + os.path.join(ROOT, "experiments", "arith_tiny.py") + ":smoke",
+        "--compile_only",
+        f"--workdir={tmp_path / 'w'}",
+        "--config.mesh.data=2",
+        "--config.mesh.fsdp=2",
+        "--config.mesh.tensor=2",
+    ]
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout[r.stdout.index("{") :])
+    assert out["devices"] == 8 and out["mesh"] == {"data": 2, "fsdp": 2, "tensor": 2}
+    for step in ("sft_step", "rl_iteration"):
+        assert out[step]["peak_bytes_estimate"] > out[step]["argument_bytes"] > 0
+    assert not os.path.exists(tmp_path / "w")

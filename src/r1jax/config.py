@@ -12,6 +12,7 @@ import math
 import ml_collections
 import numpy as np
 
+from r1jax import parallel
 from r1jax.errors import ConfigError
 from r1jax.models.transformer import ModelConfig
 from r1jax.rewards.bridge import Placement
@@ -223,6 +224,12 @@ def reward_config(c) -> RewardConfig:
         efficiency_requires_correct=r.efficiency_requires_correct,
         step_credit_requires_correct=r.step_credit_requires_correct,
     )
+
+
+def make_mesh(c):
+    """The ('data', 'fsdp', 'tensor') mesh of ``c.mesh`` (fsdp/tensor default to 1)."""
+    m = c.mesh
+    return parallel.make_mesh(m.data, m.get("fsdp", 1), m.get("tensor", 1))
 
 
 def reward_placement(c) -> Placement:

@@ -64,6 +64,12 @@ def train_entry(argv=None):
         config_flags.DEFINE_config_file(
             "config", _DEFAULT_CONFIG, "Experiment config file (path[:variant]).", lock_config=True
         )
+        flags.DEFINE_bool(
+            "compile_only",
+            False,
+            "Lower and compile the SFT step and the RL iteration for the configured mesh, "
+            "print memory per device as JSON, and exit without training or writing files.",
+        )
         _parse(argv)
         config = flags.FLAGS.config
         list(config.keys())  # the file is loaded lazily: force it here
@@ -73,9 +79,12 @@ def train_entry(argv=None):
             f"{_DEFAULT_CONFIG}."
         )
     _setup_logging()
-    from r1jax.train.loop import train
+    from r1jax.train.loop import compile_report, train
 
     try:
+        if flags.FLAGS.compile_only:
+            print(json.dumps(compile_report(config), indent=2))
+            return
         summary = train(config, flags.FLAGS.workdir)
     except ConfigError as e:
         _fail(str(e))

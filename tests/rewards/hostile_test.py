@@ -116,6 +116,26 @@ def test_hostile_batch_keeps_order_and_pool():
     assert got == [False] * len(texts) + [True, True]
 
 
+@pytest.mark.parametrize(
+    "text, candidates",
+    [
+        ("#### 5 or 6", ["5", "6"]),
+        ("#### 5 or six", ["5", "6"]),
+        ("#### 5 and 6", ["5", "6", "11", "56"]),
+        ("\\boxed{5 = 6}", ["5", "6"]),
+        ("\\boxed{x = 5 = 6}", ["5", "6"]),
+        ("#### 12 minus 3", ["12", "9"]),
+        ("#### 1 2", ["12", "1", "2"]),
+        ("#### 1 1/2", ["11/2"]),
+        ("#### 0.0", ["1/30", "1/40", "-1/30"]),  # half a unit of slack on every side
+        ("#### 0.1", ["1/7", "1/9", "2/19"]),
+    ],
+)
+def test_hedges_and_near_misses_never_pay(text, candidates):
+    for ref in candidates:
+        assert verify_answer(text, ref) is False, (text, ref)
+
+
 def test_unicode_digits_are_not_numbers():
     assert not verify_answer("#### \u0663\u0664", "34")  # Arabic-Indic 3 4
     assert not verify_answer("#### \uff11\uff18", "18")  # full-width 1 8

@@ -104,8 +104,9 @@ def test_novelty_is_the_mean_term_along_the_path():
         t.score_group("p", [(PATH_A, True)])
     t.score_group("p", [(PATH_C, True)])
     # Root has 4 visits; "7*4=28" 4; "28-5=23" 3 (below 4); PATH_C's tail 1 each.
-    want_a = (node_term(4, 4) + node_term(4, 3)) / 2
-    want_new = (node_term(4, 4) + 1.0 + 1.0) / 3  # shared first step, then unseen
+    # Leave-one-out: each member also sees the other one ("7*4=28" +1, root +1).
+    want_a = (node_term(5, 5) + node_term(5, 3)) / 2
+    want_new = (node_term(5, 5) + 1.0 + 1.0) / 3  # shared first step, then unseen
     got = t.score_group("p", [(PATH_A, True), (("7*4=28", "28+2=30", "30-7=23"), True)])
     assert got == pytest.approx([want_a, want_new])
     assert got[1] > got[0]
@@ -282,3 +283,11 @@ def test_padding_a_common_solution_with_fresh_idle_steps_earns_no_novelty():
         )
         assert a == b
     assert a < 0.5
+
+
+def test_a_path_shared_within_the_group_is_less_novel_than_a_lone_one():
+    t = NoveltyTracker()
+    common, rare = PATH_A, ("7*4=28", "28+2=30", "30-7=23")
+    got = t.score_group("p", [(common, True)] * 3 + [(rare, True)])
+    assert got[0] == got[1] == got[2] < got[3]
+    assert t.score_group("q", [(common, True)]) == [1.0]  # alone in a fresh tree

@@ -173,6 +173,58 @@ def test_statuses(text, status):
     assert [s.status for s in report.steps] == [status], _statuses(text)
 
 
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        # long integers are exact: the float slack is for literals with a "."
+        ("123456789012345 + 100 = 123456789012345", WRONG),
+        ("123456789012345 + 100 = 123456789012445", VERIFIED),
+        ("1234567890123456789 * 1 = 1234567890123456788", WRONG),
+        ("0.1 + 0.2 = 0.30000000000000004", VERIFIED),
+        ("<<3*0.8=2.4000000000000004>>2.4", VERIFIED),
+    ],
+)
+def test_float_slack_only_for_decimal_literals(text, want):
+    assert [s.status for s in check_steps(text).steps] == [want], _statuses(text)
+
+
+@pytest.mark.parametrize(
+    "text, found",
+    [
+        # words after the last side are prose or units: the step is still checked
+        ("2 + 2 = 5 of them", [("2 + 2 = 5", WRONG)]),
+        ("2 + 2 = 4 of them", [("2 + 2 = 4", VERIFIED)]),
+        ("2 + 2 = 5cm", [("2 + 2 = 5", WRONG)]),
+        ("2 + 2 = 4cm", [("2 + 2 = 4", VERIFIED)]),
+        ("2 + 2 = 4 cm", [("2 + 2 = 4", VERIFIED)]),
+        ("He has 2 * 7 = 14kg of rice", [("2 * 7 = 14", VERIFIED)]),
+        ("<<2*7=14>>14kg of rice", [("<<2*7=14>>14", VERIFIED)]),
+        # one glued letter is a variable: unparseable, never dropped
+        ("2 + 2 = 5x", [("2 + 2 = 5x", UNPARSEABLE)]),
+        ("2 + 2 = 4x", [("2 + 2 = 4x", UNPARSEABLE)]),
+        ("2 + 2 = 1 + 3x", [("2 + 2 = 1 + 3x", UNPARSEABLE)]),
+        ("2 + 3 = 5 = 5x", [("2 + 3 = 5 = 5x", UNPARSEABLE)]),
+    ],
+)
+def test_words_after_a_side_do_not_hide_the_step(text, found):
+    assert _statuses(text) == found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "so 4 = 5x",  # no arithmetic side: not a step (as "26=5+3x")
+        "2 + 2 = 4 of the 10 apples",  # "of" before a number multiplies
+        "48 = 100% + 20% = 120% of the actual number",  # ... and after a percent
+        "1 - 3/5 = 2/5 of his land",  # ... or a fraction
+        "2*3 = 6kg * 2 = 12",  # a unit, then an operator
+        "15kg * 3 = 45",
+    ],
+)
+def test_multiplying_of_and_units_in_arithmetic_are_still_not_steps(text):
+    assert check_steps(text).num_steps == 0, _statuses(text)
+
+
 def test_run_on_chain_is_split_into_two_steps_sharing_a_number():
     text = "So 1/2 off is $3/2 = $1.50+$3.00=$4.50 in all"
     report = check_steps(text)

@@ -70,6 +70,14 @@ def test_to_sympy_builds_exactly():
         ("x = 2, y = 3", "(2, 3)"),
         ("50\\%", "\\frac{1}{2}"),
         ("\\alpha + \\beta", "\\beta + \\alpha"),
+        ("3.1", "\\pi"),  # two significant digits: a rounded value
+        ("0.014", "\\frac{\\sqrt{2}}{100}"),
+        ("x^2\\frac{1}{2}", "x^2/2"),  # \\frac after a power multiplies
+        ("x^{2}\\frac{1}{2}", "\\frac{x^2}{2}"),
+        ("2\\frac{x}{2}", "x"),
+        ("5 = x", "x = 5"),
+        ("2x + 1 = y", "y = 2x + 1"),
+        ("2x + 1 = y", "y - 2x = 1"),
     ],
 )
 def test_symbolic_equal(pred, ref):
@@ -93,10 +101,49 @@ def test_symbolic_equal(pred, ref):
         ("\\frac{1}{0}", "\\frac{2}{0}"),
         ("2^{10000}", "2^{10000}+1"),
         ("x", "18"),
+        ("0.0", "\\frac{\\sqrt{2}}{100}"),  # under two significant digits: exact only
+        ("0.01", "\\frac{\\sqrt{2}}{100}"),
+        ("3.0", "\\pi"),
+        ("x^2\\frac{1}{2}", "x^2 + 1/2"),
+        ("x^2\\frac{1}{2}", "x^{5/2}"),
     ],
 )
 def test_symbolic_unequal(pred, ref):
     assert not answers.settle(pred, ref)
+
+
+@pytest.mark.parametrize(
+    "pred, ref, want",
+    [
+        ("#### 0.0", "\\frac{\\sqrt{2}}{100}", False),
+        ("#### 0.014", "\\frac{\\sqrt{2}}{100}", True),
+        ("\\boxed{x^2\\frac{1}{2}}", "x^2/2", True),
+        ("\\boxed{5 = x}", "5", True),
+        ("\\boxed{7 = 5}", "5", False),
+    ],
+)
+def test_review_verdicts_through_verify_answer(pred, ref, want):
+    assert verify_answer(pred, ref) is want
+
+
+@pytest.mark.parametrize(
+    "decimal, places, value, want",
+    [
+        ("0.33", 2, (1, 3), True),
+        ("0.333", 3, (1, 3), True),
+        ("0.66", 2, (2, 3), True),  # truncated
+        ("3.3", 1, (10, 3), True),
+        ("0.0", 1, (1, 30), False),  # fewer than two significant digits
+        ("0.1", 1, (1, 7), False),
+        ("0.3", 1, (1, 3), False),
+        ("0.05", 2, (1, 19), False),
+        ("0.34", 2, (1, 3), False),
+    ],
+)
+def test_decimal_close_needs_two_significant_digits(decimal, places, value, want):
+    from fractions import Fraction
+
+    assert symbolic.decimal_close(Fraction(decimal), places, Fraction(*value)) is want
 
 
 def test_pool_path_and_cache():

@@ -283,3 +283,49 @@ def test_final_check_style_checks_only_the_last_step():
             (a, op, b, c), (a2, op2, b2, c2) = steps[-2], steps[-1]
             assert (a2, b2, c2) == (c, b, a) and {op, op2} in ({"+", "-"}, {"*", "/"})
             assert ans == c and str(ans) == p.answer  # the answer is the checked value
+
+
+def test_long_route_writes_multiplication_as_repeated_addition():
+    steps = [Step(4, "*", 10, 40), Step(40, "-", 5, 35)]
+    assert render_solution(steps, True, "long_route").splitlines() == [
+        "10+10=20",
+        "20+10=30",
+        "30+10=40",
+        "40-5=35",
+        "#### 35",
+    ]
+    assert render_solution(steps, False, "long_route") == "4*10=40\n40-5=35\n#### 35"
+    # No multiplication: the verbose form falls back to the final check.
+    plain = [Step(7, "+", 5, 12)]
+    assert render_solution(plain, True, "long_route") == "7+5=12\n12-5=7\n#### 12"
+    assert arithmetic.long_route(Step(2, "*", 2, 4)) == [Step(2, "+", 2, 4)]
+
+
+def test_long_route_samples_are_true_and_end_in_the_answer():
+    t = ArithmeticTask(
+        verbose_style="long_route", verbose_prob=1.0, max_operand=12, max_factor=5, max_number=60
+    )
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        p = t.sample(rng, int(rng.integers(1, 4)), "train")
+        lines = p.solution.splitlines()
+        assert lines[-1] == f"#### {p.answer}"
+        for line in lines[:-1]:
+            lhs, rhs = line.split("=")
+            assert Fraction(eval(lhs)) == Fraction(rhs)  # trusted generator output
+
+
+def test_wide_level1_covers_the_intermediate_range():
+    kw = dict(max_operand=12, max_factor=5, max_number=60)
+    rng = np.random.default_rng(0)
+    narrow = ArithmeticTask(**kw)
+    wide = ArithmeticTask(**kw, wide_level1=True)
+    plain = re.compile(r"^\w+ has (\d+) \w+\. (?:She|He) (?:buys|finds|gets|gives|loses|sells)")
+
+    def starts(t):
+        qs = [t.sample(rng, 1, "train").question for _ in range(400)]
+        return [int(m.group(1)) for m in map(plain.match, qs) if m]
+
+    assert max(starts(narrow)) <= 12 < max(starts(wide)) <= 60
+    # Only level 1 changes.
+    assert all(len(wide.sample(rng, 2, "train").solution.splitlines()) >= 3 for _ in range(50))

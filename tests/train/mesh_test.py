@@ -1,4 +1,10 @@
-"""On 8 fake CPU devices, a data-parallel mesh gives the single-device numbers."""
+"""On 8 fake CPU devices, every mesh layout gives the single-device numbers.
+
+Data parallel (8,1,1), mixed (2,4,1) and (2,2,2), and pure tensor parallel (1,1,8):
+2 SFT steps and 3 RL iterations of the smoke config give the losses and the final
+parameters of one device within 1e-5, and the parameters really are split as the
+learner rules say.
+"""
 
 import json
 import os
@@ -6,52 +12,89 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent("""
     import json, sys, jax, numpy as np
     from r1jax import parallel
     from r1jax.configs.arith_tiny import get_config
     from r1jax.train.loop import Experiment
 
-    def run(data):
+    def run(shape):
         c = get_config("smoke")
         with c.unlocked():
             c.sft.rows = 8
             c.rl.prompts_per_iter = 8
             c.reward.num_workers = 0
-        exp = Experiment(c, "/tmp/unused", mesh=parallel.make_mesh(data))
+            c.model.n_heads = 4
+            c.model.n_kv_heads = 2
+            c.model.head_dim = 8
+        exp = Experiment(c, "/tmp/unused", mesh=parallel.make_mesh(*shape))
         state, out = exp.init_state, []
         for s in range(2):
             state, m = exp.sft_fn(state, exp.sft_batch(s))
             out.append(float(m["loss"]))
+        state = exp.start_rl(state)
         for i in range(3):
             state, m = exp.rl_fn(state, exp.rl_batch(i))
             out += [float(m["loss"]), float(m["pg_loss"]), float(m["vf_loss"]),
                     float(m["kl"]), float(m["entropy"])]
-        shard = state.policy["model"]["embed"]["embedding"].sharding
+        params = [np.asarray(x) for x in jax.tree.leaves(state.policy)]
+        gate = state.policy["model"]["layers"][0]["mlp"]["gate_proj"]["kernel"]
         exp.close()
-        return out, len(shard.device_set)
+        return out, params, [[str(a) for a in gate.sharding.spec], list(gate.addressable_shards[0].data.shape),
+                             list(gate.shape)]
 
     if __name__ == "__main__":
         assert jax.device_count() == 8, jax.devices()
-        one, n1 = run(1)
-        eight, n8 = run(8)
-        print(json.dumps({"one": one, "eight": eight, "devices": [n1, n8]}))
+        shapes = [(1, 1, 1)] + [tuple(json.loads(a)) for a in sys.argv[1:]]
+        base, base_params, _ = run(shapes[0])
+        result = {}
+        for shape in shapes[1:]:
+            out, params, gate = run(shape)
+            diff = max(float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(a)))))
+                       for a, b in zip(base_params, params))
+            result[str(shape)] = {"out": out, "param_diff": diff, "gate": gate}
+        print(json.dumps({"base": base, "meshes": result}))
 """)
 
+MESHES = [(8, 1, 1), (2, 4, 1), (2, 2, 2), (1, 1, 8)]
 
-def test_data_parallel_mesh_matches_one_device(tmp_path):
-    script = tmp_path / "mesh_check.py"
+
+@pytest.fixture(scope="module")
+def mesh_runs(tmp_path_factory):
+    script = tmp_path_factory.mktemp("mesh") / "mesh_check.py"
     script.write_text(SCRIPT)
     env = dict(
         os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8"
     )
     r = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=900
+        [sys.executable, str(script), *(json.dumps(list(m)) for m in MESHES)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1500,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out["devices"] == [1, 8]
-    one, eight = out["one"], out["eight"]
-    assert len(one) == len(eight) == 2 + 3 * 5
-    for a, b in zip(one, eight):
-        assert abs(a - b) <= 1e-5 * max(1.0, abs(a)), (one, eight)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("shape", MESHES)
+def test_mesh_matches_one_device(mesh_runs, shape):
+    base = mesh_runs["base"]
+    run = mesh_runs["meshes"][str(shape)]
+    assert len(run["out"]) == len(base) == 2 + 3 * 5
+    for a, b in zip(base, run["out"]):
+        assert abs(a - b) <= 1e-5 * max(1.0, abs(a)), (base, run["out"])
+    assert run["param_diff"] <= 1e-5
+
+
+def test_params_are_split_as_the_rules_say(mesh_runs):
+    # gate_proj is [embed, mlp] -> P('fsdp', 'tensor') under the learner rules.
+    spec, shard, full = mesh_runs["meshes"][str((2, 2, 2))]["gate"]
+    assert spec == ["fsdp", "tensor"]
+    assert shard == [full[0] // 2, full[1] // 2]
+    spec, shard, full = mesh_runs["meshes"][str((8, 1, 1))]["gate"]
+    assert shard == full  # pure data parallel: replicated
+    spec, shard, full = mesh_runs["meshes"][str((1, 1, 8))]["gate"]
+    assert shard == [full[0], full[1] // 8]

@@ -137,7 +137,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     c.mesh = ml_collections.ConfigDict(
         dict(
-            data=-1,  # data-parallel axis size (-1 = all devices)
+            data=-1,  # data-parallel axis size (-1 = the devices left by fsdp × tensor)
+            fsdp=1,  # fully-sharded data parallel: params/optimizer split, batch split too
+            tensor=1,  # tensor parallel: heads, MLP and vocab dimensions split
         )
     )
     c.log_every = 10  # steps between metric fetches / log lines

@@ -6,34 +6,43 @@ Model text is hostile: nothing here raises, runs code or hangs (see ``latex`` an
 ``symbolic`` for the gates in front of the AST walks).
 
 Extraction, in priority order: the last ``<answer>...</answer>`` (searched again for the
-markers below), the last ``\\boxed{...}``/``\\fbox{...}`` (nested braces matched),
-the last ``#### ...`` line, and otherwise whichever comes last of an answer line
-(``A: 72``, ``Answer: 72``, ``**Final answer:** 72``) and an answer phrase (``The answer
-is 72.``, up to the end of the sentence). ``fallback=True`` (what ``verify_answer`` uses)
-adds: a short one-line text that parses as an answer is the answer itself (``"18"``,
-``"x = 3"``), else the last number on the last line; not if the text has a ``####``,
-``\\boxed`` or ``<answer>`` marker whose answer was refused. Answers longer than
-``MAX_ANSWER_CHARS`` or holding control characters are refused.
+markers below), the last ``\\boxed{...}``/``\\fbox{...}`` (nested braces matched), the
+last ``#### ...`` line, and otherwise whichever comes last of an answer line (``A: 72``,
+``Answer: 72``, ``**Final answer:** 72``) and an answer phrase (``The answer is 72.``,
+up to the end of the sentence; of several phrases, on one line too, the last:
+``The answer is 2. Wait, the answer is 3.`` is 3). ``fallback=True`` (what ``verify_answer``
+uses) adds: a short one-line text that parses as an answer is the answer itself
+(``"18"``, ``"x = 3"``), else the last number on the last line; not if the text has a
+``####``, ``\\boxed`` or ``<answer>`` marker whose answer was refused. Answers longer
+than ``MAX_ANSWER_CHARS`` or holding control characters are refused.
 
-Parsing an answer (``parse_value``): ``latex.to_plain`` first. Then ``x = 3`` or
-``f(x) = 2x`` (a left side of letters only) is a *named* ``Equation``, which compares as
-its right side except against an equation like ``2x = 6``; a chain ``2+3 = 5`` is its
-last part; ``x = 1, y = 2`` is a tuple; an equation with symbols on both sides stays an
-``Equation``. ``{a, b}`` is a set, ``(a, b)`` a tuple, ``[a, b)`` (brackets that differ,
-or ``[a, b]``) an interval, a bare ``a, b`` (also ``a ± b``) a list. Thousands
-separators (``1,234``) are read as such only outside brackets (so ``1,234`` is 1234,
-but ``(1,234)`` is a pair). A leaf is a ``Num`` (exact ``Fraction``: ``$18.00``, ``18
-eggs``, ``5 km/h``, ``1 1/2``, ``-5``, ``50%``, ``\\frac{3}{2}``; a trailing word of
-two or more letters is a unit, but not ``2x``, ``2 x`` or ``2 pi``) or an ``Expr``
-(whitelisted Python text with symbols or functions, settled by sympy). Digits are ASCII
-only: ``٣٤`` is not 34.
+Parsing an answer (``parse_value``): ``latex.to_plain`` first, and a trailing negated
+alternative is dropped (``5, not 3`` and ``5 (not 3)`` are 5). Then ``x = 3`` or
+``f(x) = 2x`` (one side of letters only: ``3 = x`` too) is a *named* ``Equation``, which
+compares as its value except against an equation like ``2x = 6``; a chain ``2+3 = 5`` is
+its last part; the numbers of an equation or chain must agree (``7 = 5`` and
+``x = 2+1 = 4`` are no answer; ``10/3 = 3.33`` is, by the rounding rule); ``x = 1, y = 2`` is a
+tuple; an equation with symbols on both sides stays an ``Equation``. ``{a, b}`` is a
+set, ``(a, b)`` a tuple, ``[a, b)`` (brackets that differ, or ``[a, b]``) an interval, a
+bare ``a, b`` (also ``a ± b``) a list. Thousands separators (``1,234``) are read as such
+only outside brackets (so ``1,234`` is 1234, but ``(1,234)`` is a pair). A leaf is a
+``Num`` (exact ``Fraction``: ``$18.00``, ``18 eggs``, ``5 km/h``, ``1 1/2``,
+``1 and 1/2``, ``-5``, ``50%``, ``\\frac{3}{2}``) or an ``Expr`` (whitelisted Python text with
+symbols or functions, settled by sympy). Units: a first word of two or more letters
+after the number starts a unit (not ``2x``, ``2 x`` or ``2 pi``), and then all that
+follows must be unit words (``km/h``, ``sq. ft``, ``ft^2``, ``dollars per day``) that
+end the answer: a second number or a connective (``or``, ``and``, ``plus``, ``minus``,
+``times``, ``not``, ``but``, ``divided``, ``over``, ..., ``_CONNECTIVES``) makes the
+answer unparseable, so ``12 minus 3`` is neither 12 nor 9 and the hedge ``5 or 6`` is
+neither 5 nor 6. Digits are ASCII only: ``٣٤`` is not 34.
 
-Comparison: ``decide`` first compares the answers as squashed strings (no spaces,
-``$``, ``\\left``/``\\right``), then parses both and runs ``symbolic.compare`` with the
+Comparison: ``decide`` parses both answers and runs ``symbolic.compare`` with the
 in-process ``FastLeaves``: numbers are settled with exact ``Fraction`` arithmetic (the
 rules for ``%`` and for rounded decimals are in ``symbolic``'s doc). A pair that needs
 sympy (``Expr`` or ``Equation`` leaves) goes to ``symbolic``'s worker pool, with a
-deadline and a cache. Unparseable answers are equal only as squashed strings.
+deadline and a cache. Two unparseable answers are equal only as squashed strings (no
+``$``, ``\\left``/``\\right``, spaces, except one between two digits: ``2 3`` is not
+``23``); an unparseable answer never equals a parsed one (``1 1/2`` is not ``11/2``).
 """
 
 from __future__ import annotations
@@ -70,8 +79,8 @@ _LINE_RE = re.compile(
     r"^[ \t>*#_]*(?:final[ \t]+answer|answer|a)[ \t*_]*[:：][ \t*_]*([^\n]*)$",
     re.IGNORECASE | re.MULTILINE,
 )
-_PHRASE_RE = re.compile(
-    r"answer(?:[ \t]+(?:is|was|would[ \t]+be|will[ \t]+be|should[ \t]+be)|[ \t]*=)[ \t:]*([^\n]*)",
+_PHRASE_RE = re.compile(  # the phrase only: the answer is the rest of its line, cut below
+    r"answer(?:[ \t]+(?:is|was|would[ \t]+be|will[ \t]+be|should[ \t]+be)|[ \t]*=)[ \t:]*",
     re.IGNORECASE,
 )
 _SENTENCE_END_RE = re.compile(r"[.;!?](?:\s|$)")
@@ -127,14 +136,19 @@ def _markers(text: str, depth: int = 0) -> str | None:
         if (cand := _finish(cand)) is not None:
             return cand
     best_pos, best = -1, None
-    for regex in (_LINE_RE, _PHRASE_RE):
-        m = None
-        for m in regex.finditer(text):
-            pass
-        if m is not None and m.start() > best_pos:
-            best_pos, best = m.start(), m.group(1)
-            if regex is _PHRASE_RE and (end := _SENTENCE_END_RE.search(best)):
-                best = best[: end.start()]
+    m = None
+    for m in _LINE_RE.finditer(text):
+        pass
+    if m is not None:
+        best_pos, best = m.start(), m.group(1)
+    m = None
+    for m in _PHRASE_RE.finditer(text):  # matches only the phrase: each one is seen
+        pass
+    if m is not None and m.start() > best_pos:  # the last phrase, to the end of its sentence
+        end = text.find("\n", m.end())
+        best = text[m.end() : end if end >= 0 else len(text)]
+        if stop := _SENTENCE_END_RE.search(best):
+            best = best[: stop.start()]
     return _finish(best)
 
 
@@ -168,10 +182,29 @@ def extract_answer(text: str, fallback: bool = False) -> str | None:
 _THOUSANDS_RE = re.compile(r"(?<=[0-9]),(?=[0-9]{3}(?![0-9]))")
 _NUMBER = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 _NUM_RE = re.compile(_NUMBER)
-_MIXED_RE = re.compile(r"([-+]?)([0-9]+)\s+([0-9]+)/([0-9]+)")
-_UNIT_RE = re.compile(rf"({_NUMBER}(?:\s+[0-9]+/[0-9]+)?)(\s*)([A-Za-z]+)[A-Za-z0-9\s'’./^()\-]*")
+_MIXED_RE = re.compile(r"([-+]?)([0-9]+)\s+(?:and\s+)?([0-9]+)/([0-9]+)")  # "1 1/2", "1 and 1/2"
+# A number ("3", "1 1/2", or "(1+1/2)" from latex's "1\\frac{1}{2}"), then its first word.
+_UNIT_RE = re.compile(
+    rf"({_NUMBER}(?:\s+(?:and\s+)?[0-9]+/[0-9]+)?|[-+]?\([0-9]+\+[0-9]+/[0-9]+\))"
+    r"(\s*)([A-Za-z]+)(.*)",
+    re.DOTALL,
+)
+# What may follow the number as its unit: words joined by spaces or ``/ . - ( ) ·``, each
+# with at most an exponent digit ("km/h", "m^2", "sq. ft", "o'clock"); no second number.
+_UNIT_WORD = r"[A-Za-z'’]+(?:\^\(?[0-9]\)?|[0-9])?"
+_UNIT_TAIL_RE = re.compile(rf"{_UNIT_WORD}(?:(?:\s*[/.·()\-]\s*|\s+){_UNIT_WORD})*[\s.()]*")
 _UNITS = frozenset(
     ["cm", "mm", "km", "kg", "mg", "lb", "oz", "ft", "yd", "mi", "mph", "hr", "min", "sec", "ml"]
+)
+# Words that join the number to something else (an operation, an alternative, a contrast):
+# "12 minus 3", "5 or 6", "5 and a half" are not "a number and its unit".
+_CONNECTIVES = frozenset(
+    ["or", "and", "nor", "not", "but", "plus", "minus", "times", "divided", "over"]
+    + ["multiplied", "add", "added", "subtract", "subtracted", "than", "versus", "vs"]
+    + ["either", "instead", "rather", "except"]
+)
+_NEGATED_RE = re.compile(  # "5, not 3", "5 (not 3)": the answer is 5
+    r"(?:\s*[,;]\s*|\s+)(?:\(\s*not\s[^()]*\)|not\s[^()]*)$", re.IGNORECASE
 )
 _NAME_LHS_RE = re.compile(r"[A-Za-z_'(), ]+")
 
@@ -218,6 +251,10 @@ def _leaf(s: str) -> Num | Expr | None:
     spaced = len(word or "") >= 2 and m.group(2)  # "18 kg" but not "2x", "2 x", "2xy"
     unit = word and (len(word) >= 4 or word.rstrip("s") in _UNITS or spaced)
     if unit and word not in latex.FUNCTIONS and word not in latex.NAMES:
+        tail = m.group(3) + m.group(4)  # only unit words may end the answer: not "12 minus 3"
+        words = re.findall(r"[A-Za-z]+", tail)
+        if not _UNIT_TAIL_RE.fullmatch(tail) or any(w.lower() in _CONNECTIVES for w in words):
+            return None
         return _leaf(m.group(1) + ("%" if percent else ""))
     py = latex.to_python(s)
     tree = latex.parse_tree(py) if py is not None else None
@@ -226,6 +263,29 @@ def _leaf(s: str) -> Num | Expr | None:
     if latex.is_numeric(tree) and (value := safe_math.safe_eval_fraction(py)) is not None:
         return Num(value, None, percent)
     return Expr(py, percent)
+
+
+def _consistent(parts: list[str]) -> bool:
+    """Whether the numeric parts of ``a = b = ...`` agree (``7 = 5`` is no answer)."""
+    nums = [v for part in parts if isinstance(v := _leaf(part), Num)]
+    return all(_FAST.equal(v, nums[-1]) for v in nums[:-1])
+
+
+def _equation(parts: list[str], depth: int):
+    if not _consistent(parts):
+        return None
+    if len(parts) > 2:  # a chain "x = 2 + 1 = 3": its last part
+        return _structure(parts[-1], depth + 1)
+    named = [bool(_NAME_LHS_RE.fullmatch(part.strip())) for part in parts]
+    if named[0] or named[1]:  # "x = 3", "f(x) = 2x", and "3 = x" names the value too
+        name, value = parts if named[0] else parts[::-1]
+        rhs, name = _structure(value, depth + 1), _leaf(name)
+        named_eq = isinstance(rhs, (Num, Expr)) and isinstance(name, Expr)
+        return Equation(name, rhs, True) if named_eq else rhs
+    lhs, rhs = _leaf(parts[0]), _leaf(parts[1])
+    if lhs is None or rhs is None:
+        return None
+    return rhs if isinstance(lhs, Num) and isinstance(rhs, Num) else Equation(lhs, rhs)
 
 
 def _structure(s: str, depth: int):
@@ -241,16 +301,7 @@ def _structure(s: str, depth: int):
         s = f"({s})"
     parts = _split_top(s, "=")
     if len(parts) > 1:
-        if len(parts) > 2:  # a chain "x = 2 + 1 = 3": its last part
-            return _structure(parts[-1], depth + 1)
-        if _NAME_LHS_RE.fullmatch(parts[0].strip()):  # "x = 3", "f(x) = 2x"
-            rhs, name = _structure(parts[1], depth + 1), _leaf(parts[0])
-            named = isinstance(rhs, (Num, Expr)) and isinstance(name, Expr)
-            return Equation(name, rhs, True) if named else rhs
-        lhs, rhs = _leaf(parts[0]), _leaf(parts[1])
-        if lhs is None or rhs is None:
-            return None
-        return rhs if isinstance(lhs, Num) and isinstance(rhs, Num) else Equation(lhs, rhs)
+        return _equation(parts, depth)
     if s[0] in "([{" and _close_of(s, 0) == len(s) - 1:
         items = _split_top(s[1:-1], ",")
         if s[0] == "{" or len(items) > 1:
@@ -284,22 +335,27 @@ def parse_value(answer: str):
     if plain is None:
         return None
     try:
-        return _structure(plain, 0)
+        return _structure(_NEGATED_RE.sub("", plain), 0)
     except (RecursionError, ValueError, ZeroDivisionError, OverflowError):
         return None
 
 
-_SQUASH_RE = re.compile(r"\s+|\$|\\left|\\right|\\[,;!]|\.$")
+_SPACE_RE = re.compile(r"(?:\s|\\[,;! ])+")
+_DROP_RE = re.compile(r"\$|\\left|\\right|\.$")
+_GAP_RE = re.compile(r" (?![0-9])|(?<![0-9]) ")  # a space, unless between two digits
 _FAST = FastLeaves()
+
+
+def _squash(answer: str) -> str:
+    """``answer`` without spaces, ``$``, ``\\left``/``\\right``; "2 3" stays "2 3"."""
+    return _GAP_RE.sub("", _SPACE_RE.sub(" ", _DROP_RE.sub("", answer.strip())))
 
 
 def decide(pred_answer: str, ref_answer: str) -> bool | None:
     """Fast in-process verdict on two extracted answers; ``None`` when sympy is needed."""
-    if _SQUASH_RE.sub("", pred_answer) == _SQUASH_RE.sub("", ref_answer):
-        return True
     a, b = parse_value(pred_answer), parse_value(ref_answer)
-    if a is None or b is None:
-        return False
+    if a is None or b is None:  # unparseable: equal only as squashed strings, both of them
+        return a is None and b is None and _squash(pred_answer) == _squash(ref_answer)
     try:
         return compare(a, b, _FAST)
     except NeedsSympy:

@@ -11,8 +11,9 @@ batch of ``N = B·G`` completions (the ``G`` samples of one prompt are adjacent)
 3. scores the completions in the worker pool (``host.RewardPool`` running
    ``composite.score_vector``: correctness, efficiency, format; hard deadline);
 4. adds novelty in this process: the ``novelty.NoveltyTracker`` keeps, per prompt, a
-   tree of the step paths of the correct solutions found so far, scores each group
-   against it and then inserts the group; ``total += w_novelty * novelty``. A path
+   tree of the step paths of the correct solutions found so far, inserts each group
+   and scores every member leave-one-out (against the history and the rest of its
+   group); ``total += w_novelty * novelty``. A path
    holds only the steps that make progress (``novelty.progress_steps``), so idle
    equations added to a common solution earn nothing;
 5. optionally adds Gaussian noise to ``total`` (``RewardNoise.noisy_rewards``);

@@ -12,7 +12,11 @@ Three stages, each bounded (``MAX_TEXT_CHARS``, ``MAX_DEPTH``, ``MAX_NODES``):
 
 1. ``to_plain``: LaTeX -> plain math text. A single left-to-right scan with brace
    matching: ``\\frac{a}{b}`` (also ``dfrac``/``tfrac``/``cfrac`` and ``\\frac12``) ->
-   ``((a)/(b))``, or ``a/b`` right after an integer (the mixed number ``1\\frac{1}{2}``);
+   ``((a)/(b))``, a product with what precedes it (``x^2\\frac{1}{2}``, ``10^3\\frac12``,
+   ``2\\frac{x}{2}``). A *mixed number* ``n\\frac{a}{b}`` -> ``(n+a/b)`` needs integer
+   literals ``n``, ``a``, ``b`` and ``n`` starting an operand: at the start, or after an
+   operator or opening bracket (``+ - * / ( [ { , = ±``), so ``-1\\frac12`` is -3/2,
+   ``2 + 3\\frac{1}{2}`` is 5.5 and ``2\\times 3\\frac12`` is 7, but not after ``^``;
    ``\\sqrt{a}`` -> ``sqrt(a)``, ``\\sqrt[n]{a}`` -> ``root(a,n)``; ``\\cdot``,
    ``\\times`` -> ``*``; ``\\pi`` -> ``pi``, ``\\infty`` -> ``oo``; ``\\left``/``\\right``,
    spacing and ``$`` are dropped; ``\\text{..}`` keeps its words (units, stripped later);
@@ -24,8 +28,9 @@ Three stages, each bounded (``MAX_TEXT_CHARS``, ``MAX_DEPTH``, ``MAX_NODES``):
    ``+ - * / ^ ( ) ,``; anything else -> ``None``) inserts implicit multiplication
    (``2x``, ``2(x+1)``, ``(a)(b)``, ``2pi``), maps ``^`` to ``**`` and splits letter runs
    into whitelisted names: functions (``FUNCTIONS``), constants and Greek letters
-   (``NAMES``) and single letters; an unknown run of four or more letters is a word,
-   not maths (``None``). So no keyword, attribute, string or dunder can be spelled.
+   (``NAMES``) and single letters; an unknown run of four or more letters, or one of
+   ``and or nor not but``, is a word, not maths (``None``: ``5 or 6`` is no product).
+   So no keyword, attribute, string or dunder can be spelled.
 3. ``parse_tree``: ``ast.parse(mode="eval")`` after a parenthesis-depth check, then a
    walk that admits only ``BinOp`` (``+ - * / **``), unary ``- +``, int/float constants,
    ``Name`` in the whitelist and ``Call`` of a whitelisted function with positional
@@ -71,6 +76,7 @@ FUNCTIONS = {
 # spelled ``lamda``, as sympy does, since ``lambda`` is a Python keyword).
 _GREEK = "alpha beta gamma delta epsilon theta phi psi omega mu sigma tau rho lamda"
 NAMES = frozenset(["pi", "oo", *_GREEK.split(" ")])
+_WORDS = frozenset(["and", "or", "nor", "not", "but"])  # never a product of letters
 
 
 # Parsed answers (built by ``answers.parse_value``, compared by ``symbolic.compare``).
@@ -131,6 +137,9 @@ _UNICODE = str.maketrans(
 )
 
 _CMD_RE = re.compile(r"\\([A-Za-z]+|.)", re.DOTALL)
+# The whole part of a mixed number: an integer that starts an operand (nothing before it,
+# or an operator or opening bracket), so not an exponent ("x^2\\frac12") nor glued on.
+_MIXED_WHOLE_RE = re.compile(r"(?:^|[-+*/(\[{,=±∓])(\s*)([0-9]+)$")
 _CIRC_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\^\s*\{\s*\}")
 _TOKEN_RE = re.compile(r"\s+|([0-9]+\.?[0-9]*|\.[0-9]+)|([A-Za-z]+)|(\*\*|[-+*/^(),])")
 
@@ -198,8 +207,11 @@ def _convert(s: str, depth: int) -> str:
                 b, i = _arg(s, i)
                 a, b = _convert(a, depth + 1).strip(), _convert(b, depth + 1).strip()
                 tail = "".join(out).rstrip()
-                mixed = re.search(r"(?<![0-9.])[0-9]+$", tail) and a.isdigit() and b.isdigit()
-                out.append(f" {a}/{b}" if mixed else f"(({a})/({b}))")
+                whole = _MIXED_WHOLE_RE.search(tail)
+                if whole and a.isdigit() and b.isdigit():  # "3\\frac{1}{2}": 3 + 1/2
+                    out = [tail[: whole.start(2)], f"({whole[2]}+{a}/{b})"]
+                else:  # "x^2\\frac{1}{2}", "10^3\\frac12": a product, as "2\\sqrt{2}"
+                    out.append(f"(({a})/({b}))")
             elif name == "sqrt":
                 index = None
                 if i < n and s[i] == "[":
@@ -253,8 +265,8 @@ def _split_letters(run: str) -> list[tuple[str, str]] | None:
         return [("func", run)]
     if run in NAMES:
         return [("name", run)]
-    if len(run) > 3:
-        return None  # a word ("eggs", "hours"), not maths
+    if len(run) > 3 or run.lower() in _WORDS:
+        return None  # a word ("eggs", "hours", "or": "5 or 6"), not maths
     return [("name", ch) for ch in run]
 
 

@@ -29,9 +29,13 @@ correct solutions enter the tree, so novelty measures "different from the correc
 solutions found so far", not from the policy's failed attempts. A solution without step
 equations (a bare ``#### 41``) shows no work: novelty 0, and it is not inserted.
 
-``score_group`` scores a whole group (the G samples of one problem in GRPO) against
-the tree *as it stood before the group*, then inserts the group's paths in sorted
-order: scores and the resulting tree do not depend on the order within the group, and
+``score_group`` takes a whole group (the G samples of one problem), inserts its paths
+in sorted order, and scores each solution against the tree minus its own visit
+(leave-one-out): a path that several members of the group share, or that earlier
+groups found, is less novel than one found once. This matters where problems rarely
+repeat (the synthetic default draws fresh problems): the group is then the only
+history, and novelty still separates the rare correct path from the common one.
+Scores and the resulting tree do not depend on the order within the group, and
 nothing here is random, so resumed runs reproduce them exactly.
 
 Memory is bounded: at most ``max_problems`` trees, least recently used evicted first
@@ -165,14 +169,16 @@ class _Tree:
         self.counts: list[int] = [0]
         self.edges: dict[tuple[int, str], int] = {}  # (parent id, step) -> child id
 
-    def score(self, path: Sequence[str]) -> float:
+    def score(self, path: Sequence[str], own: int = 0) -> float:
+        """Mean ``node_term`` along ``path``; ``own`` visits (the path's own insertion)
+        are discounted from every count on it."""
         total = 0.0
         node = 0
         for i, step in enumerate(path):
             child = self.edges.get((node, step))
             if child is None:  # off the tree: this and all later steps are unseen
                 return (total + (len(path) - i)) / len(path)
-            total += node_term(self.counts[node], self.counts[child])
+            total += node_term(self.counts[node] - own, self.counts[child] - own)
             node = child
         return total / len(path)
 
@@ -276,9 +282,10 @@ class NoveltyTracker:
     ) -> list[float]:
         """Novelty in [0, 1] of each ``(steps, answer_correct)``, then inserts the group.
 
-        Every solution is scored against the tree as it was before this call; then the
-        paths of the correct solutions (all, with ``insert_incorrect``) that have at
-        least one step are inserted, in sorted order. Cost: O(total steps) dict lookups
+        The paths of the correct solutions (all, with ``insert_incorrect``) that have
+        at least one step are inserted, in sorted order; then every solution is scored
+        against the tree minus its own visit: the earlier solutions of the problem and
+        the other members of its group (leave-one-out). Cost: O(total steps) dict lookups
         plus canonicalisation, about 1.5 ms for 16 solutions of 4 short steps.
         """
         if not isinstance(problem_key, str):
@@ -287,12 +294,6 @@ class NoveltyTracker:
         tree = self._trees.get(problem_key)
         if tree is not None:
             self._trees.move_to_end(problem_key)
-        scores = []
-        for path, correct in items:
-            if not correct or not path:
-                scores.append(0.0)
-            else:
-                scores.append(1.0 if tree is None else tree.score(path))
         new = sorted(p for p, c in items if p and (c or self.insert_incorrect))
         if new:
             if tree is None:
@@ -300,6 +301,14 @@ class NoveltyTracker:
                 self._evict()
             for path in new:
                 tree.insert(path, self.max_nodes_per_problem)
+        # Each solution sees the tree after the whole group, minus its own visit: the
+        # past solutions of this problem and the rest of its group (leave-one-out).
+        scores = []
+        for path, correct in items:
+            if not correct or not path:
+                scores.append(0.0)
+            else:
+                scores.append(tree.score(path, own=1))
         return scores
 
     def _evict(self) -> None:

@@ -14,10 +14,16 @@ maximal arithmetic *runs*, and chains are read off ``=`` tokens; nothing spans a
   multiplies (``27(1/3)``). Words are never operators (``20% of 50``, ``3 times 4``).
 * A *side* is a run. A run is not a side (and its equation is not a step) when its
   arithmetic is cut by something non-numeric: variables/units joined by an operator
-  (``2L + 8``, ``60g * 4/5``, ``15 kg * 3``, ``= 15 * cost``), a glued word or number
-  (``= 2x``, ``16,0000``, ``3:30``, ``Day 1 3 + 4``), ``!``/``√``, ``of`` after it
-  (``= 1/3 of $150``; the whole chain is dropped), or, as first side, a lone number
-  after a word (``half of 50 = 25``). Text after the last side (``$18 every day``) is fine.
+  (``2L + 8``, ``60g * 4/5``, ``15 kg * 3``, ``= 15 * cost``), a glued number
+  (``16,0000``, ``3:30``, ``Day 1 3 + 4``), ``!``/``√``, an ``of`` that multiplies (after
+  a percent, fraction or decimal, or before a number: ``= 1/3 of $150``, ``= 120% of the
+  number``, ``= 4 of the 10``; the whole chain is dropped), or, as first side, a lone
+  number after a word (``half of 50 = 25``). Words after a side that end its arithmetic
+  are units or prose, and the side is checked: ``2 + 2 = 5 of them`` and ``2 + 2 = 5cm``
+  are wrong steps (a glued word of two or more letters is a unit), ``$18 every day`` is
+  fine. One glued letter is a variable: a chain with an arithmetic side that ends in one
+  (``2 + 2 = 5x``, ``= 1 + 3x``) is an unparseable step, never dropped (``26 = 5 + 3x``,
+  with only a lone number besides, is no step).
 * Plain equations ``a op b = c`` anywhere in a line; chains ``a = b = c`` need all sides
   equal. A run-on ``a = b + c = d`` whose ``b`` equals ``a`` is read as two steps,
   ``a = b`` and ``b + c = d`` (their spans share ``b``).
@@ -28,9 +34,11 @@ Values are exact ``Fraction``s from ``safe_math.safe_eval_fraction`` (never eval
 Tolerances apply only to *lone literal* sides (one, possibly signed, number) against a computed
 value v: d >= 1 written decimals round (``|lit - v| <= 0.5 * 10**-d``: ``10/3 = 3.33``;
 integers never round, ``7/2 = 3`` and truncation ``2/3 = 0.66`` are wrong); a 15+ digit
-float repr matches within 1e-12 relative (``2.4000000000000004``). Percent: ``p%`` is
-``p/100`` (``50 * 20% = 10``); a lone ``p%`` may also mean p, a side ending ``* 100%`` also
-100 times its value (``.24 * 100% = <<.24*100=24>>24%``); ``50 + 10% = 55`` is wrong.
+float repr (a literal with a ``.``) matches within 1e-12 relative (``2.4000000000000004``);
+integers are exact however long (``123456789012345 + 100 = 123456789012345`` is wrong).
+Percent: ``p%`` is ``p/100`` (``50 * 20% = 10``); a lone ``p%`` may also mean p, a side
+ending ``* 100%`` also 100 times its value (``.24 * 100% = <<.24*100=24>>24%``);
+``50 + 10% = 55`` is wrong.
 
 Not recognised: algebra, ``//``, ``≈``, ``e``-notation, LaTeX fractions, exponents > 8.
 Hostile input never raises and costs linear time: ``MAX_TEXT_CHARS`` scanned, ``MAX_STEPS``
@@ -167,6 +175,7 @@ class _Run:
     cut: bool  # the arithmetic goes on into non-numeric text: not a side
     bad: bool  # unbalanced parentheses: unparseable
     lone: bool  # a single, possibly signed, number
+    algebra: bool = False  # cut only by a letter glued on ("5x", toks[hi]): unparseable
 
 
 def _cut_before(toks: list[_Tok], i: int) -> bool:
@@ -185,17 +194,35 @@ def _cut_before(toks: list[_Tok], i: int) -> bool:
     return before.text in ",.:" and not before.space and i > 1 and toks[i - 2].kind == NUM
 
 
-def _cut_after(toks: list[_Tok], last: int, j: int) -> bool:
-    """Does the run ending at ``toks[last]`` go on into non-numeric text (from ``toks[j]``)?"""
+def _part(toks: list[_Tok], k: int) -> bool:
+    """Is the number ``toks[k]`` a part (a percent, fraction or decimal), not a count?"""
+    t = toks[k]
+    return t.pct or t.dec > 0 or "/" in t.num or (k > 1 and toks[k - 1].op == "/")
+
+
+_ALGEBRA = "algebra"  # _cut_after: cut by a glued letter, a variable ("= 5x")
+
+
+def _cut_after(toks: list[_Tok], last: int, j: int) -> bool | str:
+    """Does the run ending at ``toks[last]`` go on into non-numeric text (from ``toks[j]``)?
+
+    ``_ALGEBRA`` (true) when that text is one letter glued on: ``= 5x``, a variable.
+    """
     if any(not (t.kind == OP and t.text in _DASHES) for t in toks[last + 1 : j]):
         return True  # a dangling operator: "= 15 * cost", "$600/month", "3(x+1)"
     if j > last + 1 or j == len(toks):
         return False
     after, nxt = toks[j], toks[j + 1] if j + 1 < len(toks) else None
-    if after.kind == NUM or (after.kind == WORD and (not after.space or after.text == "of")):
-        return True  # "Day 1 3", "= 2x", "48g", "= 1/3 of $150"
-    if after.kind == WORD:  # "15 kg * 3": units, then an operator
-        k = j + 1 if nxt is None or nxt.kind != WORD else j + 2
+    if after.kind == NUM:
+        return True  # "Day 1 3"
+    if after.kind == WORD and not after.space and len(after.text) == 1:
+        return _ALGEBRA  # "= 2x", "= 48g": a letter is a variable (unit or not)
+    if after.text == "of" and (
+        _part(toks, last) or any(t.kind in (NUM, LP) for t in toks[j + 1 : j + 3])
+    ):
+        return True  # "of" multiplies: "= 1/3 of $150", "120% of the number", "4 of the 10"
+    if after.kind == WORD:  # a unit or prose ("5cm", "5 of them"), unless an operator
+        k = j + 1 if nxt is None or nxt.kind != WORD else j + 2  # follows: "15 kg * 3"
         return k < len(toks) and toks[k].kind == OP and toks[k].text not in _DASHES
     if after.space or after.kind != OTHER:
         return False
@@ -228,13 +255,15 @@ def _runs(toks: list[_Tok]) -> list[_Run]:
         if last < 0:
             i, juxtaposed = j, False
             continue
-        cut = juxtaposed or (i > 0 and _cut_before(toks, i)) or _cut_after(toks, last, j)
+        before = juxtaposed or (i > 0 and _cut_before(toks, i))
+        after = _cut_after(toks, last, j)
+        cut, algebra = bool(before or after), not before and after == _ALGEBRA
         extra, lo = sum((t.kind == LP) - (t.kind == RP) for t in toks[i : last + 1]), i
         while extra and toks[lo].kind == LP:  # "(3 + 4 = 7)": drop the outer "("
             lo, extra = lo + 1, extra - 1
         size = last + 1 - lo
         lone = toks[last].kind == NUM and (size == 1 or (size == 2 and toks[lo].sign))
-        runs.append(_Run(i, lo, last + 1, cut, extra > 0, lone))
+        runs.append(_Run(i, lo, last + 1, cut, extra > 0, lone, algebra))
         juxtaposed = j == last + 1 and j < n and toks[j].kind in (NUM, LP)  # "1/2 (68)"
         i = j
     return runs
@@ -258,7 +287,7 @@ def _side_value(toks: list[_Tok]) -> tuple[bool, list[tuple[Fraction, Fraction]]
         if value is None:
             return None
         tol = Fraction(1, 2 * 10**num.dec) if num.dec else zero
-        if len(num.num.replace(".", "").lstrip("0")) >= _FLOAT_DIGITS:  # 2.4000000000000004
+        if num.dec and len(num.num.replace(".", "").lstrip("0")) >= _FLOAT_DIGITS:  # a float
             tol = max(tol, abs(value) * _FLOAT_SLACK)
         return False, [(value, tol)] + ([(value / 100, tol / 100)] if num.pct else [])
     parts, k = [], 0
@@ -331,6 +360,7 @@ def _find_steps(toks: list[_Tok]) -> list[tuple[list[_Run], int | None, _Run | N
     runs = _runs(toks)
     by_lo0, by_hi = {r.lo0: r for r in runs if not r.cut}, {r.hi: r for r in runs if not r.cut}
     cut_lo0 = {r.lo0 for r in runs if r.cut}
+    algebra = {r.lo0: r for r in runs if r.algebra}
     found, chain, used = [], [], set()
 
     def trailing(a: int) -> _Run | None:  # "<<9*2=18>>18", unless "18" starts an equation
@@ -355,6 +385,9 @@ def _find_steps(toks: list[_Tok]) -> list[tuple[list[_Run], int | None, _Run | N
             chain = []
         elif e + 1 in by_lo0:
             chain.append(by_lo0[e + 1])
+        elif e + 1 in algebra and any(not r.lone for r in chain):  # "2 + 2 = 5x": unparseable
+            found.append((chain + [algebra[e + 1]], None, None))
+            chain = []
         else:  # "48 = 100% + 20% = 120% of x": the chain is about the cut side too
             found += [(chain, None, None)] if len(chain) >= 2 and e + 1 not in cut_lo0 else []
             chain = []
@@ -371,14 +404,15 @@ def check_steps(text: str) -> StepReport:
     toks = _tokenize(text[:MAX_TEXT_CHARS])
     found = []
     for chain, ann, trail in _find_steps(toks):
-        last = trail.hi - 1 if trail else (ann if ann is not None else chain[-1].hi - 1)
+        end_run = chain[-1].hi - (not chain[-1].algebra) if chain else None  # "5x": to x
+        last = trail.hi - 1 if trail else (ann if ann is not None else end_run)
         start = toks[chain[0].lo].start if chain else toks[ann].start
         found.append((start, toks[last].end, chain, ann, trail))
     found.sort(key=lambda f: f[0])
     truncated |= len(found) > MAX_STEPS
     checks: list[StepCheck] = []
     for start, end, chain, ann, trail in found[:MAX_STEPS]:
-        sides = [toks[r.lo : r.hi] if not r.bad else [] for r in chain]
+        sides = [toks[r.lo : r.hi] if not (r.bad or r.algebra) else [] for r in chain]
         parts: list[list[list[_Tok]]] = []
         if end - start <= MAX_STEP_CHARS and ann is None and all(sides):
             parts = _split_run_on(sides)

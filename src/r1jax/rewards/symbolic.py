@@ -8,8 +8,9 @@ a tuple in order, a one-element collection against its element; a named equation
 * ``FastLeaves`` (in-process, no sympy): ``Fraction`` equality; a ``%`` on one side also
   matches the value / 100; and the only tolerance, where a float is involved: a decimal
   with p places matches a value with no finite decimal expansion if it is that value
-  rounded or truncated to p places (``decimal_close``: 0.33, 0.333, 0.67, 0.66 for 1/3
-  and 2/3, not 0.34); two decimals, or a decimal and a terminating value, must be equal.
+  rounded or truncated to p places and has at least two significant digits
+  (``decimal_close``: 0.33, 0.333, 0.67, 0.66 for 1/3 and 2/3, not 0.34; 0.0 is not 1/30
+  nor 0.1 1/7); two decimals, or a decimal and a terminating value, must be equal.
   Identical expression texts are equal; anything else raises ``NeedsSympy``.
 * ``SympyLeaves`` (in a worker): ``to_sympy`` builds sympy objects node by node from a
   tree ``latex.parse_tree`` whitelisted (no ``sympify``/``parse_expr``). Literals are
@@ -129,8 +130,15 @@ def _terminates(q: int) -> bool:  # whether 1/q has a finite decimal expansion
 
 
 def decimal_close(decimal: Fraction, places: int, value: Fraction) -> bool:
-    """Whether ``decimal`` (written with ``places`` places) is ``value`` rounded or cut."""
+    """Whether ``decimal`` (written with ``places`` places) is ``value`` rounded or cut.
+
+    Only a decimal with at least two significant digits stands for a rounded value
+    (``|decimal| * 10**places >= 10``: ``0.33``, ``3.3``, ``0.014``, ``3.14``): ``0.0``,
+    ``0.1`` or ``0.05`` would otherwise match everything within half a unit of them.
+    """
     unit = Fraction(1, 10**places)
+    if abs(decimal) / unit < 10:
+        return False
     return abs(decimal - value) <= unit / 2 or decimal / unit == math.trunc(value / unit)
 
 

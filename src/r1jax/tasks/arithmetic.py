@@ -26,6 +26,11 @@ Two verbose styles (``verbose_style``):
   operation, just before the answer line (``3+12=15``, ``15-12=3``, ``#### 15``):
   the "wait, let me verify" habit. The decision to check comes where the solution is
   complete in every problem, so skipping it never cuts a solution short.
+* ``"long_route"``: every multiplication is written as repeated addition
+  (``4*10=40`` becomes ``10+10=20``, ``20+10=30``, ``30+10=40``); a problem without
+  a multiplication gets the final check instead. The long road is not only longer but
+  riskier: each extra addition is one more chance of an arithmetic slip, so a policy
+  that learns the short road should gain accuracy as well as brevity.
 * ``"check"``: each computation step is followed by a redundant (true) check with
   the inverse operation (``7+5=12`` then ``12-5=7``). Measured on the embedded
   default: RL that learns to drop the check after a one-step problem's only step
@@ -104,7 +109,21 @@ class Step(NamedTuple):
         return Step(self.c, _INVERSE[self.op], self.b, self.a)
 
 
-VERBOSE_STYLES = ("restate", "check", "final_check")
+VERBOSE_STYLES = ("restate", "check", "final_check", "long_route")
+
+
+def long_route(st: Step) -> list[Step]:
+    """A multiplication as repeated addition (``4*10=40`` -> ``10+10=20``, ``20+10=30``,
+    ``30+10=40``): the same result by a longer road, one addition per extra copy of the
+    larger operand. Other steps are returned unchanged."""
+    if st.op != "*":
+        return [st]
+    k, x = sorted((st.a, st.b))
+    out, acc = [], x
+    for _ in range(k - 1):
+        out.append(Step(acc, "+", x, acc + x))
+        acc += x
+    return out or [st]
 
 
 def given_numbers(steps: list[Step]) -> list[int]:
@@ -122,6 +141,12 @@ def render_solution(steps: list[Step], verbose: bool, style: str = "restate") ->
     lines = []
     if verbose and style == "restate":
         lines += [f"{n}={n}" for n in given_numbers(steps)]
+    if verbose and style == "long_route":
+        if not any(st.op == "*" for st in steps):
+            style = "final_check"  # nothing to take the long way round: check instead
+        else:
+            steps_out = [x for st in steps for x in long_route(st)]
+            return "\n".join([x.text() for x in steps_out] + [f"#### {steps[-1].c}"])
     for st in steps:
         lines.append(st.text())
         if verbose and style == "check":
@@ -159,6 +184,7 @@ class ArithmeticTask:
         max_operand: int = 20,
         max_factor: int = 9,
         level_weights: tuple[float, ...] = (0.6, 0.3, 0.1),
+        wide_level1: bool = False,
     ):
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
@@ -179,13 +205,18 @@ class ArithmeticTask:
         self.max_operand = int(max_operand)
         self.max_factor = int(max_factor)
         self.level_weights = tuple(float(w) for w in level_weights)
+        # Level-1 "plain" problems start from any amount up to max_number (not only
+        # max_operand), so one-step problems cover the additions and subtractions that
+        # multi-step problems need on their intermediate results.
+        self.wide_level1 = bool(wide_level1)
 
     def __repr__(self) -> str:
         return (
             f"ArithmeticTask(test_fraction={self.test_fraction}, verbose_prob={self.verbose_prob}, "
             f"verbose_style={self.verbose_style!r}, "
             f"max_number={self.max_number}, max_operand={self.max_operand}, "
-            f"max_factor={self.max_factor}, level_weights={self.level_weights})"
+            f"max_factor={self.max_factor}, level_weights={self.level_weights}, "
+            f"wide_level1={self.wide_level1})"
         )
 
     # -- Task protocol -----------------------------------------------------
@@ -254,7 +285,7 @@ class ArithmeticTask:
         first = None  # for "together": the first person's amount
 
         if start == "plain":
-            v = int(rng.integers(lo, mo + 1))
+            v = int(rng.integers(lo, (mn if self.wide_level1 and n_steps == 1 else mo) + 1))
             sentences.append(f"{name} has {v} {item}.")
         elif start == "boxes":
             conts, _ = _pick(rng, _CONTAINERS)

@@ -44,14 +44,16 @@ class Experiment:
         self.tokenizer = CharTokenizer()
         self.task = get_task(c.task, **dict(c.task_kwargs))
         v = self.tokenizer.vocab_size
-        self.graphs, policy, value = init_models(
-            config_lib.model_config(c, v), config_lib.model_config(c, v, value=True), c.seed
-        )
-        self.mesh = mesh if mesh is not None else parallel.make_mesh(c.mesh.data)
-        parallel.check_divisible(c.sft.rows, self.mesh, "sft.rows")
-        parallel.check_divisible(c.rl.prompts_per_iter, self.mesh, "rl.prompts_per_iter")
+        pcfg, vcfg = config_lib.model_config(c, v), config_lib.model_config(c, v, value=True)
+        self.graphs, policy, value = init_models(pcfg, vcfg, c.seed)
+        try:
+            self.mesh = mesh if mesh is not None else config_lib.make_mesh(c)
+            parallel.check_divisible(c.sft.rows, self.mesh, "sft.rows")
+            parallel.check_divisible(c.rl.prompts_per_iter, self.mesh, "rl.prompts_per_iter")
+        except ValueError as e:
+            raise config_lib.ConfigError(str(e)) from e
         self.repl = parallel.replicated(self.mesh)
-        self.data_sh = parallel.data_sharded(self.mesh)
+        self.data_sh = parallel.batch_sharding(self.mesh)
         r = c.rl
         self.sft_tx = make_optimizer(
             c.sft.lr,
@@ -74,18 +76,28 @@ class Experiment:
             weight_decay=r.weight_decay,
             grad_clip=r.grad_clip,
         )
-        self.init_state = jax.device_put(
-            create_state(
-                policy,
-                value,
-                self.sft_tx,
-                self.value_tx,
-                seed=c.seed,
-                eps_low=r.eps_low,
-                eps_high=r.eps_high,
-                entropy_coef=r.entropy_coef,
-            ),
-            self.repl,
+        # Shapes first, then shardings, then the state built where it lives (params,
+        # optimizer moments and the reference copy split by the learner rules).
+        make = functools.partial(
+            create_state,
+            policy_tx=self.sft_tx,
+            value_tx=self.value_tx,
+            seed=c.seed,
+            eps_low=r.eps_low,
+            eps_high=r.eps_high,
+            entropy_coef=r.entropy_coef,
+        )
+        self.state_sh = parallel.state_shardings(
+            jax.eval_shape(make, policy, value),
+            self.mesh,
+            parallel.learner_rules(),
+            policy_cfg=pcfg,
+            value_cfg=vcfg,
+        )
+        self.init_state = jax.jit(make, out_shardings=self.state_sh)(policy, value)
+        self.start_rl = jax.jit(
+            functools.partial(start_rl, policy_tx=self.policy_tx, value_tx=self.value_tx),
+            out_shardings=self.state_sh,
         )
         self.pool = RewardPool(
             functools.partial(score_vector, cfg=config_lib.reward_config(c)),
@@ -103,8 +115,8 @@ class Experiment:
         )
         self.sft_fn = jax.jit(
             functools.partial(sft_step, graphs=self.graphs, tx=self.sft_tx),
-            in_shardings=(self.repl, self.data_sh),
-            out_shardings=(self.repl, self.repl),
+            in_shardings=(self.state_sh, self.data_sh),
+            out_shardings=(self.state_sh, self.repl),
             donate_argnums=0,
         )
         self.rl_fn = jax.jit(
@@ -118,8 +130,8 @@ class Experiment:
                 num_score_fields=len(SCORE_FIELDS),
                 data_sharding=self.data_sh,
             ),
-            in_shardings=(self.repl, self.data_sh),
-            out_shardings=(self.repl, self.repl),
+            in_shardings=(self.state_sh, self.data_sh),
+            out_shardings=(self.state_sh, self.repl),
             donate_argnums=0,
         )
         self.greedy_fn = make_greedy_fn(self.graphs.policy, c.max_new_tokens, EOS_ID, PAD_ID)
@@ -210,6 +222,45 @@ def _fetch(metrics) -> dict:
     return out
 
 
+def compile_report(c, mesh=None) -> dict:
+    """Ahead-of-time check: lowers and compiles the SFT step and the RL iteration for the
+    configured mesh from shapes alone, and reports memory per device (bytes, from XLA's
+    memory analysis; None where the backend does not report it). Writes nothing."""
+    exp = Experiment(c, "/nonexistent-compile-only", mesh)
+    try:
+        shape = lambda tree: jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), tree
+        )
+        state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), exp.init_state)
+        out = {
+            "devices": int(exp.mesh.size),
+            "mesh": {k: int(v) for k, v in exp.mesh.shape.items()},
+            "backend": jax.default_backend(),
+        }
+        for name, fn, batch in (
+            ("sft_step", exp.sft_fn, exp.sft_batch(0)),
+            ("rl_iteration", exp.rl_fn, exp.rl_batch(0)),
+        ):
+            t = time.time()
+            compiled = fn.lower(state, shape(batch)).compile()
+            mem = compiled.memory_analysis()
+            get = lambda k: None if mem is None else int(getattr(mem, k, 0) or 0)
+            out[name] = {
+                "compile_seconds": round(time.time() - t, 2),
+                "argument_bytes": get("argument_size_in_bytes"),
+                "output_bytes": get("output_size_in_bytes"),
+                "temp_bytes": get("temp_size_in_bytes"),
+                "generated_code_bytes": get("generated_code_size_in_bytes"),
+            }
+            if mem is not None:
+                out[name]["peak_bytes_estimate"] = sum(
+                    out[name][k] for k in ("argument_bytes", "output_bytes", "temp_bytes")
+                )
+        return out
+    finally:
+        exp.close()
+
+
 def train(c, workdir: str, mesh=None, stop_after: int | None = None) -> dict:
     """Runs (or resumes) SFT then RL in `workdir`; returns the summary dict.
 
@@ -270,7 +321,7 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
             log.info("SFT held-out: %s", json.dumps(sft_eval))
             # The SFT checkpoint is the RL starting point: policy, fresh RL optimizers and the
             # frozen reference (= this policy), so resuming from it starts RL exactly.
-            state = jax.device_put(start_rl(state, exp.policy_tx, exp.value_tx), exp.repl)
+            state = exp.start_rl(state)
             meta = {"phase": "sft", "sft_eval": sft_eval, "wall_seconds": wall()}
             ckpt.save("sft", step, state, meta)
             if stopped(step):
