@@ -3,7 +3,16 @@
 #   launch/local.sh                                   # default run in runs/arith_tiny
 #   launch/local.sh runs/grpo --config.rl.algo=grpo   # extra flags pass through
 # Set R1JAX_FAKE_DEVICES=8 to try the data-parallel path on CPU.
+# Several hosts: launch/tpu_pod.sh (TPU VM slices), launch/slurm_gpu.sbatch (GPU clusters).
 set -euo pipefail
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
+  cat <<'USAGE'
+Usage: launch/local.sh [WORKDIR] [r1jax-train flags...]
+  WORKDIR             output directory (default runs/arith_tiny); an existing run is resumed
+  R1JAX_FAKE_DEVICES  N: split the CPU into N devices (XLA_FLAGS) to try the sharded path
+USAGE
+  exit 0
+fi
 WORKDIR=${1:-runs/arith_tiny}
 shift || true
 if [[ -n "${R1JAX_FAKE_DEVICES:-}" ]]; then

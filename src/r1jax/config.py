@@ -155,6 +155,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
         "potential-based step shaping assumes rl.gamma=1 (the shaped returns then differ "
         "by a constant); set rl.gamma=1.0 or reward.step_shaping=0",
     )
+    if "parallelism" in c:
+        _choice(c, "parallelism", ("jit", "pmap"))
+    if c.get("parallelism", "jit") == "pmap":
+        m = c.mesh
+        _require(
+            m.get("fsdp", 1) == 1 and m.get("tensor", 1) == 1,
+            "parallelism",
+            "pmap",
+            "the pmap path is data parallel only: set mesh.fsdp=1 and mesh.tensor=1, or use "
+            "parallelism='jit' for FSDP / tensor parallelism",
+        )
     _choice(c, "rl.algo", ("ppo", "grpo"))
     _choice(c, "rl.kl_estimator", ("k1", "k2", "k3"))
     _choice(c, "rl.loss_agg", AGGREGATION_MODES)

@@ -70,6 +70,25 @@ def train_entry(argv=None):
             "Lower and compile the SFT step and the RL iteration for the configured mesh, "
             "print memory per device as JSON, and exit without training or writing files.",
         )
+        flags.DEFINE_string(
+            "coordinator_address",
+            None,
+            "Multi-process runs: HOST:PORT of process 0, the same on every process. Default: "
+            "$R1JAX_COORDINATOR; not needed on TPU VMs, under SLURM (srun) or Open MPI, "
+            "where JAX detects the job.",
+        )
+        flags.DEFINE_integer(
+            "num_processes",
+            None,
+            "Multi-process runs: the number of processes (default $R1JAX_NUM_PROCESSES, "
+            "else detected; 1 process when nothing is set or detected).",
+        )
+        flags.DEFINE_integer(
+            "process_id",
+            None,
+            "Multi-process runs: this process's id, 0..num_processes-1; 0 hosts the "
+            "coordinator and writes the logs (default $R1JAX_PROCESS_ID, else detected).",
+        )
         _parse(argv)
         config = flags.FLAGS.config
         list(config.keys())  # the file is loaded lazily: force it here
@@ -79,16 +98,37 @@ def train_entry(argv=None):
             f"{_DEFAULT_CONFIG}."
         )
     _setup_logging()
+    # Before anything touches JAX: joins the other processes of a multi-host job (no-op for
+    # one process). Only process 0 logs progress, prints and writes files.
+    from r1jax import distributed
+
+    try:
+        distributed.initialize(
+            flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id
+        )
+    except ConfigError as e:
+        _fail(str(e))
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    main = distributed.is_main_process()
+    if not main:
+        import logging as pylogging
+
+        pylogging.getLogger("r1jax").setLevel(pylogging.WARNING)
     from r1jax.train.loop import compile_report, train
 
     try:
         if flags.FLAGS.compile_only:
-            print(json.dumps(compile_report(config), indent=2))
+            report = compile_report(config)
+            if main:
+                print(json.dumps(report, indent=2))
             return
         summary = train(config, flags.FLAGS.workdir)
     except ConfigError as e:
         _fail(str(e))
-    _print_summary(summary, flags.FLAGS.workdir)
+    if main:
+        _print_summary(summary, flags.FLAGS.workdir)
 
 
 def _print_summary(s: dict, workdir: str):

@@ -8,6 +8,11 @@ cache at the same index; completions are `[B, T]` with PAD after the first EOS.
 
 The sampler and the learner compute log-probabilities the same way
 (`logits / temperature`, float32 log-softmax), so the PPO ratio starts at 1.
+
+Randomness is per row: the token of row b at decode step t is drawn with the key
+`fold_in(fold_in(key, t), row_offset + b)`, so a row's sample does not depend on how the
+batch is split. A data-parallel shard holding global rows `[r, r + B)` passes
+`row_offset=r` and samples exactly what one device sampling the whole batch would.
 """
 
 from __future__ import annotations
@@ -42,8 +47,13 @@ def generate(
     temperature,
     eos_id: int,
     pad_id: int,
+    row_offset=0,
 ) -> Rollout:
-    """Samples `max_new_tokens` tokens per prompt (greedy when temperature == 0)."""
+    """Samples `max_new_tokens` tokens per prompt (greedy when temperature == 0).
+
+    `row_offset` (int or traced scalar) is the global index of this batch's first row;
+    it selects the rows' random streams (module docstring).
+    """
     cfg = model.cfg
     b, p = prompt_bp.shape
     s = p + max_new_tokens
@@ -56,11 +66,14 @@ def generate(
     last_logits_bv = logits_bpv[:, -1]
     next_pos_b = positions_bp[:, -1] + 1
     temperature = jnp.asarray(temperature, jnp.float32)
+    row_ids_b = jnp.asarray(row_offset, jnp.int32) + jnp.arange(b, dtype=jnp.int32)
+    fold_rows = jax.vmap(jax.random.fold_in, in_axes=(None, 0))
+    categorical_rows = jax.vmap(jax.random.categorical)
 
     def step(carry):
         t, cache, logits_bv, kv_valid_bs, pos_b, done_b, outs = carry
         logp_bv = _scaled_logp(logits_bv, temperature)
-        sampled = jax.random.categorical(jax.random.fold_in(key, t), logp_bv, axis=-1)
+        sampled = categorical_rows(fold_rows(jax.random.fold_in(key, t), row_ids_b), logp_bv)
         tok_b = jnp.where(temperature > 0, sampled, jnp.argmax(logits_bv, axis=-1))
         tok_b = jnp.where(done_b, pad_id, tok_b).astype(jnp.int32)
         lp_b = jnp.take_along_axis(logp_bv, tok_b[:, None], axis=-1)[:, 0]

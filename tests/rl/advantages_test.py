@@ -136,3 +136,21 @@ def test_whiten_matches_reference():
 def test_whiten_empty_mask_is_zero():
     out = adv_lib.whiten(jnp.ones((2, 3)), jnp.zeros((2, 3), bool))
     assert np.all(np.isfinite(out)) and np.all(np.asarray(out) == 0)
+
+
+# ------------------------------------------------------------ data-parallel shards
+
+
+@pytest.mark.parametrize("shards", [1, 2, 4])
+def test_whiten_over_a_mapped_axis_equals_whitening_the_whole_batch(shards):
+    # vmap with axis_name stands in for pmap: each of `shards` row blocks is whitened
+    # with psum'ed statistics, which must give the global whitening's rows.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 6)).astype(np.float32) * 3 + 1
+    mask = rng.random((8, 6)) < 0.7
+    want = adv_lib.whiten(x, mask)
+    split = lambda a: a.reshape(shards, 8 // shards, 6)
+    got = jax.vmap(lambda a, m: adv_lib.whiten(a, m, axis_name="d"), axis_name="d")(
+        split(x), split(mask)
+    )
+    np.testing.assert_allclose(np.asarray(got).reshape(8, 6), want, atol=1e-6)

@@ -276,3 +276,54 @@ def test_high_entropy_mask_edge_cases():
     )
     with pytest.raises(ValueError):
         losses.high_entropy_mask(ent, mask, 0.0)
+
+
+# ------------------------------------------------------------ data-parallel shards
+
+
+def _shards(a, n):
+    return jnp.asarray(a).reshape((n, a.shape[0] // n) + a.shape[1:])
+
+
+@pytest.mark.parametrize("shards", [2, 4])
+def test_losses_over_a_mapped_axis_sum_to_the_global_loss(shards):
+    # vmap with axis_name stands in for pmap: each shard's loss is its contribution to
+    # the global one (summed by the caller) and the aux means are global.
+    rng = np.random.default_rng(1)
+    b, t = 8, 5
+    logp = rng.normal(size=(b, t)).astype(np.float32) * 0.1 - 1.0
+    old = logp + rng.normal(size=(b, t)).astype(np.float32) * 0.2
+    adv = rng.normal(size=(b, t)).astype(np.float32)
+    mask = rng.random((b, t)) < 0.8
+    z = float(mask.sum())
+    want, want_aux = losses.ppo_policy_loss(logp, old, adv, mask, 0.2, 0.28, z)
+
+    def shard_fn(lp, ol, ad, m):
+        return losses.ppo_policy_loss(lp, ol, ad, m, 0.2, 0.28, z, axis_name="d")
+
+    got, aux = jax.vmap(shard_fn, axis_name="d")(
+        *(_shards(a, shards) for a in (logp, old, adv, mask))
+    )
+    np.testing.assert_allclose(np.asarray(got).sum(), want, rtol=1e-5, atol=1e-6)
+    for k, v in want_aux.items():
+        np.testing.assert_allclose(np.asarray(aux[k]), np.full(shards, v), rtol=1e-5, atol=1e-7)
+
+    ret = rng.normal(size=(b, t)).astype(np.float32)
+    want_v, want_vaux = losses.value_loss(logp, old, ret, mask, 0.2, z)
+    got_v, vaux = jax.vmap(
+        lambda v, o, r, m: losses.value_loss(v, o, r, m, 0.2, z, axis_name="d"), axis_name="d"
+    )(*(_shards(a, shards) for a in (logp, old, ret, mask)))
+    np.testing.assert_allclose(np.asarray(got_v).sum(), want_v, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(vaux["vf_clip_frac"], np.full(shards, want_vaux["vf_clip_frac"]))
+
+
+@pytest.mark.parametrize("q", [0.2, 0.5])
+def test_high_entropy_mask_over_a_mapped_axis_uses_the_global_threshold(q):
+    rng = np.random.default_rng(2)
+    ent = rng.random((8, 6)).astype(np.float32)
+    mask = rng.random((8, 6)) < 0.7
+    want = losses.high_entropy_mask(ent, mask, q)
+    got = jax.vmap(lambda e, m: losses.high_entropy_mask(e, m, q, axis_name="d"), axis_name="d")(
+        _shards(ent, 4), _shards(mask, 4)
+    )
+    np.testing.assert_array_equal(np.asarray(got).reshape(8, 6), want)

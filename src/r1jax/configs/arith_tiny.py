@@ -135,6 +135,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         )
     )
 
+    c.parallelism = "jit"  # "jit" (one program over the mesh below) | "pmap" (data parallel)
     c.mesh = ml_collections.ConfigDict(
         dict(
             data=-1,  # data-parallel axis size (-1 = the devices left by fsdp × tensor)

@@ -1,6 +1,7 @@
 """Advantage estimators: token-level GAE, group-relative (GRPO / Dr. GRPO), whitening.
 
-All functions are pure, shape-static and jit-compatible. Shapes follow the repo
+All functions are pure, shape-static and jit-compatible; ``whiten`` takes an optional
+``axis_name`` so its statistics stay global under ``pmap`` (data-parallel shards). Shapes follow the repo
 convention: ``_bt`` = [B, T] (sequences x completion tokens), ``_n`` = [N] (flat).
 
 References:
@@ -17,6 +18,11 @@ import jax
 import jax.numpy as jnp
 
 __all__ = ["gae", "group_relative_advantages", "whiten"]
+
+
+def _psum(x, axis_name):
+    """``psum`` over a mapped axis, or the identity when ``axis_name`` is None."""
+    return x if axis_name is None else jax.lax.psum(x, axis_name)
 
 
 def gae(
@@ -95,6 +101,9 @@ def group_relative_advantages(
 
     A group whose rewards are all equal gets Â = 0 in both forms (no signal).
 
+    The statistics are per group, so under ``pmap`` a shard holding whole groups
+    (the G samples of a prompt are adjacent) needs no collective.
+
     Args:
         rewards_n: [B·G] scalar reward per completion.
         group_size: G, static Python int; must divide the length of ``rewards_n``.
@@ -118,7 +127,9 @@ def group_relative_advantages(
     return adv_bg.reshape(n)
 
 
-def whiten(x: jax.Array, mask: jax.Array, eps: float = 1e-8) -> jax.Array:
+def whiten(
+    x: jax.Array, mask: jax.Array, eps: float = 1e-8, axis_name: str | None = None
+) -> jax.Array:
     """Masked whitening (advantage normalisation), as in PPO implementations.
 
     Over the valid entries (``mask`` true) with mean μ and population variance σ²::
@@ -127,10 +138,15 @@ def whiten(x: jax.Array, mask: jax.Array, eps: float = 1e-8) -> jax.Array:
 
     Invalid entries are set to 0. With no valid entries the output is all zeros.
 
+    Under ``pmap``/``shard_map`` with ``axis_name`` set, ``x`` is this device's shard
+    and μ, σ² are those of the valid entries of *all* shards (the count and the two
+    sums are ``psum``'ed), so the result equals whitening the concatenated batch.
+
     Args:
         x: array of any shape (e.g. advantages [B, T]).
         mask: bool/0-1 array broadcastable to ``x``.
         eps: ε inside the square root.
+        axis_name: optional mapped axis to reduce the statistics over.
 
     Returns:
         float32 array shaped like ``x``.
@@ -138,8 +154,8 @@ def whiten(x: jax.Array, mask: jax.Array, eps: float = 1e-8) -> jax.Array:
     x = jnp.asarray(x, jnp.float32)
     m = jnp.broadcast_to(jnp.asarray(mask).astype(bool), x.shape)
     mf = m.astype(jnp.float32)
-    count = jnp.maximum(mf.sum(), 1.0)
-    mean = jnp.sum(jnp.where(m, x, 0.0)) / count
+    count = jnp.maximum(_psum(mf.sum(), axis_name), 1.0)
+    mean = _psum(jnp.sum(jnp.where(m, x, 0.0)), axis_name) / count
     centred = jnp.where(m, x - mean, 0.0)
-    var = jnp.sum(centred**2) / count
+    var = _psum(jnp.sum(centred**2), axis_name) / count
     return centred * jax.lax.rsqrt(var + eps)

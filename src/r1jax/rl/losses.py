@@ -9,6 +9,12 @@ shards divide by the count of the whole *global* batch (DESIGN.md, convention 5)
 the sum of per-minibatch losses is then exactly the full-batch loss, and the
 gradient does not depend on how tokens were split.
 
+Data parallelism with ``pmap`` (``axis_name``): the losses stay this shard's
+*contribution* (its tokens over the global Z), so the caller ``psum``s the loss and the
+gradients, which gives the global-batch loss and gradient; nothing is ``psum``'ed inside
+a differentiated function. The aux metrics (means over valid tokens) and the
+forking-token threshold are made global over ``axis_name`` here.
+
 References:
   * Schulman et al. 2017, "Proximal Policy Optimization Algorithms" (clipped
     surrogate, value clipping as in OpenAI baselines).
@@ -40,10 +46,15 @@ AGGREGATION_MODES = ("token_mean", "seq_mean_token_sum_norm", "seq_mean_token_me
 KL_KINDS = ("k1", "k2", "k3")
 
 
-def _masked_mean(x: jax.Array, valid: jax.Array) -> jax.Array:
-    """Mean of ``x`` over ``valid`` entries of this array (0 if none); a metric."""
+def _masked_mean(x: jax.Array, valid: jax.Array, axis_name: str | None = None) -> jax.Array:
+    """Mean of ``x`` over ``valid`` entries (0 if none); a metric.
+
+    Over this array, or over all shards of the mapped axis ``axis_name``."""
     x = jnp.where(valid, x.astype(jnp.float32), 0.0)
-    return x.sum() / jnp.maximum(valid.sum(), 1).astype(jnp.float32)
+    if axis_name is None:
+        return x.sum() / jnp.maximum(valid.sum(), 1).astype(jnp.float32)
+    count = jax.lax.psum(valid.sum(), axis_name)
+    return jax.lax.psum(x.sum(), axis_name) / jnp.maximum(count, 1).astype(jnp.float32)
 
 
 def aggregate(
@@ -106,6 +117,7 @@ def ppo_policy_loss(
     normalizer: float | jax.Array,
     mode: str = "token_mean",
     weights_bt: jax.Array | None = None,
+    axis_name: str | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """PPO clipped surrogate with asymmetric clip range (DAPO clip-higher).
 
@@ -137,6 +149,8 @@ def ppo_policy_loss(
       normalizer: Z, see ``aggregate``.
       mode: aggregation mode, see ``aggregate``.
       weights_bt: optional [B, T] per-token weights w_t.
+      axis_name: optional mapped (``pmap``) axis: the aux means are taken over the
+        valid tokens of all shards; the loss stays this shard's contribution.
 
     Returns:
       (loss scalar, aux dict of scalars).
@@ -163,9 +177,11 @@ def ppo_policy_loss(
     log_ratio_sg_bt = jax.lax.stop_gradient(log_ratio_bt)
     clipped_bt = jax.lax.stop_gradient(surr2_bt < surr1_bt)
     aux = {
-        "clip_frac": _masked_mean(clipped_bt, valid_bt),
-        "approx_kl": _masked_mean(jnp.expm1(log_ratio_sg_bt) - log_ratio_sg_bt, valid_bt),
-        "ratio_mean": _masked_mean(ratio_sg_bt, valid_bt),
+        "clip_frac": _masked_mean(clipped_bt, valid_bt, axis_name),
+        "approx_kl": _masked_mean(
+            jnp.expm1(log_ratio_sg_bt) - log_ratio_sg_bt, valid_bt, axis_name
+        ),
+        "ratio_mean": _masked_mean(ratio_sg_bt, valid_bt, axis_name),
     }
     return loss, aux
 
@@ -178,6 +194,7 @@ def value_loss(
     clip_range: float | jax.Array,
     normalizer: float | jax.Array,
     mode: str = "token_mean",
+    axis_name: str | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Clipped value loss (PPO, OpenAI baselines)::
 
@@ -196,6 +213,8 @@ def value_loss(
       clip_range: c, the value clip range.
       normalizer: Z, see ``aggregate``.
       mode: aggregation mode, see ``aggregate``.
+      axis_name: optional mapped (``pmap``) axis: ``vf_clip_frac`` is taken over all
+        shards; the loss stays this shard's contribution.
 
     Returns:
       (loss scalar, aux dict of scalars).
@@ -209,7 +228,7 @@ def value_loss(
     l1_bt = (v_bt - ret_bt) ** 2
     l2_bt = (v_clipped_bt - ret_bt) ** 2
     loss = 0.5 * aggregate(jnp.maximum(l1_bt, l2_bt), valid_bt, mode, normalizer)
-    aux = {"vf_clip_frac": _masked_mean(jax.lax.stop_gradient(l2_bt > l1_bt), valid_bt)}
+    aux = {"vf_clip_frac": _masked_mean(jax.lax.stop_gradient(l2_bt > l1_bt), valid_bt, axis_name)}
     return loss, aux
 
 
@@ -264,6 +283,7 @@ def high_entropy_mask(
     entropy_bt: jax.Array,
     mask_bt: jax.Array,
     top_q: float | jax.Array,
+    axis_name: str | None = None,
 ) -> jax.Array:
     """Mask of "forking tokens": the valid tokens with the highest entropy.
 
@@ -283,6 +303,9 @@ def high_entropy_mask(
       entropy_bt: [B, T] per-token entropies (e.g. from ``entropy_from_logits``).
       mask_bt: [B, T] valid-token mask.
       top_q: q, the kept fraction (Python float or traced scalar).
+      axis_name: optional mapped (``pmap``) axis: the arrays are this device's rows
+        of a batch split along axis 0 and the threshold τ is that of the whole batch
+        (the entropies are all-gathered), so the mask equals the global one's rows.
 
     Returns:
       [B, T] bool mask.
@@ -294,9 +317,13 @@ def high_entropy_mask(
         if top_q == 1.0:
             return valid_bt
     ent_bt = jnp.asarray(entropy_bt, jnp.float32)
-    flat_n = jnp.where(valid_bt, ent_bt, -jnp.inf).reshape(-1)
+    all_valid, all_ent = valid_bt, ent_bt
+    if axis_name is not None:
+        all_valid = jax.lax.all_gather(valid_bt, axis_name, tiled=True)
+        all_ent = jax.lax.all_gather(ent_bt, axis_name, tiled=True)
+    flat_n = jnp.where(all_valid, all_ent, -jnp.inf).reshape(-1)
     desc_n = -jnp.sort(-flat_n)  # descending; invalid (−inf) last
-    num_valid = valid_bt.sum()
+    num_valid = all_valid.sum()
     k = jnp.ceil(jnp.asarray(top_q, jnp.float32) * num_valid.astype(jnp.float32))
     k = jnp.clip(k.astype(jnp.int32), 1, jnp.maximum(num_valid, 1))
     threshold = desc_n[k - 1]

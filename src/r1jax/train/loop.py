@@ -20,6 +20,7 @@ import numpy as np
 from r1jax import config as config_lib
 from r1jax import parallel
 from r1jax.checkpoint import Checkpointer
+from r1jax.distributed import is_main_process
 from r1jax.evaluate import evaluate, make_greedy_fn
 from r1jax.rewards.bridge import HostReward
 from r1jax.rewards.composite import SCORE_FIELDS, score_vector
@@ -46,6 +47,11 @@ class Experiment:
         v = self.tokenizer.vocab_size
         pcfg, vcfg = config_lib.model_config(c, v), config_lib.model_config(c, v, value=True)
         self.graphs, policy, value = init_models(pcfg, vcfg, c.seed)
+        pmap_path = c.get("parallelism", "jit") == "pmap"
+        if pmap_path and mesh is None:
+            # pmap: the canonical state (init, checkpoints, evaluation) lives on one device;
+            # the steps replicate it over the local devices themselves.
+            mesh = parallel.make_mesh(1, 1, 1)
         try:
             self.mesh = mesh if mesh is not None else config_lib.make_mesh(c)
             parallel.check_divisible(c.sft.rows, self.mesh, "sft.rows")
@@ -120,20 +126,25 @@ class Experiment:
             donate_argnums=0,
         )
         self.rl_fn = jax.jit(
-            functools.partial(
-                rl_iteration,
-                graphs=self.graphs,
-                hp=config_lib.rl_hyper(c),
-                policy_tx=self.policy_tx,
-                value_tx=self.value_tx,
-                reward_fn=self.host_reward,
-                num_score_fields=len(SCORE_FIELDS),
-                data_sharding=self.data_sh,
-            ),
+            self.rl_step(data_sharding=self.data_sh),
             in_shardings=(self.state_sh, self.data_sh),
             out_shardings=(self.state_sh, self.repl),
             donate_argnums=0,
         )
+        # State placement for the step functions: identity on the jit path; on the pmap
+        # path a replicated copy per local device (`put_state`) and back (`host_state`).
+        self.put_state = self.host_state = lambda state: state
+        self.pmap = None
+        if pmap_path:
+            from r1jax.train.pmap import make_pmap_steps
+
+            try:
+                self.pmap = make_pmap_steps(self)
+            except ValueError as e:
+                raise config_lib.ConfigError(str(e)) from e
+            self.sft_fn, self.rl_fn = self.pmap.sft_fn, self.pmap.rl_fn
+            self.start_rl = self.pmap.start_rl
+            self.put_state, self.host_state = self.pmap.replicate, self.pmap.unreplicate
         self.greedy_fn = make_greedy_fn(self.graphs.policy, c.max_new_tokens, EOS_ID, PAD_ID)
         self._heldout = None
         self._check_lengths()
@@ -153,7 +164,35 @@ class Experiment:
         except ValueError as e:
             raise config_lib.ConfigError(str(e)) from e
 
+    def rl_step(self, **kw):
+        """`rl_iteration` bound to this experiment (graphs, hyper-parameters, optimizers,
+        host reward); `kw` adds the parallel layout (`data_sharding` or `axis_name`)."""
+        return functools.partial(
+            rl_iteration,
+            graphs=self.graphs,
+            hp=config_lib.rl_hyper(self.c),
+            policy_tx=self.policy_tx,
+            value_tx=self.value_tx,
+            reward_fn=self.host_reward,
+            num_score_fields=len(SCORE_FIELDS),
+            **kw,
+        )
+
     # -- data: pure functions of (seed, phase, step) ---------------------------------------
+    def device_batch(self, batch):
+        """Host batch -> global arrays laid out by `data_sh`. Every process builds the same
+        whole batch (a pure function of seed and step) and fills only its own shards, which
+        is what jit needs when the mesh spans several processes. The pmap steps take the
+        host batch as it is and split it themselves."""
+        if self.pmap is not None:
+            return batch
+        return jax.tree.map(
+            lambda x: jax.make_array_from_callback(
+                np.shape(x), self.data_sh, lambda idx: np.asarray(x)[idx]
+            ),
+            batch,
+        )
+
     def sft_batch(self, step: int) -> SFTBatch:
         c = self.c
         length = c.max_prompt_len + c.max_new_tokens
@@ -237,14 +276,25 @@ def compile_report(c, mesh=None) -> dict:
             "mesh": {k: int(v) for k, v in exp.mesh.shape.items()},
             "backend": jax.default_backend(),
         }
-        for name, fn, batch in (
+        steps = (
             ("sft_step", exp.sft_fn, exp.sft_batch(0)),
             ("rl_iteration", exp.rl_fn, exp.rl_batch(0)),
-        ):
+        )
+        if exp.pmap is not None:  # the raw pmapped steps: a leading device axis everywhere
+            from r1jax.train.pmap import shard_batch
+
+            d = exp.pmap.n_devices
+            state = jax.tree.map(lambda x: jax.ShapeDtypeStruct((d, *x.shape), x.dtype), state)
+            out["devices"] = d
+            steps = (
+                ("sft_step", exp.pmap.sft_pmapped, shard_batch(exp.sft_batch(0), d)),
+                ("rl_iteration", exp.pmap.rl_pmapped, shard_batch(exp.rl_batch(0), d)),
+            )
+        for name, fn, batch in steps:
             t = time.time()
             compiled = fn.lower(state, shape(batch)).compile()
             mem = compiled.memory_analysis()
-            get = lambda k: None if mem is None else int(getattr(mem, k, 0) or 0)
+            get = lambda k, mem=mem: None if mem is None else int(getattr(mem, k, 0) or 0)
             out[name] = {
                 "compile_seconds": round(time.time() - t, 2),
                 "argument_bytes": get("argument_size_in_bytes"),
@@ -279,8 +329,9 @@ def train(c, workdir: str, mesh=None, stop_after: int | None = None) -> dict:
 
 def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_after):
     c = exp.c
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(c.to_json_best_effort(indent=2))
+    if is_main_process():
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(c.to_json_best_effort(indent=2))
     state, meta, resume_step = exp.init_state, {}, None
     try:
         phase, step = ckpt.find(None)
@@ -291,17 +342,19 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
         log.info("resumed from %s checkpoint at step %d", phase, step)
     except FileNotFoundError:
         pass
+    state = exp.put_state(state)  # pmap: one replica per local device; jit: as is
+    host = exp.host_state  # the canonical (single) state, for evaluation and checkpoints
     prior_wall = float(meta.get("wall_seconds", 0.0))
     wall = lambda: prior_wall + time.time() - t0
-    writer = MetricsWriter(workdir, resume_step)
+    writer = MetricsWriter(workdir, resume_step, enabled=is_main_process())
     stopped = lambda s: stop_after is not None and s >= stop_after
     try:
-        step = int(state.step)
+        step = int(host(state).step)
         # Phase 1: SFT warm start.
         if step < c.sft.steps:
             t_phase = time.time()
             for s in range(step, c.sft.steps):
-                state, m = exp.sft_fn(state, exp.sft_batch(s))
+                state, m = exp.sft_fn(state, exp.device_batch(exp.sft_batch(s)))
                 if (s + 1) % c.log_every == 0 or s + 1 == c.sft.steps:
                     row = writer.write(s + 1, "sft", _fetch(m))
                     log.info(
@@ -316,14 +369,14 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
                     return {}
             step = c.sft.steps
         if "sft_eval" not in meta:
-            sft_eval = exp.evaluate(state.policy)
+            sft_eval = exp.evaluate(host(state).policy)
             writer.write(step, "eval", sft_eval)
             log.info("SFT held-out: %s", json.dumps(sft_eval))
             # The SFT checkpoint is the RL starting point: policy, fresh RL optimizers and the
             # frozen reference (= this policy), so resuming from it starts RL exactly.
             state = exp.start_rl(state)
             meta = {"phase": "sft", "sft_eval": sft_eval, "wall_seconds": wall()}
-            ckpt.save("sft", step, state, meta)
+            ckpt.save("sft", step, host(state), meta)
             if stopped(step):
                 return {}
         # Phase 2: RL.
@@ -331,7 +384,7 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
         end = first_rl + c.rl.iterations
         t_phase, it_done = time.time(), 0
         while step < end:
-            state, m = exp.rl_fn(state, exp.rl_batch(step - first_rl))
+            state, m = exp.rl_fn(state, exp.device_batch(exp.rl_batch(step - first_rl)))
             step += 1
             it_done += 1
             if (step - first_rl) % c.log_every == 0 or step == end:
@@ -354,7 +407,7 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
                     dt,
                 )
             if c.eval.every and (step - first_rl) % c.eval.every == 0 and step < end:
-                writer.write(step, "eval", exp.evaluate(state.policy))
+                writer.write(step, "eval", exp.evaluate(host(state).policy))
             if (step - first_rl) % c.checkpoint_every == 0 or step == end:
                 # The host reward's novelty trees must be those after this step's
                 # io_callback: wait for the step before reading them.
@@ -362,7 +415,7 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
                 ckpt.save(
                     "rl",
                     step,
-                    state,
+                    host(state),
                     dict(
                         meta,
                         phase="rl",
@@ -372,7 +425,7 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
                 )
             if stopped(step):
                 return {}
-        final = exp.evaluate(state.policy)
+        final = exp.evaluate(host(state).policy)
         writer.write(step, "eval", final)
         summary = {
             "sft": meta["sft_eval"],
@@ -380,13 +433,15 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
             "wall_seconds": wall(),
             "steps": {"sft": c.sft.steps, "rl": c.rl.iterations},
             "reward_pool": dict(exp.pool.stats),
-            "skipped_updates": int(state.skipped),
+            "skipped_updates": int(host(state).skipped),
         }
-        tmp = os.path.join(workdir, "summary.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(summary, f, indent=2)
-        os.replace(tmp, os.path.join(workdir, "summary.json"))
+        if is_main_process():
+            tmp = os.path.join(workdir, "summary.json.tmp")
+            with open(tmp, "w") as f:
+                json.dump(summary, f, indent=2)
+            os.replace(tmp, os.path.join(workdir, "summary.json"))
     finally:
         writer.close()
-    plot_metrics(writer.path, os.path.join(workdir, "reward_accuracy.png"))
+    if is_main_process():
+        plot_metrics(writer.path, os.path.join(workdir, "reward_accuracy.png"))
     return summary

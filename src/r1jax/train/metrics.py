@@ -19,8 +19,15 @@ def _clean(v):
 
 
 class MetricsWriter:
-    def __init__(self, workdir: str, resume_step: int | None = None):
+    """`enabled=False` (every process but 0 of a multi-host run) writes nothing; `write`
+    still returns the row."""
+
+    def __init__(self, workdir: str, resume_step: int | None = None, enabled: bool = True):
         self.path = os.path.join(workdir, "metrics.jsonl")
+        self.enabled = enabled
+        self._tb = None
+        if not enabled:
+            return
         if resume_step is None:
             open(self.path, "w").close()
         else:
@@ -40,6 +47,8 @@ class MetricsWriter:
     def write(self, step: int, phase: str, scalars: dict) -> dict:
         row = {"step": int(step), "phase": phase}
         row.update({k: _clean(v) for k, v in scalars.items()})
+        if not self.enabled:
+            return row
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
         for k, v in row.items():
@@ -48,7 +57,8 @@ class MetricsWriter:
         return row
 
     def close(self):
-        self._tb.close()
+        if self._tb is not None:
+            self._tb.close()
 
 
 def read_metrics(path: str) -> list[dict]:

@@ -4,6 +4,32 @@ rollout (KV-cache sampler) → rewards on the host (`io_callback` into the verif
 → advantages (GAE with the critic, or group-relative for GRPO) → K epochs of policy
 minibatch updates (`lax.scan`) and the critic's own epochs at its own learning rate
 → adaptive clip and entropy controllers. The state is donated; metrics stay on device.
+
+Data parallelism with `pmap` (`axis_name`, see `r1jax.train.pmap`): the same function
+runs on every device with the state replicated and the prompts split into contiguous
+blocks (device d holds global rows `[d·n_loc, (d+1)·n_loc)` of the repeated batch, whole
+groups), and it computes what the `jax.jit` path computes on the whole batch:
+
+* sampling keys are per global row (`sampling.generate(row_offset=...)`), so each device
+  samples exactly its rows of the one-device rollout;
+* rewards: prompts, completions and answers are all-gathered and *one* `io_callback`
+  (on the device with axis index 0, under `lax.cond`) scores the global batch in global
+  order, as the jit path does; its output is `psum`'ed (zeros elsewhere) and each
+  device keeps its rows. The host reward keeps one call per iteration, its
+  index-derived noise and its novelty-tree order;
+* every reduction over the batch is global: token counts and loss normalisers, the
+  `whiten` statistics, the forking-token threshold, metrics (`psum`); group-relative
+  advantages are local (a device holds whole groups);
+* minibatches: the rollout buffer (completions, masks, log-probs, advantages, prompts;
+  no vocab-sized arrays) is all-gathered once per iteration and every device draws the
+  same global index matrix `[M, mb]` (same key, same code as the jit path: shuffled or
+  prioritised). Device d trains on columns `[d·mb/D, (d+1)·mb/D)` of global minibatch i,
+  so the devices together process exactly global minibatch i;
+* losses are each device's contribution (its tokens over the global normaliser), so the
+  `psum` of losses and gradients is the global-minibatch loss and gradient (a `pmean`
+  would divide it by D); every device then applies the same optax update.
+
+With `axis_name=None` nothing of this is added: the jit path is unchanged.
 """
 
 from __future__ import annotations
@@ -75,6 +101,70 @@ def _repeat(x, g):
     return jnp.repeat(x, g, axis=0)
 
 
+class _Axis:
+    """Collectives over the data-parallel axis; identities when `name` is None (jit)."""
+
+    def __init__(self, name: str | None):
+        self.name = name
+        self.size = 1 if name is None else jax.lax.axis_size(name)
+
+    def psum(self, x):
+        return x if self.name is None else jax.lax.psum(x, self.name)
+
+    def gather(self, x):
+        """All shards' rows concatenated along axis 0 (global batch order)."""
+        return x if self.name is None else jax.lax.all_gather(x, self.name, tiled=True)
+
+    def index(self):
+        return 0 if self.name is None else jax.lax.axis_index(self.name)
+
+    def local_rows(self, x, n_local):
+        """This device's rows of a global array (the inverse of `gather`)."""
+        if self.name is None:
+            return x
+        return jax.lax.dynamic_slice_in_dim(x, self.index() * n_local, n_local, axis=0)
+
+    def local_cols(self, x):
+        """This device's share of axis 1 of a global `[M, mb]` index/weight matrix."""
+        if self.name is None:
+            return x
+        per = x.shape[1] // self.size
+        return jax.lax.dynamic_slice_in_dim(x, self.index() * per, per, axis=1)
+
+
+def _host_rewards(reward_fn, num_fields, prompt, tokens, answer, step, ax: _Axis):
+    """(scores [N_global, F], token_rewards [n_local, T]) from the host reward function."""
+    if ax.name is None:
+        return io_callback(
+            reward_fn,
+            (
+                jax.ShapeDtypeStruct((tokens.shape[0], num_fields), jnp.float32),
+                jax.ShapeDtypeStruct(tokens.shape, jnp.float32),
+            ),
+            prompt,
+            tokens,
+            answer,
+            step,
+            ordered=False,
+        )
+    n_local = tokens.shape[0]
+    g_prompt, g_tokens, g_answer = ax.gather(prompt), ax.gather(tokens), ax.gather(answer)
+    shapes = (
+        jax.ShapeDtypeStruct((g_tokens.shape[0], num_fields), jnp.float32),
+        jax.ShapeDtypeStruct(g_tokens.shape, jnp.float32),
+    )
+
+    def call(_):
+        return io_callback(reward_fn, shapes, g_prompt, g_tokens, g_answer, step, ordered=False)
+
+    def zeros(_):
+        return tuple(jnp.zeros(x.shape, x.dtype) for x in shapes)
+
+    out = jax.lax.cond(ax.index() == 0, call, zeros, None)
+    scores, token_rewards = ax.psum(out)  # x + 0 is exact: device 0's values everywhere
+    return scores, ax.local_rows(token_rewards, n_local)
+
+
 def rl_iteration(
     state: TrainState,
     batch: PromptBatch,
@@ -86,15 +176,23 @@ def rl_iteration(
     reward_fn: Callable,
     num_score_fields: int,
     data_sharding=None,
+    axis_name: str | None = None,
 ):
-    """Runs one RL iteration; returns (new_state, metrics dict of device scalars)."""
+    """Runs one RL iteration; returns (new_state, metrics dict of device scalars).
+
+    `axis_name`: inside `pmap` over that axis, `batch` is this device's block of prompts
+    and the state is replicated; the result equals the jit path on the global batch
+    (module docstring).
+    """
+    ax = _Axis(axis_name)
     g = hp.group_size
     key = jax.random.fold_in(state.rng, state.step)
     k_sample, k_policy_mb, k_value_mb = jax.random.split(key, 3)
     rep = PromptBatch(*(_repeat(x, g) for x in (batch.prompt, batch.prompt_mask, batch.answer)))
     if data_sharding is not None:
         rep = jax.lax.with_sharding_constraint(rep, data_sharding)
-    n = rep.prompt.shape[0]
+    n_local = rep.prompt.shape[0]
+    n = n_local * ax.size  # global number of completions
 
     # 1. Rollout with the KV cache.
     policy = nnx.merge(graphs.policy, state.policy)
@@ -107,6 +205,7 @@ def rl_iteration(
         temperature=hp.temperature,
         eos_id=hp.eos_id,
         pad_id=hp.pad_id,
+        row_offset=ax.index() * n_local,
     )
     tokens, mask_b = roll.tokens_bt, roll.mask_bt
     mask = mask_b.astype(jnp.float32)
@@ -114,19 +213,11 @@ def rl_iteration(
     # 2. Rewards on the host.
     # scores: SCORE_FIELDS per completion; token_rewards: where PPO's rewards land (the
     # outcome on the last token, optional dense step rewards; rewards.bridge).
-    scores, token_rewards = io_callback(
-        reward_fn,
-        (
-            jax.ShapeDtypeStruct((n, num_score_fields), jnp.float32),
-            jax.ShapeDtypeStruct(tokens.shape, jnp.float32),
-        ),
-        rep.prompt,
-        tokens,
-        rep.answer,
-        state.step,
-        ordered=False,
+    # Under pmap `scores` are global (all rows, for the metrics), `token_rewards` local.
+    scores, token_rewards = _host_rewards(
+        reward_fn, num_score_fields, rep.prompt, tokens, rep.answer, state.step, ax
     )
-    reward_n = scores[:, 0]
+    reward_n = ax.local_rows(scores[:, 0], n_local)
 
     # 3. Old/ref log-probs, entropy, values; advantages.
     # The sampler's log-probs serve as π_old: same code and dtype as the learner (they agree
@@ -135,13 +226,13 @@ def rl_iteration(
     ref_logp = token_logp(
         _forward(graphs.policy, state.ref, rep, tokens, mask_b, hp.temperature), tokens
     )
-    n_tokens = jnp.maximum(mask.sum(), 1.0)
+    n_tokens = jnp.maximum(ax.psum(mask.sum()), 1.0)
     lengths = mask.sum(1)
     if hp.algo == "ppo":
         values = _values(graphs, state.value, rep, tokens, mask_b)
         rewards_bt = token_rewards * mask
         adv, returns = rl.gae(rewards_bt, values, mask, hp.gamma, hp.lam)
-        adv = rl.whiten(adv, mask)
+        adv = rl.whiten(adv, mask, axis_name=axis_name)
     else:
         values = jnp.zeros_like(mask)
         returns = values
@@ -149,28 +240,38 @@ def rl_iteration(
         adv = adv_n[:, None] * mask
     pg_mask = mask
     if hp.top_entropy_q < 1.0:
-        pg_mask = rl.high_entropy_mask(entropy, mask_b, hp.top_entropy_q).astype(jnp.float32)
+        pg_mask = rl.high_entropy_mask(
+            entropy, mask_b, hp.top_entropy_q, axis_name=axis_name
+        ).astype(jnp.float32)
 
-    # 4. Policy epochs × minibatches.
+    # 4. Policy epochs × minibatches (global sizes; a device trains on mb / D rows of each).
     m = hp.num_minibatches
     mb = n // m
+    if mb % ax.size:
+        raise ValueError(
+            f"minibatch size {mb} (= {n} completions / {m} minibatches) must be divisible "
+            f"by the {ax.size} data-parallel devices"
+        )
     ent_coef = rl.entropy_coef(state.ent)
     clip = state.clip
     if hp.loss_agg == "token_mean":
-        normalizer = pg_mask.sum() * mb / n  # expected tokens per minibatch, global
+        normalizer = ax.psum(pg_mask.sum()) * mb / n  # expected tokens per minibatch, global
     elif hp.loss_agg == "seq_mean_token_sum_norm":
         normalizer = mb * hp.max_new_tokens
     else:
         normalizer = mb
-    data = dict(
-        tokens=tokens,
-        mask_b=mask_b,
-        old_logp=old_logp,
-        ref_logp=ref_logp,
-        adv=adv,
-        pg_mask=pg_mask,
-        prompt=rep.prompt,
-        prompt_mask=rep.prompt_mask,
+    # The minibatches index the global rollout buffer (all-gathered under pmap).
+    data = ax.gather(
+        dict(
+            tokens=tokens,
+            mask_b=mask_b,
+            old_logp=old_logp,
+            ref_logp=ref_logp,
+            adv=adv,
+            pg_mask=pg_mask,
+            prompt=rep.prompt,
+            prompt_mask=rep.prompt_mask,
+        )
     )
 
     def policy_loss(params, d, w_b):
@@ -189,11 +290,13 @@ def rl_iteration(
             normalizer,
             hp.loss_agg,
             weights_bt=w,
+            axis_name=axis_name,
         )
         kl_tok = rl.kl_estimate(logp, d["ref_logp"], hp.kl_estimator)
         ent_tok = rl.entropy_from_logits(lg)
-        kl = rl.aggregate(kl_tok * w, tm, "token_mean", jnp.maximum(tm.sum(), 1.0))
-        ent = rl.aggregate(ent_tok * w, tm, "token_mean", jnp.maximum(tm.sum(), 1.0))
+        mb_tokens = jnp.maximum(ax.psum(tm.sum()), 1.0)  # tokens of the global minibatch
+        kl = rl.aggregate(kl_tok * w, tm, "token_mean", mb_tokens)
+        ent = rl.aggregate(ent_tok * w, tm, "token_mean", mb_tokens)
         loss = pg + hp.kl_coef * kl - ent_coef * ent
         return loss, dict(pg_loss=pg, clip_frac=aux["clip_frac"], approx_kl=aux["approx_kl"])
 
@@ -202,11 +305,13 @@ def rl_iteration(
         idx, w_b = xs
         d = jax.tree.map(lambda x: x[idx], data)
         (loss, aux), grads = jax.value_and_grad(policy_loss, has_aux=True)(params, d, w_b)
+        # Shard contributions → global minibatch loss and gradient.
+        loss, grads, aux["pg_loss"] = ax.psum((loss, grads, aux["pg_loss"]))
         params, opt, bad = guarded_update(policy_tx, grads, opt, params, loss)
         aux = dict(aux, loss=loss, grad_norm=optax.tree.norm(grads))
         return (params, opt, skipped + bad), aux
 
-    seq_priority = jnp.abs(adv).sum(1) / jnp.maximum(lengths, 1.0)
+    seq_priority = ax.gather(jnp.abs(adv).sum(1) / jnp.maximum(lengths, 1.0))
 
     def policy_epoch(carry, k):
         if hp.prioritized:
@@ -214,7 +319,7 @@ def rl_iteration(
         else:
             idx = rl.shuffled_minibatches(k, n, m, mb)
             w = jnp.ones(idx.shape, jnp.float32)
-        return jax.lax.scan(policy_mb_step, carry, (idx, w))
+        return jax.lax.scan(policy_mb_step, carry, (ax.local_cols(idx), ax.local_cols(w)))
 
     (new_policy, new_popt, skipped), paux = jax.lax.scan(
         policy_epoch,
@@ -227,14 +332,10 @@ def rl_iteration(
     new_value, new_vopt, vf_loss = state.value, state.value_opt, jnp.zeros(())
     if hp.algo == "ppo":
         vdata = dict(
-            tokens=tokens,
-            mask_b=mask_b,
-            old_v=values,
-            ret=returns,
-            prompt=rep.prompt,
-            prompt_mask=rep.prompt_mask,
+            {k: data[k] for k in ("tokens", "mask_b", "prompt", "prompt_mask")},
+            **ax.gather({"old_v": values, "ret": returns}),
         )
-        vnorm = mask.sum() * mb / n
+        vnorm = ax.psum(mask.sum()) * mb / n
 
         def value_mb_step(carry, idx):
             vp, vo, skipped = carry
@@ -254,11 +355,13 @@ def rl_iteration(
                 return loss
 
             loss, grads = jax.value_and_grad(loss_fn)(vp)
+            loss, grads = ax.psum((loss, grads))
             vp, vo, bad = guarded_update(value_tx, grads, vo, vp, loss)
             return (vp, vo, skipped + bad), loss
 
         def value_epoch(carry, k):
-            return jax.lax.scan(value_mb_step, carry, rl.shuffled_minibatches(k, n, m, mb))
+            idx = rl.shuffled_minibatches(k, n, m, mb)
+            return jax.lax.scan(value_mb_step, carry, ax.local_cols(idx))
 
         (new_value, new_vopt, skipped), vlosses = jax.lax.scan(
             value_epoch,
@@ -268,7 +371,7 @@ def rl_iteration(
         vf_loss = vlosses[-1].mean()
 
     # 6. Controllers.
-    mean_entropy = (entropy * mask).sum() / n_tokens
+    mean_entropy = ax.psum((entropy * mask).sum()) / n_tokens
     new_clip = clip
     if hp.adaptive_clip:
         signal = last_epoch["approx_kl"] if hp.clip_signal == "kl" else last_epoch["clip_frac"]
@@ -298,9 +401,9 @@ def rl_iteration(
         clip_eps_high=clip.eps_high,
         entropy=mean_entropy,
         entropy_coef=ent_coef,
-        kl=(kl_tok * mask).sum() / n_tokens,
-        completion_len=lengths.mean(),
-        truncated=(mask[:, -1] > 0).mean(),
+        kl=ax.psum((kl_tok * mask).sum()) / n_tokens,
+        completion_len=_global_mean(lengths, ax),
+        truncated=_global_mean(mask[:, -1] > 0, ax),
         skipped_updates=skipped,
         score_fields=scores.mean(0),
     )
@@ -315,6 +418,13 @@ def rl_iteration(
         skipped=skipped,
     )
     return new_state, metrics
+
+
+def _global_mean(x_n, ax: _Axis):
+    """Mean over the rows of all shards (`x_n.mean()` on the jit path)."""
+    if ax.name is None:
+        return x_n.mean()
+    return ax.psum(x_n.astype(jnp.float32).sum()) / (x_n.shape[0] * ax.size)
 
 
 def _values(graphs, params, batch, tokens, mask_b):
