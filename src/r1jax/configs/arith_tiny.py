@@ -23,7 +23,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.task_kwargs = ml_collections.ConfigDict(
         dict(
             verbose_prob=0.6,  # share of SFT references with redundant steps
-            verbose_style="final_check",  # "final_check" the last step, "restate" givens, "check" all
+            verbose_style="long_route",  # multiplications as repeated addition (else a final
+            # check); also "final_check", "restate" givens, "check" every step
             test_fraction=0.1,  # share of question space held out (hash split)
             max_operand=12,  # largest number written in a question
             max_factor=5,  # largest multiplier / divisor
@@ -66,13 +67,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.rl = ml_collections.ConfigDict(
         dict(
             algo="ppo",  # "ppo" (critic + GAE) or "grpo" (group-relative)
-            iterations=150,  # RL iterations (one compiled program each)
-            prompts_per_iter=16,  # B, prompts per iteration
-            group_size=4,  # G, samples per prompt (N = B·G rollouts)
+            iterations=90,  # RL iterations (one compiled program each)
+            prompts_per_iter=32,  # B, prompts per iteration
+            group_size=8,  # G, samples per prompt (N = B·G rollouts)
             temperature=1.0,  # τ, sampling temperature
             epochs=1,  # K, policy epochs per iteration
             num_minibatches=4,  # M, minibatches per epoch (N % M == 0)
-            policy_lr=2e-4,  # policy learning rate (slow time scale)
+            policy_lr=4e-4,  # policy learning rate (slow time scale)
             value_lr=1e-3,  # critic learning rate (fast time scale)
             value_epochs=1,  # critic epochs per iteration
             warmup=5,  # RL learning-rate warmup iterations
