@@ -24,7 +24,9 @@ class Checkpointer:
     """Two managers under `<workdir>/checkpoints/`: `sft/` (one step) and `rl/` (rotating)."""
 
     def __init__(self, workdir: str, keep: int = 2):
-        root = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        root = os.path.join(workdir, "checkpoints")
+        if "://" not in root:  # local paths must be absolute for Orbax; gs:// etc. stay as-is
+            root = os.path.abspath(root)
         opts = lambda n: ocp.CheckpointManagerOptions(max_to_keep=n, create=True)
         self._managers = {
             "sft": ocp.CheckpointManager(

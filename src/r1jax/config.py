@@ -155,6 +155,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
         "potential-based step shaping assumes rl.gamma=1 (the shaped returns then differ "
         "by a constant); set rl.gamma=1.0 or reward.step_shaping=0",
     )
+    _require(
+        c.reward.get("verify_where", "auto") in ("auto", "per_shard", "global"),
+        "reward.verify_where",
+        c.reward.get("verify_where", "auto"),
+        "must be 'auto' (per shard when there are several processes), 'per_shard' or 'global'",
+    )
     if "parallelism" in c:
         _choice(c, "parallelism", ("jit", "pmap"))
     if c.get("parallelism", "jit") == "pmap":
@@ -184,6 +190,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
         c.rl.num_minibatches,
         f"must divide prompts_per_iter * group_size = {n}",
     )
+    for part, rows, what in (
+        ("rl", n // c.rl.num_minibatches, "completions per minibatch"),
+        ("sft", c.sft.rows, "sft.rows"),
+    ):
+        acc = c[part].get("grad_accum", 1)
+        _require(
+            isinstance(acc, int) and not isinstance(acc, bool) and acc > 0 and rows % acc == 0,
+            f"{part}.grad_accum",
+            acc,
+            f"must be a positive integer dividing the {rows} {what} (1 = no accumulation)",
+        )
     if c.rl.algo == "grpo":
         _require(
             c.rl.group_size >= 2,
@@ -258,7 +275,13 @@ def reward_noise(c) -> RewardNoise:
 
 
 def rl_hyper(c) -> RLHyper:
-    """RLHyper from `c.rl` (same field names) plus the shared sequence/token settings."""
+    """RLHyper from `c.rl` (same field names) plus the shared sequence/token settings.
+
+    Fields with a default in RLHyper (added after the first release) may be absent."""
     shared = dict(max_new_tokens=c.max_new_tokens, eos_id=EOS_ID, pad_id=PAD_ID)
-    fields = {f.name for f in dataclasses.fields(RLHyper)} - set(shared)
-    return RLHyper(**{name: c.rl[name] for name in fields}, **shared)
+    fields = [f for f in dataclasses.fields(RLHyper) if f.name not in shared]
+    values = {
+        f.name: c.rl[f.name] if f.default is dataclasses.MISSING else c.rl.get(f.name, f.default)
+        for f in fields
+    }
+    return RLHyper(**values, **shared)

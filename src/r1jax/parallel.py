@@ -130,8 +130,12 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices=None) -> M
     )
 
 
-def _axis_size(mesh: Mesh, axis: str) -> int:
+def axis_size(mesh: Mesh, axis: str) -> int:
+    """Size of a mesh axis (1 if the mesh has no such axis)."""
     return dict(mesh.shape).get(axis, 1)
+
+
+_axis_size = axis_size
 
 
 def batch_size_divisor(mesh: Mesh) -> int:

@@ -43,7 +43,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             head_dim=32,  # Dh (few wide heads are fastest on CPU)
             mlp_dim=192,  # SwiGLU hidden width
             rope_theta=10000.0,  # RoPE base
-            dtype="float32",  # compute dtype ("bfloat16" on accelerators)
+            dtype="float32",  # compute dtype: "bfloat16" = bf16 matmuls, fp32 master
+            # weights and fp32 softmax / logits / log-probs / losses (accelerators)
+            remat="none",  # rematerialise blocks in training: none | full | dots | dots_saveable
         )
     )
     c.value_model = ml_collections.ConfigDict(
@@ -61,6 +63,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             warmup=100,  # linear warmup steps
             weight_decay=0.01,  # AdamW decoupled weight decay
             grad_clip=1.0,  # global-norm gradient clip
+            grad_accum=1,  # microbatches per step (gradients summed, one update)
         )
     )
 
@@ -73,6 +76,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             temperature=1.0,  # τ, sampling temperature
             epochs=1,  # K, policy epochs per iteration
             num_minibatches=4,  # M, minibatches per epoch (N % M == 0)
+            grad_accum=1,  # microbatches per minibatch (gradients summed, one update)
             policy_lr=4e-4,  # policy learning rate (slow time scale)
             value_lr=1e-3,  # critic learning rate (fast time scale)
             value_epochs=1,  # critic epochs per iteration
@@ -124,6 +128,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             perturb_prob=0.0,  # chance of a verdict-preserving surface rewrite before scoring
             num_workers=2,  # verifier worker processes (0 = inline)
             deadline_s=2.0,  # hard per-item verification deadline (seconds)
+            verify_where="auto",  # "per_shard": each host verifies the batch shards it
+            # holds; "global": one call on the whole batch; "auto": per_shard if multi-process
         )
     )
 

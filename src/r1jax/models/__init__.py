@@ -1,5 +1,6 @@
 """Model definitions (Flax NNX)."""
 
+from r1jax.models.hf import load_pretrained, save_pretrained
 from r1jax.models.transformer import (
     CausalLM,
     Decoder,
@@ -20,6 +21,8 @@ __all__ = [
     "ValueModel",
     "causal_mask",
     "init_cache",
+    "load_pretrained",
     "positions_from_mask",
     "rope",
+    "save_pretrained",
 ]

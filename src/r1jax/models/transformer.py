@@ -11,11 +11,26 @@ H query heads, K key/value heads, Dh head width, V vocabulary.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+# Activation rematerialisation (`jax.checkpoint`) per decoder block, in the training
+# forward pass only (sampling keeps its KV cache and never differentiates):
+#   none: save every activation (fastest, most memory);
+#   full: save only each block's input and recompute the block in the backward pass;
+#   dots: save matmul outputs without batch dimensions (weights-times-activation
+#         products), recompute the cheap elementwise ops and attention softmax;
+#   dots_saveable: save every matmul output, recompute only elementwise ops.
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,12 +43,17 @@ class ModelConfig:
     head_dim: int = 32  # Dh
     mlp_dim: int = 384  # SwiGLU hidden width
     rope_theta: float = 10000.0  # RoPE base
+    # RoPE frequency scaling as sorted (key, value) pairs (a dict is accepted and
+    # converted), e.g. (("factor", 8.0), ..., ("rope_type", "llama3")); see ROPE_SCALING.
+    rope_scaling: tuple | None = None
     rms_eps: float = 1e-6  # RMSNorm epsilon
     qkv_bias: bool = False  # Qwen2 uses biases on q/k/v projections
     tie_embeddings: bool = True  # share input embedding and output projection
     dtype: str = "float32"  # compute dtype (params stay float32)
+    remat: str = "none"  # activation rematerialisation of each block, see REMAT_POLICIES
 
     def __post_init__(self):
+        object.__setattr__(self, "rope_scaling", _check_rope_scaling(self.rope_scaling))
         if self.n_heads % self.n_kv_heads:
             raise ValueError(
                 f"n_heads={self.n_heads} must be a multiple of n_kv_heads="
@@ -50,6 +70,15 @@ class ModelConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.remat not in REMAT_POLICIES:
+            raise ValueError(
+                f"model.remat={self.remat!r} is unknown: use one of {sorted(REMAT_POLICIES)}"
+            )
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(
+                f"model.dtype={self.dtype!r} is unsupported: use float32, or bfloat16 "
+                "(float32 master weights, bf16 matmuls, float32 softmax/logits/log-probs)"
+            )
 
 
 class KVCache(NamedTuple):
@@ -66,10 +95,57 @@ def init_cache(cfg: ModelConfig, batch: int, length: int) -> KVCache:
     return KVCache(zeros(), zeros())
 
 
-def rope(x_blhd: jax.Array, positions_bl: jax.Array, theta: float) -> jax.Array:
-    """Rotary embedding, rotate-half layout (first half pairs with second half)."""
+# Supported RoPE scaling types (the Hugging Face `rope_type`) and their required keys.
+ROPE_SCALING = {
+    "linear": ("factor",),
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+}
+
+
+def _check_rope_scaling(scaling):
+    """None, or the scaling as sorted (key, value) pairs; raises on unsupported types."""
+    if scaling is None:
+        return None
+    items = dict(scaling)
+    kind = items.get("rope_type")
+    if kind not in ROPE_SCALING:
+        raise ValueError(
+            f"model.rope_scaling rope_type={kind!r} is unsupported: use None or one of "
+            f"{sorted(ROPE_SCALING)}"
+        )
+    missing = [k for k in ROPE_SCALING[kind] if items.get(k) is None]
+    if missing:
+        raise ValueError(f"model.rope_scaling of rope_type {kind!r} lacks {missing}")
+    return tuple(sorted(items.items()))
+
+
+def rope_inv_freq(dh: int, theta: float, scaling=None) -> jax.Array:
+    """RoPE inverse frequencies [Dh/2] (float32, as Hugging Face computes them)."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, dh, 2, dtype=jnp.float32) / dh))
+    if scaling is None:
+        return inv_freq
+    s = dict(scaling)
+    factor = float(s["factor"])
+    if s["rope_type"] == "linear":
+        return inv_freq / factor
+    # llama3: keep high frequencies, divide low ones by `factor`, interpolate between.
+    old_len = float(s["original_max_position_embeddings"])
+    lo, hi = float(s["low_freq_factor"]), float(s["high_freq_factor"])
+    wavelen = 2 * math.pi / inv_freq
+    scaled = jnp.where(wavelen > old_len / lo, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - lo) / (hi - lo)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= old_len / hi) & (wavelen <= old_len / lo)
+    return jnp.where(medium, smoothed, scaled)
+
+
+def rope(x_blhd: jax.Array, positions_bl: jax.Array, theta: float, scaling=None) -> jax.Array:
+    """Rotary embedding, rotate-half layout (first half pairs with second half).
+
+    `scaling`: optional frequency scaling (`ModelConfig.rope_scaling`).
+    """
     dh = x_blhd.shape[-1]
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, dh, 2, dtype=jnp.float32) / dh))  # [Dh/2]
+    inv_freq = rope_inv_freq(dh, theta, scaling)  # [Dh/2]
     ang_blf = positions_bl[..., None].astype(jnp.float32) * inv_freq
     cos = jnp.cos(ang_blf)[:, :, None, :]
     sin = jnp.sin(ang_blf)[:, :, None, :]
@@ -94,8 +170,8 @@ class Attention(nnx.Module):
         q = self.q_proj(x_bld).reshape(b, l, cfg.n_heads, cfg.head_dim)
         k = self.k_proj(x_bld).reshape(b, l, cfg.n_kv_heads, cfg.head_dim)
         v = self.v_proj(x_bld).reshape(b, l, cfg.n_kv_heads, cfg.head_dim)
-        q = rope(q, positions_bl, cfg.rope_theta)
-        k = rope(k, positions_bl, cfg.rope_theta)
+        q = rope(q, positions_bl, cfg.rope_theta, cfg.rope_scaling)
+        k = rope(k, positions_bl, cfg.rope_theta, cfg.rope_scaling)
         if cache_kv is not None:  # write this chunk at cache_index, attend over the cache
             ck, cv = cache_kv
             k = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), cache_index, axis=1)
@@ -136,6 +212,15 @@ class Block(nnx.Module):
         return x + self.mlp(self.post_attn_norm(x)), cache_kv
 
 
+def _remat_block(layer, x, positions, mask, policy_name):
+    """`layer(x, ...)` under `nnx.remat` with the named policy (no cache: training only)."""
+
+    def run(layer, x, positions, mask):
+        return layer(x, positions, mask)[0]
+
+    return nnx.remat(run, policy=REMAT_POLICIES[policy_name])(layer, x, positions, mask)
+
+
 class Decoder(nnx.Module):
     """Token embedding, blocks and final norm; returns hidden states `[B, L, D]`."""
 
@@ -152,8 +237,12 @@ class Decoder(nnx.Module):
     ):
         x = self.embed(tokens_bl)
         new_k, new_v = [], []
+        remat = cache is None and self.cfg.remat != "none"
         for i, layer in enumerate(self.layers):
             kv = None if cache is None else (cache.k[i], cache.v[i])
+            if remat:
+                x = _remat_block(layer, x, positions_bl, mask_bls, self.cfg.remat)
+                continue
             x, kv = layer(x, positions_bl, mask_bls, kv, cache_index)
             if cache is not None:
                 new_k.append(kv[0])
@@ -173,13 +262,24 @@ class CausalLM(nnx.Module):
                 cfg.d_model, cfg.vocab_size, use_bias=False, dtype=jnp.dtype(cfg.dtype), rngs=rngs
             )
 
-    def __call__(self, tokens_bl, positions_bl, mask_bls, cache=None, cache_index=None):
+    def __call__(self, tokens_bl, positions_bl=None, mask_bls=None, cache=None, cache_index=None):
+        """Returns (logits, cache). Called with tokens only, `model(tokens)`, it returns
+        the logits alone (Hugging Face style). Missing positions/mask default to every
+        token valid: positions 0..L-1 and a causal mask."""
+        tokens_only = positions_bl is None and mask_bls is None and cache is None
+        if cache is not None and mask_bls is None:
+            raise ValueError("CausalLM with a KV cache needs mask_bls [B, L, S] (cache length)")
+        if positions_bl is None or mask_bls is None:
+            valid = jnp.ones(jnp.shape(tokens_bl), bool)
+            positions_bl = positions_from_mask(valid) if positions_bl is None else positions_bl
+            mask_bls = causal_mask(valid) if mask_bls is None else mask_bls
         h, cache = self.model(tokens_bl, positions_bl, mask_bls, cache, cache_index)
         if self.cfg.tie_embeddings:
             logits = self.model.embed.attend(h)
         else:
             logits = self.lm_head(h)
-        return logits.astype(jnp.float32), cache
+        logits = logits.astype(jnp.float32)
+        return logits if tokens_only else (logits, cache)
 
 
 class ValueModel(nnx.Module):

@@ -37,6 +37,7 @@ computes the same rewards as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 
@@ -95,19 +96,34 @@ class HostReward:
         self.noise = noise_lib.RewardNoise() if noise is None else noise
         self.parse = parse
         self.novelty = novelty_lib.NoveltyTracker() if novelty is None else novelty
+        self._lock = threading.Lock()
 
-    def __call__(self, prompts_np, tokens_nt, answers_na, step):
+    def __call__(self, prompts_np, tokens_nt, answers_na, step, row_offset=0):
+        """Scores rows `row_offset + i` of the global batch (whole groups).
+
+        A data-parallel shard passes its rows and their global offset (the per-shard
+        reward path, `rl_step`): every draw is keyed by the global row index, so the
+        shards together compute exactly what one call on the global batch computes.
+        Calls from several devices' threads are serialised.
+        """
+        with self._lock:
+            return self._score(prompts_np, tokens_nt, answers_na, step, row_offset)
+
+    def _score(self, prompts_np, tokens_nt, answers_na, step, row_offset):
         tokens_nt = np.asarray(tokens_nt)
         n, t = tokens_nt.shape
         step = int(np.asarray(step))
+        r0 = int(np.asarray(row_offset))
         decoded = [self.tokenizer.decode_with_offsets(row) for row in tokens_nt]
-        texts = [self.noise.perturb(text, step, i) for i, (text, _) in enumerate(decoded)]
+        texts = [self.noise.perturb(text, step, r0 + i) for i, (text, _) in enumerate(decoded)]
         answers = self.tokenizer.decode_batch(np.asarray(answers_na))
         scores = np.array(self.pool.score_batch(list(zip(texts, answers))), np.float32)
         if self.cfg.w_novelty > 0:
             self._add_novelty(scores, np.asarray(prompts_np), texts)
-        if self.noise.reward_std > 0:
-            scores[:, _TOTAL] = self.noise.noisy_rewards(scores[:, _TOTAL], step)
+        if self.noise.reward_std > 0:  # one draw per row, keyed by its global index
+            for i in range(n):
+                noisy = self.noise.noisy_rewards(scores[i : i + 1, _TOTAL], step, r0 + i)
+                scores[i, _TOTAL] = noisy[0]
         rewards = np.zeros((n, t), np.float32)
         for i, (text, offsets) in enumerate(decoded):
             rewards[i] = self._place(text, offsets, scores[i], t)

@@ -30,7 +30,7 @@ from r1jax.tokenizer import EOS_ID, PAD_ID, CharTokenizer
 from r1jax.train.metrics import MetricsWriter, plot_metrics
 from r1jax.train.rl_step import PromptBatch, rl_iteration
 from r1jax.train.sft_step import SFTBatch, pack_examples, sft_step
-from r1jax.train.state import create_state, init_models, make_optimizer, start_rl
+from r1jax.train.state import create_state, init_graphs, init_params, make_optimizer, start_rl
 
 log = logging.getLogger("r1jax")
 ANSWER_LEN = 16  # A, reference-answer tokens carried in a PromptBatch
@@ -46,7 +46,8 @@ class Experiment:
         self.task = get_task(c.task, **dict(c.task_kwargs))
         v = self.tokenizer.vocab_size
         pcfg, vcfg = config_lib.model_config(c, v), config_lib.model_config(c, v, value=True)
-        self.graphs, policy, value = init_models(pcfg, vcfg, c.seed)
+        self.graphs = init_graphs(pcfg, vcfg)
+        init = functools.partial(init_params, pcfg, vcfg, c.seed)
         pmap_path = c.get("parallelism", "jit") == "pmap"
         if pmap_path and mesh is None:
             # pmap: the canonical state (init, checkpoints, evaluation) lives on one device;
@@ -94,13 +95,15 @@ class Experiment:
             entropy_coef=r.entropy_coef,
         )
         self.state_sh = parallel.state_shardings(
-            jax.eval_shape(make, policy, value),
+            jax.eval_shape(lambda: make(*init())),
             self.mesh,
             parallel.learner_rules(),
             policy_cfg=pcfg,
             value_cfg=vcfg,
         )
-        self.init_state = jax.jit(make, out_shardings=self.state_sh)(policy, value)
+        # Parameters are initialised inside the jitted program: each device creates only
+        # its shards (bitwise the eager values).
+        self.init_state = jax.jit(lambda: make(*init()), out_shardings=self.state_sh)()
         self.start_rl = jax.jit(
             functools.partial(start_rl, policy_tx=self.policy_tx, value_tx=self.value_tx),
             out_shardings=self.state_sh,
@@ -120,13 +123,31 @@ class Experiment:
             noise=config_lib.reward_noise(c),
         )
         self.sft_fn = jax.jit(
-            functools.partial(sft_step, graphs=self.graphs, tx=self.sft_tx),
+            functools.partial(
+                sft_step, graphs=self.graphs, tx=self.sft_tx, grad_accum=c.sft.get("grad_accum", 1)
+            ),
             in_shardings=(self.state_sh, self.data_sh),
             out_shardings=(self.state_sh, self.repl),
             donate_argnums=0,
         )
+        # Rollouts use the sampler rules where they differ (FSDP meshes: gather the
+        # weights once per rollout, not once per decode step).
+        sampler_sh = None
+        if parallel.axis_size(self.mesh, "fsdp") > 1:
+            sampler_sh = parallel.param_shardings(
+                jax.eval_shape(init)[0], self.mesh, parallel.sampler_rules(), cfg=pcfg
+            )
+        self.sampler_sh = sampler_sh
+        # Each host verifies the samples it holds (multi-process), or one global call.
+        where = c.reward.get("verify_where", "auto")
+        per_shard = where == "per_shard" or (where == "auto" and jax.process_count() > 1)
+        self.reward_mesh = self.mesh if per_shard else None
         self.rl_fn = jax.jit(
-            self.rl_step(data_sharding=self.data_sh),
+            self.rl_step(
+                data_sharding=self.data_sh,
+                sampler_shardings=sampler_sh,
+                reward_mesh=self.reward_mesh,
+            ),
             in_shardings=(self.state_sh, self.data_sh),
             out_shardings=(self.state_sh, self.repl),
             donate_argnums=0,

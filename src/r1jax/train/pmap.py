@@ -130,7 +130,15 @@ def make_pmap_steps(exp, devices=None) -> PmapSteps:
     c = exp.c
     check_sizes(c, n)
     pmap = functools.partial(jax.pmap, axis_name=AXIS, devices=devices, donate_argnums=0)
-    sft_p = pmap(functools.partial(sft_step, graphs=exp.graphs, tx=exp.sft_tx, axis_name=AXIS))
+    sft_p = pmap(
+        functools.partial(
+            sft_step,
+            graphs=exp.graphs,
+            tx=exp.sft_tx,
+            axis_name=AXIS,
+            grad_accum=c.sft.get("grad_accum", 1),
+        )
+    )
     rl_p = pmap(exp.rl_step(axis_name=AXIS))
     start_p = pmap(functools.partial(start_rl, policy_tx=exp.policy_tx, value_tx=exp.value_tx))
 

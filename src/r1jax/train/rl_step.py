@@ -89,6 +89,7 @@ class RLHyper:
     priority_alpha: float  # α of prioritized sampling
     eos_id: int
     pad_id: int
+    grad_accum: int = 1  # microbatches per minibatch: gradients summed, one optimizer update
 
 
 def _forward(graphdef, params, batch, tokens, mask, temperature):
@@ -132,8 +133,61 @@ class _Axis:
         return jax.lax.dynamic_slice_in_dim(x, self.index() * per, per, axis=1)
 
 
-def _host_rewards(reward_fn, num_fields, prompt, tokens, answer, step, ax: _Axis):
-    """(scores [N_global, F], token_rewards [n_local, T]) from the host reward function."""
+def _per_shard_rewards(reward_fn, num_fields, prompt, tokens, answer, step, mesh):
+    """Host rewards with each batch shard verified where it lives (multi-process jit).
+
+    A `shard_map` over the batch axes (`data` × `fsdp`) hands each device its rows and
+    their global offset; the devices of one `tensor` group hold the same rows, so only
+    the first of them calls the host (the others add zeros). On several processes each
+    host therefore verifies only the samples it holds, and the scores come back in their
+    shards. The result equals the single global call (`HostReward` keys every draw by the
+    global row index).
+    """
+    from jax.sharding import PartitionSpec as P
+
+    from r1jax.parallel import BATCH_AXES
+
+    axes = tuple(a for a in BATCH_AXES if a in mesh.shape)
+    shards = 1
+    for a in axes:
+        shards *= mesh.shape[a]
+    n_local = tokens.shape[0] // shards
+    shapes = (
+        jax.ShapeDtypeStruct((n_local, num_fields), jnp.float32),
+        jax.ShapeDtypeStruct((n_local, tokens.shape[1]), jnp.float32),
+    )
+
+    def local(prompt, tokens, answer, step):
+        offset = jax.lax.axis_index(axes) * n_local if axes else 0
+
+        def call(_):
+            return io_callback(reward_fn, shapes, prompt, tokens, answer, step, offset)
+
+        def zeros(_):
+            return tuple(jnp.zeros(x.shape, x.dtype) for x in shapes)
+
+        if "tensor" not in mesh.shape or mesh.shape["tensor"] == 1:
+            return call(None)
+        out = jax.lax.cond(jax.lax.axis_index("tensor") == 0, call, zeros, None)
+        return jax.lax.psum(out, "tensor")
+
+    spec = P(axes or None)
+    return jax.shard_map(
+        local,
+        mesh=mesh,
+        in_specs=(spec, spec, spec, P()),
+        out_specs=(spec, spec),
+        check_vma=False,
+    )(prompt, tokens, answer, step)
+
+
+def _host_rewards(reward_fn, num_fields, prompt, tokens, answer, step, ax: _Axis, mesh=None):
+    """(scores [N_global, F], token_rewards [n_local, T]) from the host reward function.
+
+    `mesh` (jit path only): verify per shard (`_per_shard_rewards`) instead of one call.
+    """
+    if mesh is not None and ax.name is None:
+        return _per_shard_rewards(reward_fn, num_fields, prompt, tokens, answer, step, mesh)
     if ax.name is None:
         return io_callback(
             reward_fn,
@@ -176,6 +230,8 @@ def rl_iteration(
     reward_fn: Callable,
     num_score_fields: int,
     data_sharding=None,
+    sampler_shardings=None,
+    reward_mesh=None,
     axis_name: str | None = None,
 ):
     """Runs one RL iteration; returns (new_state, metrics dict of device scalars).
@@ -183,6 +239,11 @@ def rl_iteration(
     `axis_name`: inside `pmap` over that axis, `batch` is this device's block of prompts
     and the state is replicated; the result equals the jit path on the global batch
     (module docstring).
+    `sampler_shardings`: the policy's parameter layout for the rollout (the sampler rules,
+    `parallel.sampler_rules`): on an FSDP mesh the weights are gathered once for the
+    whole rollout instead of once per decode step; None keeps the learner layout.
+    `reward_mesh`: verify each batch shard on the host that holds it (multi-process
+    runs); None makes one host call on the global batch.
     """
     ax = _Axis(axis_name)
     g = hp.group_size
@@ -195,7 +256,10 @@ def rl_iteration(
     n = n_local * ax.size  # global number of completions
 
     # 1. Rollout with the KV cache.
-    policy = nnx.merge(graphs.policy, state.policy)
+    sampler_params = state.policy
+    if sampler_shardings is not None:
+        sampler_params = jax.lax.with_sharding_constraint(sampler_params, sampler_shardings)
+    policy = nnx.merge(graphs.policy, sampler_params)
     roll = generate(
         policy,
         rep.prompt,
@@ -215,7 +279,7 @@ def rl_iteration(
     # outcome on the last token, optional dense step rewards; rewards.bridge).
     # Under pmap `scores` are global (all rows, for the metrics), `token_rewards` local.
     scores, token_rewards = _host_rewards(
-        reward_fn, num_score_fields, rep.prompt, tokens, rep.answer, state.step, ax
+        reward_fn, num_score_fields, rep.prompt, tokens, rep.answer, state.step, ax, reward_mesh
     )
     reward_n = ax.local_rows(scores[:, 0], n_local)
 
@@ -247,10 +311,10 @@ def rl_iteration(
     # 4. Policy epochs × minibatches (global sizes; a device trains on mb / D rows of each).
     m = hp.num_minibatches
     mb = n // m
-    if mb % ax.size:
+    if mb % (ax.size * hp.grad_accum):
         raise ValueError(
             f"minibatch size {mb} (= {n} completions / {m} minibatches) must be divisible "
-            f"by the {ax.size} data-parallel devices"
+            f"by the {ax.size} data-parallel devices × grad_accum={hp.grad_accum}"
         )
     ent_coef = rl.entropy_coef(state.ent)
     clip = state.clip
@@ -274,7 +338,7 @@ def rl_iteration(
         )
     )
 
-    def policy_loss(params, d, w_b):
+    def policy_loss(params, d, w_b, mb_tokens):
         ex = PromptBatch(d["prompt"], d["prompt_mask"], None)
         lg = _forward(graphs.policy, params, ex, d["tokens"], d["mask_b"], hp.temperature)
         logp = token_logp(lg, d["tokens"])
@@ -294,17 +358,22 @@ def rl_iteration(
         )
         kl_tok = rl.kl_estimate(logp, d["ref_logp"], hp.kl_estimator)
         ent_tok = rl.entropy_from_logits(lg)
-        mb_tokens = jnp.maximum(ax.psum(tm.sum()), 1.0)  # tokens of the global minibatch
         kl = rl.aggregate(kl_tok * w, tm, "token_mean", mb_tokens)
         ent = rl.aggregate(ent_tok * w, tm, "token_mean", mb_tokens)
         loss = pg + hp.kl_coef * kl - ent_coef * ent
         return loss, dict(pg_loss=pg, clip_frac=aux["clip_frac"], approx_kl=aux["approx_kl"])
 
+    def policy_grads(params, idx, w_b, mb_tokens):
+        d = jax.tree.map(lambda x: x[idx], data)
+        return jax.value_and_grad(policy_loss, has_aux=True)(params, d, w_b, mb_tokens)
+
     def policy_mb_step(carry, xs):
         params, opt, skipped = carry
         idx, w_b = xs
-        d = jax.tree.map(lambda x: x[idx], data)
-        (loss, aux), grads = jax.value_and_grad(policy_loss, has_aux=True)(params, d, w_b)
+        mb_tokens = _tokens(data["mask_b"], idx, ax)  # tokens of the global minibatch
+        (loss, aux), grads = _accumulate(
+            policy_grads, params, idx, w_b, mb_tokens, hp.grad_accum, data["mask_b"], ax
+        )
         # Shard contributions → global minibatch loss and gradient.
         loss, grads, aux["pg_loss"] = ax.psum((loss, grads, aux["pg_loss"]))
         params, opt, bad = guarded_update(policy_tx, grads, opt, params, loss)
@@ -337,8 +406,7 @@ def rl_iteration(
         )
         vnorm = ax.psum(mask.sum()) * mb / n
 
-        def value_mb_step(carry, idx):
-            vp, vo, skipped = carry
+        def value_grads(vp, idx, _w, _tokens):
             d = jax.tree.map(lambda x: x[idx], vdata)
 
             def loss_fn(p):
@@ -352,9 +420,15 @@ def rl_iteration(
                 loss, _ = rl.value_loss(
                     v, d["old_v"], d["ret"], d["mask_b"].astype(jnp.float32), hp.vf_clip, vnorm
                 )
-                return loss
+                return loss, {}
 
-            loss, grads = jax.value_and_grad(loss_fn)(vp)
+            return jax.value_and_grad(loss_fn, has_aux=True)(vp)
+
+        def value_mb_step(carry, idx):
+            vp, vo, skipped = carry
+            (loss, _), grads = _accumulate(
+                value_grads, vp, idx, None, None, hp.grad_accum, vdata["mask_b"], ax
+            )
             loss, grads = ax.psum((loss, grads))
             vp, vo, bad = guarded_update(value_tx, grads, vo, vp, loss)
             return (vp, vo, skipped + bad), loss
@@ -418,6 +492,43 @@ def rl_iteration(
         skipped=skipped,
     )
     return new_state, metrics
+
+
+def _tokens(mask_b, idx, ax: _Axis):
+    """Valid tokens of the rows `idx` of `mask_b`, summed over the data-parallel axis."""
+    return jnp.maximum(ax.psum(mask_b[idx].astype(jnp.float32).sum()), 1.0)
+
+
+# Aux values that add up over the rows of a minibatch (contributions to the loss); the
+# others are means over a call's tokens and are averaged with token weights.
+_ADDITIVE_AUX = ("pg_loss",)
+
+
+def _accumulate(grad_fn, params, idx, w_b, mb_tokens, steps, mask_b, ax: _Axis):
+    """`grad_fn(params, idx, w_b, mb_tokens) -> ((loss, aux), grads)` over `steps` microbatches.
+
+    The loss terms are sums over rows divided by minibatch-level normalisers, so the sum
+    of the microbatches' losses and gradients is the whole minibatch's loss and gradient
+    (up to float reassociation); only one microbatch's activations are live at a time.
+    Diagnostics that are token means are combined with token weights.
+    """
+    if steps == 1:
+        return grad_fn(params, idx, w_b, mb_tokens)
+    idx_a = idx.reshape(steps, -1)
+    w_a = None if w_b is None else w_b.reshape(steps, -1)
+    total = _tokens(mask_b, idx, ax)
+
+    def micro(acc, xs):
+        i, w = xs
+        (loss, aux), grads = grad_fn(params, i, w, mb_tokens)
+        share = _tokens(mask_b, i, ax) / total
+        aux = {k: v if k in _ADDITIVE_AUX else v * share for k, v in aux.items()}
+        return jax.tree.map(jnp.add, acc, ((loss, aux), grads)), None
+
+    first = jax.eval_shape(grad_fn, params, idx_a[0], None if w_a is None else w_a[0], mb_tokens)
+    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), first)
+    out, _ = jax.lax.scan(micro, zeros, (idx_a, w_a))
+    return out
 
 
 def _global_mean(x_n, ax: _Axis):

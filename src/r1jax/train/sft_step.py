@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 from r1jax.train.state import Graphs, TrainState, guarded_update
-from flax import nnx
 
 
 @flax.struct.dataclass
@@ -63,8 +63,17 @@ def pack_examples(examples, rows: int, length: int, pad_id: int) -> SFTBatch:
     return SFTBatch(arr["tokens"], arr["targets"], loss, arr["segments"], arr["positions"])
 
 
-def sft_loss(params, batch: SFTBatch, graphs: Graphs, axis_name: str | None = None):
-    """(loss, aux): token-mean cross-entropy; with `axis_name`, this shard's contribution."""
+def _global_tokens(batch: SFTBatch, axis_name):
+    n = batch.loss_mask.astype(jnp.float32).sum()
+    return jnp.maximum(n if axis_name is None else jax.lax.psum(n, axis_name), 1.0)
+
+
+def sft_loss(params, batch: SFTBatch, graphs: Graphs, axis_name: str | None = None, n_tok=None):
+    """(loss, aux): token-mean cross-entropy; with `axis_name`, this shard's contribution.
+
+    `n_tok`: the normalising token count (default: this batch's, global over the axis);
+    gradient accumulation passes the whole batch's count to each microbatch.
+    """
     model = nnx.merge(graphs.policy, params)
     seg = batch.segments
     l = seg.shape[1]
@@ -76,21 +85,41 @@ def sft_loss(params, batch: SFTBatch, graphs: Graphs, axis_name: str | None = No
     logits, _ = model(batch.tokens, batch.positions, mask)  # [R, S, V]
     m = batch.loss_mask.astype(jnp.float32)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)
-    n_tok = m.sum() if axis_name is None else jax.lax.psum(m.sum(), axis_name)
-    n_tok = jnp.maximum(n_tok, 1.0)  # global token count
+    if n_tok is None:
+        n_tok = _global_tokens(batch, axis_name)
     loss = (ce * m).sum() / n_tok
     acc = ((jnp.argmax(logits, -1) == batch.targets) * m).sum() / n_tok
     return loss, dict(token_accuracy=acc, tokens=m.sum())
 
 
-def sft_step(state: TrainState, batch: SFTBatch, *, graphs: Graphs, tx, axis_name=None):
+def sft_step(
+    state: TrainState, batch: SFTBatch, *, graphs: Graphs, tx, axis_name=None, grad_accum=1
+):
     """One AdamW step on the policy; returns (new_state, metrics).
 
     `axis_name`: inside `pmap`, `batch` is this device's rows and the state replicated.
+    `grad_accum`: the rows are processed in that many sequential microbatches whose
+    losses and gradients add up to the whole batch's (one update, less activation memory).
     """
-    (loss, aux), grads = jax.value_and_grad(sft_loss, has_aux=True)(
-        state.policy, batch, graphs, axis_name
-    )
+    grad = jax.value_and_grad(sft_loss, has_aux=True)
+    rows = batch.tokens.shape[0]
+    if rows % grad_accum:
+        raise ValueError(f"{rows} rows per device are not divisible by grad_accum={grad_accum}")
+    if grad_accum == 1:
+        (loss, aux), grads = grad(state.policy, batch, graphs, axis_name)
+    else:
+        n_tok = _global_tokens(batch, axis_name)
+        micro_bs = jax.tree.map(lambda x: x.reshape(grad_accum, -1, *x.shape[1:]), batch)
+
+        def micro_grad(mb):
+            return grad(state.policy, mb, graphs, axis_name, n_tok)
+
+        def micro(acc, mb):
+            return jax.tree.map(jnp.add, acc, micro_grad(mb)), None
+
+        first = jax.eval_shape(micro_grad, jax.tree.map(lambda x: x[0], micro_bs))
+        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), first)
+        ((loss, aux), grads), _ = jax.lax.scan(micro, zeros, micro_bs)
     if axis_name is not None:
         loss, grads, aux = jax.lax.psum((loss, grads, aux), axis_name)
     params, opt, bad = guarded_update(tx, grads, state.policy_opt, state.policy, loss)

@@ -57,12 +57,26 @@ def make_optimizer(
     )
 
 
+def init_params(model_cfg: ModelConfig, value_cfg: ModelConfig, seed: int):
+    """(policy_params, value_params) as pure dicts: a pure function of the seed, meant to
+    run under `jax.jit(..., out_shardings=...)` so each device creates only its shards
+    (a large model is never whole on one device). Bitwise equal to the eager init."""
+    _, ps = nnx.split(CausalLM(model_cfg, rngs=nnx.Rngs(seed)))
+    _, vs = nnx.split(ValueModel(value_cfg, rngs=nnx.Rngs(seed + 1)))
+    return nnx.to_pure_dict(ps), nnx.to_pure_dict(vs)
+
+
+def init_graphs(model_cfg: ModelConfig, value_cfg: ModelConfig) -> Graphs:
+    """The models' static structure, built abstractly (no parameter is allocated)."""
+    pg = nnx.graphdef(nnx.eval_shape(lambda: CausalLM(model_cfg, rngs=nnx.Rngs(0))))
+    vg = nnx.graphdef(nnx.eval_shape(lambda: ValueModel(value_cfg, rngs=nnx.Rngs(0))))
+    return Graphs(pg, vg, model_cfg)
+
+
 def init_models(model_cfg: ModelConfig, value_cfg: ModelConfig, seed: int):
-    """Builds the policy and critic; returns (Graphs, policy_params, value_params)."""
-    rngs = nnx.Rngs(seed)
-    pg, ps = nnx.split(CausalLM(model_cfg, rngs=rngs))
-    vg, vs = nnx.split(ValueModel(value_cfg, rngs=nnx.Rngs(seed + 1)))
-    return Graphs(pg, vg, model_cfg), nnx.to_pure_dict(ps), nnx.to_pure_dict(vs)
+    """Builds the policy and critic eagerly; returns (Graphs, policy_params, value_params)."""
+    policy, value = init_params(model_cfg, value_cfg, seed)
+    return init_graphs(model_cfg, value_cfg), policy, value
 
 
 def create_state(
