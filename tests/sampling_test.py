@@ -1,12 +1,22 @@
 """Sampler: log-probs agree with the learner; greedy is deterministic; EOS ends rows."""
 
+import functools
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from r1jax.models import CausalLM, ModelConfig
-from r1jax.sampling import generate, sequence_logits, token_logp
+from r1jax.sampling import (
+    categorical_two_level,
+    generate,
+    nucleus_logp,
+    prefill,
+    sequence_logits,
+    token_logp,
+)
 from r1jax.tokenizer import EOS_ID, PAD_ID, CharTokenizer
 
 TOK = CharTokenizer()
@@ -140,3 +150,100 @@ def test_rows_sample_the_same_however_the_batch_is_split():
         np.testing.assert_array_equal(got, np.asarray(getattr(whole, field)))
     got = np.concatenate([np.asarray(r.logp_bt) for r in parts])
     np.testing.assert_allclose(got, np.asarray(whole.logp_bt), atol=1e-5)
+
+
+def _gen_top_p(model, prompt, mask, key, temperature, top_p, t=16):
+    # top_p is a traced argument here: the lax.cond path, not the static skip at 1.0.
+    return jax.jit(
+        lambda m, p, k, tp: generate(
+            m,
+            p,
+            mask,
+            k,
+            max_new_tokens=t,
+            temperature=temperature,
+            eos_id=EOS_ID,
+            pad_id=PAD_ID,
+            top_p=tp,
+        )
+    )(model, prompt, key, jnp.float32(top_p))
+
+
+def test_top_p_one_changes_nothing():
+    model, prompt, mask = _setup()
+    for temperature in (0.0, 0.7, 1.0):
+        want = _gen(model, prompt, mask, jax.random.PRNGKey(2), temperature)
+        got = _gen_top_p(model, prompt, mask, jax.random.PRNGKey(2), temperature, 1.0)
+        for field in want._fields:
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+
+
+def test_tiny_top_p_is_greedy_and_logp_is_the_learners():
+    model, prompt, mask = _setup()
+    greedy = _gen(model, prompt, mask, jax.random.PRNGKey(0), 0.0)
+    for key in range(3):
+        r = _gen_top_p(model, prompt, mask, jax.random.PRNGKey(key), 0.7, 1e-6)
+        np.testing.assert_array_equal(r.tokens_bt, greedy.tokens_bt)
+        # logp stays that of the full tempered distribution, as the learner computes it.
+        logits = sequence_logits(model, prompt, mask, r.tokens_bt, r.mask_bt)
+        lp = token_logp(logits, r.tokens_bt, 0.7)
+        assert np.abs(np.where(r.mask_bt, lp - r.logp_bt, 0.0)).max() < 1e-4
+
+
+def test_top_p_samples_stay_in_the_nucleus():
+    model, prompt, mask = _setup()
+    top_p, seen = 0.3, set()
+    for key in range(4):
+        r = _gen_top_p(model, prompt, mask, jax.random.PRNGKey(key), 1.0, top_p, t=24)
+        logits = sequence_logits(model, prompt, mask, r.tokens_bt, r.mask_bt)
+        probs = np.asarray(jax.nn.softmax(logits, -1), np.float64)
+        tok = np.asarray(r.tokens_bt)
+        p_tok = np.take_along_axis(probs, tok[..., None], -1)
+        mass_above = np.where(probs > p_tok, probs, 0.0).sum(-1)  # [B, T]
+        m = np.asarray(r.mask_bt)
+        assert (mass_above[m] < top_p + 1e-4).all(), mass_above[m].max()
+        seen.update(tok[m].tolist())
+    assert len(seen) > 3  # the nucleus holds several tokens: this is not greedy
+
+
+def test_nucleus_matches_a_sort_based_reference():
+    for scale in (0.1, 3.0):
+        x = jax.nn.log_softmax(jax.random.normal(jax.random.PRNGKey(1), (8, 300)) * scale, -1)
+        for top_p, early_exit in itertools.product((1e-6, 0.5, 0.9, 0.99), (True, False)):
+            f = jax.jit(functools.partial(nucleus_logp, early_exit=early_exit))
+            got = np.isfinite(np.asarray(f(x, top_p)))
+            p = np.exp(np.asarray(x, np.float64))
+            order = np.argsort(-p, -1)
+            ps = np.take_along_axis(p, order, -1)
+            keep = np.cumsum(ps, -1) - ps < top_p
+            keep[:, 0] = True
+            want = np.zeros_like(got)
+            np.put_along_axis(want, order, keep, -1)
+            np.testing.assert_array_equal(got, want)
+
+
+def test_two_level_categorical_draws_from_the_softmax():
+    # Chunk, then token within the chunk: the product of the two softmaxes is the
+    # softmax, so frequencies match it; -inf entries (outside a nucleus) never come up.
+    for v in (1, 2, 7, 104):
+        logits = jax.random.normal(jax.random.PRNGKey(v), (v,)) * 2.0
+        if v > 1:
+            logits = logits.at[1].set(-jnp.inf)
+        logp = jax.nn.log_softmax(logits)
+        keys = jax.random.split(jax.random.PRNGKey(0), 50_000)
+        draws = np.asarray(jax.jit(jax.vmap(categorical_two_level, in_axes=(0, None)))(keys, logp))
+        assert draws.min() >= 0 and draws.max() < v
+        freq = np.bincount(draws, minlength=v) / len(draws)
+        p = np.asarray(jnp.exp(logp), np.float64)
+        sd = np.sqrt(p * (1 - p) / len(draws))
+        assert (np.abs(freq - p) <= 5 * sd + 1e-9).all(), (v, freq, p)
+
+
+def test_prefill_logits_are_the_full_forwards_last_position():
+    # prefill applies the LM head to the last position only; it must stay the model's head.
+    model, prompt, mask = _setup()
+    logits_bv, *_ = prefill(model, prompt, mask, 4)
+    full = sequence_logits(
+        model, prompt, mask, jnp.zeros((3, 1), jnp.int32), jnp.ones((3, 1), bool)
+    )
+    np.testing.assert_allclose(logits_bv, full[:, 0], atol=1e-5)

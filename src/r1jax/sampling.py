@@ -13,10 +13,14 @@ Randomness is per row: the token of row b at decode step t is drawn with the key
 `fold_in(fold_in(key, t), row_offset + b)`, so a row's sample does not depend on how the
 batch is split. A data-parallel shard holding global rows `[r, r + B)` passes
 `row_offset=r` and samples exactly what one device sampling the whole batch would.
+Each draw is exact Gumbel-max sampling done in two levels (a chunk of the vocabulary,
+then a token in it: `categorical_two_level`), which needs ~2·sqrt(V) random variates a
+row instead of V.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -27,14 +31,99 @@ from r1jax.models.transformer import causal_mask, init_cache, positions_from_mas
 
 class Rollout(NamedTuple):
     tokens_bt: jax.Array  # [B, T] int32 sampled completion (PAD after EOS)
-    logp_bt: jax.Array  # [B, T] float32 log π(token) under the sampling distribution
+    logp_bt: jax.Array  # [B, T] float32 log π(token) under softmax(logits / temperature)
     mask_bt: jax.Array  # [B, T] bool, True up to and including EOS
-    entropy_bt: jax.Array  # [B, T] float32 entropy of the sampling distribution
+    entropy_bt: jax.Array  # [B, T] float32 entropy of softmax(logits / temperature)
+    # (with top_p < 1 both are still of the full tempered distribution: see generate)
 
 
 def _scaled_logp(logits, temperature):
     t = jnp.where(temperature > 0, temperature, 1.0)
     return jax.nn.log_softmax(logits.astype(jnp.float32) / t, axis=-1)
+
+
+def nucleus_logp(logp_bv, top_p, *, early_exit: bool | None = None):
+    """`logp_bv` with every token outside the top-p nucleus set to -inf.
+
+    The nucleus of a row is the smallest set of most-probable tokens whose mass reaches
+    `top_p`: token i is kept iff the mass of the tokens more probable than it is
+    < top_p. The most probable token is always kept (a tiny `top_p` is greedy), and
+    tokens tied with the least probable kept one are kept too.
+
+    No sort (XLA's CPU sort of a [64, 8192] array takes ~175 ms, 200x a log-softmax;
+    on an H200 a sort-based nucleus made a 0.5B-model rollout 1.5x slower than this):
+    the threshold is found by bisection on the float32 bit pattern of the probability
+    (monotone for non-negative floats). With f(τ) = mass of tokens with p > τ, which
+    falls as τ rises, the kept set is {p >= τ*} for the smallest τ* with f(τ*) < top_p;
+    each step halves [lo, hi] with one masked sum over the vocabulary, and 31 steps
+    pin τ* exactly. `early_exit` (default: on CPU only) stops once every row's interval
+    is a single value (fewer steps when p_max / p_min is small); on a GPU a
+    data-dependent inner loop costs far more than the steps it saves, so there the 31
+    steps are unrolled.
+    """
+    p_bv = jnp.exp(logp_bv)
+    bits_bv = jax.lax.bitcast_convert_type(p_bv, jnp.int32)
+    lo_b = jnp.min(bits_bv, axis=-1)  # f(just below p_min) = 1 >= top_p: τ* >= p_min
+    hi_b = jnp.max(bits_bv, axis=-1)  # f(p_max) = 0 < top_p: τ* <= p_max
+
+    def halve(c):
+        lo_b, hi_b = c
+        mid_b = lo_b + (hi_b - lo_b) // 2
+        tau_b1 = jax.lax.bitcast_convert_type(mid_b, jnp.float32)[:, None]
+        ok_b = jnp.sum(jnp.where(p_bv > tau_b1, p_bv, 0.0), axis=-1) < top_p
+        return jnp.where(ok_b, lo_b, mid_b + 1), jnp.where(ok_b, mid_b, hi_b)
+
+    if early_exit is None:
+        early_exit = jax.default_backend() == "cpu"
+    if early_exit:
+        cond = lambda c: jnp.any(c[0] < c[1])
+        _, thresh_b = jax.lax.while_loop(cond, halve, (lo_b, hi_b))
+    else:  # hi - lo < 2**31: 31 halvings always suffice
+        _, thresh_b = jax.lax.fori_loop(0, 31, lambda _, c: halve(c), (lo_b, hi_b), unroll=True)
+    return jnp.where(bits_bv >= thresh_b[:, None], logp_bv, -jnp.inf)
+
+
+def prefill(model, prompt_bp, prompt_mask_bp, max_new_tokens: int):
+    """Runs the whole prompt in one forward pass and fills a cache of P + T positions.
+
+    Returns `(logits_bv, cache, kv_valid_bs, next_pos_b)`: the logits at the last prompt
+    position (they predict the first new token), the cache, which cache positions hold
+    real tokens (`[B, P + T]`, False beyond the prompt) and each row's next position id.
+    """
+    cfg = model.cfg
+    b, p = prompt_bp.shape
+    cache = init_cache(cfg, b, p + max_new_tokens)
+    kv_valid_bs = jnp.concatenate([prompt_mask_bp, jnp.zeros((b, max_new_tokens), bool)], 1)
+    positions_bp = positions_from_mask(prompt_mask_bp)
+    prefill_mask = causal_mask(prompt_mask_bp)  # [B, P, P]
+    prefill_mask = jnp.pad(prefill_mask, ((0, 0), (0, 0), (0, max_new_tokens)))
+    # The decoder over all P positions, the LM head on the last one only (the other
+    # P - 1 rows of logits would be discarded: 40% of a small model's prefill FLOPs).
+    h_bpd, cache = model.model(prompt_bp, positions_bp, prefill_mask, cache, 0)
+    return _lm_head(model, h_bpd[:, -1]), cache, kv_valid_bs, positions_bp[:, -1] + 1
+
+
+def _lm_head(model, h):
+    """`CausalLM`'s output projection on hidden states, float32 logits (as its __call__)."""
+    logits = model.model.embed.attend(h) if model.cfg.tie_embeddings else model.lm_head(h)
+    return logits.astype(jnp.float32)
+
+
+def categorical_two_level(key, logp_v):
+    """One draw from softmax(logp_v) (a 1-D row; -inf entries are never drawn).
+
+    Exact, like `jax.random.categorical`, but with ~2·sqrt(V) Gumbel variates instead of
+    V: the vocabulary is cut into chunks of C = ceil(sqrt(V)); a chunk is drawn by its
+    log-mass (logsumexp), then a token within it, and P(chunk) · P(token | chunk) =
+    P(token). Threefry bits for B x V variates were a third of a CPU decode step.
+    """
+    v = logp_v.shape[-1]
+    c = math.isqrt(v - 1) + 1 if v > 1 else 1
+    n = -(-v // c)
+    x_nc = jnp.pad(logp_v, (0, n * c - v), constant_values=-jnp.inf).reshape(n, c)
+    key_chunk, key_token = jax.random.split(key)
+    j = jax.random.categorical(key_chunk, jax.nn.logsumexp(x_nc, axis=-1))
+    return j * c + jax.random.categorical(key_token, x_nc[j])
 
 
 def generate(
@@ -48,64 +137,100 @@ def generate(
     eos_id: int,
     pad_id: int,
     row_offset=0,
+    top_p=1.0,
 ) -> Rollout:
     """Samples `max_new_tokens` tokens per prompt (greedy when temperature == 0).
 
     `row_offset` (int or traced scalar) is the global index of this batch's first row;
     it selects the rows' random streams (module docstring).
+
+    `top_p` (float or traced scalar; 1.0 = off) samples from the nucleus of
+    `softmax(logits / temperature)` (`nucleus_logp`). At 1.0 the result is bit-identical
+    to not passing it (a Python 1.0 skips the nucleus code; a traced one takes the
+    identity branch of a `lax.cond`). Under top-p, `logp_bt` and `entropy_bt` are still
+    those of the full temperature-scaled distribution, not of the renormalised nucleus:
+    that is exactly what the learner recomputes (`token_logp`), so the PPO ratio starts
+    at 1; the truncation is a small, ignored off-policy bias (the nucleus holds at least
+    `top_p` of the mass).
     """
-    cfg = model.cfg
     b, p = prompt_bp.shape
-    s = p + max_new_tokens
-    cache = init_cache(cfg, b, s)
-    kv_valid_bs = jnp.concatenate([prompt_mask_bp, jnp.zeros((b, max_new_tokens), bool)], 1)
-    positions_bp = positions_from_mask(prompt_mask_bp)
-    prefill_mask = causal_mask(prompt_mask_bp)  # [B, P, P]
-    prefill_mask = jnp.pad(prefill_mask, ((0, 0), (0, 0), (0, max_new_tokens)))
-    logits_bpv, cache = model(prompt_bp, positions_bp, prefill_mask, cache, 0)
-    last_logits_bv = logits_bpv[:, -1]
-    next_pos_b = positions_bp[:, -1] + 1
+    t_max = max_new_tokens
+    logits_bv, cache, kv_valid_bs, pos_b = prefill(model, prompt_bp, prompt_mask_bp, t_max)
     temperature = jnp.asarray(temperature, jnp.float32)
+    top_p_arg = top_p
+    nucleus_off = isinstance(top_p, (int, float)) and top_p >= 1.0
+    top_p = jnp.asarray(top_p, jnp.float32)
     row_ids_b = jnp.asarray(row_offset, jnp.int32) + jnp.arange(b, dtype=jnp.int32)
     fold_rows = jax.vmap(jax.random.fold_in, in_axes=(None, 0))
-    categorical_rows = jax.vmap(jax.random.categorical)
+    categorical_rows = jax.vmap(categorical_two_level)
 
-    def step(carry):
-        t, cache, logits_bv, kv_valid_bs, pos_b, done_b, outs = carry
+    def sample(t, logits_bv, done_b, outs):
+        """Draws the token of decode step t and writes it (and its logp, entropy) at t."""
         logp_bv = _scaled_logp(logits_bv, temperature)
-        sampled = categorical_rows(fold_rows(jax.random.fold_in(key, t), row_ids_b), logp_bv)
+        if nucleus_off:
+            sample_logp_bv = logp_bv
+        elif isinstance(top_p_arg, (int, float)):
+            sample_logp_bv = nucleus_logp(logp_bv, top_p)
+        else:
+            sample_logp_bv = jax.lax.cond(
+                top_p < 1.0, lambda x: nucleus_logp(x, top_p), lambda x: x, logp_bv
+            )
+        keys = fold_rows(jax.random.fold_in(key, t), row_ids_b)
+        sampled = categorical_rows(keys, sample_logp_bv)
         tok_b = jnp.where(temperature > 0, sampled, jnp.argmax(logits_bv, axis=-1))
         tok_b = jnp.where(done_b, pad_id, tok_b).astype(jnp.int32)
         lp_b = jnp.take_along_axis(logp_bv, tok_b[:, None], axis=-1)[:, 0]
         ent_b = -jnp.sum(jnp.exp(logp_bv) * logp_bv, axis=-1)
         valid_b = ~done_b
-        idx = p + t
-        kv_valid_bs = jax.lax.dynamic_update_slice_in_dim(kv_valid_bs, valid_b[:, None], idx, 1)
-        mask_b1s = kv_valid_bs[:, None, :] & (jnp.arange(s) <= idx)[None, None, :]
-        logits_b1v, cache = model(tok_b[:, None], pos_b[:, None], mask_b1s, cache, idx)
-        done_b = done_b | (tok_b == eos_id)
         new = (tok_b, jnp.where(valid_b, lp_b, 0.0), valid_b, jnp.where(valid_b, ent_b, 0.0))
         outs = tuple(
             jax.lax.dynamic_update_slice_in_dim(o, x[:, None].astype(o.dtype), t, 1)
             for o, x in zip(outs, new)
         )
+        return tok_b, valid_b, outs
+
+    def step(carry):
+        t, cache, logits_bv, kv_valid_bs, pos_b, done_b, outs = carry
+        tok_b, valid_b, outs = sample(t, logits_bv, done_b, outs)
+        idx = p + t
+        kv_valid_bs = jax.lax.dynamic_update_slice_in_dim(kv_valid_bs, valid_b[:, None], idx, 1)
+        # Cache positions after idx are still False in kv_valid_bs, so it is the causal
+        # mask as it stands: no [B, 1, S] comparison against the step index needed.
+        logits_b1v, cache = model(
+            tok_b[:, None], pos_b[:, None], kv_valid_bs[:, None, :], cache, idx
+        )
+        done_b = done_b | (tok_b == eos_id)
         return (t + 1, cache, logits_b1v[:, 0], kv_valid_bs, pos_b + 1, done_b, outs)
 
     def not_finished(carry):
         t, done_b = carry[0], carry[5]
-        return (t < max_new_tokens) & ~jnp.all(done_b)
+        return (t < t_max - 1) & ~jnp.all(done_b)
 
     # Decode until every row has written EOS (or T tokens): a while loop, so a batch of
     # short answers stops early. Positions never reached keep PAD / 0 / False, exactly
-    # what a full-length scan writes after EOS.
+    # what a full-length scan writes after EOS. The loop body samples token t and runs
+    # the model on it; the last token is sampled after the loop, so there is no forward
+    # pass whose logits nobody reads (prefill + T - 1 decode passes, as in HF generate).
+    # If the loop stopped because every row ended, that last sample writes PAD / 0 /
+    # False, which the outputs already hold.
+    # The cache is updated in place: one buffer per layer, written with
+    # dynamic_update_slice and carried through the loop. Checked in the compiled HLO
+    # (benchmarks/sampling_bench.py --hlo_check): on a GPU the while body holds no copy
+    # or transpose of a cache-sized buffer; on XLA:CPU the carried buffers are not
+    # copied either, but the attention dots read a transposed copy of each layer's K
+    # and V every step (the [B, S, K, Dh] cache layout is not the dots' batch-major
+    # one; see BENCHMARKS.md, "Sampling vs transformers").
     outs = (
-        jnp.full((b, max_new_tokens), pad_id, jnp.int32),
-        jnp.zeros((b, max_new_tokens), jnp.float32),
-        jnp.zeros((b, max_new_tokens), bool),
-        jnp.zeros((b, max_new_tokens), jnp.float32),
+        jnp.full((b, t_max), pad_id, jnp.int32),
+        jnp.zeros((b, t_max), jnp.float32),
+        jnp.zeros((b, t_max), bool),
+        jnp.zeros((b, t_max), jnp.float32),
     )
-    init = (jnp.int32(0), cache, last_logits_bv, kv_valid_bs, next_pos_b, jnp.zeros((b,), bool))
-    *_, outs = jax.lax.while_loop(not_finished, step, (*init, outs))
+    if t_max == 0:
+        return Rollout(*outs)
+    init = (jnp.int32(0), cache, logits_bv, kv_valid_bs, pos_b, jnp.zeros((b,), bool), outs)
+    t, _, logits_bv, _, _, done_b, outs = jax.lax.while_loop(not_finished, step, (*init,))
+    _, _, outs = sample(t, logits_bv, done_b, outs)
     return Rollout(*outs)
 
 
