@@ -15,6 +15,7 @@ from r1jax.tasks.base import (
     split_of,
 )
 from r1jax.tasks.arithmetic import ArithmeticTask, Step, render_solution
+from r1jax.tasks.gsm8k import R1_TEMPLATE, Gsm8kTask
 
 __all__ = [
     "SPLITS",
@@ -32,4 +33,6 @@ __all__ = [
     "ArithmeticTask",
     "Step",
     "render_solution",
+    "Gsm8kTask",
+    "R1_TEMPLATE",
 ]
