@@ -48,6 +48,8 @@ from typing import Any
 
 import numpy as np
 
+from r1jax.tokenizer import left_pad
+
 __all__ = ["CHATML", "HFTokenizer", "chatml"]
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -231,18 +233,8 @@ class HFTokenizer:
         self, texts: Sequence[str], length: int, add_special_tokens: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """Encodes prompts right-aligned in ``[B, length]``; returns (tokens, mask)."""
-        tokens = np.full((len(texts), length), self.pad_id, np.int32)
-        mask = np.zeros((len(texts), length), bool)
-        for b, (text, ids) in enumerate(zip(texts, self._encode_many(texts, add_special_tokens))):
-            if len(ids) > length:
-                raise ValueError(
-                    f"prompt of {len(ids)} tokens exceeds max_prompt_len={length}: "
-                    f"raise config.max_prompt_len or shorten the task's prompts ({text[:40]!r}...)"
-                )
-            if ids:
-                tokens[b, length - len(ids) :] = ids
-                mask[b, length - len(ids) :] = True
-        return tokens, mask
+        ids = self._encode_many(texts, add_special_tokens)
+        return left_pad(texts, ids, length, self.pad_id)
 
     def encode_right_padded(
         self, texts: Sequence[str], length: int, add_eos: bool = True

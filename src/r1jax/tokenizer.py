@@ -78,19 +78,7 @@ class CharTokenizer:
         self, texts: Sequence[str], length: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Encodes prompts right-aligned in `[B, length]`; returns (tokens, mask)."""
-        tokens = np.full((len(texts), length), PAD_ID, np.int32)
-        mask = np.zeros((len(texts), length), bool)
-        for b, text in enumerate(texts):
-            ids = self.encode(text)
-            if len(ids) > length:
-                raise ValueError(
-                    f"prompt of {len(ids)} tokens exceeds max_prompt_len={length}: "
-                    f"raise config.max_prompt_len or shorten the task's prompts ({text[:40]!r}...)"
-                )
-            if ids:
-                tokens[b, length - len(ids) :] = ids
-                mask[b, length - len(ids) :] = True
-        return tokens, mask
+        return left_pad(texts, [self.encode(t) for t in texts], length, PAD_ID)
 
     def encode_right_padded(
         self, texts: Sequence[str], length: int, add_eos: bool = True
@@ -108,3 +96,21 @@ class CharTokenizer:
             tokens[b, : len(ids)] = ids
             mask[b, : len(ids)] = True
         return tokens, mask
+
+
+def left_pad(texts, id_lists, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids right-aligned in `[B, length]` (prompts); returns (tokens, mask).
+
+    A prompt longer than `length` raises, naming `config.max_prompt_len`."""
+    tokens = np.full((len(texts), length), pad_id, np.int32)
+    mask = np.zeros((len(texts), length), bool)
+    for b, (text, ids) in enumerate(zip(texts, id_lists)):
+        if len(ids) > length:
+            raise ValueError(
+                f"prompt of {len(ids)} tokens exceeds max_prompt_len={length}: "
+                f"raise config.max_prompt_len or shorten the task's prompts ({text[:40]!r}...)"
+            )
+        if len(ids):
+            tokens[b, length - len(ids) :] = ids
+            mask[b, length - len(ids) :] = True
+    return tokens, mask
