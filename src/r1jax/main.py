@@ -2,7 +2,9 @@
 
   r1jax-train [--workdir=runs/arith_tiny] [--config=experiments/arith_tiny.py[:smoke]]
               [--config.rl.algo=grpo ...]
-  r1jax-eval --workdir=W [--step=N]
+  r1jax-eval --workdir=W [--step=N] [--output=PATH]
+  r1jax-eval --hf_checkpoint=DIR [--gsm8k_dir=DIR] [--num_problems=N] [--k=8] [--chat]
+             [--output=PATH]        # GSM8K test: pass@1 (greedy), maj@k (r1jax.gsm8k_eval)
 
 Bad flags or config values print a message naming the problem and exit with code 2.
 """
@@ -149,20 +151,138 @@ def _print_summary(s: dict, workdir: str):
     )
 
 
-def eval_entry(argv=None):
-    argv = list(sys.argv if argv is None else argv)
+_GSM8K_DEFAULT_DIR = "../shared/data/gsm8k"  # r1jax.tasks.gsm8k.DEFAULT_DIR (no import here)
+# Flags of --hf_checkpoint mode only: given with --workdir, they are an error.
+_HF_ONLY = (
+    "gsm8k_dir",
+    "num_problems",
+    "k",
+    "temperature",
+    "top_p",
+    "max_new_tokens",
+    "max_prompt_len",
+    "batch_size",
+    "seed",
+    "chat",
+    "dtype",
+    "records",
+)
+
+
+def _define_eval_flags():
     flags.DEFINE_string("workdir", None, "Workdir of a run made by r1jax-train.")
     flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
-    _parse(argv)
-    if not flags.FLAGS.workdir:
-        _fail("--workdir is required (the directory r1jax-train wrote)")
-    from r1jax.evaluate import evaluate_checkpoint
+    flags.DEFINE_string(
+        "hf_checkpoint",
+        None,
+        "A Hugging Face Qwen2/Llama checkpoint directory (config.json, *.safetensors, "
+        "tokenizer.json) to evaluate on the GSM8K test set: pass@1 (greedy) and maj@k.",
+    )
+    flags.DEFINE_string("gsm8k_dir", _GSM8K_DEFAULT_DIR, "GSM8K data directory holding test.jsonl.")
+    flags.DEFINE_integer("num_problems", None, "Evaluate the first N test problems (default all).")
+    flags.DEFINE_integer("k", 8, "Samples per problem for maj@k.")
+    flags.DEFINE_float("temperature", 0.6, "Sampling temperature of the maj@k samples.")
+    flags.DEFINE_float("top_p", 0.95, "Nucleus top-p of the maj@k samples (1 = off).")
+    flags.DEFINE_integer("max_new_tokens", 512, "Completion tokens per answer.")
+    flags.DEFINE_integer(
+        "max_prompt_len", None, "Prompt tokens (default: the longest prompt, rounded up to 64)."
+    )
+    flags.DEFINE_integer("batch_size", 32, "Rows per decoding batch.")
+    flags.DEFINE_integer("seed", 0, "PRNG seed of the maj@k samples.")
+    flags.DEFINE_bool(
+        "chat", False, "Prompt through the tokenizer's chat template (instruction-tuned models)."
+    )
+    flags.DEFINE_enum(
+        "dtype", "float32", ["float32", "bfloat16", "float16"], "Weights and compute dtype."
+    )
+    flags.DEFINE_bool("records", False, "Add per-problem completions and verdicts to the JSON.")
+    flags.DEFINE_string(
+        "output", None, "Also write the JSON here (atomically: a temporary file, then rename)."
+    )
+
+
+def _write_json_atomic(path: str, text: str):
+    import tempfile
+
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> what open() would have made
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _eval_hf(F) -> dict:
+    if F.step is not None:
+        _fail("--step applies to --workdir checkpoints, not to --hf_checkpoint")
+    if not os.path.isdir(F.hf_checkpoint):
+        _fail(f"--hf_checkpoint={F.hf_checkpoint}: directory not found")
+    if not os.path.isfile(os.path.join(F.gsm8k_dir, "test.jsonl")):
+        _fail(
+            f"--gsm8k_dir={F.gsm8k_dir}: no test.jsonl there; pass --gsm8k_dir=DIR, a "
+            "directory with the GSM8K test.jsonl"
+        )
+    _setup_logging()
+    from r1jax.gsm8k_eval import evaluate_hf
 
     try:
-        result = evaluate_checkpoint(flags.FLAGS.workdir, flags.FLAGS.step)
+        return evaluate_hf(
+            F.hf_checkpoint,
+            F.gsm8k_dir,
+            num_problems=F.num_problems,
+            k=F.k,
+            temperature=F.temperature,
+            top_p=F.top_p,
+            max_new_tokens=F.max_new_tokens,
+            max_prompt_len=F.max_prompt_len,
+            batch_size=F.batch_size,
+            seed=F.seed,
+            chat=F.chat,
+            dtype=F.dtype,
+            records=F.records,
+        )
     except (FileNotFoundError, ConfigError) as e:
         _fail(str(e))
-    print(json.dumps(result, sort_keys=True))
+
+
+def eval_entry(argv=None):
+    argv = list(sys.argv if argv is None else argv)
+    _define_eval_flags()
+    _parse(argv)
+    F = flags.FLAGS
+    if F.hf_checkpoint and F.workdir:
+        _fail("--hf_checkpoint and --workdir are mutually exclusive: pass one of them")
+    if F.hf_checkpoint:
+        result = _eval_hf(F)
+    else:
+        if not F.workdir:
+            _fail(
+                "--workdir is required (the directory r1jax-train wrote), or "
+                "--hf_checkpoint=DIR for a Hugging Face checkpoint on GSM8K"
+            )
+        given = [f"--{name}" for name in _HF_ONLY if F[name].present]
+        if given:
+            _fail(f"{', '.join(given)} apply only with --hf_checkpoint, not with --workdir")
+        from r1jax.evaluate import evaluate_checkpoint
+
+        try:
+            result = evaluate_checkpoint(F.workdir, F.step)
+        except (FileNotFoundError, ConfigError) as e:
+            _fail(str(e))
+    text = json.dumps(result, sort_keys=True)
+    if F.output:
+        _write_json_atomic(F.output, text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

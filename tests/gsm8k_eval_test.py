@@ -1,0 +1,173 @@
+"""GSM8K evaluation of a Hugging Face checkpoint (`r1jax.gsm8k_eval`, `r1jax-eval
+--hf_checkpoint`): a tiny random Qwen2 written by `transformers` with a tokenizer.json
+trained here; repeated runs give identical results; the CLI writes the JSON and rejects
+bad command lines with exit code 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("torch")
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from r1jax.errors import ConfigError
+from r1jax.gsm8k_eval import answer_key, evaluate_hf, majority_vote, score_completions
+from r1jax.tasks.gsm8k import R1_TEMPLATE
+
+ENV = dict(os.environ, JAX_PLATFORMS="cpu")
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+PROBLEMS = [
+    ("Janet has 16 eggs. She eats 3. How many are left?", "16-3=<<16-3=13>>13\n#### 13"),
+    ("What is 2+2?", "2+2=<<2+2=4>>4\n#### 4"),
+    ("What is 3*3?", "3*3=<<3*3=9>>9\n#### 9"),
+    ("Tom has 5 apples and buys 7 more. How many?", "5+7=<<5+7=12>>12\n#### 12"),
+    ("A book costs $1,200. What is half of it?", "1200/2=<<1200/2=600>>600\n#### 600"),
+    ("Sam walks 3 miles a day for 4 days. How far?", "3*4=<<3*4=12>>12\n#### 12"),
+]
+EVAL_KW = {"num_problems": 5, "k": 2, "max_new_tokens": 8, "batch_size": 4, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gsm8k_eval")
+    data = root / "gsm8k"
+    data.mkdir()
+    for name in ("test.jsonl", "train.jsonl"):
+        with open(data / name, "w") as f:
+            for q, a in PROBLEMS:
+                f.write(json.dumps({"question": q, "answer": a}) + "\n")
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    corpus = [R1_TEMPLATE.format(question=q) + " <think> x </think> <answer> 18 </answer>"]
+    tok.train_from_iterator(corpus * 3 + [q + a for q, a in PROBLEMS], trainer)
+    ckpt = root / "ckpt"
+    import torch
+
+    torch.manual_seed(0)
+    cfg = transformers.Qwen2Config(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=False,
+    )
+    transformers.Qwen2ForCausalLM(cfg).save_pretrained(ckpt)
+    tok.save(str(ckpt / "tokenizer.json"))
+    (ckpt / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>"}))
+    return ckpt, data
+
+
+def _run_eval(*args):
+    code = "import sys; from r1jax.main import eval_entry; eval_entry(['prog', *sys.argv[1:]])"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+
+
+def test_repeated_runs_are_identical(dirs):
+    ckpt, data = dirs
+    a = evaluate_hf(ckpt, data, **EVAL_KW, records=True)
+    b = evaluate_hf(ckpt, data, **EVAL_KW, records=True)
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    for key in ("pass@1", "maj@2", "sample_accuracy", "format_reward", "greedy_truncated"):
+        assert 0.0 <= a[key] <= 1.0, key
+    assert a["num_problems"] == 5 and a["k"] == 2
+    assert a["config"]["max_prompt_len"] % 64 == 0 and a["config"]["seed"] == 3
+    assert len(a["records"]) == 5
+    assert [r["question"] for r in a["records"]] == [q for q, _ in PROBLEMS[:5]]
+    assert [r["reference"] for r in a["records"]] == ["13", "4", "9", "12", "600"]
+    assert all(len(r["sample_answers"]) == 2 for r in a["records"])
+    # A problem's completions do not depend on the batch split or on num_problems.
+    c = evaluate_hf(ckpt, data, **{**EVAL_KW, "batch_size": 3, "num_problems": 2}, records=True)
+    assert c["records"] == a["records"][:2]
+
+
+def test_chat_template_prompts(dirs):
+    ckpt, data = dirs
+    c = evaluate_hf(ckpt, data, num_problems=2, k=1, max_new_tokens=4, chat=True, records=True)
+    assert c["config"]["chat"] and "maj@1" in c and c["num_problems"] == 2
+
+
+def test_bad_arguments(dirs, tmp_path):
+    ckpt, data = dirs
+    with pytest.raises(FileNotFoundError, match="nope"):
+        evaluate_hf(tmp_path / "nope", data)
+    with pytest.raises(FileNotFoundError, match="test.jsonl"):
+        evaluate_hf(ckpt, tmp_path)
+    with pytest.raises(ConfigError, match="k must be"):
+        evaluate_hf(ckpt, data, k=0)
+    with pytest.raises(ConfigError, match="max_prompt_len"):
+        evaluate_hf(ckpt, data, max_prompt_len=4)
+
+
+def test_majority_vote_and_scoring():
+    assert answer_key("$1,200.00") == answer_key("1200") == answer_key("x = 1200") == "1200"
+    assert answer_key("  a   b ") == "a b" and answer_key(None) is None
+    assert majority_vote(["3", "18", "$18", None, "3"]) == 0  # tie 2-2: first class wins
+    assert majority_vote([None, "7", "18", "18.0"]) == 2
+    assert majority_vote([None, None]) is None
+    good = "<think>16 - 3 = 13</think>\n<answer>13</answer>"
+    bad = "<think>x</think><answer>12</answer>"
+    out = score_completions(
+        [good, "the answer is 4"],
+        [[bad, good, good], [bad, "4 apples", bad]],
+        ["13", "4"],
+        greedy_truncated=[False, True],
+        records=True,
+    )
+    assert out["pass@1"] == 1.0 and out["maj@3"] == 0.5 and out["format_reward"] == 0.5
+    assert out["sample_accuracy"] == pytest.approx(3 / 6) and out["greedy_truncated"] == 0.5
+    assert out["records"][0]["majority_answer"] == "13"
+    assert (
+        out["records"][1]["majority_answer"] == "12" and not out["records"][1]["majority_correct"]
+    )
+
+
+def test_cli_writes_json_and_rejects_bad_command_lines(dirs, tmp_path):
+    ckpt, data = dirs
+    out = tmp_path / "res" / "gsm8k.json"
+    r = _run_eval(
+        f"--hf_checkpoint={ckpt}",
+        f"--gsm8k_dir={data}",
+        "--num_problems=5",
+        "--k=2",
+        "--max_new_tokens=8",
+        "--batch_size=4",
+        "--seed=3",
+        f"--output={out}",
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    written = json.loads(out.read_text())
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == written
+    assert written == json.loads(json.dumps(evaluate_hf(ckpt, data, **EVAL_KW)))
+    assert [p.name for p in out.parent.iterdir()] == ["gsm8k.json"]  # no temp file left
+
+    r = _run_eval(f"--hf_checkpoint={ckpt}", f"--workdir={tmp_path}")
+    assert r.returncode == 2 and "--hf_checkpoint" in r.stderr and "--workdir" in r.stderr
+    missing = tmp_path / "no_such_ckpt"
+    r = _run_eval(f"--hf_checkpoint={missing}", f"--gsm8k_dir={data}")
+    assert r.returncode == 2 and str(missing) in r.stderr and "Traceback" not in r.stderr
+    r = _run_eval(f"--hf_checkpoint={ckpt}", f"--gsm8k_dir={tmp_path / 'nodata'}")
+    assert r.returncode == 2 and "gsm8k_dir" in r.stderr
+    r = _run_eval(f"--workdir={tmp_path}", "--k=4")
+    assert r.returncode == 2 and "--k" in r.stderr and "--hf_checkpoint" in r.stderr
