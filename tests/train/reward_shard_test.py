@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
+
 SCRIPT = textwrap.dedent("""
     import json
     import numpy as np
@@ -67,5 +69,5 @@ def test_per_shard_rewards_equal_the_global_call(tmp_path):
     # 4 batch shards (data x fsdp) of 4 rows each, one call per tensor group, per shard.
     assert res["one_calls"] == [[0, 16], [0, 16]]
     assert res["shard_calls"] == sorted([[r0, 4] for r0 in (0, 4, 8, 12)] * 2)
-    diff = max(abs(a - b) / max(abs(a), 1e-3) for a, b in zip(res["one"], res["shard"]))
-    assert diff < 1e-4, (res["one"], res["shard"])
+    # Equal up to float reassociation (losses near zero get an absolute tolerance).
+    np.testing.assert_allclose(res["shard"], res["one"], rtol=1e-4, atol=1e-6)
