@@ -159,10 +159,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if arg == "smoke":
         c.model.update(d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=16, mlp_dim=64)
         c.value_model.n_layers = 1
-        c.sft.update(steps=6, rows=4, max_examples=12, warmup=2)
+        c.sft.update(steps=6, rows=8, max_examples=24, warmup=2)  # rows, prompts: 8 devices
         c.rl.update(
             iterations=4,
-            prompts_per_iter=4,
+            prompts_per_iter=8,
             group_size=2,
             epochs=1,
             num_minibatches=2,
