@@ -140,11 +140,12 @@ def _print_summary(s: dict, workdir: str):
         r = s[name]
         print(f"{name:<12}{r['accuracy']:>10.3f}{r['mean_steps']:>12.2f}{r['num_problems']:>10d}")
     gain = 100 * (s["rl"]["accuracy"] - s["sft"]["accuracy"])
-    fewer = 100 * (1 - s["rl"]["mean_steps"] / max(s["sft"]["mean_steps"], 1e-9))
-    print(
-        f"RL vs SFT: {gain:+.1f} accuracy points, {fewer:+.0f}% fewer steps, "
-        f"{s['wall_seconds']:.0f} s wall"
-    )
+    sft_steps = s["sft"]["mean_steps"]
+    if sft_steps > 0:
+        steps = f"{100 * (1 - s['rl']['mean_steps'] / sft_steps):+.0f}% fewer steps"
+    else:  # no parseable steps after SFT (e.g. the seconds-long smoke run)
+        steps = "steps not comparable (SFT wrote none)"
+    print(f"RL vs SFT: {gain:+.1f} accuracy points, {steps}, {s['wall_seconds']:.0f} s wall")
     print(
         f"wrote {os.path.join(workdir, 'summary.json')}, metrics.jsonl, tensorboard/, "
         f"reward_accuracy.png"
