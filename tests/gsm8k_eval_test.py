@@ -12,46 +12,21 @@ import pytest
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("torch")
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from r1jax._testing import GSM8K_PROBLEMS, gsm8k_tokenizer, write_gsm8k, write_tokenizer
 from r1jax.errors import ConfigError
 from r1jax.gsm8k_eval import answer_key, evaluate_hf, majority_vote, score_completions
-from r1jax.tasks.gsm8k import R1_TEMPLATE
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-PROBLEMS = [
-    ("Janet has 16 eggs. She eats 3. How many are left?", "16-3=<<16-3=13>>13\n#### 13"),
-    ("What is 2+2?", "2+2=<<2+2=4>>4\n#### 4"),
-    ("What is 3*3?", "3*3=<<3*3=9>>9\n#### 9"),
-    ("Tom has 5 apples and buys 7 more. How many?", "5+7=<<5+7=12>>12\n#### 12"),
-    ("A book costs $1,200. What is half of it?", "1200/2=<<1200/2=600>>600\n#### 600"),
-    ("Sam walks 3 miles a day for 4 days. How far?", "3*4=<<3*4=12>>12\n#### 12"),
-]
+PROBLEMS = GSM8K_PROBLEMS
 EVAL_KW = {"num_problems": 5, "k": 2, "max_new_tokens": 8, "batch_size": 4, "seed": 3}
 
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("gsm8k_eval")
-    data = root / "gsm8k"
-    data.mkdir()
-    for name in ("test.jsonl", "train.jsonl"):
-        with open(data / name, "w") as f:
-            for q, a in PROBLEMS:
-                f.write(json.dumps({"question": q, "answer": a}) + "\n")
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    corpus = [R1_TEMPLATE.format(question=q) + " <think> x </think> <answer> 18 </answer>"]
-    tok.train_from_iterator(corpus * 3 + [q + a for q, a in PROBLEMS], trainer)
+    data = write_gsm8k(root / "gsm8k", files=("test.jsonl", "train.jsonl"))
+    tok = gsm8k_tokenizer()
     ckpt = root / "ckpt"
     import torch
 
@@ -67,8 +42,7 @@ def dirs(tmp_path_factory):
         tie_word_embeddings=False,
     )
     transformers.Qwen2ForCausalLM(cfg).save_pretrained(ckpt)
-    tok.save(str(ckpt / "tokenizer.json"))
-    (ckpt / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>"}))
+    write_tokenizer(tok, ckpt)
     return ckpt, data
 
 

@@ -133,6 +133,13 @@ def validate(c: ml_collections.ConfigDict) -> None:
         "must lie in (0, 1]; 1 uses every token",
     )
     _require(
+        c.rl.entropy_coef > 0 or not c.rl.adaptive_entropy,
+        "rl.entropy_coef",
+        c.rl.entropy_coef,
+        "must be > 0 with rl.adaptive_entropy=True (the controller works on log β_H); "
+        "0 switches the entropy bonus off only with adaptive_entropy=False",
+    )
+    _require(
         c.rl.eps_min <= c.rl.eps_max,
         "rl.eps_min",
         c.rl.eps_min,
@@ -201,6 +208,27 @@ def validate(c: ml_collections.ConfigDict) -> None:
             acc,
             f"must be a positive integer dividing the {rows} {what} (1 = no accumulation)",
         )
+    pretrained = c.get("pretrained", "")
+    _require(
+        isinstance(pretrained, str),
+        "pretrained",
+        pretrained,
+        "must be a Hugging Face checkpoint directory (config.json, *.safetensors, "
+        "tokenizer.json) or '' for the config's own char-level model",
+    )
+    _require(
+        bool(pretrained) or not c.get("pretrained_required", False),
+        "pretrained",
+        pretrained,
+        "this config trains a pretrained model: pass --config.pretrained=DIR, a Hugging Face "
+        "Qwen2/Llama directory (config.json, *.safetensors, tokenizer.json)",
+    )
+    _require(
+        not c.get("chat", False) or bool(pretrained),
+        "chat",
+        c.get("chat", False),
+        "chat templates come with a Hugging Face tokenizer: set config.pretrained=DIR, or chat=False",
+    )
     if c.rl.algo == "grpo":
         _require(
             c.rl.group_size >= 2,
@@ -217,6 +245,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
             sample_levels(task, np.random.default_rng(0), 1, tuple(c.rl.level_weights))
         except (ValueError, TypeError) as e:
             raise ConfigError(f"config.rl.level_weights={tuple(c.rl.level_weights)!r}: {e}") from e
+    lora_config(c)
     try:
         reward_config(c)
         reward_placement(c)
@@ -274,11 +303,34 @@ def reward_noise(c) -> RewardNoise:
     )
 
 
-def rl_hyper(c) -> RLHyper:
-    """RLHyper from `c.rl` (same field names) plus the shared sequence/token settings.
+def lora_config(c):
+    """`models.lora.LoraConfig` of `c.lora`, or None when LoRA is off (rank 0 / absent)."""
+    from r1jax.models.lora import LoraConfig
+
+    lo = c.get("lora")
+    if lo is None or not lo.get("rank", 0):
+        return None
+    targets = lo.get("targets", "all")
+    if isinstance(targets, str):  # "all" or "q_proj,v_proj" (one flag value)
+        targets = tuple(t.strip() for t in targets.split(",") if t.strip())
+    targets = tuple(targets)
+    try:
+        return LoraConfig(rank=lo.rank, alpha=float(lo.get("alpha", 2 * lo.rank)), targets=targets)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config.lora: {e}") from e
+
+
+def rl_hyper(c, eos_id: int = EOS_ID, pad_id: int = PAD_ID) -> RLHyper:
+    """RLHyper from `c.rl` (same field names) plus the shared sequence/token settings
+    (`eos_id`/`pad_id`: the tokenizer's; the defaults are the char tokenizer's).
 
     Fields with a default in RLHyper (added after the first release) may be absent."""
-    shared = dict(max_new_tokens=c.max_new_tokens, eos_id=EOS_ID, pad_id=PAD_ID)
+    shared = dict(
+        max_new_tokens=c.max_new_tokens,
+        eos_id=eos_id,
+        pad_id=pad_id,
+        entropy_bonus=c.rl.entropy_coef > 0,
+    )
     fields = [f for f in dataclasses.fields(RLHyper) if f.name not in shared]
     values = {
         f.name: c.rl[f.name] if f.default is dataclasses.MISSING else c.rl.get(f.name, f.default)

@@ -7,6 +7,8 @@ checkpoint give identical numbers.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Sequence
 
 import jax
@@ -45,17 +47,28 @@ def evaluate(
     tokenizer,
     greedy_fn,
     pool,
-    max_prompt_len: int,
     batch_size: int,
+    max_prompt_len: int | None = None,
+    format_prompt=None,
+    encode_prompts=None,
     return_completions: bool = False,
 ) -> dict:
-    """Accuracy (final answer exact) and mean reasoning steps over `problems`."""
+    """Accuracy (final answer exact) and mean reasoning steps over `problems`.
+
+    Prompts are `format_prompt(problem)` (default `task.format_prompt`), encoded by
+    `encode_prompts(texts) -> (tokens, mask)` (default: left-padded to `max_prompt_len`).
+    """
+    format_prompt = format_prompt or task.format_prompt
+    if encode_prompts is None:
+        if max_prompt_len is None:
+            raise ValueError("evaluate: pass max_prompt_len or encode_prompts")
+        encode_prompts = lambda texts: tokenizer.encode_left_padded(texts, max_prompt_len)
     completions: list[str] = []
     for start in range(0, len(problems), batch_size):
         chunk = list(problems[start : start + batch_size])
-        prompts = [task.format_prompt(p) for p in chunk]
+        prompts = [format_prompt(p) for p in chunk]
         prompts += [prompts[0]] * (batch_size - len(chunk))  # static shape
-        tok, mask = tokenizer.encode_left_padded(prompts, max_prompt_len)
+        tok, mask = encode_prompts(prompts)
         out = np.asarray(greedy_fn(params, tok, mask))
         completions += tokenizer.decode_batch(out[: len(chunk)])
     items = [(c, task.reference_answer(p)) for c, p in zip(completions, problems)]
@@ -75,10 +88,12 @@ def evaluate(
     return result
 
 
-def evaluate_checkpoint(workdir: str, step: int | None = None) -> dict:
-    """Evaluates the checkpoint at `step` (default: newest) of a run on its held-out set."""
+@contextlib.contextmanager
+def restored_run(workdir: str, step: int | None = None, edit_config=None):
+    """Context manager: the `Experiment` of a run's `config.json` and its checkpoint at
+    `step` (default: newest), as `(exp, state, phase, step)`; closes both on exit.
+    `edit_config(c)` may change the config first (e.g. the data path)."""
     import json
-    import os
 
     import ml_collections
 
@@ -92,20 +107,30 @@ def evaluate_checkpoint(workdir: str, step: int | None = None) -> dict:
         )
     with open(cfg_path) as f:
         c = ml_collections.ConfigDict(json.load(f))
-    exp = Experiment(c, workdir)
+    if edit_config is not None:
+        edit_config(c)
+    # LoRA checkpoints hold only adapters: the base weights are read from c.pretrained.
+    lora = bool(c.get("lora") and c.lora.get("rank", 0))
+    exp = Experiment(c, workdir, load_weights=lora)
     ckpt = Checkpointer(workdir, keep=c.keep_checkpoints)
     try:
         phase, step = ckpt.find(step)
-        state, _ = ckpt.restore(phase, step, exp.init_state)
-        result = exp.evaluate(state.policy)
+        state, _ = exp.restore(ckpt, phase, step)
+        yield exp, state, phase, step
     finally:
         ckpt.close()
         exp.close()
+
+
+def evaluate_checkpoint(workdir: str, step: int | None = None) -> dict:
+    """Evaluates the checkpoint at `step` (default: newest) of a run on its held-out set."""
+    with restored_run(workdir, step) as (exp, state, phase, at):
+        result = exp.evaluate(exp.eval_params(state))
     return {
         "accuracy": result["accuracy"],
         "mean_steps": result["mean_steps"],
         "num_problems": result["num_problems"],
-        "step": step,
+        "step": at,
         "phase": phase,
         **{k: v for k, v in result.items() if k.startswith("accuracy_level")},
     }

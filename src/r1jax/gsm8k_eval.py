@@ -45,7 +45,15 @@ from r1jax.rewards.answers import extract_answer, parse_value, verify_answers
 from r1jax.rewards.format import format_reward
 from r1jax.rewards.latex import Equation, Num
 
-__all__ = ["PROMPT_ROUND", "answer_key", "evaluate_hf", "majority_vote", "score_completions"]
+__all__ = [
+    "PROMPT_ROUND",
+    "answer_key",
+    "evaluate_hf",
+    "evaluate_params",
+    "evaluate_workdir",
+    "majority_vote",
+    "score_completions",
+]
 
 _log = logging.getLogger("r1jax")
 PROMPT_ROUND = 64  # the automatic max_prompt_len is a multiple of this
@@ -182,16 +190,17 @@ def _decoder(graphdef, *, max_new_tokens, temperature, top_p, eos_id, pad_id):
     return jax.jit(fn)
 
 
-def _decode_rows(decoder, params, tokenizer, prompts, rows, batch_size, max_prompt_len, key):
+def _decode_rows(decoder, params, encode, prompts, rows, batch_size, max_prompt_len, key):
     """Completions (tokens ``[R, T]``) of ``prompts[rows[r]]`` for each global row r, in
-    batches of one shape; row r is decoded with ``row_offset=r``."""
+    batches of one shape; row r is decoded with ``row_offset=r``. ``encode(texts,
+    length)`` left-pads prompts."""
     b = min(batch_size, len(rows))
     out = []
     for start in range(0, len(rows), b):
         chunk = [prompts[i] for i in rows[start : start + b]]
         n = len(chunk)
         chunk += [chunk[0]] * (b - n)  # one static shape
-        tok, mask = tokenizer.encode_left_padded(chunk, max_prompt_len)
+        tok, mask = encode(chunk, max_prompt_len)
         got = decoder(params, tok, mask, key, jnp.int32(start))
         out.append(np.asarray(got)[:n])
         _log.info("gsm8k eval: decoded %d/%d rows", start + n, len(rows))
@@ -201,6 +210,94 @@ def _decode_rows(decoder, params, tokenizer, prompts, rows, batch_size, max_prom
 def _check_positive(name, value, minimum=1):
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _settings(k, temperature, top_p, max_new_tokens, max_prompt_len, batch_size, seed) -> dict:
+    """The decoding settings recorded under the result's "config"."""
+    return {
+        "k": k,
+        "temperature": float(temperature),
+        "top_p": float(top_p),
+        "max_new_tokens": max_new_tokens,
+        "max_prompt_len": max_prompt_len,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+
+
+def _prompt_length(tokenizer, prompts, max_prompt_len, encode_kw) -> int:
+    """`max_prompt_len`, checked against the longest prompt; None: the longest prompt
+    rounded up to `PROMPT_ROUND` tokens."""
+    longest = max(len(tokenizer.encode(p, **encode_kw)) for p in prompts)
+    if max_prompt_len is None:
+        return PROMPT_ROUND * math.ceil(longest / PROMPT_ROUND)
+    if longest > max_prompt_len:
+        raise ConfigError(
+            f"max_prompt_len={max_prompt_len} is too short: the longest prompt has {longest} tokens"
+        )
+    return max_prompt_len
+
+
+def evaluate_params(
+    graphdef,
+    params,
+    tokenizer,
+    problems,
+    prompts: Sequence[str],
+    *,
+    references: Sequence[str],
+    k: int,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    max_prompt_len: int,
+    batch_size: int,
+    seed: int,
+    encode_kw: dict | None = None,
+    records: bool = False,
+) -> dict:
+    """pass@1 / maj@k of the policy `nnx.merge(graphdef, params)` on `prompts` (one per
+    problem, answers `references`): greedy once per problem, `k` samples per problem
+    (module doc: row keys, static shapes). Returns `score_completions`' dict."""
+    _check_positive("k", k)
+    _check_positive("max_new_tokens", max_new_tokens)
+    _check_positive("batch_size", batch_size)
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ConfigError(f"temperature must be > 0 (the maj@k samples), got {temperature!r}")
+    if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise ConfigError(f"top_p must be in (0, 1], got {top_p!r}")
+    encode_kw = encode_kw or {}
+
+    def encode(texts, length):
+        return tokenizer.encode_left_padded(texts, length, **encode_kw)
+
+    kw = {"max_new_tokens": max_new_tokens, "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id}
+    key = jax.random.PRNGKey(seed)
+    n = len(prompts)
+    _log.info(
+        "gsm8k eval: %d problems, prompt length %d, greedy + %d samples each", n, max_prompt_len, k
+    )
+    greedy_fn = _decoder(graphdef, temperature=0.0, top_p=1.0, **kw)
+    greedy_tok = _decode_rows(
+        greedy_fn, params, encode, prompts, list(range(n)), batch_size, max_prompt_len, key
+    )
+    sample_fn = _decoder(graphdef, temperature=float(temperature), top_p=float(top_p), **kw)
+    rows = [i for i in range(n) for _ in range(k)]
+    sample_tok = _decode_rows(
+        sample_fn, params, encode, prompts, rows, batch_size, max_prompt_len, key
+    )
+
+    greedy = tokenizer.decode_batch(greedy_tok)
+    flat = tokenizer.decode_batch(sample_tok)
+    samples = [flat[i * k : (i + 1) * k] for i in range(n)]
+    truncated = [not (row == tokenizer.eos_id).any() for row in greedy_tok]
+    result = score_completions(
+        greedy, samples, list(references), greedy_truncated=truncated, records=records
+    )
+    if records:
+        for rec, p in zip(result["records"], problems):
+            rec["question"] = p.question
+    return result
 
 
 def evaluate_hf(
@@ -270,13 +367,10 @@ def evaluate_hf(
         ]
     else:
         prompts = [R1_TEMPLATE.format(question=p.question) for p in problems]
-    longest = max(len(tokenizer.encode(p)) for p in prompts)
-    if max_prompt_len is None:
-        max_prompt_len = PROMPT_ROUND * math.ceil(longest / PROMPT_ROUND)
-    elif longest > max_prompt_len:
-        raise ConfigError(
-            f"max_prompt_len={max_prompt_len} is too short: the longest prompt has {longest} tokens"
-        )
+    # Plain-text prompts get the tokenizer's own special tokens (Llama's BOS), as
+    # transformers' tokenizer(prompt) adds them; a chat template spells them itself.
+    encode_kw = {} if chat else {"add_special_tokens": True}
+    max_prompt_len = _prompt_length(tokenizer, prompts, max_prompt_len, encode_kw)
 
     try:
         model = load_pretrained(ckpt, dtype=dtype, param_dtype=dtype)
@@ -289,47 +383,100 @@ def evaluate_hf(
         )
     graphdef, params = nnx.split(model)
     del model
-    kw = {"max_new_tokens": max_new_tokens, "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id}
-    key = jax.random.PRNGKey(seed)
-    n = len(problems)
-    _log.info(
-        "gsm8k eval: %d problems, prompt length %d, greedy + %d samples each", n, max_prompt_len, k
-    )
-    greedy_fn = _decoder(graphdef, temperature=0.0, top_p=1.0, **kw)
-    greedy_tok = _decode_rows(
-        greedy_fn, params, tokenizer, prompts, list(range(n)), batch_size, max_prompt_len, key
-    )
-    sample_fn = _decoder(graphdef, temperature=float(temperature), top_p=float(top_p), **kw)
-    rows = [i for i in range(n) for _ in range(k)]
-    sample_tok = _decode_rows(
-        sample_fn, params, tokenizer, prompts, rows, batch_size, max_prompt_len, key
-    )
-
-    greedy = tokenizer.decode_batch(greedy_tok)
-    flat = tokenizer.decode_batch(sample_tok)
-    samples = [flat[i * k : (i + 1) * k] for i in range(n)]
-    truncated = [not (row == tokenizer.eos_id).any() for row in greedy_tok]
-    result = score_completions(
-        greedy,
-        samples,
-        [task.reference_answer(p) for p in problems],
-        greedy_truncated=truncated,
+    result = evaluate_params(
+        graphdef,
+        params,
+        tokenizer,
+        problems,
+        prompts,
+        references=[task.reference_answer(p) for p in problems],
+        k=k,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        max_prompt_len=max_prompt_len,
+        batch_size=batch_size,
+        seed=seed,
+        encode_kw=encode_kw,
         records=records,
     )
-    if records:
-        for rec, p in zip(result["records"], problems):
-            rec["question"] = p.question
     result["config"] = {
         "checkpoint": ckpt,
         "data_dir": data,
-        "k": k,
-        "temperature": float(temperature),
-        "top_p": float(top_p),
-        "max_new_tokens": max_new_tokens,
-        "max_prompt_len": max_prompt_len,
-        "batch_size": batch_size,
-        "seed": seed,
+        **_settings(k, temperature, top_p, max_new_tokens, max_prompt_len, batch_size, seed),
         "chat": bool(chat),
         "dtype": dtype,
+    }
+    return result
+
+
+def evaluate_workdir(
+    workdir: str | os.PathLike,
+    step: int | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    num_problems: int | None = None,
+    k: int = 8,
+    temperature: float = 0.6,
+    top_p: float = 0.95,
+    max_new_tokens: int | None = None,
+    max_prompt_len: int | None = None,
+    batch_size: int = 32,
+    seed: int = 0,
+    records: bool = False,
+) -> dict:
+    """pass@1 and maj@k on the GSM8K test set of a checkpoint of an `r1jax-train` run on
+    the "gsm8k" task (`step`: default the newest). The prompts, tokenizer and model are
+    the run's (`<workdir>/config.json`, `<workdir>/hf/`); `data_dir` defaults to the
+    run's `task_kwargs.path`, `max_new_tokens` to its `max_new_tokens`. The result adds
+    `step` and `phase`; the same arguments give the same JSON."""
+    from r1jax.evaluate import restored_run
+
+    workdir = os.fspath(workdir)
+    if num_problems is not None:
+        _check_positive("num_problems", num_problems)
+    if max_prompt_len is not None:
+        _check_positive("max_prompt_len", max_prompt_len)
+    if data_dir is not None and not os.path.isfile(os.path.join(data_dir, "test.jsonl")):
+        raise FileNotFoundError(f"GSM8K test file {data_dir}/test.jsonl not found")
+
+    def edit(c):
+        if c.task != "gsm8k":
+            raise ConfigError(f"{workdir} trained task {c.task!r}, not gsm8k")
+        if data_dir is not None:
+            c.task_kwargs.path = os.fspath(data_dir)
+
+    with restored_run(workdir, step, edit) as (exp, state, phase, at):
+        c, task = exp.c, exp.task
+        problems = task.problems("test")
+        if num_problems is not None:
+            problems = problems[:num_problems]
+        prompts = [exp.prompt_text(p) for p in problems]
+        max_prompt_len = _prompt_length(exp.tokenizer, prompts, max_prompt_len, exp.prompt_kw)
+        max_new_tokens = int(c.max_new_tokens if max_new_tokens is None else max_new_tokens)
+        result = evaluate_params(
+            exp.graphs.policy,
+            exp.eval_params(state),
+            exp.tokenizer,
+            problems,
+            prompts,
+            references=[task.reference_answer(p) for p in problems],
+            k=k,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            max_prompt_len=max_prompt_len,
+            batch_size=batch_size,
+            seed=seed,
+            encode_kw=exp.prompt_kw,
+            records=records,
+        )
+    result.update(step=at, phase=phase)
+    result["config"] = {
+        "workdir": workdir,
+        "data_dir": c.task_kwargs.path,
+        **_settings(k, temperature, top_p, max_new_tokens, max_prompt_len, batch_size, seed),
+        "chat": bool(c.get("chat", False)),
+        "dtype": c.model.dtype,
     }
     return result

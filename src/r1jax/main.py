@@ -171,7 +171,13 @@ _HF_ONLY = (
 
 
 def _define_eval_flags():
-    flags.DEFINE_string("workdir", None, "Workdir of a run made by r1jax-train.")
+    flags.DEFINE_string(
+        "workdir",
+        None,
+        "Workdir of a run made by r1jax-train. A GSM8K run (task gsm8k) is scored like "
+        "--hf_checkpoint (pass@1, maj@k; the flags below apply, --gsm8k_dir defaults to "
+        "the run's data); other runs on their held-out set (accuracy, mean_steps).",
+    )
     flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
     flags.DEFINE_string(
         "hf_checkpoint",
@@ -256,6 +262,43 @@ def _eval_hf(F) -> dict:
         _fail(str(e))
 
 
+def _workdir_task(workdir: str) -> str | None:
+    """The task name in `<workdir>/config.json` (None when unreadable: the evaluator then
+    reports the problem)."""
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            return json.load(f).get("task")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _eval_workdir_gsm8k(F) -> dict:
+    """pass@1 / maj@k of a GSM8K run's checkpoint (prompt format and dtype: the run's)."""
+    given = [f"--{name}" for name in ("chat", "dtype") if F[name].present]
+    if given:
+        _fail(f"{', '.join(given)}: a run's checkpoint is evaluated with its own settings")
+    _setup_logging()
+    from r1jax.gsm8k_eval import evaluate_workdir
+
+    try:
+        return evaluate_workdir(
+            F.workdir,
+            F.step,
+            data_dir=F.gsm8k_dir if F["gsm8k_dir"].present else None,
+            num_problems=F.num_problems,
+            k=F.k,
+            temperature=F.temperature,
+            top_p=F.top_p,
+            max_new_tokens=F.max_new_tokens if F["max_new_tokens"].present else None,
+            max_prompt_len=F.max_prompt_len,
+            batch_size=F.batch_size,
+            seed=F.seed,
+            records=F.records,
+        )
+    except (FileNotFoundError, ConfigError) as e:
+        _fail(str(e))
+
+
 def eval_entry(argv=None):
     argv = list(sys.argv if argv is None else argv)
     _define_eval_flags()
@@ -271,15 +314,21 @@ def eval_entry(argv=None):
                 "--workdir is required (the directory r1jax-train wrote), or "
                 "--hf_checkpoint=DIR for a Hugging Face checkpoint on GSM8K"
             )
-        given = [f"--{name}" for name in _HF_ONLY if F[name].present]
-        if given:
-            _fail(f"{', '.join(given)} apply only with --hf_checkpoint, not with --workdir")
-        from r1jax.evaluate import evaluate_checkpoint
+        if _workdir_task(F.workdir) == "gsm8k":
+            result = _eval_workdir_gsm8k(F)
+        else:
+            given = [f"--{name}" for name in _HF_ONLY if F[name].present]
+            if given:
+                _fail(
+                    f"{', '.join(given)} apply only with --hf_checkpoint or a GSM8K run's "
+                    "--workdir, not with this --workdir"
+                )
+            from r1jax.evaluate import evaluate_checkpoint
 
-        try:
-            result = evaluate_checkpoint(F.workdir, F.step)
-        except (FileNotFoundError, ConfigError) as e:
-            _fail(str(e))
+            try:
+                result = evaluate_checkpoint(F.workdir, F.step)
+            except (FileNotFoundError, ConfigError) as e:
+                _fail(str(e))
     text = json.dumps(result, sort_keys=True)
     if F.output:
         _write_json_atomic(F.output, text + "\n")

@@ -309,13 +309,26 @@ def state_shardings(abstract_state, mesh: Mesh, rules=None, *, policy_cfg=None, 
     their params, everything else (step, rng, controllers, counters) is replicated.
     """
     s = abstract_state
-    pol = param_shardings(s.policy, mesh, rules, cfg=policy_cfg)
+    base = getattr(s, "base", {})
+    if jax.tree.leaves(base):
+        # LoRA: the frozen base follows the rules; each adapter pair takes its kernel's
+        # input (a) and output (b) axes; the reference is adapters too.
+        from r1jax.models.lora import lora_shardings
+
+        base_sh = param_shardings(base, mesh, rules, cfg=policy_cfg)
+        pol = lora_shardings(s.policy, base_sh)
+        ref = lora_shardings(s.ref, base_sh)
+    else:
+        base_sh = base
+        pol = param_shardings(s.policy, mesh, rules, cfg=policy_cfg)
+        ref = param_shardings(s.ref, mesh, rules, cfg=policy_cfg)
     val = param_shardings(s.value, mesh, rules, cfg=value_cfg)
     out = jax.tree.map(lambda _: replicated(mesh), s)
     return out.replace(
         policy=pol,
-        ref=param_shardings(s.ref, mesh, rules, cfg=policy_cfg),
+        ref=ref,
         policy_opt=opt_state_shardings(s.policy_opt, s.policy, pol, mesh),
         value=val,
         value_opt=opt_state_shardings(s.value_opt, s.value, val, mesh),
+        base=base_sh,
     )

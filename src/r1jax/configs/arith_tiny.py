@@ -31,6 +31,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             max_number=60,  # largest intermediate result
         )
     )
+    c.pretrained = ""  # Hugging Face checkpoint dir (Qwen2/Llama): its config.json sizes the
+    # model (model.dtype / model.remat still apply), its tokenizer.json replaces the char
+    # tokenizer and its weights start the policy; "" = the char-level model below
+    c.chat = False  # prompts through the tokenizer's chat template (needs `pretrained`)
     c.max_prompt_len = 160  # P, prompt tokens (left-padded)
     c.max_new_tokens = 96  # T, completion tokens (reference + EOS must fit)
 
@@ -46,6 +50,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             dtype="float32",  # compute dtype: "bfloat16" = bf16 matmuls, fp32 master
             # weights and fp32 softmax / logits / log-probs / losses (accelerators)
             remat="none",  # rematerialise blocks in training: none | full | dots | dots_saveable
+        )
+    )
+    c.lora = ml_collections.ConfigDict(
+        dict(
+            rank=0,  # > 0: train LoRA adapters of this rank over a frozen base (checkpoints
+            # then hold only the adapters); 0 = full-parameter training
+            alpha=16.0,  # adapter scale = alpha / rank
+            targets="all",  # "all" (the 7 projections of a block) or comma-separated
+            # names from q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj
         )
     )
     c.value_model = ml_collections.ConfigDict(
@@ -77,6 +90,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             epochs=1,  # K, policy epochs per iteration
             num_minibatches=4,  # M, minibatches per epoch (N % M == 0)
             grad_accum=1,  # microbatches per minibatch (gradients summed, one update)
+            logp_chunk=0,  # rows per reference log-prob pass (0 = all; large vocabularies)
             policy_lr=4e-4,  # policy learning rate (slow time scale)
             value_lr=1e-3,  # critic learning rate (fast time scale)
             value_epochs=1,  # critic epochs per iteration

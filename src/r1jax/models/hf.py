@@ -294,13 +294,19 @@ def load_pretrained_params(path, *, dtype=None, param_dtype=None, mesh=None, rul
     return cfg, params
 
 
-def _load(path, dtype, param_dtype, mesh, rules):
+def load_config(path, *, dtype=None) -> ModelConfig:
+    """The ModelConfig of a Hugging Face checkpoint directory (its `config.json`)."""
     path = os.fspath(path)
     cfg_file = os.path.join(path, "config.json")
     if not os.path.isfile(cfg_file):
         raise FileNotFoundError(f"{path} is not a Hugging Face checkpoint: no config.json")
     with open(cfg_file) as f:
-        cfg = config_from_hf(json.load(f), dtype=None if dtype is None else jnp.dtype(dtype).name)
+        return config_from_hf(json.load(f), dtype=None if dtype is None else jnp.dtype(dtype).name)
+
+
+def _load(path, dtype, param_dtype, mesh, rules):
+    path = os.fspath(path)
+    cfg = load_config(path, dtype=dtype)
     graphdef, state = nnx.split(nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0))))
     abstract = nnx.to_pure_dict(state)
     leaves = _leaves(abstract)
@@ -492,6 +498,7 @@ __all__ = [
     "FAMILIES",
     "config_from_hf",
     "config_to_hf",
+    "load_config",
     "load_pretrained",
     "load_pretrained_params",
     "save_pretrained",

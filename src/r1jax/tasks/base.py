@@ -95,6 +95,10 @@ class Task(Protocol):
         """The reference final answer (what ``#### <answer>`` should contain)."""
         ...
 
+    # Optional: ``chat_messages(problem) -> [{"role", "content"}, ...]``, the prompt as
+    # chat messages for instruction-tuned models (``config.chat``); without it the
+    # trainer sends ``format_prompt(problem)`` as one user message.
+
 
 # ---------------------------------------------------------------------------
 # Splits.

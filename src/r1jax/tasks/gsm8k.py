@@ -224,6 +224,12 @@ class Gsm8kTask:
     def format_prompt(self, problem: Problem) -> str:
         return R1_TEMPLATE.format(question=problem.question)
 
+    def chat_messages(self, problem: Problem) -> list[dict[str, str]]:
+        """The prompt as chat messages (the R1 instruction as system, the question as
+        user), for instruction-tuned models: the trainer renders them with the
+        tokenizer's chat template when `config.chat` is set."""
+        return r1_messages(problem.question)
+
     def reference_answer(self, problem: Problem) -> str:
         return problem.answer
 

@@ -8,10 +8,12 @@ restored step, so a resumed run reproduces the uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import os
+import shutil
 import time
 
 import jax
@@ -26,27 +28,62 @@ from r1jax.rewards.bridge import HostReward
 from r1jax.rewards.composite import SCORE_FIELDS, score_vector
 from r1jax.rewards.host import RewardPool
 from r1jax.tasks import get_task, heldout_set, sample_mixture
-from r1jax.tokenizer import EOS_ID, PAD_ID, CharTokenizer
+from r1jax.tokenizer import CharTokenizer
 from r1jax.train.metrics import MetricsWriter, plot_metrics
 from r1jax.train.rl_step import PromptBatch, rl_iteration
 from r1jax.train.sft_step import SFTBatch, pack_examples, sft_step
-from r1jax.train.state import create_state, init_graphs, init_params, make_optimizer, start_rl
+from r1jax.models.lora import init_lora
+from r1jax.train.state import (
+    TrainState,
+    create_state,
+    init_graphs,
+    init_params,
+    make_optimizer,
+    policy_params,
+    start_rl,
+)
 
 log = logging.getLogger("r1jax")
 ANSWER_LEN = 16  # A, reference-answer tokens carried in a PromptBatch
+LORA_STREAM = 7  # fold_in of the seed's key for the LoRA adapters' init
+HF_DIR = "hf"  # <workdir>/hf/: copy of the pretrained checkpoint's config and tokenizer
+HF_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
 
 
 class Experiment:
     """Everything built from a config: task, tokenizer, models, optimizers, jitted steps."""
 
-    def __init__(self, c, workdir: str, mesh=None):
+    def __init__(self, c, workdir: str, mesh=None, load_weights: bool = True):
+        """`load_weights=False` (evaluation): with `c.pretrained`, build the model and
+        tokenizer from the run's copy `<workdir>/hf/` (else from `c.pretrained`) but do
+        not read the weights; a checkpoint is restored over the initial state anyway."""
         config_lib.validate(c)
         self.c, self.workdir = c, workdir
-        self.tokenizer = CharTokenizer()
         self.task = get_task(c.task, **dict(c.task_kwargs))
-        v = self.tokenizer.vocab_size
-        pcfg, vcfg = config_lib.model_config(c, v), config_lib.model_config(c, v, value=True)
-        self.graphs = init_graphs(pcfg, vcfg)
+        self.pretrained = c.get("pretrained", "") or ""
+        self.chat = bool(c.get("chat", False))
+        if self.pretrained:
+            pcfg = self._load_hf(load_weights)
+            vcfg = dataclasses.replace(pcfg, n_layers=c.value_model.n_layers)
+        else:
+            self.tokenizer = CharTokenizer()
+            v = self.tokenizer.vocab_size
+            pcfg, vcfg = config_lib.model_config(c, v), config_lib.model_config(c, v, value=True)
+        self.eos_id, self.pad_id = self.tokenizer.eos_id, self.tokenizer.pad_id
+        # Prompts written as text get the tokenizer's own special tokens (Llama's BOS);
+        # a rendered chat template already spells them.
+        self.prompt_kw = {"add_special_tokens": True} if self.pretrained and not self.chat else {}
+        if c.rl.algo == "grpo":
+            vcfg = None  # GRPO has no critic: no value params, no value optimizer state
+        self.lora = config_lib.lora_config(c)
+        self.graphs = dataclasses.replace(init_graphs(pcfg, vcfg), lora=self.lora)
         init = functools.partial(init_params, pcfg, vcfg, c.seed)
         pmap_path = c.get("parallelism", "jit") == "pmap"
         if pmap_path and mesh is None:
@@ -92,18 +129,38 @@ class Experiment:
             seed=c.seed,
             eps_low=r.eps_low,
             eps_high=r.eps_high,
-            entropy_coef=r.entropy_coef,
+            entropy_coef=r.entropy_coef if r.entropy_coef > 0 else 1.0,  # 1.0: unused
         )
+
+        def build(policy, value):
+            """The initial state; with LoRA, adapters over the frozen `policy`."""
+            if self.lora is None:
+                return make(policy, value)
+            key = jax.random.fold_in(jax.random.PRNGKey(c.seed), LORA_STREAM)
+            return make(init_lora(policy, self.lora, key), value, base=policy)
+
         self.state_sh = parallel.state_shardings(
-            jax.eval_shape(lambda: make(*init())),
+            jax.eval_shape(lambda: build(*init())),
             self.mesh,
             parallel.learner_rules(),
             policy_cfg=pcfg,
             value_cfg=vcfg,
         )
         # Parameters are initialised inside the jitted program: each device creates only
-        # its shards (bitwise the eager values).
-        self.init_state = jax.jit(lambda: make(*init()), out_shardings=self.state_sh)()
+        # its shards (bitwise the eager values). A pretrained policy is read straight onto
+        # its shards, then donated into the state (policy, and the reference copy).
+        if self.pretrained and load_weights:
+            from r1jax.models.hf import load_pretrained_params
+
+            _, weights = load_pretrained_params(
+                self.pretrained, mesh=self.mesh, rules=parallel.learner_rules()
+            )
+            self.init_state = jax.jit(
+                lambda p: build(p, init()[1]), out_shardings=self.state_sh, donate_argnums=0
+            )(weights)
+            del weights
+        else:
+            self.init_state = jax.jit(lambda: build(*init()), out_shardings=self.state_sh)()
         self.start_rl = jax.jit(
             functools.partial(start_rl, policy_tx=self.policy_tx, value_tx=self.value_tx),
             out_shardings=self.state_sh,
@@ -166,24 +223,111 @@ class Experiment:
             self.sft_fn, self.rl_fn = self.pmap.sft_fn, self.pmap.rl_fn
             self.start_rl = self.pmap.start_rl
             self.put_state, self.host_state = self.pmap.replicate, self.pmap.unreplicate
-        self.greedy_fn = make_greedy_fn(self.graphs.policy, c.max_new_tokens, EOS_ID, PAD_ID)
+        self.greedy_fn = make_greedy_fn(
+            self.graphs.policy, c.max_new_tokens, self.eos_id, self.pad_id
+        )
         self._heldout = None
         self._check_lengths()
 
+    def _load_hf(self, load_weights: bool):
+        """Tokenizer and model config of `c.pretrained` (or of the run's copy in
+        `<workdir>/hf/` when the weights are not needed); returns the policy's config."""
+        from r1jax.hf_tokenizer import HFTokenizer
+        from r1jax.models.hf import load_config
+
+        c = self.c
+        copy = os.path.join(self.workdir, HF_DIR)
+        src = (
+            copy
+            if not load_weights and os.path.isfile(os.path.join(copy, "config.json"))
+            else (self.pretrained)
+        )
+        if not os.path.isdir(src):
+            raise config_lib.ConfigError(
+                f"config.pretrained={self.pretrained!r}: directory not found; set it to a "
+                "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)"
+            )
+        try:
+            self.tokenizer = HFTokenizer.from_pretrained(src)
+            pcfg = load_config(src, dtype=c.model.dtype)
+        except (FileNotFoundError, ValueError) as e:
+            raise config_lib.ConfigError(f"config.pretrained={self.pretrained!r}: {e}") from e
+        pcfg = dataclasses.replace(pcfg, remat=c.model.remat)
+        if self.tokenizer.vocab_size > pcfg.vocab_size:
+            raise config_lib.ConfigError(
+                f"config.pretrained={self.pretrained!r}: the tokenizer has "
+                f"{self.tokenizer.vocab_size} tokens, the model's vocabulary only {pcfg.vocab_size}"
+            )
+        self.hf_source = src
+        return pcfg
+
+    def prompt_text(self, problem) -> str:
+        """The prompt of `problem` as text: the task's, or with `c.chat` the tokenizer's
+        chat template over the task's `chat_messages(problem)` (or one user message
+        holding the task's prompt) with the assistant's generation prompt."""
+        if not self.chat:
+            return self.task.format_prompt(problem)
+        make = getattr(self.task, "chat_messages", None)
+        messages = (
+            make(problem)
+            if make is not None
+            else [{"role": "user", "content": self.task.format_prompt(problem)}]
+        )
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+
+    def encode_prompts(self, texts) -> tuple[np.ndarray, np.ndarray]:
+        """Prompts left-padded to `max_prompt_len`: (tokens, mask)."""
+        return self.tokenizer.encode_left_padded(texts, self.c.max_prompt_len, **self.prompt_kw)
+
     def _check_lengths(self):
-        """Fails fast, before any compute, if the task's texts do not fit the static shapes."""
+        """Fails fast, before any compute, if the task's texts do not fit the static shapes:
+        512 training problems and the whole held-out set."""
         c = self.c
         probs = sample_mixture(self.task, np.random.default_rng([c.seed, 0]), 512, "train")
         try:
-            self.tokenizer.encode_left_padded(
-                [self.task.format_prompt(p) for p in probs], c.max_prompt_len
-            )
-            self.tokenizer.encode_right_padded([p.solution for p in probs], c.max_new_tokens)
+            self.encode_prompts([self.prompt_text(p) for p in probs])
+            self.encode_prompts([self.prompt_text(p) for p in self.heldout()])
+            if c.sft.steps > 0:
+                self.tokenizer.encode_right_padded([p.solution for p in probs], c.max_new_tokens)
             self.tokenizer.encode_right_padded(
                 [self.task.reference_answer(p) for p in probs], ANSWER_LEN, add_eos=False
             )
         except ValueError as e:
             raise config_lib.ConfigError(str(e)) from e
+
+    # -- checkpoints: with LoRA only the adapters (the base is the pretrained model) --------
+    @staticmethod
+    def checkpoint_view(state) -> dict:
+        """What a checkpoint holds: the state's fields as a dict, less `base` (the frozen
+        LoRA base is the pretrained model; without LoRA it is empty)."""
+        return {
+            f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name != "base"
+        }
+
+    def restore(self, ckpt: Checkpointer, phase: str, step: int):
+        """(state, meta) of a checkpoint, with the LoRA base put back from `init_state`."""
+        fields, meta = ckpt.restore(phase, step, self.checkpoint_view(self.init_state))
+        return TrainState(**fields, base=self.init_state.base), meta
+
+    def eval_params(self, state):
+        """The policy's full parameters (adapters applied with LoRA) for evaluation."""
+        return policy_params(self.graphs, state.policy, state.base)
+
+    def save_hf_files(self):
+        """Copies the checkpoint's config and tokenizer files (not the weights) into
+        `<workdir>/hf/`, so the run evaluates without the original directory."""
+        if not self.pretrained:
+            return
+        dst = os.path.join(self.workdir, HF_DIR)
+        if os.path.abspath(self.hf_source) == os.path.abspath(dst):
+            return
+        os.makedirs(dst, exist_ok=True)
+        for name in HF_FILES:
+            f = os.path.join(self.hf_source, name)
+            if os.path.isfile(f):
+                tmp = os.path.join(dst, name + ".tmp")
+                shutil.copyfile(f, tmp)
+                os.replace(tmp, os.path.join(dst, name))
 
     def rl_step(self, **kw):
         """`rl_iteration` bound to this experiment (graphs, hyper-parameters, optimizers,
@@ -191,7 +335,7 @@ class Experiment:
         return functools.partial(
             rl_iteration,
             graphs=self.graphs,
-            hp=config_lib.rl_hyper(self.c),
+            hp=config_lib.rl_hyper(self.c, self.eos_id, self.pad_id),
             policy_tx=self.policy_tx,
             value_tx=self.value_tx,
             reward_fn=self.host_reward,
@@ -220,12 +364,12 @@ class Experiment:
         rng = np.random.default_rng([c.seed, 1, step])
         examples = [
             (
-                self.tokenizer.encode(self.task.format_prompt(p)),
-                self.tokenizer.encode(p.solution) + [EOS_ID],
+                self.tokenizer.encode(self.prompt_text(p), **self.prompt_kw),
+                self.tokenizer.encode(p.solution) + [self.eos_id],
             )
             for p in sample_mixture(self.task, rng, c.sft.max_examples, "train")
         ]
-        return pack_examples(examples, c.sft.rows, length, PAD_ID)
+        return pack_examples(examples, c.sft.rows, length, self.pad_id)
 
     def rl_batch(self, iteration: int) -> PromptBatch:
         c = self.c
@@ -237,9 +381,7 @@ class Experiment:
             "train",
             weights,
         )
-        prompt, pmask = self.tokenizer.encode_left_padded(
-            [self.task.format_prompt(p) for p in probs], c.max_prompt_len
-        )
+        prompt, pmask = self.encode_prompts([self.prompt_text(p) for p in probs])
         answer, _ = self.tokenizer.encode_right_padded(
             [self.task.reference_answer(p) for p in probs], ANSWER_LEN, add_eos=False
         )
@@ -259,8 +401,9 @@ class Experiment:
             tokenizer=self.tokenizer,
             greedy_fn=self.greedy_fn,
             pool=self.pool,
-            max_prompt_len=c.max_prompt_len,
             batch_size=c.eval.batch_size,
+            format_prompt=self.prompt_text,
+            encode_prompts=self.encode_prompts,
             **kw,
         )
 
@@ -353,10 +496,11 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
     if is_main_process():
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(c.to_json_best_effort(indent=2))
+        exp.save_hf_files()
     state, meta, resume_step = exp.init_state, {}, None
     try:
         phase, step = ckpt.find(None)
-        state, meta = ckpt.restore(phase, step, exp.init_state)
+        state, meta = exp.restore(ckpt, phase, step)
         if "host_reward" in meta:
             exp.host_reward.load_state_dict(meta["host_reward"])
         resume_step = step
@@ -390,14 +534,14 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
                     return {}
             step = c.sft.steps
         if "sft_eval" not in meta:
-            sft_eval = exp.evaluate(host(state).policy)
+            sft_eval = exp.evaluate(exp.eval_params(host(state)))
             writer.write(step, "eval", sft_eval)
             log.info("SFT held-out: %s", json.dumps(sft_eval))
             # The SFT checkpoint is the RL starting point: policy, fresh RL optimizers and the
             # frozen reference (= this policy), so resuming from it starts RL exactly.
             state = exp.start_rl(state)
             meta = {"phase": "sft", "sft_eval": sft_eval, "wall_seconds": wall()}
-            ckpt.save("sft", step, host(state), meta)
+            ckpt.save("sft", step, exp.checkpoint_view(host(state)), meta)
             if stopped(step):
                 return {}
         # Phase 2: RL.
@@ -428,7 +572,7 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
                     dt,
                 )
             if c.eval.every and (step - first_rl) % c.eval.every == 0 and step < end:
-                writer.write(step, "eval", exp.evaluate(host(state).policy))
+                writer.write(step, "eval", exp.evaluate(exp.eval_params(host(state))))
             if (step - first_rl) % c.checkpoint_every == 0 or step == end:
                 # The host reward's novelty trees must be those after this step's
                 # io_callback: wait for the step before reading them.
@@ -436,7 +580,7 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
                 ckpt.save(
                     "rl",
                     step,
-                    host(state),
+                    exp.checkpoint_view(host(state)),
                     dict(
                         meta,
                         phase="rl",
@@ -446,7 +590,7 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
                 )
             if stopped(step):
                 return {}
-        final = exp.evaluate(host(state).policy)
+        final = exp.evaluate(exp.eval_params(host(state)))
         writer.write(step, "eval", final)
         summary = {
             "sft": meta["sft_eval"],

@@ -47,7 +47,7 @@ from jax.experimental import io_callback
 from r1jax import rl
 from r1jax.models.transformer import causal_mask, positions_from_mask
 from r1jax.sampling import generate, sequence_logits, token_logp
-from r1jax.train.state import Graphs, TrainState, guarded_update
+from r1jax.train.state import Graphs, TrainState, guarded_update, policy_params
 
 
 @flax.struct.dataclass
@@ -90,6 +90,25 @@ class RLHyper:
     eos_id: int
     pad_id: int
     grad_accum: int = 1  # microbatches per minibatch: gradients summed, one optimizer update
+    entropy_bonus: bool = True  # False: rl.entropy_coef = 0, no entropy term at all
+    logp_chunk: int = 0  # rows per pass of the reference log-probs (0 = all rows at once):
+    # bounds the [rows, T, V] logits of a large vocabulary
+
+
+def _chunked_rows(fn, xs, chunk: int):
+    """`fn(xs)` on row-batched arrays, computed `chunk` rows at a time (`lax.map`).
+
+    Chunk k holds rows k, k + n/chunk, k + 2n/chunk, ...: the rows are cut along the
+    second factor of n = chunk × (n / chunk), so a batch sharded over devices stays
+    sharded within each chunk. 0 or chunk >= n: one pass."""
+    n = jax.tree.leaves(xs)[0].shape[0]
+    if not chunk or chunk >= n:
+        return fn(xs)
+    if n % chunk:
+        raise ValueError(f"rl.logp_chunk={chunk} must divide the {n} rows of a rollout")
+    split = lambda x: x.reshape(chunk, n // chunk, *x.shape[1:]).swapaxes(0, 1)
+    out = jax.lax.map(fn, jax.tree.map(split, xs))
+    return jax.tree.map(lambda y: y.swapaxes(0, 1).reshape(n, *y.shape[2:]), out)
 
 
 def _forward(graphdef, params, batch, tokens, mask, temperature):
@@ -256,7 +275,7 @@ def rl_iteration(
     n = n_local * ax.size  # global number of completions
 
     # 1. Rollout with the KV cache.
-    sampler_params = state.policy
+    sampler_params = policy_params(graphs, state.policy, state.base)
     if sampler_shardings is not None:
         sampler_params = jax.lax.with_sharding_constraint(sampler_params, sampler_shardings)
     policy = nnx.merge(graphs.policy, sampler_params)
@@ -287,9 +306,21 @@ def rl_iteration(
     # The sampler's log-probs serve as π_old: same code and dtype as the learner (they agree
     # to ~1e-6, tested), which saves a full forward pass per iteration.
     old_logp, entropy = roll.logp_bt, roll.entropy_bt
-    ref_logp = token_logp(
-        _forward(graphs.policy, state.ref, rep, tokens, mask_b, hp.temperature), tokens
-    )
+    ref_params = policy_params(graphs, state.ref, state.base)
+
+    def ref_rows(x):
+        prompt, prompt_mask, toks, m = x
+        lg = _forward(
+            graphs.policy,
+            ref_params,
+            PromptBatch(prompt, prompt_mask, None),
+            toks,
+            m,
+            hp.temperature,
+        )
+        return token_logp(lg, toks)
+
+    ref_logp = _chunked_rows(ref_rows, (rep.prompt, rep.prompt_mask, tokens, mask_b), hp.logp_chunk)
     n_tokens = jnp.maximum(ax.psum(mask.sum()), 1.0)
     lengths = mask.sum(1)
     if hp.algo == "ppo":
@@ -316,7 +347,7 @@ def rl_iteration(
             f"minibatch size {mb} (= {n} completions / {m} minibatches) must be divisible "
             f"by the {ax.size} data-parallel devices × grad_accum={hp.grad_accum}"
         )
-    ent_coef = rl.entropy_coef(state.ent)
+    ent_coef = rl.entropy_coef(state.ent) if hp.entropy_bonus else jnp.zeros((), jnp.float32)
     clip = state.clip
     if hp.loss_agg == "token_mean":
         normalizer = ax.psum(pg_mask.sum()) * mb / n  # expected tokens per minibatch, global
@@ -340,7 +371,8 @@ def rl_iteration(
 
     def policy_loss(params, d, w_b, mb_tokens):
         ex = PromptBatch(d["prompt"], d["prompt_mask"], None)
-        lg = _forward(graphs.policy, params, ex, d["tokens"], d["mask_b"], hp.temperature)
+        full = policy_params(graphs, params, state.base)
+        lg = _forward(graphs.policy, full, ex, d["tokens"], d["mask_b"], hp.temperature)
         logp = token_logp(lg, d["tokens"])
         tm = d["mask_b"].astype(jnp.float32)
         w = w_b[:, None] * jnp.ones_like(tm)

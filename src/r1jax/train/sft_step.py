@@ -17,9 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
-from r1jax.train.state import Graphs, TrainState, guarded_update
+from r1jax.train.state import Graphs, TrainState, guarded_update, policy_model
 
 
 @flax.struct.dataclass
@@ -68,13 +67,16 @@ def _global_tokens(batch: SFTBatch, axis_name):
     return jnp.maximum(n if axis_name is None else jax.lax.psum(n, axis_name), 1.0)
 
 
-def sft_loss(params, batch: SFTBatch, graphs: Graphs, axis_name: str | None = None, n_tok=None):
+def sft_loss(
+    params, batch: SFTBatch, graphs: Graphs, axis_name: str | None = None, n_tok=None, base=None
+):
     """(loss, aux): token-mean cross-entropy; with `axis_name`, this shard's contribution.
 
     `n_tok`: the normalising token count (default: this batch's, global over the axis);
     gradient accumulation passes the whole batch's count to each microbatch.
+    `base`: the frozen weights when `params` are LoRA adapters (`graphs.lora`).
     """
-    model = nnx.merge(graphs.policy, params)
+    model = policy_model(graphs, params, base)
     seg = batch.segments
     l = seg.shape[1]
     mask = (
@@ -106,13 +108,13 @@ def sft_step(
     if rows % grad_accum:
         raise ValueError(f"{rows} rows per device are not divisible by grad_accum={grad_accum}")
     if grad_accum == 1:
-        (loss, aux), grads = grad(state.policy, batch, graphs, axis_name)
+        (loss, aux), grads = grad(state.policy, batch, graphs, axis_name, base=state.base)
     else:
         n_tok = _global_tokens(batch, axis_name)
         micro_bs = jax.tree.map(lambda x: x.reshape(grad_accum, -1, *x.shape[1:]), batch)
 
         def micro_grad(mb):
-            return grad(state.policy, mb, graphs, axis_name, n_tok)
+            return grad(state.policy, mb, graphs, axis_name, n_tok, base=state.base)
 
         def micro(acc, mb):
             return jax.tree.map(jnp.add, acc, micro_grad(mb)), None

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from r1jax.models.lora import LoraConfig, apply_lora
 from r1jax.models.transformer import CausalLM, ModelConfig, ValueModel
 from r1jax.rl.controllers import ClipState, EntropyCoefState, init_clip, init_entropy_coef
 
@@ -27,12 +28,15 @@ class TrainState:
     rng: jax.Array  # base PRNG key (uint32[2]); per-step keys use fold_in(rng, step)
     policy: Any  # policy params (pure dict)
     policy_opt: Any  # optax state of the policy optimizer
-    value: Any  # critic params (pure dict); unused by GRPO and SFT
+    value: Any  # critic params (pure dict); {} under GRPO (no critic), unused by SFT
     value_opt: Any  # optax state of the critic optimizer (its own time scale)
     ref: Any  # frozen reference policy (the SFT checkpoint) for the KL term
     clip: ClipState  # adaptive-clipping controller (ε_low, ε_high)
     ent: EntropyCoefState  # adaptive entropy-coefficient controller
     skipped: jax.Array  # number of updates skipped because of NaN/Inf (int32 scalar)
+    # With LoRA: the frozen base weights; `policy`, `ref` and `policy_opt` then hold only
+    # adapters (`models.lora`). {} without LoRA. Checkpoints leave the base out.
+    base: Any = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +44,22 @@ class Graphs:
     """Static NNX graph definitions, bound into the jitted steps."""
 
     policy: Any
-    value: Any
+    value: Any  # None without a critic (GRPO)
     model_cfg: ModelConfig
+    lora: LoraConfig | None = None  # policy params are LoRA adapters over a frozen base
+
+
+def policy_params(graphs: Graphs, params, base):
+    """The policy's full parameters: `params` as they are, or with LoRA the frozen `base`
+    with the adapters `params` applied (`models.lora.apply_lora`)."""
+    if graphs.lora is None:
+        return params
+    return apply_lora(base, params, graphs.lora)
+
+
+def policy_model(graphs: Graphs, params, base):
+    """The policy module for `params` (adapters over `base` with LoRA)."""
+    return nnx.merge(graphs.policy, policy_params(graphs, params, base))
 
 
 def make_optimizer(
@@ -57,19 +75,33 @@ def make_optimizer(
     )
 
 
-def init_params(model_cfg: ModelConfig, value_cfg: ModelConfig, seed: int):
+def init_params(model_cfg: ModelConfig, value_cfg: ModelConfig | None, seed: int):
     """(policy_params, value_params) as pure dicts: a pure function of the seed, meant to
     run under `jax.jit(..., out_shardings=...)` so each device creates only its shards
-    (a large model is never whole on one device). Bitwise equal to the eager init."""
+    (a large model is never whole on one device). Bitwise equal to the eager init.
+    `value_cfg=None` (GRPO: no critic) gives empty value params `{}`."""
     _, ps = nnx.split(CausalLM(model_cfg, rngs=nnx.Rngs(seed)))
+    if value_cfg is None:
+        return nnx.to_pure_dict(ps), {}
     _, vs = nnx.split(ValueModel(value_cfg, rngs=nnx.Rngs(seed + 1)))
     return nnx.to_pure_dict(ps), nnx.to_pure_dict(vs)
 
 
-def init_graphs(model_cfg: ModelConfig, value_cfg: ModelConfig) -> Graphs:
-    """The models' static structure, built abstractly (no parameter is allocated)."""
+def init_value_params(value_cfg: ModelConfig | None, seed: int):
+    """The critic's params alone (as `init_params` makes them); `{}` without a critic."""
+    if value_cfg is None:
+        return {}
+    _, vs = nnx.split(ValueModel(value_cfg, rngs=nnx.Rngs(seed + 1)))
+    return nnx.to_pure_dict(vs)
+
+
+def init_graphs(model_cfg: ModelConfig, value_cfg: ModelConfig | None) -> Graphs:
+    """The models' static structure, built abstractly (no parameter is allocated);
+    `value_cfg=None`: no critic (`Graphs.value` is None)."""
     pg = nnx.graphdef(nnx.eval_shape(lambda: CausalLM(model_cfg, rngs=nnx.Rngs(0))))
-    vg = nnx.graphdef(nnx.eval_shape(lambda: ValueModel(value_cfg, rngs=nnx.Rngs(0))))
+    vg = None
+    if value_cfg is not None:
+        vg = nnx.graphdef(nnx.eval_shape(lambda: ValueModel(value_cfg, rngs=nnx.Rngs(0))))
     return Graphs(pg, vg, model_cfg)
 
 
@@ -89,7 +121,10 @@ def create_state(
     eps_low: float,
     eps_high: float,
     entropy_coef: float,
+    base=None,
 ) -> TrainState:
+    """The initial state. With LoRA, `policy` is the adapters and `base` the frozen
+    weights they adapt (the reference copy is then adapters too)."""
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         rng=jax.random.PRNGKey(seed),
@@ -101,6 +136,7 @@ def create_state(
         clip=init_clip(eps_low, eps_high),
         ent=init_entropy_coef(entropy_coef),
         skipped=jnp.zeros((), jnp.int32),
+        base={} if base is None else base,
     )
 
 

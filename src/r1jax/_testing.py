@@ -1,0 +1,63 @@
+"""Small fixtures shared by the tests (and handy for trying the Hugging Face path on a
+CPU): a byte-level BPE tokenizer trained in milliseconds, GSM8K-layout JSONL files, and
+a tiny random Qwen2 checkpoint directory. Not used by the trainer itself."""
+
+from __future__ import annotations
+
+import json
+import os
+
+SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+# (question, GSM8K-style answer with calculator annotations and "#### N")
+GSM8K_PROBLEMS = (
+    ("Janet has 16 eggs. She eats 3. How many are left?", "16-3=<<16-3=13>>13\n#### 13"),
+    ("What is 2+2?", "2+2=<<2+2=4>>4\n#### 4"),
+    ("What is 3*3?", "3*3=<<3*3=9>>9\n#### 9"),
+    ("Tom has 5 apples and buys 7 more. How many?", "5+7=<<5+7=12>>12\n#### 12"),
+    ("A book costs $1,200. What is half of it?", "1200/2=<<1200/2=600>>600\n#### 600"),
+    ("Sam walks 3 miles a day for 4 days. How far?", "3*4=<<3*4=12>>12\n#### 12"),
+)
+
+
+def byte_level_bpe(corpus, vocab_size: int = 400, specials=SPECIALS):
+    """A `tokenizers.Tokenizer` (byte-level BPE, like Qwen2's and Llama 3's) trained on
+    `corpus` (an iterable of strings), with `specials` as added special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(specials),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(corpus), trainer)
+    return tok
+
+
+def write_gsm8k(path, problems=GSM8K_PROBLEMS, files=("train.jsonl", "test.jsonl")) -> str:
+    """Writes `problems` as GSM8K JSONL files (`{"question", "answer"}` a line) into the
+    directory `path` (created); returns it."""
+    os.makedirs(path, exist_ok=True)
+    for name in files:
+        with open(os.path.join(path, name), "w") as f:
+            f.writelines(json.dumps({"question": q, "answer": a}) + "\n" for q, a in problems)
+    return os.fspath(path)
+
+
+def gsm8k_tokenizer(problems=GSM8K_PROBLEMS, vocab_size: int = 400):
+    """A BPE tokenizer trained on the R1 prompt of `problems` (prompts stay short)."""
+    from r1jax.tasks.gsm8k import R1_TEMPLATE
+
+    prompt = R1_TEMPLATE.format(question=problems[-1][0])
+    corpus = [prompt + " <think> x </think> <answer> 18 </answer>"]
+    return byte_level_bpe(corpus * 3 + [q + a for q, a in problems], vocab_size)
+
+
+def write_tokenizer(tok, path, eos_token: str = "<|endoftext|>") -> None:
+    """`tokenizer.json` and a `tokenizer_config.json` naming the EOS into `path`."""
+    tok.save(os.path.join(path, "tokenizer.json"))
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"eos_token": eos_token}, f)
