@@ -24,6 +24,7 @@ from r1jax import parallel
 from r1jax.checkpoint import Checkpointer
 from r1jax.distributed import is_main_process
 from r1jax.evaluate import evaluate, make_greedy_fn
+from r1jax.models.lora import init_lora
 from r1jax.rewards.bridge import HostReward
 from r1jax.rewards.composite import SCORE_FIELDS, score_vector
 from r1jax.rewards.host import RewardPool
@@ -32,7 +33,6 @@ from r1jax.tokenizer import CharTokenizer
 from r1jax.train.metrics import MetricsWriter, plot_metrics
 from r1jax.train.rl_step import PromptBatch, rl_iteration
 from r1jax.train.sft_step import SFTBatch, pack_examples, sft_step
-from r1jax.models.lora import init_lora
 from r1jax.train.state import (
     TrainState,
     create_state,
