@@ -87,14 +87,6 @@ def init_params(model_cfg: ModelConfig, value_cfg: ModelConfig | None, seed: int
     return nnx.to_pure_dict(ps), nnx.to_pure_dict(vs)
 
 
-def init_value_params(value_cfg: ModelConfig | None, seed: int):
-    """The critic's params alone (as `init_params` makes them); `{}` without a critic."""
-    if value_cfg is None:
-        return {}
-    _, vs = nnx.split(ValueModel(value_cfg, rngs=nnx.Rngs(seed + 1)))
-    return nnx.to_pure_dict(vs)
-
-
 def init_graphs(model_cfg: ModelConfig, value_cfg: ModelConfig | None) -> Graphs:
     """The models' static structure, built abstractly (no parameter is allocated);
     `value_cfg=None`: no critic (`Graphs.value` is None)."""
