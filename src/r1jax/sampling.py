@@ -26,7 +26,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from r1jax.models.transformer import causal_mask, init_cache, positions_from_mask
+from r1jax.models.transformer import causal_mask, extend_cache, init_cache, positions_from_mask
 
 
 class Rollout(NamedTuple):
@@ -62,9 +62,11 @@ def nucleus_logp(logp_bv, top_p, *, early_exit: bool | None = None):
     steps are unrolled.
     """
     p_bv = jnp.exp(logp_bv)
-    bits_bv = jax.lax.bitcast_convert_type(p_bv, jnp.int32)
-    lo_b = jnp.min(bits_bv, axis=-1)  # f(just below p_min) = 1 >= top_p: τ* >= p_min
-    hi_b = jnp.max(bits_bv, axis=-1)  # f(p_max) = 0 < top_p: τ* <= p_max
+    # Float min / max (p >= 0 orders as its bit pattern): an integer reduction of the
+    # bit patterns is several times slower on XLA:CPU.
+    to_bits = lambda x: jax.lax.bitcast_convert_type(x, jnp.int32)
+    lo_b = to_bits(jnp.min(p_bv, axis=-1))  # f(just below p_min) = 1 >= top_p: τ* >= p_min
+    hi_b = to_bits(jnp.max(p_bv, axis=-1))  # f(p_max) = 0 < top_p: τ* <= p_max
 
     def halve(c):
         lo_b, hi_b = c
@@ -80,7 +82,7 @@ def nucleus_logp(logp_bv, top_p, *, early_exit: bool | None = None):
         _, thresh_b = jax.lax.while_loop(cond, halve, (lo_b, hi_b))
     else:  # hi - lo < 2**31: 31 halvings always suffice
         _, thresh_b = jax.lax.fori_loop(0, 31, lambda _, c: halve(c), (lo_b, hi_b), unroll=True)
-    return jnp.where(bits_bv >= thresh_b[:, None], logp_bv, -jnp.inf)
+    return jnp.where(to_bits(p_bv) >= thresh_b[:, None], logp_bv, -jnp.inf)
 
 
 def prefill(model, prompt_bp, prompt_mask_bp, max_new_tokens: int):
@@ -90,16 +92,16 @@ def prefill(model, prompt_bp, prompt_mask_bp, max_new_tokens: int):
     position (they predict the first new token), the cache, which cache positions hold
     real tokens (`[B, P + T]`, False beyond the prompt) and each row's next position id.
     """
-    cfg = model.cfg
     b, p = prompt_bp.shape
-    cache = init_cache(cfg, b, p + max_new_tokens)
     kv_valid_bs = jnp.concatenate([prompt_mask_bp, jnp.zeros((b, max_new_tokens), bool)], 1)
     positions_bp = positions_from_mask(prompt_mask_bp)
-    prefill_mask = causal_mask(prompt_mask_bp)  # [B, P, P]
-    prefill_mask = jnp.pad(prefill_mask, ((0, 0), (0, 0), (0, max_new_tokens)))
+    # The prompt attends over its own P positions (a cache of P + T would triple the
+    # prefill's attention work on masked-out keys); the cache grows to P + T after.
+    cache = init_cache(model.cfg, b, p)
     # The decoder over all P positions, the LM head on the last one only (the other
     # P - 1 rows of logits would be discarded: 40% of a small model's prefill FLOPs).
-    h_bpd, cache = model.model(prompt_bp, positions_bp, prefill_mask, cache, 0)
+    h_bpd, cache = model.model(prompt_bp, positions_bp, causal_mask(prompt_mask_bp), cache, 0)
+    cache = extend_cache(cache, p + max_new_tokens)
     return _lm_head(model, h_bpd[:, -1]), cache, kv_valid_bs, positions_bp[:, -1] + 1
 
 
@@ -123,7 +125,10 @@ def categorical_two_level(key, logp_v):
     x_nc = jnp.pad(logp_v, (0, n * c - v), constant_values=-jnp.inf).reshape(n, c)
     key_chunk, key_token = jax.random.split(key)
     j = jax.random.categorical(key_chunk, jax.nn.logsumexp(x_nc, axis=-1))
-    return j * c + jax.random.categorical(key_token, x_nc[j])
+    # The chunk's entries read from logp_v itself (not from the padded copy: under vmap
+    # that gather made XLA materialise the padded array a second time).
+    x_c = jnp.take(logp_v, j * c + jnp.arange(c), mode="fill", fill_value=-jnp.inf)
+    return j * c + jax.random.categorical(key_token, x_c)
 
 
 def generate(
@@ -214,12 +219,12 @@ def generate(
     # If the loop stopped because every row ended, that last sample writes PAD / 0 /
     # False, which the outputs already hold.
     # The cache is updated in place: one buffer per layer, written with
-    # dynamic_update_slice and carried through the loop. Checked in the compiled HLO
-    # (benchmarks/sampling_bench.py --hlo_check): on a GPU the while body holds no copy
-    # or transpose of a cache-sized buffer; on XLA:CPU the carried buffers are not
-    # copied either, but the attention dots read a transposed copy of each layer's K
-    # and V every step (the [B, S, K, Dh] cache layout is not the dots' batch-major
-    # one; see BENCHMARKS.md, "Sampling vs transformers").
+    # dynamic_update_slice and carried through the loop, in the layout the attention
+    # dots read (models/transformer.py, KVCache). Checked in the compiled HLO
+    # (benchmarks/sampling_bench.py --hlo_check): on XLA:CPU the while body holds no
+    # copy or transpose of a cache-sized buffer (with the earlier [B, S, K, Dh] layout
+    # it held one per layer for K and for V, every step; see BENCHMARKS.md, "Sampling
+    # vs transformers").
     outs = (
         jnp.full((b, t_max), pad_id, jnp.int32),
         jnp.zeros((b, t_max), jnp.float32),

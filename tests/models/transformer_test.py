@@ -14,6 +14,7 @@ from r1jax.models import (
     positions_from_mask,
     rope,
 )
+from r1jax.models.transformer import extend_cache
 
 CFG = ModelConfig(
     vocab_size=48, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, mlp_dim=64
@@ -77,6 +78,29 @@ def test_cached_decoding_matches_full_forward():
         step_mask[:, :, : t + 1] = True
         lt, cache = m(seq[:, t : t + 1], np.full((2, 1), t), step_mask, cache, t)
         np.testing.assert_allclose(lt[:, 0], full[:, t], atol=1e-5)
+
+
+def test_chunked_cached_decoding_and_a_grown_cache_match_full_forward():
+    # Prefill into a cache of the prompt's length, grow it (extend_cache), then feed
+    # chunks of 2 and 1 positions at nonzero cache indices: the logits stay the full
+    # forward's (several query positions per KV head in the cached attention).
+    m = _model()
+    rng = np.random.default_rng(3)
+    seq = rng.integers(4, 48, (2, 10)).astype(np.int32)
+    valid = np.ones((2, 10), bool)
+    full, _ = m(seq, positions_from_mask(valid), causal_mask(valid))
+    p, s = 4, 12
+    pos = np.broadcast_to(np.arange(s), (2, s))
+    logits, cache = m(seq[:, :p], pos[:, :p], causal_mask(valid[:, :p]), init_cache(CFG, 2, p), 0)
+    np.testing.assert_allclose(logits, full[:, :p], atol=1e-5)
+    cache = extend_cache(cache, s)
+    assert cache.k[0].shape == (2, CFG.n_kv_heads, CFG.head_dim, s)
+    assert cache.v[0].shape == (2, CFG.n_kv_heads, s, CFG.head_dim)
+    for a, b in ((4, 6), (6, 7), (7, 9), (9, 10)):
+        mask = np.zeros((2, b - a, s), bool)
+        mask[:, :, :b] = np.tril(np.ones((b - a, b), bool), k=a)
+        lt, cache = m(seq[:, a:b], pos[:, a:b], mask, cache, a)
+        np.testing.assert_allclose(lt, full[:, a:b], atol=1e-5)
 
 
 def test_rope_scores_depend_only_on_relative_position():

@@ -2,7 +2,7 @@
 
 RMSNorm (pre-norm), rotary position embeddings (rotate-half convention, as in the
 Hugging Face Llama/Qwen2 code), SwiGLU MLP and grouped-query attention. The KV cache
-is explicit: `__call__` takes and returns it, so sampling is a pure `lax.scan`.
+is explicit: `__call__` takes and returns it, so sampling is a pure `lax.while_loop`.
 
 Shapes: B batch, L query length, S key length (cache size), D model width,
 H query heads, K key/value heads, Dh head width, V vocabulary.
@@ -11,6 +11,7 @@ H query heads, K key/value heads, Dh head width, V vocabulary.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from typing import NamedTuple
 
@@ -82,17 +83,36 @@ class ModelConfig:
 
 
 class KVCache(NamedTuple):
-    """One buffer per layer (not a stacked array), so each decode step updates in place."""
+    """One buffer per layer (not a stacked array), so each decode step updates in place.
 
-    k: tuple  # n_layers × [B, S, K, Dh]
-    v: tuple  # n_layers × [B, S, K, Dh]
+    Head-major, each stored as the right-hand operand of its attention product: keys
+    transposed, [B, K, Dh, S] (scores = q · k, contracting Dh), values [B, K, S, Dh]
+    (output = probs · v, contracting S). With the token-major [B, S, K, Dh] layout
+    XLA:CPU made a transposed copy of every layer's K and V each decode step (more time
+    than the attention itself); with this one the decode loop holds no copy.
+    """
+
+    k: tuple  # n_layers × [B, K, Dh, S]
+    v: tuple  # n_layers × [B, K, S, Dh]
 
 
 def init_cache(cfg: ModelConfig, batch: int, length: int) -> KVCache:
-    shape = (batch, length, cfg.n_kv_heads, cfg.head_dim)
     dt = jnp.dtype(cfg.dtype)
-    zeros = lambda: tuple(jnp.zeros(shape, dt) for _ in range(cfg.n_layers))
-    return KVCache(zeros(), zeros())
+    k_shape = (batch, cfg.n_kv_heads, cfg.head_dim, length)
+    v_shape = (batch, cfg.n_kv_heads, length, cfg.head_dim)
+    zeros = lambda shape: tuple(jnp.zeros(shape, dt) for _ in range(cfg.n_layers))
+    return KVCache(zeros(k_shape), zeros(v_shape))
+
+
+def extend_cache(cache: KVCache, length: int) -> KVCache:
+    """`cache` zero-padded at the end of its position axis to `length` positions."""
+
+    def grow(x, axis):
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (0, length - x.shape[axis])
+        return jnp.pad(x, widths)
+
+    return KVCache(tuple(grow(k, 3) for k in cache.k), tuple(grow(v, 2) for v in cache.v))
 
 
 # Supported RoPE scaling types (the Hugging Face `rope_type`) and their required keys.
@@ -154,6 +174,31 @@ def rope(x_blhd: jax.Array, positions_bl: jax.Array, theta: float, scaling=None)
     return out.astype(x_blhd.dtype)
 
 
+def _side_by_side(x, layers):
+    """`[layer(x) for layer in layers]` (`nnx.Linear`s on the same input), on XLA:CPU as
+    one matmul with the kernels side by side: the same products (up to float summation
+    order), but the narrow matmuls of a decode step (64 rows) run well below the CPU's
+    rate, and q/k/v and gate/up fused took ~60% of the time of the separate ones
+    (BENCHMARKS.md, "Sampling vs transformers"). Elsewhere the layers run one by one
+    (on accelerators nothing was measured, and concatenated tensor-sharded kernels
+    would need resharding). Used in cached (sampling) forwards only."""
+    if jax.default_backend() != "cpu" or any(
+        getattr(lay, "preferred_element_type", None) is not None for lay in layers
+    ):
+        return [lay(x) for lay in layers]
+    first = layers[0]
+    kernel = jnp.concatenate([lay.kernel[...] for lay in layers], axis=1)
+    x, kernel = first.promote_dtype((x, kernel), dtype=first.dtype)
+    y = first.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision=first.precision)
+    widths = [lay.kernel.shape[1] for lay in layers]
+    outs = jnp.split(y, list(itertools.accumulate(widths))[:-1], axis=-1)
+    for i, lay in enumerate(layers):
+        if lay.bias is not None:
+            (bias,) = lay.promote_dtype((lay.bias[...],), dtype=lay.dtype)
+            outs[i] = outs[i] + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+    return outs
+
+
 class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
@@ -167,24 +212,46 @@ class Attention(nnx.Module):
     def __call__(self, x_bld, positions_bl, mask_bls, cache_kv=None, cache_index=None):
         cfg = self.cfg
         b, l, _ = x_bld.shape
-        q = self.q_proj(x_bld).reshape(b, l, cfg.n_heads, cfg.head_dim)
-        k = self.k_proj(x_bld).reshape(b, l, cfg.n_kv_heads, cfg.head_dim)
-        v = self.v_proj(x_bld).reshape(b, l, cfg.n_kv_heads, cfg.head_dim)
+        if cache_kv is not None:
+            q, k, v = _side_by_side(x_bld, (self.q_proj, self.k_proj, self.v_proj))
+        else:
+            q, k, v = self.q_proj(x_bld), self.k_proj(x_bld), self.v_proj(x_bld)
+        q = q.reshape(b, l, cfg.n_heads, cfg.head_dim)
+        k = k.reshape(b, l, cfg.n_kv_heads, cfg.head_dim)
+        v = v.reshape(b, l, cfg.n_kv_heads, cfg.head_dim)
         q = rope(q, positions_bl, cfg.rope_theta, cfg.rope_scaling)
         k = rope(k, positions_bl, cfg.rope_theta, cfg.rope_scaling)
-        if cache_kv is not None:  # write this chunk at cache_index, attend over the cache
-            ck, cv = cache_kv
-            k = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), cache_index, axis=1)
-            v = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype), cache_index, axis=1)
-            cache_kv = (k, v)
         g = cfg.n_heads // cfg.n_kv_heads
         q_blkgd = q.reshape(b, l, cfg.n_kv_heads, g, cfg.head_dim)
-        scores = jnp.einsum("blkgd,bskd->bkgls", q_blkgd, k).astype(jnp.float32)
-        scores = scores / jnp.sqrt(jnp.float32(cfg.head_dim))
-        scores = jnp.where(mask_bls[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bkgls,bskd->blkgd", probs, v).reshape(b, l, -1)
-        return self.o_proj(out), cache_kv
+        if cache_kv is None:  # keys and values of this chunk only
+            scores = jnp.einsum("blkgd,bskd->bkgls", q_blkgd, k).astype(jnp.float32)
+            probs = self._probs(scores, mask_bls[:, None, None, :, :], v.dtype)
+            out = jnp.einsum("bkgls,bskd->blkgd", probs, v)
+            return self.o_proj(out.reshape(b, l, -1)), None
+        # Write this chunk at cache_index (layouts: KVCache) and attend over the cache as
+        # plain batched matmuls: batch (b, k), rows m = (l, g) (one decode position: the
+        # g heads sharing a KV head). Keeping l and g apart in the dots (as above) made
+        # XLA:CPU's decode-step dots 3x slower.
+        ck, cv = cache_kv
+        k = jax.lax.dynamic_update_slice_in_dim(
+            ck, k.transpose(0, 2, 3, 1).astype(ck.dtype), cache_index, axis=3
+        )
+        v = jax.lax.dynamic_update_slice_in_dim(
+            cv, v.transpose(0, 2, 1, 3).astype(cv.dtype), cache_index, axis=2
+        )
+        q_bkmd = q_blkgd.transpose(0, 2, 1, 3, 4).reshape(b, cfg.n_kv_heads, l * g, -1)
+        scores = jnp.einsum("bkmd,bkds->bkms", q_bkmd, k).astype(jnp.float32)
+        scores = scores.reshape(b, cfg.n_kv_heads, l, g, -1)
+        probs = self._probs(scores, mask_bls[:, None, :, None, :], v.dtype)
+        out = jnp.einsum("bkms,bksd->bkmd", probs.reshape(b, cfg.n_kv_heads, l * g, -1), v)
+        out = out.reshape(b, cfg.n_kv_heads, l, g, -1).transpose(0, 2, 1, 3, 4)
+        return self.o_proj(out.reshape(b, l, -1)), (k, v)
+
+    def _probs(self, scores, mask, dtype):
+        """softmax(scores / sqrt(Dh)) over keys, masked entries excluded; in `dtype`."""
+        scores = scores / jnp.sqrt(jnp.float32(self.cfg.head_dim))
+        scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
+        return jax.nn.softmax(scores, axis=-1).astype(dtype)
 
 
 class MLP(nnx.Module):
@@ -194,8 +261,13 @@ class MLP(nnx.Module):
         self.up_proj = nnx.Linear(cfg.d_model, cfg.mlp_dim, use_bias=False, dtype=dt, rngs=rngs)
         self.down_proj = nnx.Linear(cfg.mlp_dim, cfg.d_model, use_bias=False, dtype=dt, rngs=rngs)
 
-    def __call__(self, x):
-        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+    def __call__(self, x, side_by_side=False):
+        """`side_by_side`: gate and up as one matmul (`_side_by_side`; sampling)."""
+        if side_by_side:
+            gate, up = _side_by_side(x, (self.gate_proj, self.up_proj))
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(jax.nn.silu(gate) * up)
 
 
 class Block(nnx.Module):
@@ -209,7 +281,7 @@ class Block(nnx.Module):
     def __call__(self, x, positions, mask, cache_kv=None, cache_index=None):
         h, cache_kv = self.attn(self.input_norm(x), positions, mask, cache_kv, cache_index)
         x = x + h
-        return x + self.mlp(self.post_attn_norm(x)), cache_kv
+        return x + self.mlp(self.post_attn_norm(x), side_by_side=cache_kv is not None), cache_kv
 
 
 def _remat_block(layer, x, positions, mask, policy_name):
