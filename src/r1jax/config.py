@@ -275,6 +275,7 @@ def reward_config(c) -> RewardConfig:
         w_efficiency=r.w_efficiency,
         w_novelty=r.w_novelty,
         w_format=r.get("w_format", 0.0),
+        w_subgoal=r.get("w_subgoal", 0.0),
         step_weight=r.step_weight,
         efficiency_mode=r.efficiency_mode,
         decay=r.efficiency_decay,

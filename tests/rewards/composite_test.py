@@ -13,6 +13,9 @@ from r1jax.rewards.composite import (
     RewardConfig,
     score,
     score_vector,
+    split_reference,
+    subgoal_credit,
+    with_subgoals,
 )
 from r1jax.rewards.verifier import EquationVerifier, Verdict
 
@@ -22,13 +25,14 @@ BARE = "#### 41"
 
 
 def test_field_names():
-    assert REWARD_PARTS == ("correctness", "efficiency", "novelty", "format")
+    assert REWARD_PARTS == ("correctness", "efficiency", "novelty", "format", "subgoal")
     assert SCORE_FIELDS == (
         "total",
         "correctness",
         "efficiency",
         "novelty",
         "format",
+        "subgoal",
         "answer_correct",
         "num_steps",
         "valid_steps",
@@ -160,6 +164,7 @@ def test_format_part_only_when_weighted():
         ({"w_efficiency": float("nan")}, "w_efficiency"),
         ({"w_novelty": float("inf")}, "w_novelty"),
         ({"w_novelty": "0.1"}, "w_novelty"),
+        ({"w_subgoal": -0.1}, "w_subgoal"),
         ({"step_weight": 1.5}, "step_weight"),
         ({"step_weight": -0.1}, "step_weight"),
         ({"efficiency_mode": "linear"}, "efficiency_mode"),
@@ -219,3 +224,74 @@ def test_any_object_with_verify_works():
     s = score("anything", "1", verifier=Always())
     assert s["answer_correct"] == 1.0
     assert s["total"] == pytest.approx(0.6 * 0.6 + 0.3 * 1.0)
+
+
+# -- the subgoal (process) part ------------------------------------------------------
+
+SUB = RewardConfig(w_subgoal=0.1)
+REF = with_subgoals("41", ("28", "23", "18"))  # CORRECT4's intermediate values
+
+
+def test_reference_round_trip_and_errors():
+    assert REF == "41|28,23,18"
+    assert split_reference(REF) == ("41", ("28", "23", "18"))
+    assert split_reference("41") == ("41", ()) and with_subgoals("41", ()) == "41"
+    assert split_reference("1,000") == ("1,000", ())  # commas in a plain answer stay
+    for answer, goals in (("4|1", ("2",)), ("41", ("2,3",)), ("41", ("",)), ("41", ("a|b",))):
+        with pytest.raises(ValueError, match="subgoal"):
+            with_subgoals(answer, goals)
+
+
+def test_subgoal_credit_for_a_wrong_answer_with_correct_intermediate_steps():
+    s = score(ONE_BAD, REF, SUB)  # reaches 28 and 18; 28-5=24 is a slip
+    assert s["answer_correct"] == 0.0 and s["correctness"] == 0.0
+    assert s["subgoal"] == pytest.approx(2 / 3)
+    assert s["total"] == pytest.approx(0.1 * 2 / 3)
+    # A slip in the first step reaches nothing the later steps can recover as a subgoal.
+    assert score("7*4=29\n29-5=24\n#### 24", REF, SUB)["subgoal"] == 0.0
+    # The answer is checked without the subgoals: a correct one gets the full part.
+    right = score(CORRECT4, REF, SUB)
+    assert right["answer_correct"] == 1.0 and right["subgoal"] == 1.0
+    assert right["total"] == pytest.approx(score(CORRECT4, "41")["total"] + 0.1)
+
+
+def test_correct_answer_by_another_route_gets_the_full_subgoal_part():
+    other = "3*6=18\n7*4=28\n18+28=46\n46-5=41\n#### 41"  # misses 23
+    assert score(other, REF, SUB)["subgoal"] == 1.0
+
+
+def test_subgoal_part_is_not_farmable():
+    half = score("7*4=28\n#### 28", REF, SUB)["subgoal"]  # stop after one safe step
+    assert half == pytest.approx(1 / 3)
+    assert half < score(ONE_BAD, REF, SUB)["subgoal"]  # going on reaches more
+    # Enumerating true equations to hit the values pays little: credit / steps written.
+    spray = "\n".join(f"{v}={v}" for v in range(2, 40)) + "\n#### 0"
+    assert score(spray, REF, SUB)["subgoal"] == pytest.approx(3 / 37)
+    # Invalid steps reach nothing, whatever their right-hand side.
+    assert score("7*4=23\n1+1=18\n#### 0", REF, SUB)["subgoal"] == 0.0
+    # Each value counts once.
+    assert score("7*4=28\n4*7=28\n14+14=28\n#### 0", REF, SUB)["subgoal"] == pytest.approx(1 / 3)
+
+
+def test_subgoal_part_is_off_by_default_and_without_subgoals():
+    assert score(ONE_BAD, REF)["subgoal"] == 0.0 and score(ONE_BAD, REF)["total"] == 0.0
+    assert score(ONE_BAD, "41", SUB)["subgoal"] == 0.0
+
+
+def test_hostile_steps_are_never_evaluated(monkeypatch):
+    import builtins
+
+    def boom(*a, **k):
+        raise AssertionError("model text reached eval")
+
+    monkeypatch.setattr(builtins, "eval", boom)
+    text = "__import__('os').system('true')=28\n28**28**28=28\n(lambda: 1)()=23\n#### 0"
+    assert score(text, REF, SUB)["subgoal"] == 0.0
+
+
+def test_subgoal_credit_directly():
+    assert subgoal_credit(("2+3=5", "5*2=10"), ("5",)) == 1.0
+    assert subgoal_credit(("2+3=5", "5*2=10", "10-1=9"), ("5",)) == 0.5  # 1 / (3 - 1)
+    assert subgoal_credit(("2+3=5",), ()) == 0.0
+    assert subgoal_credit(("2+3=5",), ("x",)) == 0.0  # a subgoal that does not parse
+    assert subgoal_credit(("10/4=5/2",), ("2.5",)) == 1.0  # exact rationals

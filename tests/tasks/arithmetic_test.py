@@ -73,7 +73,7 @@ def test_protocol_and_registry(task):
     assert isinstance(t, ArithmeticTask) and t.verbose_prob == 0.0 and t.test_fraction == 0.2
     assert task.name == "arithmetic"
     assert task.level_weights == (0.6, 0.3, 0.1)
-    assert task.reward_parts == ("correctness", "efficiency", "novelty")
+    assert task.reward_parts == ("correctness", "efficiency", "novelty", "subgoal")
 
 
 def test_format_prompt_and_reference(task):
@@ -329,3 +329,20 @@ def test_wide_level1_covers_the_intermediate_range():
     assert max(starts(narrow)) <= 12 < max(starts(wide)) <= 60
     # Only level 1 changes.
     assert all(len(wide.sample(rng, 2, "train").solution.splitlines()) >= 3 for _ in range(50))
+
+
+def test_subgoals_are_the_shortest_solutions_intermediate_values(task):
+    rng = np.random.default_rng(7)
+    for level in (1, 2, 3):
+        for _ in range(50):
+            p = task.sample(rng, level, "train")
+            assert len(p.subgoals) == p.min_steps - 1
+            assert all(s.isdigit() for s in p.subgoals)
+            if level == 1:
+                assert p.subgoals == ()
+    # The concise reference of a fresh draw passes through exactly its subgoals.
+    t = ArithmeticTask(verbose_prob=0.0)
+    for _ in range(50):
+        p = t.sample(rng, 2, "train")
+        lines = p.solution.splitlines()[:-1]
+        assert tuple(line.split("=")[-1] for line in lines[:-1]) == p.subgoals

@@ -123,3 +123,25 @@ def test_rl_step_compiles_once(tmp_path, algo):
         assert len(set(eps)) > 1  # the adaptive clip controller moved ε
     finally:
         exp.close()
+
+
+def test_subgoal_reward_reaches_the_scorer(tmp_path, monkeypatch):
+    from r1jax.train import loop
+
+    c = _smoke()
+    with c.unlocked():
+        c.reward.w_subgoal = 0.1
+        c.rl.level_weights = (0.0, 1.0, 0.0)  # multi-step problems: all have subgoals
+    exp = Experiment(c, str(tmp_path))
+    try:
+        batch = exp.rl_batch(0)
+        refs = exp.tokenizer.decode_batch(np.asarray(batch.answer))
+        assert all("|" in r for r in refs)
+        _, m = exp.rl_fn(exp.init_state, batch)
+        fetched = loop._fetch(m)
+        assert 0.0 <= fetched["subgoal"] <= 1.0 and np.isfinite(fetched["correctness"])
+    finally:
+        exp.close()
+    monkeypatch.setattr(loop, "ANSWER_LEN", 4)  # "37|30" does not fit
+    with pytest.raises(loop.config_lib.ConfigError, match="w_subgoal"):
+        Experiment(c, str(tmp_path / "short"))

@@ -15,10 +15,14 @@ from r1jax.rewards.composite import (
     EFFICIENCY_MODES,
     REWARD_PARTS,
     SCORE_FIELDS,
+    SUBGOAL_SEP,
     RewardConfig,
     efficiency,
     score,
     score_vector,
+    split_reference,
+    subgoal_credit,
+    with_subgoals,
 )
 from r1jax.rewards.host import RewardPool
 from r1jax.rewards.safe_math import (
@@ -44,6 +48,7 @@ __all__ = [
     "EFFICIENCY_MODES",
     "REWARD_PARTS",
     "SCORE_FIELDS",
+    "SUBGOAL_SEP",
     "EquationVerifier",
     "ParsedSolution",
     "RewardConfig",
@@ -63,7 +68,10 @@ __all__ = [
     "safe_eval_fraction",
     "score",
     "score_vector",
+    "split_reference",
+    "subgoal_credit",
     "verify",
     "verify_answer",
     "verify_answers",
+    "with_subgoals",
 ]

@@ -11,8 +11,10 @@ For one completion with verdict ``v`` (see ``verifier.Verdict``), ``n = v.num_st
                   times answer_correct when efficiency_requires_correct
     novelty     = given by the caller  (stateful: ``novelty.NoveltyTracker``, see below)
     format      = format.format_reward(completion)   (R1's <think>…</think><answer>…</answer>)
+    subgoal     = 1                                      for a correct answer
+                  |reached| / max(|subgoals|, n - 1)     otherwise (0 with no subgoals)
     total       = w_correctness * correctness + w_efficiency * efficiency
-                  + w_novelty * novelty + w_format * format
+                  + w_novelty * novelty + w_format * format + w_subgoal * subgoal
 
 A solution without step equations earns no step credit (its correctness is at most
 ``1 - step_weight``): showing no work is not rewarded as if all work were valid.
@@ -37,6 +39,22 @@ that run ``score``; the workers score novelty 0 and the bridge adds
 ``w_novelty * novelty`` to ``total`` afterwards. Called directly, ``score`` takes the
 novelty value as an argument.
 
+The subgoal part (process credit; 0 unless ``w_subgoal > 0``) scores a wrong answer by
+how far it got: ``subgoals`` are the intermediate values of a shortest reference solution
+(``Problem.subgoals``, e.g. ``("30", "27")`` for ``5*6=30``, ``30-3=27``,
+``27+10=37``), carried to the scorer in the reference string as ``"37|30,27"``
+(``with_subgoals`` / ``split_reference``). A subgoal is *reached* when a valid step's
+last side equals it exactly (as a rational). Unlike step credit it is not gated on the
+answer: a two-step solution with a correct first step and a slip in the second
+(``9+4=13``, ``13-8=9``) earns it, where the outcome reward gives such a completion the
+same 0 as a wholly wrong one. It cannot be farmed the ways step credit could: stopping
+early reaches fewer subgoals (each counts once), the values are unknown to the policy
+until it computes them, and enumerating equations to hit them (``2+1=3``, ``3+1=4``, …)
+divides the credit by the number of steps written (the ``n - 1`` in the denominator; a
+shortest solution has ``|subgoals| + 1`` steps). A correct answer gets the full part
+whatever its route, so among correct solutions it changes nothing: no route (a novel one
+included) is preferred for passing through the reference's values.
+
 The format part is 0 unless ``w_format > 0``: the embedded arithmetic task does not ask
 for R1's tags (its ``format`` column then stays 0 in the logs).
 
@@ -51,30 +69,38 @@ import dataclasses
 import math
 
 from r1jax.rewards import format as format_lib
+from r1jax.rewards import safe_math
 from r1jax.rewards import verifier as verifier_lib
 
 __all__ = [
     "EFFICIENCY_MODES",
     "REWARD_PARTS",
     "SCORE_FIELDS",
+    "SUBGOAL_SEP",
     "RewardConfig",
     "efficiency",
     "score",
     "score_vector",
+    "split_reference",
+    "subgoal_credit",
+    "with_subgoals",
 ]
 
-REWARD_PARTS = ("correctness", "efficiency", "novelty", "format")
+REWARD_PARTS = ("correctness", "efficiency", "novelty", "format", "subgoal")
 SCORE_FIELDS = (
     "total",
     "correctness",
     "efficiency",
     "novelty",
     "format",
+    "subgoal",
     "answer_correct",
     "num_steps",
     "valid_steps",
 )
 EFFICIENCY_MODES = ("inverse", "time_decay")
+SUBGOAL_SEP = "|"  # reference string: "<answer>|<subgoal>,<subgoal>,..."
+MAX_SUBGOAL_STEPS = 64  # steps beyond this many are not searched for subgoals
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +115,9 @@ class RewardConfig:
     w_novelty: float = 0.1
     # Weight of the R1 format part (``<think>…</think><answer>…</answer>``); 0 = off.
     w_format: float = 0.0
+    # Weight of the subgoal (process) part: share of the reference's intermediate values
+    # reached by valid steps, for wrong answers too (module docstring); 0 = off.
+    w_subgoal: float = 0.0
     # Share of correctness given to valid steps (fraction of valid step equations);
     # the rest, 1 - step_weight, goes to the final answer. In [0, 1].
     step_weight: float = 0.4
@@ -105,7 +134,7 @@ class RewardConfig:
     step_credit_requires_correct: bool = True
 
     def __post_init__(self):
-        for name in ("w_correctness", "w_efficiency", "w_novelty", "w_format"):
+        for name in ("w_correctness", "w_efficiency", "w_novelty", "w_format", "w_subgoal"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(
@@ -145,6 +174,49 @@ def efficiency(num_steps: int, answer_correct: bool, cfg: RewardConfig) -> float
     return float(cfg.decay) ** num_steps
 
 
+def with_subgoals(answer: str, subgoals=()) -> str:
+    """The reference string carrying ``answer`` and the ``subgoals`` (module docstring):
+    ``answer`` itself when there are none. Raises ``ValueError`` if a part contains
+    the separators ``|`` or ``,`` (or is empty)."""
+    if not subgoals:
+        return answer
+    parts = [str(x).strip() for x in subgoals]
+    bad = [x for x in parts if not x or SUBGOAL_SEP in x or "," in x]
+    if SUBGOAL_SEP in answer or bad:
+        raise ValueError(
+            f"reference {answer!r} with subgoals {tuple(subgoals)!r}: the answer must not "
+            f"contain {SUBGOAL_SEP!r} and each subgoal must be a non-empty value without "
+            f"{SUBGOAL_SEP!r} or ','; give plain values such as '27'"
+        )
+    return answer + SUBGOAL_SEP + ",".join(parts)
+
+
+def split_reference(reference: str) -> tuple[str, tuple[str, ...]]:
+    """``(answer, subgoals)`` from a reference string (inverse of ``with_subgoals``)."""
+    answer, sep, rest = reference.partition(SUBGOAL_SEP)
+    if not sep:
+        return reference, ()
+    return answer, tuple(x.strip() for x in rest.split(",") if x.strip())
+
+
+def subgoal_credit(steps, subgoals, check_step=None) -> float:
+    """``|reached| / max(|subgoals|, len(steps) - 1)``: a subgoal is reached when a step
+    that ``check_step`` accepts has a last side equal to it as an exact rational. Step
+    sides are parsed by ``safe_math`` (an AST whitelist; model text is never evaluated
+    otherwise); a subgoal that does not parse is never reached."""
+    goals = {safe_math.safe_eval_fraction(g) for g in subgoals} - {None}
+    if not subgoals or not goals:
+        return 0.0
+    check_step = verifier_lib.check_step if check_step is None else check_step
+    reached = set()
+    for step in steps[:MAX_SUBGOAL_STEPS]:
+        if check_step(step):
+            value = safe_math.safe_eval_fraction(step.rsplit("=", 1)[-1])
+            if value in goals:
+                reached.add(value)
+    return len(reached) / max(len(subgoals), len(steps) - 1)
+
+
 def score(
     completion: str,
     reference_answer: str,
@@ -152,14 +224,16 @@ def score(
     verifier: verifier_lib.Verifier | None = None,
     novelty: float = 0.0,
 ) -> dict[str, float]:
-    """Scores one completion; keys are ``SCORE_FIELDS`` (the four parts, "total",
+    """Scores one completion; keys are ``SCORE_FIELDS`` (the five parts, "total",
     "answer_correct", "num_steps", "valid_steps"), all floats.
 
-    ``cfg`` defaults to ``RewardConfig()``, ``verifier`` to ``EquationVerifier``.
+    ``reference_answer`` may carry subgoals (``with_subgoals``); the answer alone is
+    checked. ``cfg`` defaults to ``RewardConfig()``, ``verifier`` to ``EquationVerifier``.
     ``novelty`` (in [0, 1], from a ``NoveltyTracker``) counts only for a correct answer.
     """
     cfg = RewardConfig() if cfg is None else cfg
     verifier = verifier_lib.DEFAULT_VERIFIER if verifier is None else verifier
+    reference_answer, subgoals = split_reference(reference_answer)
     verdict = verifier.verify(completion, reference_answer)
     correct = 1.0 if verdict.answer_correct else 0.0
     n = int(verdict.num_steps)
@@ -172,12 +246,21 @@ def score(
         "efficiency": efficiency(n, verdict.answer_correct, cfg),
         "novelty": float(novelty) if verdict.answer_correct else 0.0,
         "format": format_lib.format_reward(completion) if cfg.w_format > 0 else 0.0,
+        "subgoal": 0.0,
     }
+    if cfg.w_subgoal > 0 and subgoals:
+        if verdict.answer_correct:
+            parts["subgoal"] = 1.0
+        else:
+            parse = getattr(verifier, "parse", verifier_lib.parse_solution)
+            check = getattr(verifier, "check_step", verifier_lib.check_step)
+            parts["subgoal"] = subgoal_credit(parse(completion).steps, subgoals, check)
     total = (
         cfg.w_correctness * parts["correctness"]
         + cfg.w_efficiency * parts["efficiency"]
         + cfg.w_novelty * parts["novelty"]
         + cfg.w_format * parts["format"]
+        + cfg.w_subgoal * parts["subgoal"]
     )
     return {
         "total": float(total),

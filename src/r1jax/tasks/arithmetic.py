@@ -173,7 +173,7 @@ class ArithmeticTask:
     """Synthetic arithmetic word problems in three difficulty levels."""
 
     name = "arithmetic"
-    reward_parts = ("correctness", "efficiency", "novelty")
+    reward_parts = ("correctness", "efficiency", "novelty", "subgoal")
 
     def __init__(
         self,
@@ -236,6 +236,7 @@ class ArithmeticTask:
             solution=render_solution(steps, verbose, self.verbose_style),
             level=level,
             min_steps=len(steps),
+            subgoals=tuple(str(st.c) for st in steps[:-1]),
         )
 
     def format_prompt(self, problem: Problem) -> str:

@@ -66,6 +66,10 @@ class Problem:
       level: difficulty, 1 (easiest) .. 3.
       min_steps: number of steps of the shortest correct solution (the number
         of computation steps; a verbose reference may have more lines).
+      subgoals: the intermediate values of a shortest solution, in order, as
+        strings (``("30", "27")`` for ``5*6=30``, ``30-3=27``, ``27+10=37``); empty
+        when unknown. Feeds the composite reward's subgoal part
+        (``rewards.composite``, ``reward.w_subgoal``).
     """
 
     question: str
@@ -73,6 +77,7 @@ class Problem:
     solution: str
     level: int
     min_steps: int
+    subgoals: tuple[str, ...] = ()
 
 
 @runtime_checkable

@@ -26,7 +26,7 @@ from r1jax.distributed import is_main_process
 from r1jax.evaluate import evaluate, make_greedy_fn
 from r1jax.models.lora import init_lora
 from r1jax.rewards.bridge import HostReward
-from r1jax.rewards.composite import SCORE_FIELDS, score_vector
+from r1jax.rewards.composite import SCORE_FIELDS, score_vector, with_subgoals
 from r1jax.rewards.host import RewardPool
 from r1jax.tasks import get_task, heldout_set, sample_mixture
 from r1jax.tokenizer import CharTokenizer
@@ -44,7 +44,7 @@ from r1jax.train.state import (
 )
 
 log = logging.getLogger("r1jax")
-ANSWER_LEN = 16  # A, reference-answer tokens carried in a PromptBatch
+ANSWER_LEN = 32  # A, reference tokens carried in a PromptBatch (answer and subgoals)
 LORA_STREAM = 7  # fold_in of the seed's key for the LoRA adapters' init
 HF_DIR = "hf"  # <workdir>/hf/: copy of the pretrained checkpoint's config and tokenizer
 HF_FILES = (
@@ -289,11 +289,17 @@ class Experiment:
             self.encode_prompts([self.prompt_text(p) for p in self.heldout()])
             if c.sft.steps > 0:
                 self.tokenizer.encode_right_padded([p.solution for p in probs], c.max_new_tokens)
-            self.tokenizer.encode_right_padded(
-                [self.task.reference_answer(p) for p in probs], ANSWER_LEN, add_eos=False
-            )
         except ValueError as e:
             raise config_lib.ConfigError(str(e)) from e
+        for p in probs:
+            ref = self.reward_reference(p)
+            if len(self.tokenizer.encode(ref)) > ANSWER_LEN:
+                raise config_lib.ConfigError(
+                    f"reference {ref!r} is longer than {ANSWER_LEN} tokens (the reference "
+                    "channel to the reward, train/loop.py ANSWER_LEN): shorten the task's "
+                    "reference_answer, or set config.reward.w_subgoal=0 if its subgoals "
+                    "make it long"
+                )
 
     # -- checkpoints: with LoRA only the adapters (the base is the pretrained model) --------
     @staticmethod
@@ -383,9 +389,17 @@ class Experiment:
         )
         prompt, pmask = self.encode_prompts([self.prompt_text(p) for p in probs])
         answer, _ = self.tokenizer.encode_right_padded(
-            [self.task.reference_answer(p) for p in probs], ANSWER_LEN, add_eos=False
+            [self.reward_reference(p) for p in probs], ANSWER_LEN, add_eos=False
         )
         return PromptBatch(prompt, pmask, answer)
+
+    def reward_reference(self, problem) -> str:
+        """The reference the RL reward scores against: the task's answer, with the
+        problem's subgoals when the subgoal part is on (``rewards.composite``)."""
+        answer = self.task.reference_answer(problem)
+        if self.c.reward.get("w_subgoal", 0.0) > 0:
+            return with_subgoals(answer, getattr(problem, "subgoals", ()))
+        return answer
 
     def heldout(self):
         if self._heldout is None:
