@@ -9,9 +9,12 @@ import numpy as np
 from flax import nnx
 
 from r1jax.models import CausalLM, ModelConfig
+from r1jax.models.transformer import ValueModel, causal_mask, positions_from_mask
 from r1jax.sampling import (
     categorical_two_level,
     generate,
+    grouped_hidden,
+    grouped_sequence_logits,
     nucleus_logp,
     prefill,
     sequence_logits,
@@ -247,3 +250,89 @@ def test_prefill_logits_are_the_full_forwards_last_position():
         model, prompt, mask, jnp.zeros((3, 1), jnp.int32), jnp.ones((3, 1), bool)
     )
     np.testing.assert_allclose(logits_bv, full[:, 0], atol=1e-5)
+
+
+def _group_rollout(model, prompt, mask, g, t=24):
+    """Samples g completions per prompt with `num_samples`, at temperature 1."""
+    return jax.jit(
+        lambda m, p, k: generate(
+            m,
+            p,
+            mask,
+            k,
+            max_new_tokens=t,
+            temperature=1.0,
+            eos_id=EOS_ID,
+            pad_id=PAD_ID,
+            num_samples=g,
+        )
+    )(model, prompt, jax.random.PRNGKey(5))
+
+
+def test_num_samples_equals_sampling_the_repeated_prompts():
+    model, prompt, mask = _setup()
+    g = 3
+    r = _group_rollout(model, prompt, mask, g)
+    rep = jax.jit(
+        lambda m, p, pm, k: generate(
+            m, p, pm, k, max_new_tokens=24, temperature=1.0, eos_id=EOS_ID, pad_id=PAD_ID
+        )
+    )(model, jnp.repeat(prompt, g, 0), jnp.repeat(mask, g, 0), jax.random.PRNGKey(5))
+    assert r.tokens_bt.shape == (prompt.shape[0] * g, 24)
+    np.testing.assert_array_equal(r.tokens_bt, rep.tokens_bt)
+    np.testing.assert_allclose(r.logp_bt, rep.logp_bt, atol=1e-5)
+    # The samples of one prompt differ (each row has its own random stream).
+    assert len({tuple(np.asarray(x)) for x in r.tokens_bt[:g]}) > 1
+
+
+def test_grouped_logits_equal_the_per_row_forward():
+    model, prompt, mask = _setup()
+    g = 4
+    r = _group_rollout(model, prompt, mask, g)
+    per_row = sequence_logits(
+        model, jnp.repeat(prompt, g, 0), jnp.repeat(mask, g, 0), r.tokens_bt, r.mask_bt
+    )
+    grouped = jax.jit(grouped_sequence_logits)(model, prompt, mask, r.tokens_bt, r.mask_bt)
+    assert grouped.shape == per_row.shape
+    valid = np.asarray(r.mask_bt)
+    np.testing.assert_allclose(np.asarray(grouped)[valid], np.asarray(per_row)[valid], atol=2e-5)
+
+
+def test_grouped_hidden_gradients_equal_the_per_row_ones():
+    """The learner differentiates through the shared prompt pass (critic and policy)."""
+    critic = ValueModel(CFG, rngs=nnx.Rngs(1))
+    critic.value_head.kernel[...] = jax.random.normal(jax.random.PRNGKey(2), (CFG.d_model, 1))
+    model, prompt, mask = _setup()
+    g = 2
+    r = _group_rollout(model, prompt, mask, g, t=12)
+    gdef, params = nnx.split(critic)
+    w = jax.random.normal(jax.random.PRNGKey(3), r.tokens_bt.shape) * r.mask_bt
+    p = prompt.shape[1]
+
+    def per_row(params):
+        c = nnx.merge(gdef, params)
+        seq = jnp.concatenate([jnp.repeat(prompt, g, 0), r.tokens_bt], 1)
+        valid = jnp.concatenate([jnp.repeat(mask, g, 0), r.mask_bt], 1)
+        v = c(seq, positions_from_mask(valid), causal_mask(valid))[:, p - 1 : -1]
+        return (v * w).sum()
+
+    def grouped(params):
+        c = nnx.merge(gdef, params)
+        h = grouped_hidden(c.model, prompt, mask, r.tokens_bt, r.mask_bt)
+        return (c.value_head(h)[..., 0] * w).sum()
+
+    (l1, g1), (l2, g2) = (jax.jit(jax.value_and_grad(f))(params) for f in (per_row, grouped))
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_allclose(a, b, atol=1e-5 * max(1.0, float(jnp.abs(a).max())))
+
+
+def test_grouped_hidden_rejects_rows_that_are_not_whole_groups():
+    model, prompt, mask = _setup()
+    toks = jnp.zeros((prompt.shape[0] * 2 + 1, 5), jnp.int32)
+    try:
+        grouped_hidden(model.model, prompt, mask, toks, toks > -1)
+    except ValueError as e:
+        assert "whole groups" in str(e)
+    else:
+        raise AssertionError("no error for 7 rows over 3 prompts")

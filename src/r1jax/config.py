@@ -197,6 +197,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
         c.rl.num_minibatches,
         f"must divide prompts_per_iter * group_size = {n}",
     )
+    chunk = c.rl.get("logp_chunk", 0)
+    if isinstance(chunk, int) and chunk > 0:
+        per = max(chunk // c.rl.group_size, 1)  # whole groups of the shared prompt per pass
+        _require(
+            c.rl.prompts_per_iter % per == 0,
+            "rl.logp_chunk",
+            chunk,
+            f"= {per} prompt group(s) of group_size={c.rl.group_size} per pass must divide "
+            f"prompts_per_iter={c.rl.prompts_per_iter}: use a multiple of group_size "
+            "(0 = all rows in one pass)",
+        )
     for part, rows, what in (
         ("rl", n // c.rl.num_minibatches, "completions per minibatch"),
         ("sft", c.sft.rows, "sft.rows"),

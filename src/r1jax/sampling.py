@@ -143,8 +143,13 @@ def generate(
     pad_id: int,
     row_offset=0,
     top_p=1.0,
+    num_samples: int = 1,
 ) -> Rollout:
     """Samples `max_new_tokens` tokens per prompt (greedy when temperature == 0).
+
+    `num_samples` G: each prompt row is sampled G times; the rollout has `B·G` rows,
+    prompt b's samples at rows `[b·G, (b+1)·G)` (as `jnp.repeat(prompt, G, 0)` would
+    give). The prompt is prefilled once and its cache shared by its G rows.
 
     `row_offset` (int or traced scalar) is the global index of this batch's first row;
     it selects the rows' random streams (module docstring).
@@ -161,6 +166,11 @@ def generate(
     b, p = prompt_bp.shape
     t_max = max_new_tokens
     logits_bv, cache, kv_valid_bs, pos_b = prefill(model, prompt_bp, prompt_mask_bp, t_max)
+    if num_samples > 1:
+        b *= num_samples
+        logits_bv, cache, kv_valid_bs, pos_b = jax.tree.map(
+            lambda x: jnp.repeat(x, num_samples, axis=0), (logits_bv, cache, kv_valid_bs, pos_b)
+        )
     temperature = jnp.asarray(temperature, jnp.float32)
     top_p_arg = top_p
     nucleus_off = isinstance(top_p, (int, float)) and top_p >= 1.0
@@ -249,6 +259,59 @@ def sequence_logits(model, prompt_bp, prompt_mask_bp, completion_bt, completion_
     valid = jnp.concatenate([prompt_mask_bp, completion_mask_bt], axis=1)
     logits, _ = model(tokens, positions_from_mask(valid), causal_mask(valid))
     return logits[:, p - 1 : -1]
+
+
+def grouped_hidden(decoder, prompt_up, prompt_mask_up, completion_nt, completion_mask_nt):
+    """Hidden states predicting each completion token, each prompt run once for its group.
+
+    `prompt_up` holds U distinct prompts; completion rows `[u·G, (u+1)·G)` continue
+    prompt u (N = U·G rows). Equal to running the decoder on every prompt ++ completion
+    row (as `sequence_logits` does; up to float summation order), but the prompt's P
+    positions are computed once per group instead of G times: the prompt pass fills a
+    KV cache that the G completions of its group attend to. Differentiable.
+
+    `decoder`: a `Decoder` (the policy's `model.model` or the critic's). Returns
+    `[N, T, D]`: row t is the state that predicts `completion_nt[:, t]` (the prompt's
+    last position for t = 0, the completion's token t - 1 after).
+    """
+    u, p = prompt_up.shape
+    n, t = completion_nt.shape
+    if n % u:
+        raise ValueError(f"{n} completion rows are not whole groups of {u} prompts")
+    g = n // u
+    cache = init_cache(decoder.cfg, u, p)
+    h_upd, cache = decoder(
+        prompt_up,
+        positions_from_mask(prompt_mask_up),
+        causal_mask(prompt_mask_up),
+        cache,
+        0,
+        train=True,
+    )
+    first_n1d = jnp.repeat(h_upd[:, -1:], g, axis=0)
+    if t == 1:
+        return first_n1d
+    # The completion's tokens 0..T-2 (token T-1 predicts nothing) over the group's cache.
+    cache = extend_cache(jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), cache), p + t - 1)
+    valid = jnp.concatenate(
+        [jnp.repeat(prompt_mask_up, g, axis=0), completion_mask_nt[:, :-1]], axis=1
+    )
+    h_nld, _ = decoder(
+        completion_nt[:, :-1],
+        positions_from_mask(valid)[:, p:],
+        causal_mask(valid)[:, p:],
+        cache,
+        p,
+        train=True,
+    )
+    return jnp.concatenate([first_n1d, h_nld], axis=1)
+
+
+def grouped_sequence_logits(model, prompt_up, prompt_mask_up, completion_nt, completion_mask_nt):
+    """`sequence_logits` for completions that come in groups sharing a prompt
+    (`grouped_hidden`): `[N, T, V]`, row t predicting `completion_nt[:, t]`."""
+    h = grouped_hidden(model.model, prompt_up, prompt_mask_up, completion_nt, completion_mask_nt)
+    return _lm_head(model, h)
 
 
 def token_logp(logits_btv, tokens_bt, temperature=1.0):

@@ -63,6 +63,16 @@ def test_accumulation_and_remat_give_the_plain_step(tmp_path, baseline):
     assert _max_param_diff(params, base_params) < 1e-5
 
 
+def test_shared_prompt_learner_equals_the_per_row_learner(tmp_path, baseline):
+    """Minibatches of whole groups run each prompt once (`sampling.grouped_hidden`); one
+    row per microbatch (grad_accum=8 of 8 rows) takes the per-row forward on the same
+    minibatches, and chunked reference passes (one group each) the grouped chunks."""
+    base_out, base_params = baseline
+    out, params = _run(tmp_path, rl__grad_accum=8, rl__logp_chunk=2)
+    np.testing.assert_allclose(out, base_out, rtol=1e-5, atol=1e-6)
+    assert _max_param_diff(params, base_params) < 1e-5
+
+
 def test_grpo_prioritized_accumulation_matches(tmp_path):
     kw = {"rl__algo": "grpo", "rl__prioritized": True}
     base_out, base_params = _run(tmp_path / "a", **kw)
@@ -138,6 +148,7 @@ def test_remat_is_in_the_training_graph_not_in_decoding(policy):
         ("sft__grad_accum", 0, "sft.grad_accum"),
         ("model__remat", "sometimes", "model.remat"),
         ("model__dtype", "int8", "model.dtype"),
+        ("rl__logp_chunk", 6, "rl.logp_chunk"),
     ],
 )
 def test_bad_precision_options_name_the_field(field, value, words):

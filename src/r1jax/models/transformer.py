@@ -284,13 +284,16 @@ class Block(nnx.Module):
         return x + self.mlp(self.post_attn_norm(x), side_by_side=cache_kv is not None), cache_kv
 
 
-def _remat_block(layer, x, positions, mask, policy_name):
-    """`layer(x, ...)` under `nnx.remat` with the named policy (no cache: training only)."""
+def _remat_block(layer, x, positions, mask, policy_name, kv=None, cache_index=None):
+    """`layer(x, ...)` under `nnx.remat` with the named policy (training passes only).
 
-    def run(layer, x, positions, mask):
-        return layer(x, positions, mask)[0]
+    Returns `(x, kv)`; `kv` is the layer's cache when one is given (a grouped training
+    pass, `sampling.grouped_hidden`), else None."""
 
-    return nnx.remat(run, policy=REMAT_POLICIES[policy_name])(layer, x, positions, mask)
+    def run(layer, x, positions, mask, kv):
+        return layer(x, positions, mask, kv, cache_index)
+
+    return nnx.remat(run, policy=REMAT_POLICIES[policy_name])(layer, x, positions, mask, kv)
 
 
 class Decoder(nnx.Module):
@@ -305,17 +308,28 @@ class Decoder(nnx.Module):
         )
 
     def __call__(
-        self, tokens_bl, positions_bl, mask_bls, cache: KVCache | None = None, cache_index=None
+        self,
+        tokens_bl,
+        positions_bl,
+        mask_bls,
+        cache: KVCache | None = None,
+        cache_index=None,
+        *,
+        train: bool = False,
     ):
+        """`train`: a differentiated pass that uses a cache (`sampling.grouped_hidden`);
+        `cfg.remat` applies to it as to every pass without a cache. Sampling never remats."""
         x = self.embed(tokens_bl)
         new_k, new_v = [], []
-        remat = cache is None and self.cfg.remat != "none"
+        remat = (cache is None or train) and self.cfg.remat != "none"
         for i, layer in enumerate(self.layers):
             kv = None if cache is None else (cache.k[i], cache.v[i])
             if remat:
-                x = _remat_block(layer, x, positions_bl, mask_bls, self.cfg.remat)
-                continue
-            x, kv = layer(x, positions_bl, mask_bls, kv, cache_index)
+                x, kv = _remat_block(
+                    layer, x, positions_bl, mask_bls, self.cfg.remat, kv, cache_index
+                )
+            else:
+                x, kv = layer(x, positions_bl, mask_bls, kv, cache_index)
             if cache is not None:
                 new_k.append(kv[0])
                 new_v.append(kv[1])

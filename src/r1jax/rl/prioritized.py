@@ -69,27 +69,41 @@ def shuffled_minibatches(
     n: int,
     num_minibatches: int,
     minibatch_size: int,
+    group_size: int = 1,
 ) -> jax.Array:
     """Split a uniform random permutation of ``range(n)`` into M minibatches.
 
     Every item appears exactly once per epoch (sampling without replacement).
+    With ``group_size`` G > 1 the items are taken as n / G consecutive groups
+    (``[g·G, (g+1)·G)``: the G samples of one prompt) and the *groups* are permuted:
+    each minibatch holds whole groups, each group's items consecutive and in order,
+    so the learner can run a group's shared prompt once (`sampling.grouped_hidden`).
 
     Args:
       key: PRNG key.
       n: number of items N (static); must equal M · mb.
       num_minibatches: M (static).
-      minibatch_size: mb (static).
+      minibatch_size: mb (static); a multiple of G.
+      group_size: G (static), a divisor of mb.
 
     Returns:
       idx_mb [M, mb] int32.
 
     Raises:
-      ValueError: if num_minibatches * minibatch_size != n.
+      ValueError: if num_minibatches * minibatch_size != n, or G does not divide mb.
     """
     if num_minibatches * minibatch_size != n:
         raise ValueError(
             f"num_minibatches * minibatch_size = {num_minibatches} * {minibatch_size}"
             f" = {num_minibatches * minibatch_size} must equal n = {n}"
         )
-    perm = jax.random.permutation(key, n)
+    if group_size < 1 or minibatch_size % group_size:
+        raise ValueError(
+            f"group_size={group_size} must be >= 1 and divide minibatch_size={minibatch_size}"
+        )
+    if group_size == 1:
+        perm = jax.random.permutation(key, n)
+    else:
+        groups = jax.random.permutation(key, n // group_size)
+        perm = (groups[:, None] * group_size + jnp.arange(group_size)).reshape(-1)
     return perm.reshape(num_minibatches, minibatch_size).astype(jnp.int32)

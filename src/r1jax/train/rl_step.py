@@ -46,7 +46,13 @@ from jax.experimental import io_callback
 
 from r1jax import rl
 from r1jax.models.transformer import causal_mask, positions_from_mask
-from r1jax.sampling import generate, sequence_logits, token_logp
+from r1jax.sampling import (
+    generate,
+    grouped_hidden,
+    grouped_sequence_logits,
+    sequence_logits,
+    token_logp,
+)
 from r1jax.train.state import Graphs, TrainState, guarded_update, policy_params
 
 
@@ -91,8 +97,9 @@ class RLHyper:
     pad_id: int
     grad_accum: int = 1  # microbatches per minibatch: gradients summed, one optimizer update
     entropy_bonus: bool = True  # False: rl.entropy_coef = 0, no entropy term at all
-    logp_chunk: int = 0  # rows per pass of the reference log-probs (0 = all rows at once):
-    # bounds the [rows, T, V] logits of a large vocabulary
+    logp_chunk: int = 0  # rows per pass of the reference log-probs (0 = all rows at once),
+    # rounded down to whole groups (at least one): bounds the [rows, T, V] logits of a
+    # large vocabulary
 
 
 def _chunked_rows(fn, xs, chunk: int):
@@ -105,15 +112,21 @@ def _chunked_rows(fn, xs, chunk: int):
     if not chunk or chunk >= n:
         return fn(xs)
     if n % chunk:
-        raise ValueError(f"rl.logp_chunk={chunk} must divide the {n} rows of a rollout")
+        raise ValueError(f"a chunk of {chunk} must divide the {n} items of a pass")
     split = lambda x: x.reshape(chunk, n // chunk, *x.shape[1:]).swapaxes(0, 1)
     out = jax.lax.map(fn, jax.tree.map(split, xs))
     return jax.tree.map(lambda y: y.swapaxes(0, 1).reshape(n, *y.shape[2:]), out)
 
 
 def _forward(graphdef, params, batch, tokens, mask, temperature):
+    """Tempered logits `[N, T, V]` predicting `tokens`. `batch.prompt` holds either one
+    prompt per row (N rows) or one per group of N / U consecutive rows (U < N rows: the
+    shared prompt runs once per group, `sampling.grouped_hidden`)."""
     model = nnx.merge(graphdef, params)
-    logits = sequence_logits(model, batch.prompt, batch.prompt_mask, tokens, mask)
+    if batch.prompt.shape[0] == tokens.shape[0]:
+        logits = sequence_logits(model, batch.prompt, batch.prompt_mask, tokens, mask)
+    else:
+        logits = grouped_sequence_logits(model, batch.prompt, batch.prompt_mask, tokens, mask)
     return logits / temperature
 
 
@@ -281,14 +294,15 @@ def rl_iteration(
     policy = nnx.merge(graphs.policy, sampler_params)
     roll = generate(
         policy,
-        rep.prompt,
-        rep.prompt_mask,
+        batch.prompt,
+        batch.prompt_mask,
         k_sample,
         max_new_tokens=hp.max_new_tokens,
         temperature=hp.temperature,
         eos_id=hp.eos_id,
         pad_id=hp.pad_id,
         row_offset=ax.index() * n_local,
+        num_samples=g,  # rows [b·G, (b+1)·G) sample prompt b (= rep), its prefill shared
     )
     tokens, mask_b = roll.tokens_bt, roll.mask_bt
     mask = mask_b.astype(jnp.float32)
@@ -320,11 +334,27 @@ def rl_iteration(
         )
         return token_logp(lg, toks)
 
-    ref_logp = _chunked_rows(ref_rows, (rep.prompt, rep.prompt_mask, tokens, mask_b), hp.logp_chunk)
+    # The rollout's rows are whole groups: each prompt's forward runs once for its group
+    # (`_forward`); chunks of the reference pass are whole groups too.
+    b_loc = batch.prompt.shape[0]
+    chunk = max(hp.logp_chunk // g, 1) if hp.logp_chunk else 0  # prompts per pass
+    if chunk and b_loc % chunk:
+        raise ValueError(
+            f"rl.logp_chunk={hp.logp_chunk} rows = {chunk} prompt group(s) of {g} per pass "
+            f"must divide the {b_loc} prompts of a rollout (per device): choose a multiple "
+            f"of group_size that divides prompts_per_iter * group_size"
+        )
+    by_group = lambda x: x.reshape(-1, g, *x.shape[1:])
+    flat = lambda x: x.reshape(-1, *x.shape[2:])
+    ref_logp = _chunked_rows(
+        lambda x: by_group(ref_rows((x[0], x[1], flat(x[2]), flat(x[3])))),
+        (batch.prompt, batch.prompt_mask, by_group(tokens), by_group(mask_b)),
+        chunk,
+    ).reshape(tokens.shape)
     n_tokens = jnp.maximum(ax.psum(mask.sum()), 1.0)
     lengths = mask.sum(1)
     if hp.algo == "ppo":
-        values = _values(graphs, state.value, rep, tokens, mask_b)
+        values = _values(graphs, state.value, batch, tokens, mask_b)
         rewards_bt = token_rewards * mask
         adv, returns = rl.gae(rewards_bt, values, mask, hp.gamma, hp.lam)
         adv = rl.whiten(adv, mask, axis_name=axis_name)
@@ -347,6 +377,19 @@ def rl_iteration(
             f"minibatch size {mb} (= {n} completions / {m} minibatches) must be divisible "
             f"by the {ax.size} data-parallel devices × grad_accum={hp.grad_accum}"
         )
+    # Minibatches of whole groups (a group's rows consecutive) unless prioritised (rows
+    # drawn one by one); when a device's (micro)batch is whole groups too, the learner
+    # runs each group's prompt once (`_forward`) instead of once per sample.
+    group_mb = g > 1 and mb % g == 0 and not hp.prioritized
+    group_fwd = group_mb and (mb // (ax.size * hp.grad_accum)) % g == 0
+    mb_groups = g if group_mb else 1
+
+    def take(src, idx):
+        """Rows `idx` of the buffer `src`; prompts once per group under `group_fwd`."""
+        d = {k: v[idx] for k, v in src.items() if k not in ("prompt", "prompt_mask")}
+        pidx = idx[::g] if group_fwd else idx
+        return dict(d, prompt=src["prompt"][pidx], prompt_mask=src["prompt_mask"][pidx])
+
     ent_coef = rl.entropy_coef(state.ent) if hp.entropy_bonus else jnp.zeros((), jnp.float32)
     clip = state.clip
     if hp.loss_agg == "token_mean":
@@ -396,7 +439,7 @@ def rl_iteration(
         return loss, dict(pg_loss=pg, clip_frac=aux["clip_frac"], approx_kl=aux["approx_kl"])
 
     def policy_grads(params, idx, w_b, mb_tokens):
-        d = jax.tree.map(lambda x: x[idx], data)
+        d = take(data, idx)
         return jax.value_and_grad(policy_loss, has_aux=True)(params, d, w_b, mb_tokens)
 
     def policy_mb_step(carry, xs):
@@ -418,7 +461,7 @@ def rl_iteration(
         if hp.prioritized:
             idx, w = rl.prioritized_minibatches(k, seq_priority, m, mb, alpha=hp.priority_alpha)
         else:
-            idx = rl.shuffled_minibatches(k, n, m, mb)
+            idx = rl.shuffled_minibatches(k, n, m, mb, group_size=mb_groups)
             w = jnp.ones(idx.shape, jnp.float32)
         return jax.lax.scan(policy_mb_step, carry, (ax.local_cols(idx), ax.local_cols(w)))
 
@@ -439,7 +482,7 @@ def rl_iteration(
         vnorm = ax.psum(mask.sum()) * mb / n
 
         def value_grads(vp, idx, _w, _tokens):
-            d = jax.tree.map(lambda x: x[idx], vdata)
+            d = take(vdata, idx)
 
             def loss_fn(p):
                 v = _values(
@@ -466,7 +509,7 @@ def rl_iteration(
             return (vp, vo, skipped + bad), loss
 
         def value_epoch(carry, k):
-            idx = rl.shuffled_minibatches(k, n, m, mb)
+            idx = rl.shuffled_minibatches(k, n, m, mb, group_size=mb_groups)
             return jax.lax.scan(value_mb_step, carry, ax.local_cols(idx))
 
         (new_value, new_vopt, skipped), vlosses = jax.lax.scan(
@@ -571,7 +614,13 @@ def _global_mean(x_n, ax: _Axis):
 
 
 def _values(graphs, params, batch, tokens, mask_b):
-    """Critic values V(s_t) at the positions that predict each completion token: [N, T]."""
+    """Critic values V(s_t) at the positions that predict each completion token: [N, T].
+
+    `batch.prompt`: one prompt per row, or one per group of rows (as `_forward`)."""
+    if batch.prompt.shape[0] != tokens.shape[0]:
+        critic = nnx.merge(graphs.value, params)
+        h = grouped_hidden(critic.model, batch.prompt, batch.prompt_mask, tokens, mask_b)
+        return critic.value_head(h.astype(jnp.float32))[..., 0]
     p = batch.prompt.shape[1]
     seq = jnp.concatenate([batch.prompt, tokens], axis=1)
     valid = jnp.concatenate([batch.prompt_mask, mask_b], axis=1)
