@@ -49,15 +49,14 @@ def main():
         state = exp.init_state
         g = c.rl.group_size
         batch = exp.rl_batch(0)
-        prompt = np.repeat(batch.prompt, g, 0)
-        mask = np.repeat(batch.prompt_mask, g, 0)
         gen = jax.jit(
             lambda p, k: generate(
                 nnx.merge(exp.graphs.policy, p),
-                prompt,
-                mask,
+                batch.prompt,
+                batch.prompt_mask,
                 k,
                 max_new_tokens=c.max_new_tokens,
+                num_samples=g,  # as the RL iteration: one prefill per prompt
                 temperature=1.0,
                 eos_id=EOS_ID,
                 pad_id=PAD_ID,

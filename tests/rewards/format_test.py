@@ -93,7 +93,8 @@ def test_reward_is_exactly_zero_or_one():
 def test_hostile_long_input_is_fast(text):
     start = time.perf_counter()
     result = format_reward(text)
-    assert time.perf_counter() - start < 0.5  # linear: milliseconds for megabytes
+    assert time.perf_counter() - start < 5.0  # linear: milliseconds for megabytes; a
+    # quadratic scan of these inputs takes hours
     assert result in (0.0, 1.0)
 
 

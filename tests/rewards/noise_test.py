@@ -115,7 +115,7 @@ def test_perturbation_is_deterministic_given_the_rng():
 def test_perturbation_of_hostile_long_input_is_fast_and_safe(text):
     start = time.perf_counter()
     new = perturb_surface(text, derive_rng(0, 0, 0))
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 10.0  # no blow-up (a loaded CI core is slow)
     assert verify(new, "2") == verify(text, "2")
 
 

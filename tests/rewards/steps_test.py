@@ -268,7 +268,7 @@ def test_values_are_exact():
 def test_hostile_input_is_fast_and_safe(text):
     start = time.perf_counter()
     report = check_steps(text)
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 10.0  # no blow-up (speed: verifier_bench)
     assert report.num_steps == len(report.steps) <= steps.MAX_STEPS
     assert report.num_verified + report.num_wrong + report.num_unparseable == report.num_steps
     for s in report.steps:

@@ -83,7 +83,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.rl = ml_collections.ConfigDict(
         dict(
             algo="ppo",  # "ppo" (critic + GAE) or "grpo" (group-relative)
-            iterations=90,  # RL iterations (one compiled program each)
+            iterations=150,  # RL iterations (one compiled program each; ~2.3 s each on 2 cores)
             prompts_per_iter=32,  # B, prompts per iteration
             group_size=8,  # G, samples per prompt (N = B·G rollouts)
             temperature=1.0,  # τ, sampling temperature

@@ -30,6 +30,14 @@ groups), and it computes what the `jax.jit` path computes on the whole batch:
   would divide it by D); every device then applies the same optax update.
 
 With `axis_name=None` nothing of this is added: the jit path is unchanged.
+
+Shared prompts: the G samples of a prompt are consecutive rows, and every pass that reads
+the prompt runs it once per group (`sampling.grouped_hidden`): the rollout's prefill,
+the reference log-probs, the critic's values, and the policy and critic updates, whose
+minibatches are drawn as whole groups (`rl.shuffled_minibatches(group_size=G)`; rows one
+by one when prioritised, or when a device's microbatch would split a group). The
+prompt (P = 160 tokens on the default) is longer than the completion, so this halves
+the default's RL iteration (BENCHMARKS.md, "Shared-prompt learner").
 """
 
 from __future__ import annotations
