@@ -15,7 +15,10 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+from r1jax.errors import ConfigError
 
 SFT_CHECKPOINT = "sft"  # subdirectory holding the SFT warm-start checkpoint
 
@@ -27,6 +30,7 @@ class Checkpointer:
         root = os.path.join(workdir, "checkpoints")
         if "://" not in root:  # local paths must be absolute for Orbax; gs:// etc. stay as-is
             root = os.path.abspath(root)
+        self.root = root
         opts = lambda n: ocp.CheckpointManagerOptions(max_to_keep=n, create=True)
         self._managers = {
             "sft": ocp.CheckpointManager(
@@ -55,13 +59,49 @@ class Checkpointer:
     def restore(self, phase: str, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """Restores into the structure, dtypes and shardings of `abstract_state`."""
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-        out = self._managers[phase].restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
-            ),
-        )
+        self._check_fits(phase, step, target)
+        try:
+            out = self._managers[phase].restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
+                ),
+            )
+        except ValueError as e:
+            if "do not match" not in str(e) and "shape" not in str(e).lower():
+                raise
+            raise self._misfit(phase, step, str(e).splitlines()[0][:200]) from None
         return out.state, dict(out.meta)
+
+    def _misfit(self, phase: str, step: int, detail: str) -> ConfigError:
+        return ConfigError(
+            f"the {phase} checkpoint at step {step} in {self.root} does not fit the state "
+            f"this config builds ({detail}): a resumed run must keep what shapes the state "
+            "(rl.algo ppo/grpo adds or drops the critic; model, value_model, lora and "
+            "optimizer settings). Resume with the settings of the run's config.json, or "
+            "start a new --workdir"
+        )
+
+    def _check_fits(self, phase: str, step: int, target: Any) -> None:
+        """Compares the checkpoint's array shapes (its metadata; nothing is read) with
+        `target`'s, so a mismatch is one clear ConfigError before Orbax starts reading."""
+        path = os.path.join(str(self._managers[phase].directory), str(step), "state")
+        try:
+            meta = ocp.StandardCheckpointer().metadata(path)
+        except Exception:  # noqa: BLE001 - no metadata to compare: restore() reports it
+            return
+        tree = getattr(meta, "item_metadata", meta)
+        tree = getattr(tree, "tree", tree)
+        saved = sorted(tuple(x.shape) for x in jax.tree.leaves(tree) if hasattr(x, "shape"))
+        want = sorted(tuple(x.shape) for x in jax.tree.leaves(target))
+        if saved != want:
+            n = lambda shapes: sum(int(np.prod(s)) for s in shapes)
+            raise self._misfit(
+                phase,
+                step,
+                f"it holds {len(saved)} arrays of {n(saved):,} numbers, this config's state "
+                f"{len(want)} arrays of {n(want):,}",
+            )
 
     def find(self, step: int | None) -> tuple[str, int]:
         """The phase and step of `step` (None = the newest: latest RL, else SFT)."""

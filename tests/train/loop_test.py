@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from r1jax.configs.arith_tiny import get_config
+from r1jax.errors import ConfigError
 from r1jax.evaluate import evaluate_checkpoint
 from r1jax.train.loop import Experiment, train
 from r1jax.train.metrics import read_metrics
@@ -85,6 +86,28 @@ def test_resume_continues_exactly(full_run, tmp_path, where):
     sa = json.load(open(os.path.join(workdir, "summary.json")))
     sb = json.load(open(os.path.join(resumed, "summary.json")))
     assert sa["rl"] == sb["rl"] and sa["sft"] == sb["sft"]
+
+
+@pytest.mark.parametrize(
+    "change", [("rl", "algo", "grpo"), ("value_model", "n_layers", 2), ("model", "d_model", 48)]
+)
+def test_resume_with_a_state_changing_config_is_a_clear_error(tmp_path, change):
+    """A checkpoint the new config's state cannot hold (critic added or dropped, other
+    shapes) is a ConfigError that names the fix, not an Orbax traceback; nothing is
+    written over the run."""
+    c = _smoke()
+    resumed = str(tmp_path / "resumed")
+    assert train(c, resumed, stop_after=c.sft.steps) == {}
+    metrics = tmp_path / "resumed" / "metrics.jsonl"
+    before = metrics.read_text()
+    section, field, value = change
+    c2 = _smoke()
+    c2[section][field] = value
+    if field == "d_model":
+        c2.model.head_dim = value // c2.model.n_heads
+    with pytest.raises(ConfigError, match="does not fit the state this config builds"):
+        train(c2, resumed)
+    assert metrics.read_text() == before
 
 
 def test_eval_is_reproducible_and_matches_summary(full_run):
