@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from r1jax.errors import ConfigError
 
@@ -87,11 +88,10 @@ class Checkpointer:
         `target`'s, so a mismatch is one clear ConfigError before Orbax starts reading."""
         path = os.path.join(str(self._managers[phase].directory), str(step), "state")
         try:
-            meta = ocp.StandardCheckpointer().metadata(path)
+            meta = ocp.StandardCheckpointHandler().metadata(epath.Path(path))
         except Exception:  # noqa: BLE001 - no metadata to compare: restore() reports it
             return
-        tree = getattr(meta, "item_metadata", meta)
-        tree = getattr(tree, "tree", tree)
+        tree = getattr(meta, "tree", meta)
         saved = sorted(tuple(x.shape) for x in jax.tree.leaves(tree) if hasattr(x, "shape"))
         want = sorted(tuple(x.shape) for x in jax.tree.leaves(target))
         if saved != want:
