@@ -61,27 +61,13 @@ class Checkpointer:
         """Restores into the structure, dtypes and shardings of `abstract_state`."""
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
         self._check_fits(phase, step, target)
-        try:
-            out = self._managers[phase].restore(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
-                ),
-            )
-        except ValueError as e:
-            if "do not match" not in str(e) and "shape" not in str(e).lower():
-                raise
-            raise self._misfit(phase, step, str(e).splitlines()[0][:200]) from None
-        return out.state, dict(out.meta)
-
-    def _misfit(self, phase: str, step: int, detail: str) -> ConfigError:
-        return ConfigError(
-            f"the {phase} checkpoint at step {step} in {self.root} does not fit the state "
-            f"this config builds ({detail}): a resumed run must keep what shapes the state "
-            "(rl.algo ppo/grpo adds or drops the critic; model, value_model, lora and "
-            "optimizer settings). Resume with the settings of the run's config.json, or "
-            "start a new --workdir"
+        out = self._managers[phase].restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
+            ),
         )
+        return out.state, dict(out.meta)
 
     def _check_fits(self, phase: str, step: int, target: Any) -> None:
         """Compares the checkpoint's array shapes (its metadata; nothing is read) with
@@ -96,11 +82,13 @@ class Checkpointer:
         want = sorted(tuple(x.shape) for x in jax.tree.leaves(target))
         if saved != want:
             n = lambda shapes: sum(int(np.prod(s)) for s in shapes)
-            raise self._misfit(
-                phase,
-                step,
-                f"it holds {len(saved)} arrays of {n(saved):,} numbers, this config's state "
-                f"{len(want)} arrays of {n(want):,}",
+            raise ConfigError(
+                f"the {phase} checkpoint at step {step} in {self.root} does not fit the state "
+                f"this config builds (it holds {len(saved)} arrays of {n(saved):,} numbers, "
+                f"this config's state {len(want)} arrays of {n(want):,}): a resumed run must "
+                "keep what shapes the state (rl.algo ppo/grpo adds or drops the critic; "
+                "model, value_model, lora and optimizer settings). Resume with the settings "
+                "of the run's config.json, or start a new --workdir"
             )
 
     def find(self, step: int | None) -> tuple[str, int]:
