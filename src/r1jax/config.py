@@ -197,6 +197,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
         c.rl.num_minibatches,
         f"must divide prompts_per_iter * group_size = {n}",
     )
+    buckets = c.rl.get("length_buckets", 1)
+    _require(
+        isinstance(buckets, int) and not isinstance(buckets, bool) and buckets >= 1,
+        "rl.length_buckets",
+        buckets,
+        "must be a positive integer: the learner is compiled for that many completion "
+        "lengths up to max_new_tokens (1 = always all of them)",
+    )
     chunk = c.rl.get("logp_chunk", 0)
     if isinstance(chunk, int) and chunk > 0:
         per = max(chunk // c.rl.group_size, 1)  # whole groups of the shared prompt per pass

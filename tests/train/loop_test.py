@@ -133,6 +133,7 @@ def test_rl_step_compiles_once(tmp_path, algo):
         c.rl.prioritized = algo == "ppo"
         c.rl.top_entropy_q = 0.5 if algo == "grpo" else 1.0
         c.rl.adaptive_entropy = True
+        c.rl.length_buckets = 3 if algo == "ppo" else 1  # a branch per length, one program
     exp = Experiment(c, str(tmp_path))
     try:
         state = exp.init_state

@@ -3,7 +3,8 @@
 Data parallel (8,1,1), mixed (2,4,1) and (2,2,2), and pure tensor parallel (1,1,8):
 2 SFT steps and 3 RL iterations of the smoke config give the losses and the final
 parameters of one device within 1e-5, and the parameters really are split as the
-learner rules say.
+learner rules say. The RL learner is compiled for two completion lengths
+(`rl.length_buckets=2`), so its `lax.switch` runs on every mesh.
 """
 
 import json
@@ -29,6 +30,7 @@ SCRIPT = textwrap.dedent("""
             c.model.n_heads = 4
             c.model.n_kv_heads = 2
             c.model.head_dim = 8
+            c.rl.length_buckets = 2  # the learner's lax.switch (48 or 96 positions) on meshes
         exp = Experiment(c, "/tmp/unused", mesh=parallel.make_mesh(*shape))
         state, out = exp.init_state, []
         for s in range(2):

@@ -7,7 +7,8 @@ metrics and the final parameters (policy and critic) of `Experiment.sft_fn`/`rl_
 on a one-device mesh within 1e-5. Reward noise (seeded by the row's global index) gives
 the untrained policy non-zero rewards, so advantages, policy and value losses are not 0,
 and rows whose rewards came back to the wrong device would show. A third variant turns on the paths with their own global statistics
-(prioritised minibatches, forking-token mask, two epochs, sequence-mean aggregation).
+(prioritised minibatches, forking-token mask, two epochs, sequence-mean aggregation) and
+the learner's length buckets (a `lax.switch` on the global longest completion, `pmax`).
 """
 
 import json
@@ -31,7 +32,7 @@ SCRIPT = textwrap.dedent("""
         "ppo": {},
         "grpo": {"algo": "grpo"},
         "ppo_extras": {"prioritized": True, "top_entropy_q": 0.5, "epochs": 2,
-                       "loss_agg": "seq_mean_token_mean"},
+                       "loss_agg": "seq_mean_token_mean", "length_buckets": 3},
     }
 
     def run(variant, n_devices):

@@ -1,4 +1,5 @@
-"""Precision and memory options: gradient accumulation, rematerialisation, bf16 compute.
+"""Precision and memory options: gradient accumulation, rematerialisation, bf16 compute,
+completion-length buckets.
 
 Accumulation and remat change how a step is computed, never what it computes: the smoke
 run's SFT and RL losses and parameters match the plain run. bf16 compute keeps float32
@@ -17,11 +18,15 @@ from r1jax.config import validate
 from r1jax.configs.arith_tiny import get_config
 from r1jax.errors import ConfigError
 from r1jax.models.transformer import CausalLM, ModelConfig, causal_mask, positions_from_mask
+from r1jax.tokenizer import PAD_ID
+from r1jax.train import rl_step
 from r1jax.train.loop import Experiment
 
 
-def _run(tmp_path, **overrides):
-    """2 SFT steps + 2 RL iterations of the smoke config; (losses, policy params)."""
+def _run(tmp_path, _learn_lens=None, **overrides):
+    """2 SFT steps + 2 RL iterations of the smoke config; (losses, policy params).
+
+    `_learn_lens`: a list that receives each RL iteration's `learn_len` metric."""
     c = get_config("smoke")
     with c.unlocked():
         c.sft.rows = 8
@@ -41,6 +46,8 @@ def _run(tmp_path, **overrides):
         for i in range(2):
             state, m = exp.rl_fn(state, exp.rl_batch(i))
             out += [float(m[k]) for k in ("loss", "pg_loss", "vf_loss", "approx_kl", "clip_frac")]
+            if _learn_lens is not None:
+                _learn_lens.append(float(m["learn_len"]))
         params = jax.tree.map(np.asarray, state.policy)
     finally:
         exp.close()
@@ -81,6 +88,52 @@ def test_grpo_prioritized_accumulation_matches(tmp_path):
     )
     np.testing.assert_allclose(out, base_out, rtol=1e-5, atol=1e-6)
     assert _max_param_diff(params, base_params) < 1e-5
+
+
+def _short_rollouts(monkeypatch, keep):
+    """Every rollout's completions cut to their first `keep` tokens, as if the policy had
+    stopped there (the smoke run's untrained policy rarely writes EOS)."""
+    real = rl_step.generate
+
+    def short(*args, **kwargs):
+        r = real(*args, **kwargs)
+        m = r.mask_bt & (jnp.arange(r.mask_bt.shape[1]) < keep)
+        return r._replace(
+            tokens_bt=jnp.where(m, r.tokens_bt, PAD_ID),
+            mask_bt=m,
+            logp_bt=jnp.where(m, r.logp_bt, 0.0),
+            entropy_bt=jnp.where(m, r.entropy_bt, 0.0),
+        )
+
+    monkeypatch.setattr(rl_step, "generate", short)
+
+
+def test_length_buckets_learn_on_the_cut_completion_axis(tmp_path, monkeypatch):
+    """With completions of at most 20 tokens, 3 buckets of T = 96 run the learner on 32
+    positions (`learn_len`), and the losses and parameters (policy, via the critic's
+    GAE advantages) are those of all 96."""
+    _short_rollouts(monkeypatch, keep=20)
+    lens_all, lens_cut = [], []
+    base_out, base_params = _run(tmp_path / "a", lens_all)
+    out, params = _run(tmp_path / "b", lens_cut, rl__length_buckets=3)
+    assert lens_all == [96.0, 96.0] and lens_cut == [32.0, 32.0]
+    np.testing.assert_allclose(out, base_out, rtol=1e-5, atol=1e-6)
+    assert _max_param_diff(params, base_params) < 1e-5
+
+
+def test_length_buckets_take_the_full_axis_for_long_completions(tmp_path, monkeypatch):
+    _short_rollouts(monkeypatch, keep=70)  # longer than 64: the last bucket, all 96
+    lens = []
+    _run(tmp_path, lens, rl__length_buckets=3)
+    assert lens == [96.0, 96.0]
+
+
+@pytest.mark.parametrize(
+    "t,k,sizes",
+    [(96, 1, (96,)), (96, 3, (32, 64, 96)), (96, 5, (20, 39, 58, 77, 96)), (4, 9, (1, 2, 3, 4))],
+)
+def test_bucket_sizes(t, k, sizes):
+    assert rl_step._bucket_sizes(t, k) == sizes
 
 
 def test_bf16_keeps_fp32_master_weights_and_logprobs(tmp_path, baseline):
@@ -149,6 +202,7 @@ def test_remat_is_in_the_training_graph_not_in_decoding(policy):
         ("model__remat", "sometimes", "model.remat"),
         ("model__dtype", "int8", "model.dtype"),
         ("rl__logp_chunk", 6, "rl.logp_chunk"),
+        ("rl__length_buckets", 0, "rl.length_buckets"),
     ],
 )
 def test_bad_precision_options_name_the_field(field, value, words):

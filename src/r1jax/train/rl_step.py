@@ -43,6 +43,7 @@ the default's RL iteration (BENCHMARKS.md, "Shared-prompt learner").
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import flax.struct
@@ -105,6 +106,8 @@ class RLHyper:
     pad_id: int
     grad_accum: int = 1  # microbatches per minibatch: gradients summed, one optimizer update
     entropy_bonus: bool = True  # False: rl.entropy_coef = 0, no entropy term at all
+    length_buckets: int = 1  # completion-axis buckets of the learner (`_bucket_sizes`): it
+    # runs on the smallest that holds the longest completion; 1 = always all T positions
     logp_chunk: int = 0  # rows per pass of the reference log-probs (0 = all rows at once),
     # rounded down to whole groups (at least one): bounds the [rows, T, V] logits of a
     # large vocabulary
@@ -158,6 +161,9 @@ class _Axis:
 
     def index(self):
         return 0 if self.name is None else jax.lax.axis_index(self.name)
+
+    def pmax(self, x):
+        return x if self.name is None else jax.lax.pmax(x, self.name)
 
     def local_rows(self, x, n_local):
         """This device's rows of a global array (the inverse of `gather`)."""
@@ -314,6 +320,9 @@ def rl_iteration(
     )
     tokens, mask_b = roll.tokens_bt, roll.mask_bt
     mask = mask_b.astype(jnp.float32)
+    # The sampler's log-probs serve as π_old: same code and dtype as the learner (they agree
+    # to ~1e-6, tested), which saves a full forward pass per iteration.
+    old_logp, entropy = roll.logp_bt, roll.entropy_bt
 
     # 2. Rewards on the host.
     # scores: SCORE_FIELDS per completion; token_rewards: where PPO's rewards land (the
@@ -324,257 +333,291 @@ def rl_iteration(
     )
     reward_n = ax.local_rows(scores[:, 0], n_local)
 
-    # 3. Old/ref log-probs, entropy, values; advantages.
-    # The sampler's log-probs serve as π_old: same code and dtype as the learner (they agree
-    # to ~1e-6, tested), which saves a full forward pass per iteration.
-    old_logp, entropy = roll.logp_bt, roll.entropy_bt
-    ref_params = policy_params(graphs, state.ref, state.base)
-
-    def ref_rows(x):
-        prompt, prompt_mask, toks, m = x
-        lg = _forward(
-            graphs.policy,
-            ref_params,
-            PromptBatch(prompt, prompt_mask, None),
-            toks,
-            m,
-            hp.temperature,
-        )
-        return token_logp(lg, toks)
-
-    # The rollout's rows are whole groups: each prompt's forward runs once for its group
-    # (`_forward`); chunks of the reference pass are whole groups too.
-    b_loc = batch.prompt.shape[0]
-    chunk = max(hp.logp_chunk // g, 1) if hp.logp_chunk else 0  # prompts per pass
-    if chunk and b_loc % chunk:
-        raise ValueError(
-            f"rl.logp_chunk={hp.logp_chunk} rows = {chunk} prompt group(s) of {g} per pass "
-            f"must divide the {b_loc} prompts of a rollout (per device): choose a multiple "
-            f"of group_size that divides prompts_per_iter * group_size"
-        )
-    by_group = lambda x: x.reshape(-1, g, *x.shape[1:])
-    flat = lambda x: x.reshape(-1, *x.shape[2:])
-    ref_logp = _chunked_rows(
-        lambda x: by_group(ref_rows((x[0], x[1], flat(x[2]), flat(x[3])))),
-        (batch.prompt, batch.prompt_mask, by_group(tokens), by_group(mask_b)),
-        chunk,
-    ).reshape(tokens.shape)
-    n_tokens = jnp.maximum(ax.psum(mask.sum()), 1.0)
+    # 3-6 run on the completion axis cut to the smallest length bucket that holds the
+    # batch's longest completion (`_bucket_sizes`): positions past it are padding in every
+    # row, and causal attention never lets a kept position read them, so the result is
+    # the uncut computation's (to float reassociation). One `lax.switch` branch per
+    # bucket: one program, no recompilation whatever the lengths.
     lengths = mask.sum(1)
-    if hp.algo == "ppo":
-        values = _values(graphs, state.value, batch, tokens, mask_b)
-        rewards_bt = token_rewards * mask
-        adv, returns = rl.gae(rewards_bt, values, mask, hp.gamma, hp.lam)
-        adv = rl.whiten(adv, mask, axis_name=axis_name)
-    else:
-        values = jnp.zeros_like(mask)
-        returns = values
-        adv_n = rl.group_relative_advantages(reward_n, g, scale_by_std=hp.grpo_scale_by_std)
-        adv = adv_n[:, None] * mask
-    pg_mask = mask
-    if hp.top_entropy_q < 1.0:
-        pg_mask = rl.high_entropy_mask(
-            entropy, mask_b, hp.top_entropy_q, axis_name=axis_name
-        ).astype(jnp.float32)
+    sizes = _bucket_sizes(hp.max_new_tokens, hp.length_buckets)
 
-    # 4. Policy epochs × minibatches (global sizes; a device trains on mb / D rows of each).
-    m = hp.num_minibatches
-    mb = n // m
-    if mb % (ax.size * hp.grad_accum):
-        raise ValueError(
-            f"minibatch size {mb} (= {n} completions / {m} minibatches) must be divisible "
-            f"by the {ax.size} data-parallel devices × grad_accum={hp.grad_accum}"
+    def learn(tb, tokens, mask_b, old_logp, entropy, token_rewards):
+        tokens, mask_b, old_logp, entropy, token_rewards = (
+            x[:, :tb] for x in (tokens, mask_b, old_logp, entropy, token_rewards)
         )
-    # Minibatches of whole groups (a group's rows consecutive) unless prioritised (rows
-    # drawn one by one); when a device's (micro)batch is whole groups too, the learner
-    # runs each group's prompt once (`_forward`) instead of once per sample.
-    group_mb = g > 1 and mb % g == 0 and not hp.prioritized
-    group_fwd = group_mb and (mb // (ax.size * hp.grad_accum)) % g == 0
-    mb_groups = g if group_mb else 1
+        mask = mask_b.astype(jnp.float32)
+        # 3. Old/ref log-probs, entropy, values; advantages.
+        ref_params = policy_params(graphs, state.ref, state.base)
 
-    def take(src, idx):
-        """Rows `idx` of the buffer `src`; prompts once per group under `group_fwd`."""
-        d = {k: v[idx] for k, v in src.items() if k not in ("prompt", "prompt_mask")}
-        pidx = idx[::g] if group_fwd else idx
-        return dict(d, prompt=src["prompt"][pidx], prompt_mask=src["prompt_mask"][pidx])
-
-    ent_coef = rl.entropy_coef(state.ent) if hp.entropy_bonus else jnp.zeros((), jnp.float32)
-    clip = state.clip
-    if hp.loss_agg == "token_mean":
-        normalizer = ax.psum(pg_mask.sum()) * mb / n  # expected tokens per minibatch, global
-    elif hp.loss_agg == "seq_mean_token_sum_norm":
-        normalizer = mb * hp.max_new_tokens
-    else:
-        normalizer = mb
-    # The minibatches index the global rollout buffer (all-gathered under pmap).
-    data = ax.gather(
-        dict(
-            tokens=tokens,
-            mask_b=mask_b,
-            old_logp=old_logp,
-            ref_logp=ref_logp,
-            adv=adv,
-            pg_mask=pg_mask,
-            prompt=rep.prompt,
-            prompt_mask=rep.prompt_mask,
-        )
-    )
-
-    def policy_loss(params, d, w_b, mb_tokens):
-        ex = PromptBatch(d["prompt"], d["prompt_mask"], None)
-        full = policy_params(graphs, params, state.base)
-        lg = _forward(graphs.policy, full, ex, d["tokens"], d["mask_b"], hp.temperature)
-        logp = token_logp(lg, d["tokens"])
-        tm = d["mask_b"].astype(jnp.float32)
-        w = w_b[:, None] * jnp.ones_like(tm)
-        pg, aux = rl.ppo_policy_loss(
-            logp,
-            d["old_logp"],
-            d["adv"],
-            d["pg_mask"],
-            clip.eps_low,
-            clip.eps_high,
-            normalizer,
-            hp.loss_agg,
-            weights_bt=w,
-            axis_name=axis_name,
-        )
-        kl_tok = rl.kl_estimate(logp, d["ref_logp"], hp.kl_estimator)
-        ent_tok = rl.entropy_from_logits(lg)
-        kl = rl.aggregate(kl_tok * w, tm, "token_mean", mb_tokens)
-        ent = rl.aggregate(ent_tok * w, tm, "token_mean", mb_tokens)
-        loss = pg + hp.kl_coef * kl - ent_coef * ent
-        return loss, dict(pg_loss=pg, clip_frac=aux["clip_frac"], approx_kl=aux["approx_kl"])
-
-    def policy_grads(params, idx, w_b, mb_tokens):
-        d = take(data, idx)
-        return jax.value_and_grad(policy_loss, has_aux=True)(params, d, w_b, mb_tokens)
-
-    def policy_mb_step(carry, xs):
-        params, opt, skipped = carry
-        idx, w_b = xs
-        mb_tokens = _tokens(data["mask_b"], idx, ax)  # tokens of the global minibatch
-        (loss, aux), grads = _accumulate(
-            policy_grads, params, idx, w_b, mb_tokens, hp.grad_accum, data["mask_b"], ax
-        )
-        # Shard contributions → global minibatch loss and gradient.
-        loss, grads, aux["pg_loss"] = ax.psum((loss, grads, aux["pg_loss"]))
-        params, opt, bad = guarded_update(policy_tx, grads, opt, params, loss)
-        aux = dict(aux, loss=loss, grad_norm=optax.tree.norm(grads))
-        return (params, opt, skipped + bad), aux
-
-    seq_priority = ax.gather(jnp.abs(adv).sum(1) / jnp.maximum(lengths, 1.0))
-
-    def policy_epoch(carry, k):
-        if hp.prioritized:
-            idx, w = rl.prioritized_minibatches(k, seq_priority, m, mb, alpha=hp.priority_alpha)
-        else:
-            idx = rl.shuffled_minibatches(k, n, m, mb, group_size=mb_groups)
-            w = jnp.ones(idx.shape, jnp.float32)
-        return jax.lax.scan(policy_mb_step, carry, (ax.local_cols(idx), ax.local_cols(w)))
-
-    (new_policy, new_popt, skipped), paux = jax.lax.scan(
-        policy_epoch,
-        (state.policy, state.policy_opt, state.skipped),
-        jax.random.split(k_policy_mb, hp.epochs),
-    )
-    last_epoch = jax.tree.map(lambda x: x[-1].mean(), paux)
-
-    # 5. Critic epochs on its own optimizer (PPO only).
-    new_value, new_vopt, vf_loss = state.value, state.value_opt, jnp.zeros(())
-    if hp.algo == "ppo":
-        vdata = dict(
-            {k: data[k] for k in ("tokens", "mask_b", "prompt", "prompt_mask")},
-            **ax.gather({"old_v": values, "ret": returns}),
-        )
-        vnorm = ax.psum(mask.sum()) * mb / n
-
-        def value_grads(vp, idx, _w, _tokens):
-            d = take(vdata, idx)
-
-            def loss_fn(p):
-                v = _values(
-                    graphs,
-                    p,
-                    PromptBatch(d["prompt"], d["prompt_mask"], None),
-                    d["tokens"],
-                    d["mask_b"],
-                )
-                loss, _ = rl.value_loss(
-                    v, d["old_v"], d["ret"], d["mask_b"].astype(jnp.float32), hp.vf_clip, vnorm
-                )
-                return loss, {}
-
-            return jax.value_and_grad(loss_fn, has_aux=True)(vp)
-
-        def value_mb_step(carry, idx):
-            vp, vo, skipped = carry
-            (loss, _), grads = _accumulate(
-                value_grads, vp, idx, None, None, hp.grad_accum, vdata["mask_b"], ax
+        def ref_rows(x):
+            prompt, prompt_mask, toks, m = x
+            lg = _forward(
+                graphs.policy,
+                ref_params,
+                PromptBatch(prompt, prompt_mask, None),
+                toks,
+                m,
+                hp.temperature,
             )
-            loss, grads = ax.psum((loss, grads))
-            vp, vo, bad = guarded_update(value_tx, grads, vo, vp, loss)
-            return (vp, vo, skipped + bad), loss
+            return token_logp(lg, toks)
 
-        def value_epoch(carry, k):
-            idx = rl.shuffled_minibatches(k, n, m, mb, group_size=mb_groups)
-            return jax.lax.scan(value_mb_step, carry, ax.local_cols(idx))
+        # The rollout's rows are whole groups: each prompt's forward runs once for its group
+        # (`_forward`); chunks of the reference pass are whole groups too.
+        b_loc = batch.prompt.shape[0]
+        chunk = max(hp.logp_chunk // g, 1) if hp.logp_chunk else 0  # prompts per pass
+        if chunk and b_loc % chunk:
+            raise ValueError(
+                f"rl.logp_chunk={hp.logp_chunk} rows = {chunk} prompt group(s) of {g} per pass "
+                f"must divide the {b_loc} prompts of a rollout (per device): choose a multiple "
+                f"of group_size that divides prompts_per_iter * group_size"
+            )
+        by_group = lambda x: x.reshape(-1, g, *x.shape[1:])
+        flat = lambda x: x.reshape(-1, *x.shape[2:])
+        ref_logp = _chunked_rows(
+            lambda x: by_group(ref_rows((x[0], x[1], flat(x[2]), flat(x[3])))),
+            (batch.prompt, batch.prompt_mask, by_group(tokens), by_group(mask_b)),
+            chunk,
+        ).reshape(tokens.shape)
+        n_tokens = jnp.maximum(ax.psum(mask.sum()), 1.0)
+        lengths = mask.sum(1)
+        if hp.algo == "ppo":
+            values = _values(graphs, state.value, batch, tokens, mask_b)
+            rewards_bt = token_rewards * mask
+            adv, returns = rl.gae(rewards_bt, values, mask, hp.gamma, hp.lam)
+            adv = rl.whiten(adv, mask, axis_name=axis_name)
+        else:
+            values = jnp.zeros_like(mask)
+            returns = values
+            adv_n = rl.group_relative_advantages(reward_n, g, scale_by_std=hp.grpo_scale_by_std)
+            adv = adv_n[:, None] * mask
+        pg_mask = mask
+        if hp.top_entropy_q < 1.0:
+            pg_mask = rl.high_entropy_mask(
+                entropy, mask_b, hp.top_entropy_q, axis_name=axis_name
+            ).astype(jnp.float32)
 
-        (new_value, new_vopt, skipped), vlosses = jax.lax.scan(
-            value_epoch,
-            (state.value, state.value_opt, skipped),
-            jax.random.split(k_value_mb, hp.value_epochs),
+        # 4. Policy epochs × minibatches (global sizes; a device trains on mb / D rows of each).
+        m = hp.num_minibatches
+        mb = n // m
+        if mb % (ax.size * hp.grad_accum):
+            raise ValueError(
+                f"minibatch size {mb} (= {n} completions / {m} minibatches) must be divisible "
+                f"by the {ax.size} data-parallel devices × grad_accum={hp.grad_accum}"
+            )
+        # Minibatches of whole groups (a group's rows consecutive) unless prioritised (rows
+        # drawn one by one); when a device's (micro)batch is whole groups too, the learner
+        # runs each group's prompt once (`_forward`) instead of once per sample.
+        group_mb = g > 1 and mb % g == 0 and not hp.prioritized
+        group_fwd = group_mb and (mb // (ax.size * hp.grad_accum)) % g == 0
+        mb_groups = g if group_mb else 1
+
+        def take(src, idx):
+            """Rows `idx` of the buffer `src`; prompts once per group under `group_fwd`."""
+            d = {k: v[idx] for k, v in src.items() if k not in ("prompt", "prompt_mask")}
+            pidx = idx[::g] if group_fwd else idx
+            return dict(d, prompt=src["prompt"][pidx], prompt_mask=src["prompt_mask"][pidx])
+
+        ent_coef = rl.entropy_coef(state.ent) if hp.entropy_bonus else jnp.zeros((), jnp.float32)
+        clip = state.clip
+        if hp.loss_agg == "token_mean":
+            normalizer = ax.psum(pg_mask.sum()) * mb / n  # expected tokens per minibatch, global
+        elif hp.loss_agg == "seq_mean_token_sum_norm":
+            normalizer = mb * hp.max_new_tokens
+        else:
+            normalizer = mb
+        # The minibatches index the global rollout buffer (all-gathered under pmap).
+        data = ax.gather(
+            dict(
+                tokens=tokens,
+                mask_b=mask_b,
+                old_logp=old_logp,
+                ref_logp=ref_logp,
+                adv=adv,
+                pg_mask=pg_mask,
+                prompt=rep.prompt,
+                prompt_mask=rep.prompt_mask,
+            )
         )
-        vf_loss = vlosses[-1].mean()
 
-    # 6. Controllers.
-    mean_entropy = ax.psum((entropy * mask).sum()) / n_tokens
-    new_clip = clip
-    if hp.adaptive_clip:
-        signal = last_epoch["approx_kl"] if hp.clip_signal == "kl" else last_epoch["clip_frac"]
-        new_clip = rl.update_clip(
-            clip,
-            signal,
-            target=hp.clip_target,
-            rate=hp.clip_rate,
-            eps_min=hp.eps_min,
-            eps_max=hp.eps_max,
-        )
-    new_ent = state.ent
-    if hp.adaptive_entropy:
-        new_ent = rl.update_entropy_coef(
-            state.ent, mean_entropy, target=hp.entropy_target, lr=hp.entropy_lr
-        )
+        def policy_loss(params, d, w_b, mb_tokens):
+            ex = PromptBatch(d["prompt"], d["prompt_mask"], None)
+            full = policy_params(graphs, params, state.base)
+            lg = _forward(graphs.policy, full, ex, d["tokens"], d["mask_b"], hp.temperature)
+            logp = token_logp(lg, d["tokens"])
+            tm = d["mask_b"].astype(jnp.float32)
+            w = w_b[:, None] * jnp.ones_like(tm)
+            pg, aux = rl.ppo_policy_loss(
+                logp,
+                d["old_logp"],
+                d["adv"],
+                d["pg_mask"],
+                clip.eps_low,
+                clip.eps_high,
+                normalizer,
+                hp.loss_agg,
+                weights_bt=w,
+                axis_name=axis_name,
+            )
+            kl_tok = rl.kl_estimate(logp, d["ref_logp"], hp.kl_estimator)
+            ent_tok = rl.entropy_from_logits(lg)
+            kl = rl.aggregate(kl_tok * w, tm, "token_mean", mb_tokens)
+            ent = rl.aggregate(ent_tok * w, tm, "token_mean", mb_tokens)
+            loss = pg + hp.kl_coef * kl - ent_coef * ent
+            return loss, dict(pg_loss=pg, clip_frac=aux["clip_frac"], approx_kl=aux["approx_kl"])
 
-    kl_tok = rl.kl_estimate(old_logp, ref_logp, hp.kl_estimator)
-    metrics = dict(
-        loss=last_epoch["loss"],
-        pg_loss=last_epoch["pg_loss"],
-        vf_loss=vf_loss,
-        clip_frac=last_epoch["clip_frac"],
-        approx_kl=last_epoch["approx_kl"],
-        grad_norm=last_epoch["grad_norm"],
-        clip_eps=clip.eps_low,
-        clip_eps_high=clip.eps_high,
-        entropy=mean_entropy,
-        entropy_coef=ent_coef,
-        kl=ax.psum((kl_tok * mask).sum()) / n_tokens,
-        completion_len=_global_mean(lengths, ax),
+        def policy_grads(params, idx, w_b, mb_tokens):
+            d = take(data, idx)
+            return jax.value_and_grad(policy_loss, has_aux=True)(params, d, w_b, mb_tokens)
+
+        def policy_mb_step(carry, xs):
+            params, opt, skipped = carry
+            idx, w_b = xs
+            mb_tokens = _tokens(data["mask_b"], idx, ax)  # tokens of the global minibatch
+            (loss, aux), grads = _accumulate(
+                policy_grads, params, idx, w_b, mb_tokens, hp.grad_accum, data["mask_b"], ax
+            )
+            # Shard contributions → global minibatch loss and gradient.
+            loss, grads, aux["pg_loss"] = ax.psum((loss, grads, aux["pg_loss"]))
+            params, opt, bad = guarded_update(policy_tx, grads, opt, params, loss)
+            aux = dict(aux, loss=loss, grad_norm=optax.tree.norm(grads))
+            return (params, opt, skipped + bad), aux
+
+        seq_priority = ax.gather(jnp.abs(adv).sum(1) / jnp.maximum(lengths, 1.0))
+
+        def policy_epoch(carry, k):
+            if hp.prioritized:
+                idx, w = rl.prioritized_minibatches(k, seq_priority, m, mb, alpha=hp.priority_alpha)
+            else:
+                idx = rl.shuffled_minibatches(k, n, m, mb, group_size=mb_groups)
+                w = jnp.ones(idx.shape, jnp.float32)
+            return jax.lax.scan(policy_mb_step, carry, (ax.local_cols(idx), ax.local_cols(w)))
+
+        (new_policy, new_popt, skipped), paux = jax.lax.scan(
+            policy_epoch,
+            (state.policy, state.policy_opt, state.skipped),
+            jax.random.split(k_policy_mb, hp.epochs),
+        )
+        last_epoch = jax.tree.map(lambda x: x[-1].mean(), paux)
+
+        # 5. Critic epochs on its own optimizer (PPO only).
+        new_value, new_vopt, vf_loss = state.value, state.value_opt, jnp.zeros(())
+        if hp.algo == "ppo":
+            vdata = dict(
+                {k: data[k] for k in ("tokens", "mask_b", "prompt", "prompt_mask")},
+                **ax.gather({"old_v": values, "ret": returns}),
+            )
+            vnorm = ax.psum(mask.sum()) * mb / n
+
+            def value_grads(vp, idx, _w, _tokens):
+                d = take(vdata, idx)
+
+                def loss_fn(p):
+                    v = _values(
+                        graphs,
+                        p,
+                        PromptBatch(d["prompt"], d["prompt_mask"], None),
+                        d["tokens"],
+                        d["mask_b"],
+                    )
+                    loss, _ = rl.value_loss(
+                        v, d["old_v"], d["ret"], d["mask_b"].astype(jnp.float32), hp.vf_clip, vnorm
+                    )
+                    return loss, {}
+
+                return jax.value_and_grad(loss_fn, has_aux=True)(vp)
+
+            def value_mb_step(carry, idx):
+                vp, vo, skipped = carry
+                (loss, _), grads = _accumulate(
+                    value_grads, vp, idx, None, None, hp.grad_accum, vdata["mask_b"], ax
+                )
+                loss, grads = ax.psum((loss, grads))
+                vp, vo, bad = guarded_update(value_tx, grads, vo, vp, loss)
+                return (vp, vo, skipped + bad), loss
+
+            def value_epoch(carry, k):
+                idx = rl.shuffled_minibatches(k, n, m, mb, group_size=mb_groups)
+                return jax.lax.scan(value_mb_step, carry, ax.local_cols(idx))
+
+            (new_value, new_vopt, skipped), vlosses = jax.lax.scan(
+                value_epoch,
+                (state.value, state.value_opt, skipped),
+                jax.random.split(k_value_mb, hp.value_epochs),
+            )
+            vf_loss = vlosses[-1].mean()
+
+        # 6. Controllers.
+        mean_entropy = ax.psum((entropy * mask).sum()) / n_tokens
+        new_clip = clip
+        if hp.adaptive_clip:
+            signal = last_epoch["approx_kl"] if hp.clip_signal == "kl" else last_epoch["clip_frac"]
+            new_clip = rl.update_clip(
+                clip,
+                signal,
+                target=hp.clip_target,
+                rate=hp.clip_rate,
+                eps_min=hp.eps_min,
+                eps_max=hp.eps_max,
+            )
+        new_ent = state.ent
+        if hp.adaptive_entropy:
+            new_ent = rl.update_entropy_coef(
+                state.ent, mean_entropy, target=hp.entropy_target, lr=hp.entropy_lr
+            )
+
+        kl_tok = rl.kl_estimate(old_logp, ref_logp, hp.kl_estimator)
+        metrics = dict(
+            loss=last_epoch["loss"],
+            pg_loss=last_epoch["pg_loss"],
+            vf_loss=vf_loss,
+            clip_frac=last_epoch["clip_frac"],
+            approx_kl=last_epoch["approx_kl"],
+            grad_norm=last_epoch["grad_norm"],
+            clip_eps=clip.eps_low,
+            clip_eps_high=clip.eps_high,
+            entropy=mean_entropy,
+            entropy_coef=ent_coef,
+            kl=ax.psum((kl_tok * mask).sum()) / n_tokens,
+            completion_len=_global_mean(lengths, ax),
+            skipped_updates=skipped,
+            score_fields=scores.mean(0),
+        )
+        new_state = state.replace(
+            step=state.step + 1,
+            policy=new_policy,
+            policy_opt=new_popt,
+            value=new_value,
+            value_opt=new_vopt,
+            clip=new_clip,
+            ent=new_ent,
+            skipped=skipped,
+        )
+        return new_state, metrics
+
+    operands = (tokens, mask_b, old_logp, entropy, token_rewards)
+    branch = jnp.zeros((), jnp.int32)
+    if len(sizes) == 1:
+        new_state, metrics = learn(sizes[0], *operands)
+    else:
+        longest = ax.pmax(jnp.max(lengths))  # the same branch on every device
+        branch = jnp.sum(longest > jnp.asarray(sizes[:-1], jnp.float32)).astype(jnp.int32)
+        branches = [functools.partial(learn, tb) for tb in sizes]
+        new_state, metrics = jax.lax.switch(branch, branches, *operands)
+    metrics.update(
         truncated=_global_mean(mask[:, -1] > 0, ax),
-        skipped_updates=skipped,
-        score_fields=scores.mean(0),
-    )
-    new_state = state.replace(
-        step=state.step + 1,
-        policy=new_policy,
-        policy_opt=new_popt,
-        value=new_value,
-        value_opt=new_vopt,
-        clip=new_clip,
-        ent=new_ent,
-        skipped=skipped,
+        learn_len=jnp.asarray(sizes, jnp.float32)[branch],  # completion positions trained on
     )
     return new_state, metrics
+
+
+def _bucket_sizes(max_new_tokens: int, buckets: int) -> tuple[int, ...]:
+    """Completion lengths the learner is compiled for: `buckets` equal steps up to T
+    (T = 96, 3 buckets: 32, 64, 96); the learner runs on the first that holds the batch's
+    longest completion."""
+    if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 1:
+        raise ValueError(f"length_buckets must be a positive integer, got {buckets!r}")
+    k = min(buckets, max_new_tokens)
+    return tuple(sorted({-(-max_new_tokens * i // k) for i in range(1, k + 1)}))
 
 
 def _tokens(mask_b, idx, ax: _Axis):
