@@ -19,8 +19,8 @@ from r1jax.configs.arith_tiny import get_config
 from r1jax.errors import ConfigError
 from r1jax.models.transformer import CausalLM, ModelConfig, causal_mask, positions_from_mask
 from r1jax.tokenizer import PAD_ID
-from r1jax.train import rl_step
 from r1jax.train.loop import Experiment
+from r1jax.train.rl_step import _bucket_sizes, generate
 
 
 def _run(tmp_path, _learn_lens=None, **overrides):
@@ -93,7 +93,7 @@ def test_grpo_prioritized_accumulation_matches(tmp_path):
 def _short_rollouts(monkeypatch, keep):
     """Every rollout's completions cut to their first `keep` tokens, as if the policy had
     stopped there (the smoke run's untrained policy rarely writes EOS)."""
-    real = rl_step.generate
+    real = generate
 
     def short(*args, **kwargs):
         r = real(*args, **kwargs)
@@ -105,7 +105,7 @@ def _short_rollouts(monkeypatch, keep):
             entropy_bt=jnp.where(m, r.entropy_bt, 0.0),
         )
 
-    monkeypatch.setattr(rl_step, "generate", short)
+    monkeypatch.setattr("r1jax.train.rl_step.generate", short)
 
 
 def test_length_buckets_learn_on_the_cut_completion_axis(tmp_path, monkeypatch):
@@ -133,7 +133,7 @@ def test_length_buckets_take_the_full_axis_for_long_completions(tmp_path, monkey
     [(96, 1, (96,)), (96, 3, (32, 64, 96)), (96, 5, (20, 39, 58, 77, 96)), (4, 9, (1, 2, 3, 4))],
 )
 def test_bucket_sizes(t, k, sizes):
-    assert rl_step._bucket_sizes(t, k) == sizes
+    assert _bucket_sizes(t, k) == sizes
 
 
 def test_bf16_keeps_fp32_master_weights_and_logprobs(tmp_path, baseline):
