@@ -379,7 +379,6 @@ def rl_iteration(
             chunk,
         ).reshape(tokens.shape)
         n_tokens = jnp.maximum(ax.psum(mask.sum()), 1.0)
-        lengths = mask.sum(1)
         if hp.algo == "ppo":
             values = _values(graphs, state.value, batch, tokens, mask_b)
             rewards_bt = token_rewards * mask
