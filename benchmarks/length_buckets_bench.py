@@ -23,7 +23,7 @@ import numpy as np
 
 
 def _variant(workdir, step, buckets, iters):
-    from r1jax.evaluate import restored_run
+    from r1jax.checkpoint_eval import restored_run
 
     def edit(c):
         with c.unlocked():

@@ -90,6 +90,10 @@ def test_console_script_is_registered():
         (["--reference_field=gold"], ['{"prediction": "1", "reference": "1"}'], "--reference_fi"),
         ([], ['{"prediction": 1, "reference": "1"}'], "expected a string"),
         (["--output=/no/such/dir/out.jsonl"], ['{"prediction": "1", "reference": "1"}'], "--out"),
+        (["--task=nope"], ['{"prediction": "1", "reference": "1"}'], "unknown task 'nope'"),
+        (["--task=gsm8k"], ['{"prediction": "1", "reference": "1"}'], "--task_kwargs="),
+        (["--task=arithmetic", "--task_kwargs=[1]"], ['{"prediction": "1", "reference": "1"}'],
+         "must be a JSON object"),
     ],
 )
 def test_usage_errors_exit_2_and_write_nothing(tmp_path, capsys, args, lines, needle):
@@ -107,3 +111,25 @@ def test_usage_errors_exit_2_and_write_nothing(tmp_path, capsys, args, lines, ne
     assert "Traceback" not in err
     assert not out.exists()
     assert sorted(os.listdir(tmp_path)) in ([], ["in.jsonl"])
+
+
+def test_task_scores_like_the_trainer(tmp_path, capsys):
+    """--task scores with the task's own verifier: the R1 arithmetic task reads
+    <answer>, the plain one only '#### N'; the reward parts come along."""
+    rows = [
+        {"prediction": "<think>\n3*4=12\n</think>\n<answer>12</answer>", "reference": "12"},
+        {"prediction": "<think>\n3*4=12\n</think>\n<answer>13</answer>", "reference": "12"},
+        {"prediction": "3*4=12\n#### 12", "reference": "12"},
+    ]
+    src = _write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    kw = '--task_kwargs={"solution_style": "r1"}'
+    assert _main(f"--input={src}", f"--output={out}", "--task=arithmetic", kw) == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [g["correct"] for g in got] == [True, False, True]
+    assert got[0]["extracted"] == "12" and got[0]["reward"]["valid_steps"] == 1
+    assert got[0]["reward"]["total"] > got[1]["reward"]["total"]
+    assert _main(f"--input={src}", f"--output={out}", "--task=arithmetic") == 0
+    plain = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [g["correct"] for g in plain] == [False, False, True]
+    assert "2/3 correct" in capsys.readouterr().err

@@ -2,9 +2,9 @@
 
   r1jax-train [--workdir=runs/arith_tiny] [--config=experiments/arith_tiny.py[:smoke]]
               [--config.rl.algo=grpo ...]
-  r1jax-eval --workdir=W [--step=N] [--output=PATH]
-  r1jax-eval --hf_checkpoint=DIR [--gsm8k_dir=DIR] [--num_problems=N] [--k=8] [--chat]
-             [--output=PATH]        # GSM8K test: pass@1 (greedy), maj@k (r1jax.gsm8k_eval)
+  r1jax-eval --workdir=W [--step=N] [--k=8] [--num_problems=N] [--output=PATH]
+  r1jax-eval --hf_checkpoint=DIR [--task=gsm8k] [--data_dir=DIR] [--num_problems=N] [--k=8]
+             [--chat] [--output=PATH]   # accuracy (greedy pass@1), maj@k, pass@k
 
 Bad flags or config values print a message naming the problem and exit with code 2.
 """
@@ -152,50 +152,61 @@ def _print_summary(s: dict, workdir: str):
     )
 
 
-_GSM8K_DEFAULT_DIR = "../shared/data/gsm8k"  # r1jax.tasks.gsm8k.DEFAULT_DIR (no import here)
-# Flags of --hf_checkpoint mode only: given with --workdir, they are an error.
-_HF_ONLY = (
-    "gsm8k_dir",
-    "num_problems",
-    "k",
-    "temperature",
-    "top_p",
-    "max_new_tokens",
-    "max_prompt_len",
-    "batch_size",
-    "seed",
-    "chat",
-    "dtype",
-    "records",
-)
+# Flags of --hf_checkpoint mode only: a run's checkpoint is evaluated with its own settings.
+_HF_ONLY = ("task", "max_prompt_len", "chat", "dtype")
 
 
 def _define_eval_flags():
     flags.DEFINE_string(
         "workdir",
         None,
-        "Workdir of a run made by r1jax-train. A GSM8K run (task gsm8k) is scored like "
-        "--hf_checkpoint (pass@1, maj@k; the flags below apply, --gsm8k_dir defaults to "
-        "the run's data); other runs on their held-out set (accuracy, mean_steps).",
+        "Workdir of a run made by r1jax-train: its checkpoint is evaluated on its task with "
+        "the run's own config (any registered task; greedy accuracy per level, mean steps, "
+        "format rate; with --k, maj@k and pass@k).",
     )
     flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
     flags.DEFINE_string(
         "hf_checkpoint",
         None,
         "A Hugging Face Qwen2/Llama checkpoint directory (config.json, *.safetensors, "
-        "tokenizer.json) to evaluate on the GSM8K test set: pass@1 (greedy) and maj@k.",
+        "tokenizer.json) to evaluate on --task (default gsm8k, its test set).",
     )
-    flags.DEFINE_string("gsm8k_dir", _GSM8K_DEFAULT_DIR, "GSM8K data directory holding test.jsonl.")
-    flags.DEFINE_integer("num_problems", None, "Evaluate the first N test problems (default all).")
-    flags.DEFINE_integer("k", 8, "Samples per problem for maj@k.")
-    flags.DEFINE_float("temperature", 0.6, "Sampling temperature of the maj@k samples.")
-    flags.DEFINE_float("top_p", 0.95, "Nucleus top-p of the maj@k samples (1 = off).")
-    flags.DEFINE_integer("max_new_tokens", 512, "Completion tokens per answer.")
+    flags.DEFINE_string("task", "gsm8k", "Registered task of --hf_checkpoint mode.")
+    flags.DEFINE_string(
+        "task_kwargs",
+        None,
+        "JSON object of task arguments (with --workdir: overrides of the run's).",
+    )
+    flags.DEFINE_string(
+        "data_dir",
+        None,
+        "The task's data directory (its task_kwargs path), e.g. GSM8K's directory with "
+        "train.jsonl and test.jsonl.",
+    )
+    flags.DEFINE_alias("gsm8k_dir", "data_dir")
+    flags.DEFINE_integer(
+        "num_problems",
+        None,
+        "Evaluate the first N problems of the evaluation set (default: the run's "
+        "eval.num_problems with --workdir; the whole test set with --hf_checkpoint).",
+    )
+    flags.DEFINE_integer(
+        "k", None, "Samples per problem for maj@k / pass@k (default 0 with --workdir, 8 with "
+        "--hf_checkpoint; 0 = greedy only)."
+    )
+    flags.DEFINE_float("temperature", 0.6, "Sampling temperature of the k samples.")
+    flags.DEFINE_float("top_p", 0.95, "Nucleus top-p of the k samples (1 = off).")
+    flags.DEFINE_integer(
+        "max_new_tokens", None, "Completion tokens per answer (default: the run's; 512 with "
+        "--hf_checkpoint)."
+    )
     flags.DEFINE_integer(
         "max_prompt_len", None, "Prompt tokens (default: the longest prompt, rounded up to 64)."
     )
-    flags.DEFINE_integer("batch_size", 32, "Rows per decoding batch.")
-    flags.DEFINE_integer("seed", 0, "PRNG seed of the maj@k samples.")
+    flags.DEFINE_integer(
+        "batch_size", None, "Rows per decoding batch (default: the run's; 32 with --hf_checkpoint)."
+    )
+    flags.DEFINE_integer("seed", 0, "PRNG seed of the k samples.")
     flags.DEFINE_bool(
         "chat", False, "Prompt through the tokenizer's chat template (instruction-tuned models)."
     )
@@ -229,74 +240,65 @@ def _write_json_atomic(path: str, text: str):
         raise
 
 
+def _task_kwargs(F) -> dict:
+    """--task_kwargs (a JSON object), with --data_dir as its "path"."""
+    kwargs = {}
+    if F.task_kwargs:
+        try:
+            kwargs = json.loads(F.task_kwargs)
+        except ValueError as e:
+            _fail(f"--task_kwargs={F.task_kwargs!r} is not JSON ({e}); pass an object")
+        if not isinstance(kwargs, dict):
+            _fail(f"--task_kwargs={F.task_kwargs!r} must be a JSON object, e.g. '{{}}'")
+    if F.data_dir:
+        kwargs["path"] = F.data_dir
+    return kwargs
+
+
 def _eval_hf(F) -> dict:
+    from r1jax.checkpoint_eval import evaluate_hf
+
     if F.step is not None:
         _fail("--step applies to --workdir checkpoints, not to --hf_checkpoint")
     if not os.path.isdir(F.hf_checkpoint):
         _fail(f"--hf_checkpoint={F.hf_checkpoint}: directory not found")
-    if not os.path.isfile(os.path.join(F.gsm8k_dir, "test.jsonl")):
-        _fail(
-            f"--gsm8k_dir={F.gsm8k_dir}: no test.jsonl there; pass --gsm8k_dir=DIR, a "
-            "directory with the GSM8K test.jsonl"
-        )
-    _setup_logging()
-    from r1jax.gsm8k_eval import evaluate_hf
-
-    try:
-        return evaluate_hf(
-            F.hf_checkpoint,
-            F.gsm8k_dir,
-            num_problems=F.num_problems,
-            k=F.k,
-            temperature=F.temperature,
-            top_p=F.top_p,
-            max_new_tokens=F.max_new_tokens,
-            max_prompt_len=F.max_prompt_len,
-            batch_size=F.batch_size,
-            seed=F.seed,
-            chat=F.chat,
-            dtype=F.dtype,
-            records=F.records,
-        )
-    except (FileNotFoundError, ConfigError) as e:
-        _fail(str(e))
+    return evaluate_hf(
+        F.hf_checkpoint,
+        F.task,
+        _task_kwargs(F),
+        num_problems=F.num_problems,
+        k=8 if F.k is None else F.k,
+        temperature=F.temperature,
+        top_p=F.top_p,
+        max_new_tokens=512 if F.max_new_tokens is None else F.max_new_tokens,
+        max_prompt_len=F.max_prompt_len,
+        batch_size=32 if F.batch_size is None else F.batch_size,
+        seed=F.seed,
+        chat=F.chat,
+        dtype=F.dtype,
+        records=F.records,
+    )
 
 
-def _workdir_task(workdir: str) -> str | None:
-    """The task name in `<workdir>/config.json` (None when unreadable: the evaluator then
-    reports the problem)."""
-    try:
-        with open(os.path.join(workdir, "config.json")) as f:
-            return json.load(f).get("task")
-    except (OSError, ValueError, AttributeError):
-        return None
+def _eval_workdir(F) -> dict:
+    from r1jax.checkpoint_eval import evaluate_workdir
 
-
-def _eval_workdir_gsm8k(F) -> dict:
-    """pass@1 / maj@k of a GSM8K run's checkpoint (prompt format and dtype: the run's)."""
-    given = [f"--{name}" for name in ("chat", "dtype") if F[name].present]
+    given = [f"--{name}" for name in _HF_ONLY if F[name].present]
     if given:
         _fail(f"{', '.join(given)}: a run's checkpoint is evaluated with its own settings")
-    _setup_logging()
-    from r1jax.gsm8k_eval import evaluate_workdir
-
-    try:
-        return evaluate_workdir(
-            F.workdir,
-            F.step,
-            data_dir=F.gsm8k_dir if F["gsm8k_dir"].present else None,
-            num_problems=F.num_problems,
-            k=F.k,
-            temperature=F.temperature,
-            top_p=F.top_p,
-            max_new_tokens=F.max_new_tokens if F["max_new_tokens"].present else None,
-            max_prompt_len=F.max_prompt_len,
-            batch_size=F.batch_size,
-            seed=F.seed,
-            records=F.records,
-        )
-    except (FileNotFoundError, ConfigError) as e:
-        _fail(str(e))
+    return evaluate_workdir(
+        F.workdir,
+        F.step,
+        num_problems=F.num_problems,
+        k=F.k or 0,
+        temperature=F.temperature,
+        top_p=F.top_p,
+        max_new_tokens=F.max_new_tokens,
+        batch_size=F.batch_size,
+        seed=F.seed,
+        records=F.records,
+        task_kwargs=_task_kwargs(F),
+    )
 
 
 def eval_entry(argv=None):
@@ -306,29 +308,16 @@ def eval_entry(argv=None):
     F = flags.FLAGS
     if F.hf_checkpoint and F.workdir:
         _fail("--hf_checkpoint and --workdir are mutually exclusive: pass one of them")
-    if F.hf_checkpoint:
-        result = _eval_hf(F)
-    else:
-        if not F.workdir:
-            _fail(
-                "--workdir is required (the directory r1jax-train wrote), or "
-                "--hf_checkpoint=DIR for a Hugging Face checkpoint on GSM8K"
-            )
-        if _workdir_task(F.workdir) == "gsm8k":
-            result = _eval_workdir_gsm8k(F)
-        else:
-            given = [f"--{name}" for name in _HF_ONLY if F[name].present]
-            if given:
-                _fail(
-                    f"{', '.join(given)} apply only with --hf_checkpoint or a GSM8K run's "
-                    "--workdir, not with this --workdir"
-                )
-            from r1jax.evaluate import evaluate_checkpoint
-
-            try:
-                result = evaluate_checkpoint(F.workdir, F.step)
-            except (FileNotFoundError, ConfigError) as e:
-                _fail(str(e))
+    if not F.hf_checkpoint and not F.workdir:
+        _fail(
+            "--workdir is required (the directory r1jax-train wrote), or "
+            "--hf_checkpoint=DIR for a Hugging Face checkpoint on --task (default gsm8k)"
+        )
+    _setup_logging()
+    try:
+        result = _eval_hf(F) if F.hf_checkpoint else _eval_workdir(F)
+    except (FileNotFoundError, ConfigError) as e:
+        _fail(str(e))
     text = json.dumps(result, sort_keys=True)
     if F.output:
         _write_json_atomic(F.output, text + "\n")

@@ -1,8 +1,11 @@
 """Character-level tokenizer for the embedded default.
 
 Token ids: 0 = PAD, 1 = BOS (unused by the default task, kept for real-model parity),
-2 = EOS, 3 = UNK, then the printable ASCII characters plus newline. The vocabulary is
-padded to a multiple of 8 so embedding and logit matrices tile well.
+2 = EOS, 3 = UNK, then the printable ASCII characters plus newline, then the R1 tags
+``<think>``, ``</think>``, ``<answer>``, ``</answer>`` as one token each (as in the
+tokenizers of R1-style models; they take ids of the padding, so the vocabulary size is
+unchanged). The vocabulary is padded to a multiple of 8 so embedding and logit matrices
+tile well.
 
 Batch helpers return NumPy arrays with static shapes (prompts left-padded so every
 prompt ends at the same column, which keeps the sampler's KV-cache index uniform).
@@ -10,6 +13,7 @@ prompt ends at the same column, which keeps the sampler's KV-cache index uniform
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Sequence
 
@@ -20,6 +24,8 @@ BOS_ID = 1
 EOS_ID = 2
 UNK_ID = 3
 _FIRST_CHAR_ID = 4
+SPECIAL_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")  # one token each
+_SPECIAL_RE = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
 
 
 class CharTokenizer:
@@ -34,11 +40,22 @@ class CharTokenizer:
         self._to_id = {c: i + _FIRST_CHAR_ID for i, c in enumerate(chars)}
         self._to_char = {i: c for c, i in self._to_id.items()}
         n = _FIRST_CHAR_ID + len(chars)
+        self._special = {t: n + k for k, t in enumerate(SPECIAL_TOKENS)}
+        self._to_char.update({i: t for t, i in self._special.items()})
+        n += len(SPECIAL_TOKENS)
         self.vocab_size = (n + 7) // 8 * 8
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = PAD_ID, BOS_ID, EOS_ID, UNK_ID
 
     def encode(self, text: str) -> list[int]:
-        return [self._to_id.get(c, UNK_ID) for c in text]
+        """Ids of ``text``: one per character, one per R1 tag (``SPECIAL_TOKENS``)."""
+        if "<" not in text:
+            return [self._to_id.get(c, UNK_ID) for c in text]
+        ids, pos = [], 0
+        for m in _SPECIAL_RE.finditer(text):
+            ids += [self._to_id.get(c, UNK_ID) for c in text[pos : m.start()]]
+            ids.append(self._special[m.group(0)])
+            pos = m.end()
+        return ids + [self._to_id.get(c, UNK_ID) for c in text[pos:]]
 
     def decode(self, ids: Sequence[int]) -> str:
         out = []
@@ -66,8 +83,9 @@ class CharTokenizer:
                 break
             if i == PAD_ID:
                 continue
-            out.append(self._to_char.get(i, "\ufffd"))
-            where.append(t)
+            piece = self._to_char.get(i, "\ufffd")
+            out.append(piece)
+            where += [t] * len(piece)  # a tag token writes several characters
         where.append(end)
         return "".join(out), np.asarray(where, np.int32)
 

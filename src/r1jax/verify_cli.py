@@ -3,6 +3,7 @@ r"""r1jax-verify: checks final answers in a JSONL file against references.
   r1jax-verify --input=solutions.jsonl [--output=verdicts.jsonl]
                [--prediction_field=prediction] [--reference_field=reference]
   cat solutions.jsonl | r1jax-verify --input=-
+  r1jax-verify --input=solutions.jsonl --task=arithmetic [--task_kwargs='{"solution_style": "r1"}']
 
 Each input line is one JSON object holding the model's solution (any format: GSM8K
 '#### 72', 'The answer is 72.', '\boxed{...}', '<answer>...</answer>',
@@ -10,6 +11,13 @@ Each input line is one JSON object holding the model's solution (any format: GSM
 the input object plus "correct" (bool, from r1jax.rewards.verify_answer) and
 "extracted" (the prediction's final answer that was compared, or null). Blank input
 lines are skipped; output lines keep the input order. A summary goes to stderr.
+
+With --task=NAME the solutions are scored the way the trainer scores that task's
+completions (its own verifier, ``r1jax.rewards.score_completions``): "correct" is the
+task's answer verdict, "extracted" the answer its verifier read, and "reward" holds every
+reward part under the default weights (total, correctness, efficiency, novelty (0 here),
+format, subgoal, answer_correct, num_steps, valid_steps). --task_kwargs (a JSON object)
+builds the task, e.g. '{"path": "DIR"}' for gsm8k.
 
 Numbers are checked in this process; symbolic answers ('2(x+1)', '\sqrt{2}') in
 worker processes with a hard deadline. The whole input is read and checked before
@@ -41,6 +49,15 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string(
     "reference_field", "reference", "Field holding the reference answer.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "task",
+    None,
+    "Score with this registered task's verifier and reward parts (as the trainer does).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
+    "task_kwargs", "{}", "JSON object of arguments that build --task.", flag_values=FLAGS
 )
 _HELP = ("-h", "-help", "--help", "--helpshort", "--helpfull", "-?")
 
@@ -128,18 +145,58 @@ def _write(path: str, text: str) -> None:
         raise
 
 
-def run(input_path: str, output_path: str, pred_field: str, ref_field: str) -> tuple[int, int]:
-    """Checks ``input_path`` and writes verdicts; returns (pairs, correct)."""
+def build_task(name: str, kwargs_json: str = "{}"):
+    """The registered task ``name`` built from a JSON object of arguments."""
+    from r1jax.tasks import get_task
+
+    try:
+        kwargs = json.loads(kwargs_json)
+    except ValueError as e:
+        raise UsageError(f"--task_kwargs={kwargs_json!r} is not JSON ({e}); pass an object") from None
+    if not isinstance(kwargs, dict):
+        raise UsageError(f"--task_kwargs={kwargs_json!r} must be a JSON object, e.g. '{{}}'")
+    try:
+        return get_task(name, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise UsageError(
+            f"--task={name}: {e}. Pass its arguments as --task_kwargs='{{...}}' (JSON)"
+        ) from None
+
+
+def _task_rows(task, pairs):
+    """(correct, extracted, reward dict) per pair, scored by the task's verifier."""
+    from r1jax.rewards.composite import SCORE_FIELDS
+    from r1jax.rewards.scoring import TaskScorer, rows_as_dicts
+
+    with TaskScorer(task) as scorer:
+        rows = rows_as_dicts(scorer.score_items([(p, r, ()) for p, r in pairs]))
+        parse = getattr(scorer.verifier, "parse", None)
+        extracted = [parse(p).answer if parse else None for p, _ in pairs]
+    assert all(set(r) == set(SCORE_FIELDS) for r in rows)
+    return [(bool(r["answer_correct"]), x, r) for r, x in zip(rows, extracted)]
+
+
+def run(
+    input_path: str, output_path: str, pred_field: str, ref_field: str, task=None
+) -> tuple[int, int]:
+    """Checks ``input_path`` and writes verdicts; returns (pairs, correct). ``task``:
+    score with that task's verifier (module doc)."""
     from r1jax.rewards import answers
 
     records = load_records(_read_lines(input_path), pred_field, ref_field)
     pairs = [(r[pred_field], r[ref_field]) for r in records]
-    verdicts = answers.verify_answers(pairs)
-    out = []
-    for record, (prediction, _), correct in zip(records, pairs, verdicts):
-        extracted = answers.extract_answer(prediction, fallback=True)
-        row = {**record, "correct": correct, "extracted": extracted}
-        out.append(json.dumps(row, ensure_ascii=False) + "\n")
+    out, verdicts = [], []
+    if task is not None:
+        for record, (correct, extracted, reward) in zip(records, _task_rows(task, pairs)):
+            row = {**record, "correct": correct, "extracted": extracted, "reward": reward}
+            out.append(json.dumps(row, ensure_ascii=False) + "\n")
+            verdicts.append(correct)
+    else:
+        verdicts = answers.verify_answers(pairs)
+        for record, (prediction, _), correct in zip(records, pairs, verdicts):
+            extracted = answers.extract_answer(prediction, fallback=True)
+            row = {**record, "correct": correct, "extracted": extracted}
+            out.append(json.dumps(row, ensure_ascii=False) + "\n")
     _write(output_path, "".join(out))
     return len(records), sum(verdicts)
 
@@ -165,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
             f'"{FLAGS.prediction_field}" and "{FLAGS.reference_field}", or - for stdin.'
         )
     try:
-        n, correct = run(FLAGS.input, FLAGS.output, FLAGS.prediction_field, FLAGS.reference_field)
+        task = build_task(FLAGS.task, FLAGS.task_kwargs) if FLAGS.task else None
+        n, correct = run(
+            FLAGS.input, FLAGS.output, FLAGS.prediction_field, FLAGS.reference_field, task
+        )
     except UsageError as e:
         _fail(str(e))
     where = "standard output" if FLAGS.output == "-" else FLAGS.output

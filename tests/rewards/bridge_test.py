@@ -1,14 +1,14 @@
 """The io_callback host bridge: scoring, novelty, noise, and where rewards land."""
 
-import functools
 import json
 
 import numpy as np
 import pytest
 
-from r1jax.rewards import SCORE_FIELDS, RewardConfig, RewardPool, score_vector
+from r1jax.rewards import SCORE_FIELDS, RewardConfig, TaskScorer
 from r1jax.rewards.bridge import HostReward, Placement
 from r1jax.rewards.noise import RewardNoise
+from r1jax.tasks import ArithmeticTask, Problem
 from r1jax.tokenizer import EOS_ID, CharTokenizer
 
 TOK = CharTokenizer()
@@ -16,20 +16,23 @@ T = 40
 COL = {k: i for i, k in enumerate(SCORE_FIELDS)}
 
 
-def _pool(cfg):
-    return RewardPool(functools.partial(score_vector, cfg=cfg), num_workers=0)
+TASK = ArithmeticTask()
 
 
 def _batch(prompts, completions, answers):
-    p, _ = TOK.encode_left_padded(prompts, 24)
+    """(prompts, completion tokens, problems): one row per completion."""
     c, _ = TOK.encode_right_padded(completions, T)
-    a, _ = TOK.encode_right_padded(answers, 8, add_eos=False)
-    return p, c, a
+    return prompts, c, [Problem(q, a, "", 1, 1) for q, a in zip(prompts, answers)]
+
+
+def _call(h, batch, step, key=0):
+    """The callback on `batch`, its references registered under `key` first."""
+    prompts, tokens, problems = batch
+    return h(tokens, h.register(key, problems, prompts), step)
 
 
 def _bridge(cfg=None, group_size=2, **kw):
-    cfg = cfg or RewardConfig()
-    return HostReward(_pool(cfg), TOK, group_size=group_size, reward_cfg=cfg, **kw)
+    return HostReward(TaskScorer(TASK, cfg or RewardConfig()), TOK, group_size=group_size, **kw)
 
 
 GOOD = "3+4=7\n7*2=14\n#### 14"
@@ -38,7 +41,7 @@ BAD = "3+4=7\n7*2=15\n#### 15"
 
 def test_outcome_lands_on_eos_and_rows_sum_to_total():
     h = _bridge(RewardConfig(w_novelty=0.0))
-    scores, rewards = h(*_batch(["q1", "q1"], [GOOD, BAD], ["14", "14"]), 0)
+    scores, rewards = _call(h, _batch(["q1", "q1"], [GOOD, BAD], ["14", "14"]), 0)
     assert scores.shape == (2, len(SCORE_FIELDS)) and rewards.shape == (2, T)
     assert scores[0, COL["answer_correct"]] == 1 and scores[1, COL["total"]] == 0
     assert np.flatnonzero(rewards[0]).tolist() == [len(GOOD)]  # the EOS token
@@ -48,7 +51,7 @@ def test_outcome_lands_on_eos_and_rows_sum_to_total():
 def test_dense_mix_moves_step_credit_onto_step_ends_keeping_the_sum():
     cfg = RewardConfig(w_novelty=0.0)
     h = _bridge(cfg, placement=Placement(dense_mix=1.0))
-    scores, rewards = h(*_batch(["q1", "q1"], [GOOD, BAD], ["14", "14"]), 0)
+    scores, rewards = _call(h, _batch(["q1", "q1"], [GOOD, BAD], ["14", "14"]), 0)
     ends = [GOOD.index("=7") + 1, GOOD.index("14") + 1]
     per_step = cfg.w_correctness * cfg.step_weight / 2
     np.testing.assert_allclose(rewards[0, ends], [per_step, per_step], rtol=1e-6)
@@ -58,7 +61,7 @@ def test_dense_mix_moves_step_credit_onto_step_ends_keeping_the_sum():
 
 def test_step_shaping_adds_minus_alpha_once_per_completion():
     h = _bridge(RewardConfig(w_novelty=0.0), placement=Placement(step_shaping=0.25))
-    scores, rewards = h(*_batch(["q1", "q1"], [GOOD, BAD], ["14", "14"]), 0)
+    scores, rewards = _call(h, _batch(["q1", "q1"], [GOOD, BAD], ["14", "14"]), 0)
     np.testing.assert_allclose(rewards.sum(1), scores[:, COL["total"]] - 0.25, rtol=1e-6)
     assert rewards[1, BAD.index("15") + 1] == pytest.approx(-0.25)
 
@@ -68,10 +71,10 @@ def test_novelty_rewards_new_correct_paths_and_decays_on_repeats():
     h = _bridge(cfg)
     other = "7*2=14\n#### 14"
     batch = _batch(["q1", "q1"], [GOOD, other], ["14", "14"])
-    first, _ = h(*batch, 0)
+    first, _ = _call(h, batch, 0)
     assert first[:, COL["novelty"]].tolist() == [1.0, 1.0]
     for step in range(1, 6):
-        again, _ = h(*batch, step)
+        again, _ = _call(h, batch, step)
     assert (again[:, COL["novelty"]] < 1.0).all()
     np.testing.assert_allclose(
         first[:, COL["total"]] - again[:, COL["total"]],
@@ -79,26 +82,26 @@ def test_novelty_rewards_new_correct_paths_and_decays_on_repeats():
         rtol=1e-5,
     )
     # A different prompt has its own tree; a wrong answer earns none.
-    fresh, _ = h(*_batch(["q2", "q2"], [GOOD, BAD], ["14", "14"]), 6)
+    fresh, _ = _call(h, _batch(["q2", "q2"], [GOOD, BAD], ["14", "14"]), 6)
     assert fresh[:, COL["novelty"]].tolist() == [1.0, 0.0]
 
 
 def test_state_dict_round_trip_reproduces_future_rewards():
     batch = _batch(["q1", "q1"], [GOOD, "7*2=14\n#### 14"], ["14", "14"])
     a = _bridge()
-    a(*batch, 0)
+    _call(a, batch, 0)
     b = _bridge()
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
-    np.testing.assert_array_equal(a(*batch, 1)[0], b(*batch, 1)[0])
+    np.testing.assert_array_equal(_call(a, batch, 1)[0], _call(b, batch, 1)[0])
 
 
 def test_noise_is_seeded_by_step_and_keeps_verdicts():
     noise = RewardNoise(reward_std=0.1, perturb_prob=1.0, seed=3)
     batch = _batch(["q1", "q1"], [GOOD, BAD], ["14", "14"])
-    clean, _ = _bridge(RewardConfig(w_novelty=0.0))(*batch, 5)
-    s1, _ = _bridge(RewardConfig(w_novelty=0.0), noise=noise)(*batch, 5)
-    s2, _ = _bridge(RewardConfig(w_novelty=0.0), noise=noise)(*batch, 5)
-    s3, _ = _bridge(RewardConfig(w_novelty=0.0), noise=noise)(*batch, 6)
+    clean, _ = _call(_bridge(RewardConfig(w_novelty=0.0)), batch, 5)
+    s1, _ = _call(_bridge(RewardConfig(w_novelty=0.0), noise=noise), batch, 5)
+    s2, _ = _call(_bridge(RewardConfig(w_novelty=0.0), noise=noise), batch, 5)
+    s3, _ = _call(_bridge(RewardConfig(w_novelty=0.0), noise=noise), batch, 6)
     np.testing.assert_array_equal(s1, s2)
     assert not np.array_equal(s1[:, COL["total"]], s3[:, COL["total"]])
     assert not np.array_equal(s1[:, COL["total"]], clean[:, COL["total"]])
@@ -108,10 +111,9 @@ def test_noise_is_seeded_by_step_and_keeps_verdicts():
 def test_truncated_completion_gets_its_outcome_on_the_last_token():
     h = _bridge(RewardConfig(w_novelty=0.0))
     long = "1+1=2\n" * 10  # 60 chars > T: no EOS, no answer
-    p, _ = TOK.encode_left_padded(["q", "q"], 24)
     c = np.array([TOK.encode(long)[:T], TOK.encode(GOOD) + [EOS_ID] * (T - len(GOOD))])
-    a, _ = TOK.encode_right_padded(["2", "14"], 8, add_eos=False)
-    scores, rewards = h(p, c, a, 0)
+    problems = [Problem("q", "2", "", 1, 1), Problem("q", "14", "", 1, 1)]
+    scores, rewards = h(c, h.register(0, problems, ["q", "q"]), 0)
     assert scores[0, COL["total"]] == 0 and not rewards[0].any()
     assert rewards[1, len(GOOD)] == pytest.approx(scores[1, COL["total"]])
 

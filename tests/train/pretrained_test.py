@@ -1,6 +1,6 @@
 """RL from a Hugging Face checkpoint on GSM8K (`experiments/gsm8k_qwen.py:tiny`): a tiny
 random Qwen2 written by `save_pretrained` with a BPE tokenizer trained here, the run's
-workdir evaluated with pass@1/maj@k, exact resume, LoRA (adapters only in checkpoints,
+workdir evaluated with accuracy (pass@1)/maj@k, exact resume, LoRA (adapters only in checkpoints,
 base frozen), chunked reference log-probs, and config errors."""
 
 import json
@@ -15,7 +15,7 @@ from r1jax._testing import gsm8k_tokenizer, write_gsm8k, write_tokenizer
 from r1jax.checkpoint import Checkpointer
 from r1jax.config import ConfigError
 from r1jax.configs.gsm8k_qwen import get_config
-from r1jax.gsm8k_eval import evaluate_workdir
+from r1jax.checkpoint_eval import evaluate_workdir
 from r1jax.models.hf import load_pretrained_params, save_pretrained
 from r1jax.models.transformer import CausalLM, ModelConfig
 from r1jax.tasks.gsm8k import R1_SYSTEM_PROMPT
@@ -106,7 +106,7 @@ def test_workdir_eval_is_reproducible(grpo_run):
     b = evaluate_workdir(workdir, **kw)
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
     assert a["step"] == 3 and a["phase"] == "rl" and a["num_problems"] == 3 and a["k"] == 2
-    for key in ("pass@1", "maj@2", "sample_accuracy", "format_reward"):
+    for key in ("accuracy", "maj@2", "pass@2", "sample_accuracy", "format_rate"):
         assert 0.0 <= a[key] <= 1.0
     sft = evaluate_workdir(workdir, step=0, **kw)
     assert sft["step"] == 0 and sft["phase"] == "sft"

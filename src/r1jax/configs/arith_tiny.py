@@ -9,8 +9,11 @@ Run (the default of `r1jax-train`, so no flag is needed):
   r1jax-train --config=experiments/arith_tiny.py:smoke --workdir=/tmp/smoke   # seconds
   r1jax-train --config.rl.algo=grpo --workdir=runs/arith_grpo                # GRPO
 
-Variants are chosen with the `:arg` suffix: "" (default) or "smoke" (a seconds-long
-run used by the tests).
+  r1jax-train --config=experiments/arith_tiny.py:r1 --workdir=runs/arith_r1     # R1 format
+
+Variants are chosen with the `:arg` suffix: "" (default), "smoke" (a seconds-long
+run used by the tests) or "r1" (the default in DeepSeek-R1's <think>/<answer> layout,
+with the format reward on).
 """
 
 import ml_collections
@@ -29,6 +32,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             max_operand=12,  # largest number written in a question
             max_factor=5,  # largest multiplier / divisor
             max_number=60,  # largest intermediate result
+            solution_style="plain",  # "plain": step lines then "#### N"; "r1": <think> steps
+            # </think><answer>N</answer> (the ":r1" variant)
         )
     )
     c.pretrained = ""  # Hugging Face checkpoint dir (Qwen2/Llama): its config.json sizes the
@@ -196,6 +201,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.log_every = 1
         c.checkpoint_every = 2
         c.reward.num_workers = 1
+    elif arg == "r1":
+        # DeepSeek-R1's layout: references "<think>\n7*4=28\n...\n</think>\n<answer>N</answer>"
+        # (the tags are one token each), scored by the task's own verifier (the answer
+        # inside <answer>, the steps inside <think>) with R1's format reward on.
+        c.task_kwargs.solution_style = "r1"
+        c.reward.w_format = 0.1
     elif arg:
-        raise ValueError(f"unknown variant {arg!r} of arith_tiny; use '' or 'smoke'")
+        raise ValueError(f"unknown variant {arg!r} of arith_tiny; use '', 'smoke' or 'r1'")
     return c

@@ -60,6 +60,7 @@ from r1jax.rewards.symbolic import FastLeaves, NeedsSympy, compare
 __all__ = [
     "MAX_ANSWER_CHARS",
     "decide",
+    "equal_answers",
     "extract_answer",
     "parse_value",
     "verify_answer",
@@ -379,10 +380,26 @@ def settle(prediction: str, reference: str, extracted: bool = True) -> bool:
     return verdict
 
 
-def verify_answer(prediction: str, reference: str) -> bool:
-    """Whether the prediction's final answer equals the reference's (module doc)."""
+def equal_answers(answer: str, reference: str) -> bool:
+    """Whether two final answers (already extracted: ``answer`` from a completion,
+    ``reference`` a task's reference answer of any length) are equal: numbers
+    in-process, symbolic pairs by sympy under a deadline (``symbolic.equal_many``)."""
     try:
-        p = extract_answer(prediction, fallback=True)
+        verdict = decide(answer, reference)
+        return verdict if verdict is not None else symbolic.equal_many([(answer, reference)])[0]
+    except Exception:  # noqa: BLE001  (hostile input is False, never an exception)
+        return False
+
+
+def verify_answer(prediction: str, reference: str, fallback: bool = True) -> bool:
+    """Whether the prediction's final answer equals the reference's (module doc).
+
+    ``fallback=False`` takes only a marked answer from the prediction (``<answer>``,
+    ``\\boxed``, ``####``, an answer line or phrase), as a training reward should: a
+    bare number at the end of the text does not count. The reference always falls back.
+    """
+    try:
+        p = extract_answer(prediction, fallback=fallback)
         r = extract_answer(reference, fallback=True)
         if p is None or r is None:
             return False

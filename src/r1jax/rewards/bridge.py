@@ -3,13 +3,13 @@
 ``HostReward`` is the callable the jitted RL iteration calls with ``io_callback``. For a
 batch of ``N = B·G`` completions (the ``G`` samples of one prompt are adjacent) it:
 
-1. decodes prompts, completions (with the token that wrote each character) and
-   reference answers;
+1. decodes the completions (with the token that wrote each character) and looks up
+   their problems' references (answer and subgoals, kept on the host: ``register``);
 2. optionally rewrites each completion's surface form (``noise.RewardNoise.perturb``:
    spacing, thousands separators, ``.0``; verdict-preserving), so the policy cannot
    lean on one surface form the verifier happens to favour;
-3. scores the completions in the worker pool (``host.RewardPool`` running
-   ``composite.score_vector``: correctness, efficiency, format; hard deadline);
+3. scores the completions with the task's verifier in the worker pool
+   (``scoring.TaskScorer``: correctness, efficiency, format, subgoal; hard deadline);
 4. adds novelty in this process: the ``novelty.NoveltyTracker`` keeps, per prompt, a
    tree of the step paths of the correct solutions found so far, inserts each group
    and scores every member leave-one-out (against the history and the rest of its
@@ -71,34 +71,70 @@ class Placement:
 
 
 class HostReward:
-    """The io_callback target ``(prompts [N,P], tokens [N,T], answers [N,A], step) ->
-    (scores [N, F], token_rewards [N, T])`` (see the module docstring).
+    """The io_callback target ``(tokens [N,T], refs [N,2], step) -> (scores [N, F],
+    token_rewards [N, T])`` (see the module docstring).
 
-    ``pool`` scores ``(completion, answer)`` pairs into ``SCORE_FIELDS`` rows;
-    ``tokenizer`` needs ``decode``, ``decode_batch`` and ``decode_with_offsets``.
+    ``scorer`` (a ``scoring.TaskScorer``) holds the task's verifier, the reward config
+    and the worker pool; ``tokenizer`` needs ``decode_with_offsets``. References stay on
+    the host: ``register(key, problems, prompts)`` stores a batch's references (any
+    length) and returns the ``[B, 2]`` int32 ids ``(key, row)`` the device carries
+    through the iteration; the callback looks its rows up by them. The last
+    ``keep_batches`` registered batches are kept.
     """
 
     def __init__(
         self,
-        pool,
+        scorer,
         tokenizer,
         *,
         group_size: int,
-        reward_cfg: RewardConfig | None = None,
         placement: Placement | None = None,
         noise: noise_lib.RewardNoise | None = None,
         novelty: novelty_lib.NoveltyTracker | None = None,
-        parse=verifier_lib.parse_solution,
+        keep_batches: int = 16,
     ):
-        self.pool, self.tokenizer, self.group_size = pool, tokenizer, int(group_size)
-        self.cfg = RewardConfig() if reward_cfg is None else reward_cfg
+        self.scorer, self.pool = scorer, scorer.pool
+        self.tokenizer, self.group_size = tokenizer, int(group_size)
+        self.cfg, self.verifier = scorer.cfg, scorer.verifier
         self.placement = Placement() if placement is None else placement
         self.noise = noise_lib.RewardNoise() if noise is None else noise
-        self.parse = parse
+        self.parse = getattr(self.verifier, "parse", verifier_lib.parse_solution)
+        self.step_ends = getattr(self.verifier, "step_ends", dense_lib.step_ends)
         self.novelty = novelty_lib.NoveltyTracker() if novelty is None else novelty
+        self.keep_batches = int(keep_batches)
+        self._batches: dict[int, list[tuple[str, tuple[str, ...], str]]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, prompts_np, tokens_nt, answers_na, step, row_offset=0):
+    def register(self, key: int, problems, prompts) -> np.ndarray:
+        """Stores the references of one batch of prompts under ``key`` (an int32, e.g.
+        the RL iteration) and returns their ids ``[B, 2]`` = ``(key, row)``: the
+        ``PromptBatch.ref`` the device carries. ``prompts`` (texts) key the novelty
+        trees, one per prompt."""
+        if len(problems) != len(prompts):
+            raise ValueError("register: one prompt per problem")
+        entry = [(*self.scorer.reference(p), str(q)) for p, q in zip(problems, prompts)]
+        with self._lock:
+            self._batches.pop(int(key), None)
+            self._batches[int(key)] = entry
+            while len(self._batches) > self.keep_batches:
+                self._batches.pop(next(iter(self._batches)))
+        ids = np.zeros((len(entry), 2), np.int32)
+        ids[:, 0], ids[:, 1] = int(key), np.arange(len(entry))
+        return ids
+
+    def _lookup(self, refs_n2) -> list[tuple[str, tuple[str, ...], str]]:
+        out = []
+        for key, row in np.asarray(refs_n2).reshape(-1, 2).tolist():
+            batch = self._batches.get(key)
+            if batch is None or not 0 <= row < len(batch):
+                raise KeyError(
+                    f"HostReward: no registered reference for batch {key} row {row}; build "
+                    "RL batches with Experiment.rl_batch (HostReward.register) before the step"
+                )
+            out.append(batch[row])
+        return out
+
+    def __call__(self, tokens_nt, refs_n2, step, row_offset=0):
         """Scores rows `row_offset + i` of the global batch (whole groups).
 
         A data-parallel shard passes its rows and their global offset (the per-shard
@@ -107,19 +143,20 @@ class HostReward:
         Calls from several devices' threads are serialised.
         """
         with self._lock:
-            return self._score(prompts_np, tokens_nt, answers_na, step, row_offset)
+            return self._score(tokens_nt, refs_n2, step, row_offset)
 
-    def _score(self, prompts_np, tokens_nt, answers_na, step, row_offset):
+    def _score(self, tokens_nt, refs_n2, step, row_offset):
         tokens_nt = np.asarray(tokens_nt)
         n, t = tokens_nt.shape
         step = int(np.asarray(step))
         r0 = int(np.asarray(row_offset))
+        refs = self._lookup(refs_n2)
         decoded = [self.tokenizer.decode_with_offsets(row) for row in tokens_nt]
         texts = [self.noise.perturb(text, step, r0 + i) for i, (text, _) in enumerate(decoded)]
-        answers = self.tokenizer.decode_batch(np.asarray(answers_na))
-        scores = np.array(self.pool.score_batch(list(zip(texts, answers))), np.float32)
+        items = [(text, answer, subgoals) for text, (answer, subgoals, _) in zip(texts, refs)]
+        scores = np.array(self.scorer.score_items(items), np.float32)
         if self.cfg.w_novelty > 0:
-            self._add_novelty(scores, np.asarray(prompts_np), texts)
+            self._add_novelty(scores, [key for _, _, key in refs], texts)
         if self.noise.reward_std > 0:  # one draw per row, keyed by its global index
             for i in range(n):
                 noisy = self.noise.noisy_rewards(scores[i : i + 1, _TOTAL], step, r0 + i)
@@ -129,10 +166,10 @@ class HostReward:
             rewards[i] = self._place(text, offsets, scores[i], t)
         return scores, rewards
 
-    def _add_novelty(self, scores, prompts_np, texts):
+    def _add_novelty(self, scores, keys, texts):
         g = self.group_size
         for start in range(0, len(texts), g):
-            key = self.tokenizer.decode(prompts_np[start])
+            key = keys[start]
             group = []
             for i in range(start, start + g):
                 parsed = self.parse(texts[i])
@@ -147,15 +184,15 @@ class HostReward:
         char_rewards = []
         p, cfg = self.placement, self.cfg
         earned = row[_CORRECT] > 0 or not cfg.step_credit_requires_correct
+        ends = self.step_ends(text) if p.dense_mix > 0 or p.step_shaping > 0 else []
         if p.dense_mix > 0 and cfg.step_weight > 0 and earned:
-            ends = dense_lib.step_ends(text)
             if ends:
                 per_step = p.dense_mix * cfg.w_correctness * cfg.step_weight / len(ends)
                 char_rewards += [(end, per_step) for end, valid in ends if valid]
         placed = sum(r for _, r in char_rewards)
         char_rewards.append((len(text), float(row[_TOTAL]) - placed))
         if p.step_shaping > 0:
-            char_rewards += dense_lib.step_shaping(text, p.step_shaping)
+            char_rewards += dense_lib.step_shaping(text, p.step_shaping, ends)
         return dense_lib.token_rewards(char_rewards, offsets, length)
 
     # Checkpointed state (the novelty trees).

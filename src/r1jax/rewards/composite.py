@@ -223,17 +223,20 @@ def score(
     cfg: RewardConfig | None = None,
     verifier: verifier_lib.Verifier | None = None,
     novelty: float = 0.0,
+    subgoals: tuple[str, ...] | None = None,
 ) -> dict[str, float]:
     """Scores one completion; keys are ``SCORE_FIELDS`` (the five parts, "total",
     "answer_correct", "num_steps", "valid_steps"), all floats.
 
-    ``reference_answer`` may carry subgoals (``with_subgoals``); the answer alone is
-    checked. ``cfg`` defaults to ``RewardConfig()``, ``verifier`` to ``EquationVerifier``.
+    ``subgoals``: the problem's intermediate values (``Problem.subgoals``); None reads
+    them from ``reference_answer`` (``with_subgoals``), whose answer alone is checked
+    then. ``cfg`` defaults to ``RewardConfig()``, ``verifier`` to ``EquationVerifier``.
     ``novelty`` (in [0, 1], from a ``NoveltyTracker``) counts only for a correct answer.
     """
     cfg = RewardConfig() if cfg is None else cfg
     verifier = verifier_lib.DEFAULT_VERIFIER if verifier is None else verifier
-    reference_answer, subgoals = split_reference(reference_answer)
+    if subgoals is None:
+        reference_answer, subgoals = split_reference(reference_answer)
     verdict = verifier.verify(completion, reference_answer)
     correct = 1.0 if verdict.answer_correct else 0.0
     n = int(verdict.num_steps)

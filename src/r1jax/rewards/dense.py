@@ -38,30 +38,22 @@ def step_ends(text: str, check: Callable[[str], bool] = verifier_lib.check_step)
     """``[(end_char, valid)]`` for each step line before the ``####`` answer line.
 
     ``end_char`` is the index of the step's last non-blank character in ``text``.
-    Steps are found as in ``verifier.parse_solution`` (lines containing ``=``).
+    Steps are found as in ``verifier.parse_solution`` (lines containing ``=``); a task's
+    verifier gives its own (``Verifier.step_ends``).
     """
-    out = []
-    pos = 0
-    for raw in text.splitlines(keepends=True):
-        start, pos = pos, pos + len(raw)
-        line = raw.strip()
-        if line.startswith(verifier_lib.ANSWER_MARKER):
-            break
-        if "=" in line and len(out) < verifier_lib.MAX_CHECKED_STEPS:
-            end = start + len(raw.rstrip()) - 1
-            out.append((end, bool(check(line))))
-    return out
+    return verifier_lib.step_ends(text, check=check)
 
 
-def step_shaping(text: str, alpha: float) -> list[tuple[int, float]]:
+def step_shaping(text: str, alpha: float, ends=None) -> list[tuple[int, float]]:
     """Potential-based step shaping as ``[(char_index, reward)]`` (module docstring).
 
-    The entry for "no wrong step" sits at ``len(text)``: one past the last character,
-    which the trainer maps to the final (EOS) token.
+    ``ends``: the steps as ``[(end_char, valid)]`` (a verifier's ``step_ends``; default
+    ``step_ends(text)``). The entry for "no wrong step" sits at ``len(text)``: one past
+    the last character, which the trainer maps to the final (EOS) token.
     """
     if alpha == 0.0:
         return []
-    for end, valid in step_ends(text):
+    for end, valid in step_ends(text) if ends is None else ends:
         if not valid:
             return [(end, -alpha)]
     return [(len(text), -alpha)]

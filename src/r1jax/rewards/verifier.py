@@ -12,12 +12,26 @@ is valid when every side of its (possibly chained) equation evaluates, through t
 whitelisted ``safe_math`` evaluator, to the same exact rational. The answer is correct
 when it equals the reference answer exactly.
 
-Extension point: anything with ``verify(completion, reference) -> Verdict`` is a
-``Verifier`` (a ``typing.Protocol``), and ``composite.score`` accepts one. A fuller
-verifier (GSM8K ``<<48/2=24>>`` calculator annotations, units, LaTeX) can subclass
-``EquationVerifier`` and override ``parse`` / ``check_step`` / ``parse_answer``, or be
-written from scratch. Verifiers are sent to worker processes (``host.RewardPool``), so
-they must be picklable: plain classes with plain attributes.
+In the R1 layout (``EquationVerifier(answer_tag=True)``) the answer is the content of
+``<answer>...</answer>`` instead, and the steps are the equation lines before it::
+
+    <think>
+    7*4=28
+    28-5=23
+    </think>
+    <answer>23</answer>
+
+Extension point: a task says how its completions are scored by its ``verifier``
+(``tasks.Task``), an object with ``verify(completion, reference) -> Verdict`` (the
+``Verifier`` protocol) and, for the reward parts that look inside a solution,
+``parse(completion) -> ParsedSolution`` (steps and answer: novelty, subgoals),
+``check_step(step) -> bool`` (subgoals) and ``step_ends(completion) -> [(end_char,
+valid)]`` (dense rewards); ``composite.score`` falls back to this module's functions for
+the ones a verifier lacks. ``EquationVerifier`` reads the format above;
+``free_form.FreeFormVerifier`` reads word-problem solutions (GSM8K: any step equation in
+prose, answers in ``<answer>``, ``\\boxed{}``, ``####`` or "The answer is"). Verifiers
+are sent to worker processes (``host.RewardPool``), so they must be picklable: plain
+classes with plain attributes.
 
 Everything here is pure Python over untrusted text and never raises on hostile input;
 its cost is linear in the text length, with per-step and per-expression caps.
@@ -42,10 +56,12 @@ __all__ = [
     "Verifier",
     "check_step",
     "parse_solution",
+    "step_ends",
     "verify",
 ]
 
 ANSWER_MARKER = "####"  # a line starting with this carries the final answer
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"  # the R1 answer tags (answer_tag=True)
 MAX_STEP_CHARS = 1000  # longer step lines are invalid without being evaluated
 MAX_CHECKED_STEPS = 1000  # steps beyond this many are counted but not checked (invalid)
 
@@ -75,8 +91,21 @@ class Verifier(Protocol):
     def verify(self, completion: str, reference: str) -> Verdict: ...
 
 
-def parse_solution(text: str) -> ParsedSolution:
-    """Splits ``text`` into step equations and the ``####`` answer (see module doc)."""
+def _tag_answer(line: str) -> str | None:
+    """The text after ``<answer>`` on ``line`` up to ``</answer>`` (or the line's end);
+    None without the tag."""
+    at = line.find(ANSWER_OPEN)
+    if at < 0:
+        return None
+    rest = line[at + len(ANSWER_OPEN) :]
+    end = rest.find(ANSWER_CLOSE)
+    return (rest if end < 0 else rest[:end]).strip()
+
+
+def parse_solution(text: str, answer_tag: bool = False) -> ParsedSolution:
+    """Splits ``text`` into step equations and the ``####`` answer (see module doc);
+    with ``answer_tag`` a line holding ``<answer>`` ends the steps too and its tag's
+    content is the answer."""
     if not isinstance(text, str):
         return ParsedSolution(steps=(), answer=None)
     steps = []
@@ -86,9 +115,29 @@ def parse_solution(text: str) -> ParsedSolution:
         if line.startswith(ANSWER_MARKER):
             answer = line[len(ANSWER_MARKER) :].strip()
             break
+        if answer_tag and (tagged := _tag_answer(line)) is not None:
+            answer = tagged
+            break
         if "=" in line:
             steps.append(line)
     return ParsedSolution(steps=tuple(steps), answer=answer)
+
+
+def step_ends(text: str, answer_tag: bool = False, check=None) -> list[tuple[int, bool]]:
+    """``[(end_char, valid)]`` for each step of ``parse_solution(text, answer_tag)``:
+    ``end_char`` is the index of the step's last non-blank character in ``text``."""
+    check = check_step if check is None else check
+    out = []
+    pos = 0
+    for raw in text.splitlines(keepends=True) if isinstance(text, str) else ():
+        start, pos = pos, pos + len(raw)
+        line = raw.strip()
+        if line.startswith(ANSWER_MARKER) or (answer_tag and ANSWER_OPEN in line):
+            break
+        if "=" in line and len(out) < MAX_CHECKED_STEPS:
+            end = start + len(raw.rstrip()) - 1
+            out.append((end, bool(check(line))))
+    return out
 
 
 def check_step(step: str) -> bool:
@@ -113,14 +162,24 @@ def check_step(step: str) -> bool:
 
 
 class EquationVerifier:
-    """The default ``Verifier``: one ``a=b`` equation per step, ``#### answer`` last.
+    """The default ``Verifier``: one ``a=b`` equation per step, ``#### answer`` last
+    (with ``answer_tag``, or ``<answer>answer</answer>``: the R1 layout).
 
     Subclasses may override any of ``parse``, ``check_step``, ``parse_answer`` to accept
     richer notation while keeping ``verify``'s counting and comparison.
     """
 
+    answer_tag = False  # class default: subclasses that skip __init__ keep the #### layout
+
+    def __init__(self, answer_tag: bool = False):
+        self.answer_tag = bool(answer_tag)
+
     def parse(self, completion: str) -> ParsedSolution:
-        return parse_solution(completion)
+        return parse_solution(completion, self.answer_tag)
+
+    def step_ends(self, completion: str) -> list[tuple[int, bool]]:
+        """Where each step ends (character index) and whether it is valid (dense rewards)."""
+        return step_ends(completion, self.answer_tag, self.check_step)
 
     def check_step(self, step: str) -> bool:
         return check_step(step)
@@ -147,13 +206,13 @@ class EquationVerifier:
         )
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        return f"{type(self).__name__}(answer_tag={self.answer_tag})"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
+        return type(self) is type(other) and self.answer_tag == other.answer_tag
 
     def __hash__(self) -> int:
-        return hash(type(self))
+        return hash((type(self), self.answer_tag))
 
 
 DEFAULT_VERIFIER = EquationVerifier()

@@ -44,6 +44,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from r1jax.rewards.verifier import EquationVerifier
 from r1jax.tasks.base import Problem, check_split, register_task, sample_in_split
 
 _NAMES = (
@@ -93,6 +94,7 @@ _INVERSE = {"+": "-", "-": "+", "*": "/", "/": "*"}
 MAX_QUESTION_CHARS = {1: 76, 2: 120, 3: 150}
 # Cap on the *verbose* solution length for every draw (so both verbosities fit).
 MAX_VERBOSE_SOLUTION_CHARS = 92
+SOLUTION_STYLES = ("plain", "r1")  # "#### N" last, or <think>steps</think><answer>N</answer>
 
 
 class Step(NamedTuple):
@@ -137,6 +139,15 @@ def given_numbers(steps: list[Step]) -> list[int]:
     return out
 
 
+def as_style(solution: str, style: str) -> str:
+    """``solution`` (step lines, then ``#### N``) in ``style``: "plain" leaves it, "r1"
+    wraps the steps in ``<think>`` and the answer in ``<answer>`` (DeepSeek-R1's layout)."""
+    if style == "plain":
+        return solution
+    body, _, answer = solution.rpartition("\n#### ")
+    return f"<think>\n{body}\n</think>\n<answer>{answer}</answer>"
+
+
 def render_solution(steps: list[Step], verbose: bool, style: str = "restate") -> str:
     lines = []
     if verbose and style == "restate":
@@ -173,7 +184,7 @@ class ArithmeticTask:
     """Synthetic arithmetic word problems in three difficulty levels."""
 
     name = "arithmetic"
-    reward_parts = ("correctness", "efficiency", "novelty", "subgoal")
+    reward_parts = ("correctness", "efficiency", "novelty", "subgoal")  # + "format" in R1 style
 
     def __init__(
         self,
@@ -185,6 +196,7 @@ class ArithmeticTask:
         max_factor: int = 9,
         level_weights: tuple[float, ...] = (0.6, 0.3, 0.1),
         wide_level1: bool = False,
+        solution_style: str = "plain",
     ):
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
@@ -201,6 +213,16 @@ class ArithmeticTask:
                 f"verbose_style must be one of {VERBOSE_STYLES}, got {verbose_style!r}"
             )
         self.verbose_style = verbose_style
+        if solution_style not in SOLUTION_STYLES:
+            raise ValueError(
+                f"solution_style must be one of {SOLUTION_STYLES}, got {solution_style!r}"
+            )
+        self.solution_style = solution_style
+        # How completions are scored (rewards.scoring): equation lines, then the answer
+        # after "####", or (R1 style) inside <answer>...</answer>, with the format part.
+        self.verifier = EquationVerifier(answer_tag=solution_style == "r1")
+        if solution_style == "r1":
+            self.reward_parts = type(self).reward_parts + ("format",)
         self.max_number = int(max_number)
         self.max_operand = int(max_operand)
         self.max_factor = int(max_factor)
@@ -216,7 +238,7 @@ class ArithmeticTask:
             f"verbose_style={self.verbose_style!r}, "
             f"max_number={self.max_number}, max_operand={self.max_operand}, "
             f"max_factor={self.max_factor}, level_weights={self.level_weights}, "
-            f"wide_level1={self.wide_level1})"
+            f"wide_level1={self.wide_level1}, solution_style={self.solution_style!r})"
         )
 
     # -- Task protocol -----------------------------------------------------
@@ -233,7 +255,8 @@ class ArithmeticTask:
         return Problem(
             question=question,
             answer=answer,
-            solution=render_solution(steps, verbose, self.verbose_style),
+            solution=as_style(render_solution(steps, verbose, self.verbose_style),
+                              self.solution_style),
             level=level,
             min_steps=len(steps),
             subgoals=tuple(str(st.c) for st in steps[:-1]),

@@ -82,11 +82,19 @@ class Problem:
 
 @runtime_checkable
 class Task(Protocol):
-    """What the trainer needs from a task (structural; no base class needed)."""
+    """What the trainer needs from a task (structural; no base class needed).
+
+    A task owns how its completions are scored: ``verifier`` (optional attribute, a
+    ``rewards.Verifier``: answer correctness, steps, valid steps, step spans; default
+    ``rewards.EquationVerifier()``, one ``a=b`` per line and ``#### N``) and
+    ``reward_parts`` (the parts of ``rewards.REWARD_PARTS`` it uses; a config's weight on
+    any other part is set to 0). ``rewards.score_completions(task, problems,
+    completions)`` scores with them, and so do the trainer, the evaluator and the CLIs.
+    """
 
     name: str
     level_weights: tuple[float, ...]  # mixture over levels 1..len(level_weights)
-    reward_parts: tuple[str, ...]  # names of the reward components this task uses
+    reward_parts: tuple[str, ...]  # reward parts this task uses (rewards.REWARD_PARTS)
 
     def sample(self, rng: np.random.Generator, level: int, split: str) -> Problem:
         """A problem of ``level`` whose question lies in ``split`` ("train"/"test")."""
@@ -100,9 +108,10 @@ class Task(Protocol):
         """The reference final answer (what ``#### <answer>`` should contain)."""
         ...
 
-    # Optional: ``chat_messages(problem) -> [{"role", "content"}, ...]``, the prompt as
-    # chat messages for instruction-tuned models (``config.chat``); without it the
-    # trainer sends ``format_prompt(problem)`` as one user message.
+    # Optional: ``verifier`` (see above), and ``chat_messages(problem) -> [{"role",
+    # "content"}, ...]``, the prompt as chat messages for instruction-tuned models
+    # (``config.chat``); without it the trainer sends ``format_prompt(problem)`` as one
+    # user message.
 
 
 # ---------------------------------------------------------------------------

@@ -23,6 +23,11 @@ carries both blocks, which is what the format reward (``rewards.format``) checks
 ``r1_messages`` gives the same instruction as chat messages, for instruction-tuned
 models whose chat template the tokenizer renders.
 
+Scoring (``verifier``, ``rewards.free_form.FreeFormVerifier``): the completion's marked
+final answer (``<answer>``, ``\\boxed{}``, ``####``, "The answer is") against the
+reference, and every equation in its prose checked as a step, so all reward parts and
+dense rewards apply (``rewards.score_completions``).
+
 Reference answer: the text after ``####`` with thousands separators removed
 (``"1,000"`` -> ``"1000"``). Reference solution (SFT target, ``solution_style="r1"``)::
 
@@ -46,6 +51,7 @@ import re
 
 import numpy as np
 
+from r1jax.rewards.free_form import FreeFormVerifier
 from r1jax.tasks.base import Problem, check_split, register_task
 
 __all__ = [
@@ -134,7 +140,9 @@ class Gsm8kTask:
     """GSM8K from JSONL files, prompts in the R1 format (module doc)."""
 
     name = "gsm8k"
-    reward_parts = ("correctness", "format")
+    # Scored by its answers and prose equations (``rewards.free_form``): every part works.
+    reward_parts = ("correctness", "efficiency", "novelty", "format", "subgoal")
+    verifier = FreeFormVerifier()
 
     def __init__(
         self,
@@ -202,7 +210,16 @@ class Gsm8kTask:
             solution = f"<think>\n{body.strip()}\n</think>\n<answer>{answer}</answer>"
         else:
             solution = f"{body.strip()}\n#### {answer}"
-        return Problem(row["question"].strip(), answer, solution, level, steps)
+        # Subgoals (the subgoal reward part): the calculator annotations' results before
+        # the final answer, in order, without repeats.
+        subgoals = []
+        for ann in _ANNOTATION_RE.findall(body if self.keep_annotations else row["answer"]):
+            value = _THOUSANDS_RE.sub("", ann[2:-2].rpartition("=")[2].strip())
+            if value and value not in subgoals and "|" not in value and "," not in value:
+                subgoals.append(value)
+        if subgoals and subgoals[-1] == answer:
+            subgoals.pop()
+        return Problem(row["question"].strip(), answer, solution, level, steps, tuple(subgoals))
 
     # -- Task protocol -----------------------------------------------------
 

@@ -23,12 +23,12 @@ from r1jax import config as config_lib
 from r1jax import parallel
 from r1jax.checkpoint import Checkpointer
 from r1jax.distributed import is_main_process
-from r1jax.evaluate import evaluate, make_greedy_fn
+from r1jax.evaluate import evaluate, evaluation_set, make_decoder
 from r1jax.models.lora import init_lora
 from r1jax.rewards.bridge import HostReward
-from r1jax.rewards.composite import SCORE_FIELDS, score_vector, with_subgoals
-from r1jax.rewards.host import RewardPool
-from r1jax.tasks import get_task, heldout_set, sample_mixture
+from r1jax.rewards.composite import SCORE_FIELDS
+from r1jax.rewards.scoring import TaskScorer, unused_parts
+from r1jax.tasks import get_task, sample_mixture
 from r1jax.tokenizer import CharTokenizer
 from r1jax.train.metrics import MetricsWriter, plot_metrics
 from r1jax.train.rl_step import PromptBatch, rl_iteration
@@ -44,7 +44,6 @@ from r1jax.train.state import (
 )
 
 log = logging.getLogger("r1jax")
-ANSWER_LEN = 32  # A, reference tokens carried in a PromptBatch (answer and subgoals)
 LORA_STREAM = 7  # fold_in of the seed's key for the LoRA adapters' init
 HF_DIR = "hf"  # <workdir>/hf/: copy of the pretrained checkpoint's config and tokenizer
 HF_FILES = (
@@ -165,17 +164,20 @@ class Experiment:
             functools.partial(start_rl, policy_tx=self.policy_tx, value_tx=self.value_tx),
             out_shardings=self.state_sh,
         )
-        self.pool = RewardPool(
-            functools.partial(score_vector, cfg=config_lib.reward_config(c)),
-            num_workers=c.reward.num_workers,
-            deadline_s=c.reward.deadline_s,
-            num_fields=len(SCORE_FIELDS),
+        # The task scores its own completions (its verifier and reward parts), in the
+        # verifier pool: the RL reward, in-loop evaluation and r1jax-eval alike.
+        reward_cfg = config_lib.reward_config(c)
+        off = unused_parts(self.task, reward_cfg)
+        if off:
+            log.info("task %r does not use reward parts %s: their weights count as 0", c.task, off)
+        self.scorer = TaskScorer(
+            self.task, reward_cfg, num_workers=c.reward.num_workers, deadline_s=c.reward.deadline_s
         )
+        self.pool = self.scorer.pool
         self.host_reward = HostReward(
-            self.pool,
+            self.scorer,
             self.tokenizer,
             group_size=c.rl.group_size,
-            reward_cfg=config_lib.reward_config(c),
             placement=config_lib.reward_placement(c),
             noise=config_lib.reward_noise(c),
         )
@@ -223,8 +225,9 @@ class Experiment:
             self.sft_fn, self.rl_fn = self.pmap.sft_fn, self.pmap.rl_fn
             self.start_rl = self.pmap.start_rl
             self.put_state, self.host_state = self.pmap.replicate, self.pmap.unreplicate
-        self.greedy_fn = make_greedy_fn(
-            self.graphs.policy, c.max_new_tokens, self.eos_id, self.pad_id
+        self.greedy_fn = make_decoder(
+            self.graphs.policy, max_new_tokens=c.max_new_tokens, eos_id=self.eos_id,
+            pad_id=self.pad_id,
         )
         self._heldout = None
         self._check_lengths()
@@ -291,15 +294,6 @@ class Experiment:
                 self.tokenizer.encode_right_padded([p.solution for p in probs], c.max_new_tokens)
         except ValueError as e:
             raise config_lib.ConfigError(str(e)) from e
-        for p in probs:
-            ref = self.reward_reference(p)
-            if len(self.tokenizer.encode(ref)) > ANSWER_LEN:
-                raise config_lib.ConfigError(
-                    f"reference {ref!r} is longer than {ANSWER_LEN} tokens (the reference "
-                    "channel to the reward, train/loop.py ANSWER_LEN): shorten the task's "
-                    "reference_answer, or set config.reward.w_subgoal=0 if its subgoals "
-                    "make it long"
-                )
 
     # -- checkpoints: with LoRA only the adapters (the base is the pretrained model) --------
     @staticmethod
@@ -377,33 +371,29 @@ class Experiment:
         ]
         return pack_examples(examples, c.sft.rows, length, self.pad_id)
 
-    def rl_batch(self, iteration: int) -> PromptBatch:
+    def rl_problems(self, iteration: int) -> list:
+        """The prompts' problems of RL iteration `iteration` (a pure function of it)."""
         c = self.c
         weights = tuple(c.rl.level_weights) if c.rl.level_weights else None
-        probs = sample_mixture(
+        return sample_mixture(
             self.task,
             np.random.default_rng([c.seed, 2, iteration]),
             c.rl.prompts_per_iter,
             "train",
             weights,
         )
-        prompt, pmask = self.encode_prompts([self.prompt_text(p) for p in probs])
-        answer, _ = self.tokenizer.encode_right_padded(
-            [self.reward_reference(p) for p in probs], ANSWER_LEN, add_eos=False
-        )
-        return PromptBatch(prompt, pmask, answer)
 
-    def reward_reference(self, problem) -> str:
-        """The reference the RL reward scores against: the task's answer, with the
-        problem's subgoals when the subgoal part is on (``rewards.composite``)."""
-        answer = self.task.reference_answer(problem)
-        if self.c.reward.get("w_subgoal", 0.0) > 0:
-            return with_subgoals(answer, getattr(problem, "subgoals", ()))
-        return answer
+    def rl_batch(self, iteration: int) -> PromptBatch:
+        probs = self.rl_problems(iteration)
+        texts = [self.prompt_text(p) for p in probs]
+        prompt, pmask = self.encode_prompts(texts)
+        # The references stay on the host (any length); the batch carries their ids.
+        ref = self.host_reward.register(iteration, probs, texts)
+        return PromptBatch(prompt, pmask, ref)
 
     def heldout(self):
         if self._heldout is None:
-            self._heldout = heldout_set(self.task, self.c.eval.num_problems, seed=self.c.eval.seed)
+            self._heldout = evaluation_set(self.task, self.c.eval.num_problems, self.c.eval.seed)
         return self._heldout
 
     def evaluate(self, params, **kw) -> dict:
@@ -411,18 +401,17 @@ class Experiment:
         return evaluate(
             params,
             self.heldout(),
-            task=self.task,
+            scorer=self.scorer,
             tokenizer=self.tokenizer,
-            greedy_fn=self.greedy_fn,
-            pool=self.pool,
-            batch_size=c.eval.batch_size,
-            format_prompt=self.prompt_text,
+            prompt_text=self.prompt_text,
             encode_prompts=self.encode_prompts,
+            greedy=self.greedy_fn,
+            batch_size=c.eval.batch_size,
             **kw,
         )
 
     def close(self):
-        self.pool.close()
+        self.scorer.close()
 
 
 def _fetch(metrics) -> dict:

@@ -12,7 +12,7 @@ groups), and it computes what the `jax.jit` path computes on the whole batch:
 
 * sampling keys are per global row (`sampling.generate(row_offset=...)`), so each device
   samples exactly its rows of the one-device rollout;
-* rewards: prompts, completions and answers are all-gathered and *one* `io_callback`
+* rewards: completions and reference ids are all-gathered and *one* `io_callback`
   (on the device with axis index 0, under `lax.cond`) scores the global batch in global
   order, as the jit path does; its output is `psum`'ed (zeros elsewhere) and each
   device keeps its rows. The host reward keeps one call per iteration, its
@@ -69,7 +69,8 @@ from r1jax.train.state import Graphs, TrainState, guarded_update, policy_params
 class PromptBatch:
     prompt: jax.Array  # [B, P] int32, left-padded prompts
     prompt_mask: jax.Array  # [B, P] bool
-    answer: jax.Array  # [B, A] int32, reference answers as tokens (decoded on the host)
+    ref: jax.Array  # [B, 2] int32, ids of the references kept on the host
+    # (`HostReward.register`): the reward callback looks each row's problem up by them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +180,7 @@ class _Axis:
         return jax.lax.dynamic_slice_in_dim(x, self.index() * per, per, axis=1)
 
 
-def _per_shard_rewards(reward_fn, num_fields, prompt, tokens, answer, step, mesh):
+def _per_shard_rewards(reward_fn, num_fields, tokens, ref, step, mesh):
     """Host rewards with each batch shard verified where it lives (multi-process jit).
 
     A `shard_map` over the batch axes (`data` × `fsdp`) hands each device its rows and
@@ -203,11 +204,11 @@ def _per_shard_rewards(reward_fn, num_fields, prompt, tokens, answer, step, mesh
         jax.ShapeDtypeStruct((n_local, tokens.shape[1]), jnp.float32),
     )
 
-    def local(prompt, tokens, answer, step):
+    def local(tokens, ref, step):
         offset = jax.lax.axis_index(axes) * n_local if axes else 0
 
         def call(_):
-            return io_callback(reward_fn, shapes, prompt, tokens, answer, step, offset)
+            return io_callback(reward_fn, shapes, tokens, ref, step, offset)
 
         def zeros(_):
             return tuple(jnp.zeros(x.shape, x.dtype) for x in shapes)
@@ -221,19 +222,19 @@ def _per_shard_rewards(reward_fn, num_fields, prompt, tokens, answer, step, mesh
     return jax.shard_map(
         local,
         mesh=mesh,
-        in_specs=(spec, spec, spec, P()),
+        in_specs=(spec, spec, P()),
         out_specs=(spec, spec),
         check_vma=False,
-    )(prompt, tokens, answer, step)
+    )(tokens, ref, step)
 
 
-def _host_rewards(reward_fn, num_fields, prompt, tokens, answer, step, ax: _Axis, mesh=None):
+def _host_rewards(reward_fn, num_fields, tokens, ref, step, ax: _Axis, mesh=None):
     """(scores [N_global, F], token_rewards [n_local, T]) from the host reward function.
 
     `mesh` (jit path only): verify per shard (`_per_shard_rewards`) instead of one call.
     """
     if mesh is not None and ax.name is None:
-        return _per_shard_rewards(reward_fn, num_fields, prompt, tokens, answer, step, mesh)
+        return _per_shard_rewards(reward_fn, num_fields, tokens, ref, step, mesh)
     if ax.name is None:
         return io_callback(
             reward_fn,
@@ -241,21 +242,20 @@ def _host_rewards(reward_fn, num_fields, prompt, tokens, answer, step, ax: _Axis
                 jax.ShapeDtypeStruct((tokens.shape[0], num_fields), jnp.float32),
                 jax.ShapeDtypeStruct(tokens.shape, jnp.float32),
             ),
-            prompt,
             tokens,
-            answer,
+            ref,
             step,
             ordered=False,
         )
     n_local = tokens.shape[0]
-    g_prompt, g_tokens, g_answer = ax.gather(prompt), ax.gather(tokens), ax.gather(answer)
+    g_tokens, g_ref = ax.gather(tokens), ax.gather(ref)
     shapes = (
         jax.ShapeDtypeStruct((g_tokens.shape[0], num_fields), jnp.float32),
         jax.ShapeDtypeStruct(g_tokens.shape, jnp.float32),
     )
 
     def call(_):
-        return io_callback(reward_fn, shapes, g_prompt, g_tokens, g_answer, step, ordered=False)
+        return io_callback(reward_fn, shapes, g_tokens, g_ref, step, ordered=False)
 
     def zeros(_):
         return tuple(jnp.zeros(x.shape, x.dtype) for x in shapes)
@@ -295,7 +295,7 @@ def rl_iteration(
     g = hp.group_size
     key = jax.random.fold_in(state.rng, state.step)
     k_sample, k_policy_mb, k_value_mb = jax.random.split(key, 3)
-    rep = PromptBatch(*(_repeat(x, g) for x in (batch.prompt, batch.prompt_mask, batch.answer)))
+    rep = PromptBatch(*(_repeat(x, g) for x in (batch.prompt, batch.prompt_mask, batch.ref)))
     if data_sharding is not None:
         rep = jax.lax.with_sharding_constraint(rep, data_sharding)
     n_local = rep.prompt.shape[0]
@@ -329,7 +329,7 @@ def rl_iteration(
     # outcome on the last token, optional dense step rewards; rewards.bridge).
     # Under pmap `scores` are global (all rows, for the metrics), `token_rewards` local.
     scores, token_rewards = _host_rewards(
-        reward_fn, num_score_fields, rep.prompt, tokens, rep.answer, state.step, ax, reward_mesh
+        reward_fn, num_score_fields, tokens, rep.ref, state.step, ax, reward_mesh
     )
     reward_n = ax.local_rows(scores[:, 0], n_local)
 

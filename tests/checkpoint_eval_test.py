@@ -1,5 +1,6 @@
-"""GSM8K evaluation of a Hugging Face checkpoint (`r1jax.gsm8k_eval`, `r1jax-eval
---hf_checkpoint`): a tiny random Qwen2 written by `transformers` with a tokenizer.json
+"""Evaluation of a Hugging Face checkpoint on GSM8K (`r1jax.checkpoint_eval.evaluate_hf`,
+`r1jax-eval --hf_checkpoint --task=gsm8k`) through the one evaluator
+(`r1jax.evaluate`): a tiny random Qwen2 written by `transformers` with a tokenizer.json
 trained here; repeated runs give identical results; the CLI writes the JSON and rejects
 bad command lines with exit code 2."""
 
@@ -15,11 +16,18 @@ pytest.importorskip("torch")
 
 from r1jax._testing import GSM8K_PROBLEMS, gsm8k_tokenizer, write_gsm8k, write_tokenizer
 from r1jax.errors import ConfigError
-from r1jax.gsm8k_eval import answer_key, evaluate_hf, majority_vote, score_completions
+from r1jax.checkpoint_eval import evaluate_hf as _evaluate_hf
+from r1jax.evaluate import answer_key, majority_vote, score_decoded
+from r1jax.rewards import TaskScorer
+from r1jax.tasks import Gsm8kTask, Problem
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 PROBLEMS = GSM8K_PROBLEMS
 EVAL_KW = {"num_problems": 5, "k": 2, "max_new_tokens": 8, "batch_size": 4, "seed": 3}
+
+
+def evaluate_hf(ckpt, data, **kw):
+    return _evaluate_hf(ckpt, "gsm8k", {"path": str(data)}, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +71,7 @@ def test_repeated_runs_are_identical(dirs):
     a = evaluate_hf(ckpt, data, **EVAL_KW, records=True)
     b = evaluate_hf(ckpt, data, **EVAL_KW, records=True)
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-    for key in ("pass@1", "maj@2", "sample_accuracy", "format_reward", "greedy_truncated"):
+    for key in ("accuracy", "maj@2", "pass@2", "sample_accuracy", "format_rate", "truncated"):
         assert 0.0 <= a[key] <= 1.0, key
     assert a["num_problems"] == 5 and a["k"] == 2
     assert a["config"]["max_prompt_len"] % 64 == 0 and a["config"]["seed"] == 3
@@ -86,15 +94,15 @@ def test_bad_arguments(dirs, tmp_path):
     ckpt, data = dirs
     with pytest.raises(FileNotFoundError, match="nope"):
         evaluate_hf(tmp_path / "nope", data)
-    with pytest.raises(FileNotFoundError, match="test.jsonl"):
+    with pytest.raises(ConfigError, match="test.jsonl"):
         evaluate_hf(ckpt, tmp_path)
     with pytest.raises(ConfigError, match="k must be"):
-        evaluate_hf(ckpt, data, k=0)
+        evaluate_hf(ckpt, data, k=-1)
     with pytest.raises(ConfigError, match="max_prompt_len"):
         evaluate_hf(ckpt, data, max_prompt_len=4)
 
 
-def test_majority_vote_and_scoring():
+def test_majority_vote_and_scoring(tmp_path):
     assert answer_key("$1,200.00") == answer_key("1200") == answer_key("x = 1200") == "1200"
     assert answer_key("  a   b ") == "a b" and answer_key(None) is None
     assert majority_vote(["3", "18", "$18", None, "3"]) == 0  # tie 2-2: first class wins
@@ -102,15 +110,20 @@ def test_majority_vote_and_scoring():
     assert majority_vote([None, None]) is None
     good = "<think>16 - 3 = 13</think>\n<answer>13</answer>"
     bad = "<think>x</think><answer>12</answer>"
-    out = score_completions(
-        [good, "the answer is 4"],
-        [[bad, good, good], [bad, "4 apples", bad]],
-        ["13", "4"],
-        greedy_truncated=[False, True],
-        records=True,
-    )
-    assert out["pass@1"] == 1.0 and out["maj@3"] == 0.5 and out["format_reward"] == 0.5
-    assert out["sample_accuracy"] == pytest.approx(3 / 6) and out["greedy_truncated"] == 0.5
+    task = Gsm8kTask(path=write_gsm8k(tmp_path / "data"))
+    problems = [Problem("q1", "13", "", 1, 1), Problem("q2", "4", "", 2, 1)]
+    with TaskScorer(task) as scorer:
+        out = score_decoded(
+            problems,
+            [good, "the answer is 4"],
+            [[bad, good, good], [bad, "The answer is 4 apples.", bad]],
+            scorer,
+            truncated=[False, True],
+            records=True,
+        )
+    assert out["accuracy"] == 1.0 and out["maj@3"] == 0.5 and out["format_rate"] == 0.5
+    assert out["sample_accuracy"] == pytest.approx(3 / 6) and out["truncated"] == 0.5
+    assert out["pass@3"] == 1.0 and out["accuracy_level2"] == 1.0
     assert out["records"][0]["majority_answer"] == "13"
     assert (
         out["records"][1]["majority_answer"] == "12" and not out["records"][1]["majority_correct"]
@@ -142,6 +155,8 @@ def test_cli_writes_json_and_rejects_bad_command_lines(dirs, tmp_path):
     r = _run_eval(f"--hf_checkpoint={missing}", f"--gsm8k_dir={data}")
     assert r.returncode == 2 and str(missing) in r.stderr and "Traceback" not in r.stderr
     r = _run_eval(f"--hf_checkpoint={ckpt}", f"--gsm8k_dir={tmp_path / 'nodata'}")
-    assert r.returncode == 2 and "gsm8k_dir" in r.stderr
-    r = _run_eval(f"--workdir={tmp_path}", "--k=4")
-    assert r.returncode == 2 and "--k" in r.stderr and "--hf_checkpoint" in r.stderr
+    assert r.returncode == 2 and "--data_dir" in r.stderr and "train.jsonl" in r.stderr
+    r = _run_eval(f"--workdir={tmp_path}", "--dtype=bfloat16")
+    assert r.returncode == 2 and "--dtype" in r.stderr and "own settings" in r.stderr
+    r = _run_eval(f"--hf_checkpoint={ckpt}", "--task=gsm8k")  # no data directory given
+    assert r.returncode == 2 and "--data_dir" in r.stderr and "Traceback" not in r.stderr
