@@ -70,7 +70,7 @@ from r1jax import parallel
 from r1jax.configs.arith_tiny import get_config
 from r1jax.sampling import generate
 from r1jax.tokenizer import EOS_ID, PAD_ID
-from r1jax.train.loop import Experiment
+from r1jax.train.experiment import Experiment
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(

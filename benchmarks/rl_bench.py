@@ -41,7 +41,7 @@ def main():
     from r1jax.configs.arith_tiny import get_config
     from r1jax.sampling import generate
     from r1jax.tokenizer import EOS_ID, PAD_ID
-    from r1jax.train.loop import Experiment
+    from r1jax.train.experiment import Experiment
 
     c = get_config(args.variant)
     exp = Experiment(c, tempfile.mkdtemp())

@@ -77,3 +77,24 @@ def test_compile_only_reports_memory_for_a_sharded_mesh_and_writes_nothing(tmp_p
     for step in ("sft_step", "rl_iteration"):
         assert out[step]["peak_bytes_estimate"] > out[step]["argument_bytes"] > 0
     assert not os.path.exists(tmp_path / "w")
+
+
+def test_compile_only_works_from_shapes_for_a_state_larger_than_this_machine(tmp_path):
+    """A ~40B-parameter policy (about 167 GB of state with its optimizer and reference
+    copy: seven times this machine's memory) compiles: nothing is allocated or read."""
+    args = [
+        "--config=" + os.path.join(ROOT, "experiments", "arith_tiny.py") + ":smoke",
+        "--compile_only",
+        f"--workdir={tmp_path / 'w'}",
+        "--config.model.d_model=16384",
+        "--config.model.n_heads=128",
+        "--config.model.n_kv_heads=8",
+        "--config.model.head_dim=128",
+        "--config.model.mlp_dim=65536",
+        "--config.model.n_layers=2",
+    ]
+    r = _run("train_entry", *args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout[r.stdout.index("{") :])
+    assert out["rl_iteration"]["argument_bytes"] > 100 * 2**30
+    assert not os.path.exists(tmp_path / "w")

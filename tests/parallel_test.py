@@ -119,7 +119,7 @@ SCRIPT = textwrap.dedent("""
         mesh = parallel.make_mesh(2, 2, 2)
         graphs, pol, val = init_models(CFG, CFG, 0)
         tx = make_optimizer(1e-3, warmup=1, total=10, weight_decay=0.1, grad_clip=1.0)
-        mk = lambda p, v: create_state(p, v, tx, tx, seed=0, eps_low=0.2, eps_high=0.28,
+        mk = lambda p, v: create_state(p, v, tx, tx, seed=0, eps_low=0.2, eps_high=0.28, kl_coef=0.1,
                                        entropy_coef=0.01)
         abstract = jax.eval_shape(mk, pol, val)
         ss = parallel.state_shardings(abstract, mesh, policy_cfg=CFG, value_cfg=CFG)

@@ -33,3 +33,29 @@ def test_left_and_right_padding():
         tok.encode_left_padded(["abcdef"], 3)
     with pytest.raises(ValueError, match="max_new_tokens"):
         tok.encode_right_padded(["abc"], 3)  # + EOS needs 4
+
+
+def test_r1_tags_are_one_token_each_and_decode_back():
+    tok = CharTokenizer()
+    text = "<think>\n7*4=28\n</think>\n<answer>28</answer>"
+    ids = tok.encode(text)
+    assert len(ids) == len(text) - sum(len(t) - 1 for t in ("<think>", "</think>", "<answer>", "</answer>"))
+    assert max(ids) < tok.vocab_size == 104  # the tags use the padding ids
+    assert tok.decode(ids) == text
+    decoded, owner = tok.decode_with_offsets(ids + [EOS_ID])
+    assert decoded == text and len(owner) == len(text) + 1
+    assert owner[: len("<think>")].tolist() == [0] * len("<think>")  # one token wrote them
+    assert tok.encode("a<b>c") == [tok.encode(c)[0] for c in "a<b>c"]  # other "<" stay chars
+
+
+def test_both_tokenizers_implement_the_protocol():
+    from r1jax._testing import gsm8k_tokenizer, write_tokenizer
+    from r1jax.hf_tokenizer import HFTokenizer
+    from r1jax.tokenizer import Tokenizer
+
+    assert isinstance(CharTokenizer(), Tokenizer)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        write_tokenizer(gsm8k_tokenizer(), d)
+        assert isinstance(HFTokenizer.from_pretrained(d), Tokenizer)

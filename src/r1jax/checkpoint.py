@@ -69,6 +69,17 @@ class Checkpointer:
         )
         return out.state, dict(out.meta)
 
+    def saved_fields(self, phase: str, step: int) -> set[str] | None:
+        """The top-level fields of the state saved at `step` (from its metadata; nothing is
+        read), or None when there is no metadata to tell."""
+        path = os.path.join(str(self._managers[phase].directory), str(step), "state")
+        try:
+            meta = ocp.StandardCheckpointHandler().metadata(epath.Path(path))
+        except Exception:  # noqa: BLE001 - restore() reports a checkpoint it cannot read
+            return None
+        tree = getattr(meta, "tree", meta)
+        return set(tree) if isinstance(tree, dict) else None
+
     def _check_fits(self, phase: str, step: int, target: Any) -> None:
         """Compares the checkpoint's array shapes (its metadata; nothing is read) with
         `target`'s, so a mismatch is one clear ConfigError before Orbax starts reading."""

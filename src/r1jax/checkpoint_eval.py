@@ -25,12 +25,13 @@ import os
 
 import ml_collections
 
+from r1jax import config as config_lib
 from r1jax.checkpoint import Checkpointer
 from r1jax.errors import ConfigError
 from r1jax.evaluate import evaluate, evaluation_set, make_decoder
 from r1jax.rewards.scoring import TaskScorer
-from r1jax.tasks import get_task
-from r1jax.train.loop import Experiment
+from r1jax.tasks import get_task, import_task_module
+from r1jax.train.experiment import Experiment
 
 __all__ = ["PROMPT_ROUND", "evaluate_checkpoint", "evaluate_hf", "evaluate_workdir", "restored_run"]
 
@@ -73,12 +74,18 @@ def restored_run(workdir: str, step: int | None = None, edit_config=None):
         raise FileNotFoundError(
             f"{cfg_path} not found: --workdir must be a directory written by r1jax-train"
         )
-    with open(cfg_path) as f:
-        c = ml_collections.ConfigDict(json.load(f))
+    try:
+        with open(cfg_path) as f:
+            c = config_lib.complete(ml_collections.ConfigDict(json.load(f)))
+    except ValueError as e:
+        raise ConfigError(
+            f"{cfg_path} is not a readable config ({e}): --workdir must be a directory "
+            "written by r1jax-train"
+        ) from e
     if edit_config is not None:
         edit_config(c)
     # LoRA checkpoints hold only adapters: the base weights are read from c.pretrained.
-    lora = bool(c.get("lora") and c.lora.get("rank", 0))
+    lora = bool(c.lora.rank)
     exp = Experiment(c, workdir, load_weights=lora)
     ckpt = Checkpointer(workdir, keep=c.keep_checkpoints)
     try:
@@ -181,6 +188,7 @@ def evaluate_hf(
     task: str = "gsm8k",
     task_kwargs: dict | None = None,
     *,
+    task_module: str = "",
     num_problems: int | None = None,
     k: int = 8,
     temperature: float = 0.6,
@@ -213,6 +221,7 @@ def evaluate_hf(
     if not os.path.isdir(ckpt):
         raise FileNotFoundError(f"checkpoint directory {ckpt!r} does not exist")
     try:
+        import_task_module(task_module)
         the_task = get_task(task, **(task_kwargs or {}))
         tokenizer = HFTokenizer.from_pretrained(ckpt)
         problems = evaluation_set(the_task, num_problems, seed=1234)

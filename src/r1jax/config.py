@@ -1,7 +1,11 @@
-"""Validation of experiment configs and their conversion into typed objects.
+"""Experiment configs: their defaults, validation and conversion into typed objects.
 
-Every check raises `ConfigError` naming the field, the bad value and the fix; the
-command-line entry points turn it into exit code 2.
+One source of defaults: `complete(c)` fills every field a config leaves out from the
+embedded default (`r1jax/configs/arith_tiny.py`, where each field has its comment), so
+configs written by older versions (a run's `config.json`) and short user configs work,
+and the trainer reads every field directly. One place for validation: `validate(c)`;
+every check raises `ConfigError` naming the field, the bad value and the fix, which the
+command-line entry points turn into exit code 2.
 """
 
 from __future__ import annotations
@@ -14,14 +18,40 @@ import numpy as np
 
 from r1jax import parallel
 from r1jax.errors import ConfigError
+from r1jax.models.lora import LoraConfig
 from r1jax.models.transformer import ModelConfig
 from r1jax.rewards.bridge import Placement
 from r1jax.rewards.composite import EFFICIENCY_MODES, RewardConfig
 from r1jax.rewards.noise import RewardNoise
+from r1jax.configs import arith_tiny
+from r1jax.rl import ALGORITHMS, RLHyper
 from r1jax.rl.losses import AGGREGATION_MODES
-from r1jax.tasks import get_task, sample_levels
-from r1jax.tokenizer import EOS_ID, PAD_ID
-from r1jax.train.rl_step import RLHyper
+from r1jax.tasks import get_task, import_task_module, sample_levels
+
+def _merge(defaults: dict, given: dict) -> dict:
+    out = dict(defaults)
+    for k, v in given.items():
+        if v is None and isinstance(out.get(k), dict):
+            continue  # a section given as None: the default section (e.g. lora = None)
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "task_kwargs":
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def complete(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`c` with every missing field taken from the embedded default (module doc); a new
+    ConfigDict (locked like `c`), `c` itself untouched. `task_kwargs` belong to the task:
+    they are the given ones, or the default's only for the default's task."""
+    defaults = arith_tiny.get_config().to_dict()
+    given = c.to_dict()
+    if "task_kwargs" not in given and given.get("task", defaults["task"]) != defaults["task"]:
+        given["task_kwargs"] = {}
+    full = ml_collections.ConfigDict(_merge(defaults, given))
+    if c.is_locked:
+        full.lock()
+    return full
 
 
 def _require(ok: bool, field: str, value, fix: str):
@@ -66,7 +96,9 @@ def _get(c, dotted):
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
-    """Checks every field the trainer reads; raises ConfigError on the first bad one."""
+    """Checks every field the trainer reads; raises ConfigError on the first bad one.
+    Missing fields take the defaults (`complete`)."""
+    c = complete(c)
     for f in (
         "max_prompt_len",
         "max_new_tokens",
@@ -146,7 +178,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
         f"must not exceed rl.eps_max={c.rl.eps_max}",
     )
     for f in ("noise_std", "perturb_prob"):
-        v = c.reward.get(f, 0.0)
+        v = c.reward[f]
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         _require(
             ok and 0.0 <= v and (f == "noise_std" or v <= 1.0),
@@ -154,7 +186,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
             v,
             "must be a number >= 0 (a probability in [0, 1] for perturb_prob); 0 switches it off",
         )
-    shaping = c.reward.get("step_shaping", 0.0)
+    shaping = c.reward.step_shaping
     _require(
         not shaping or c.rl.gamma == 1.0,
         "reward.step_shaping",
@@ -163,23 +195,23 @@ def validate(c: ml_collections.ConfigDict) -> None:
         "by a constant); set rl.gamma=1.0 or reward.step_shaping=0",
     )
     _require(
-        c.reward.get("verify_where", "auto") in ("auto", "per_shard", "global"),
+        c.reward.verify_where in ("auto", "per_shard", "global"),
         "reward.verify_where",
-        c.reward.get("verify_where", "auto"),
+        c.reward.verify_where,
         "must be 'auto' (per shard when there are several processes), 'per_shard' or 'global'",
     )
     if "parallelism" in c:
         _choice(c, "parallelism", ("jit", "pmap"))
-    if c.get("parallelism", "jit") == "pmap":
+    if c.parallelism == "pmap":
         m = c.mesh
         _require(
-            m.get("fsdp", 1) == 1 and m.get("tensor", 1) == 1,
+            m.fsdp == 1 and m.tensor == 1,
             "parallelism",
             "pmap",
             "the pmap path is data parallel only: set mesh.fsdp=1 and mesh.tensor=1, or use "
             "parallelism='jit' for FSDP / tensor parallelism",
         )
-    _choice(c, "rl.algo", ("ppo", "grpo"))
+    _choice(c, "rl.algo", tuple(ALGORITHMS))
     _choice(c, "rl.kl_estimator", ("k1", "k2", "k3"))
     _choice(c, "rl.loss_agg", AGGREGATION_MODES)
     _choice(c, "rl.clip_signal", ("kl", "clip_frac"))
@@ -197,7 +229,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
         c.rl.num_minibatches,
         f"must divide prompts_per_iter * group_size = {n}",
     )
-    buckets = c.rl.get("length_buckets", 1)
+    buckets = c.rl.length_buckets
     _require(
         isinstance(buckets, int) and not isinstance(buckets, bool) and buckets >= 1,
         "rl.length_buckets",
@@ -205,7 +237,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
         "must be a positive integer: the learner is compiled for that many completion "
         "lengths up to max_new_tokens (1 = always all of them)",
     )
-    chunk = c.rl.get("logp_chunk", 0)
+    chunk = c.rl.logp_chunk
     if isinstance(chunk, int) and chunk > 0:
         per = max(chunk // c.rl.group_size, 1)  # whole groups of the shared prompt per pass
         _require(
@@ -220,14 +252,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
         ("rl", n // c.rl.num_minibatches, "completions per minibatch"),
         ("sft", c.sft.rows, "sft.rows"),
     ):
-        acc = c[part].get("grad_accum", 1)
+        acc = c[part].grad_accum
         _require(
             isinstance(acc, int) and not isinstance(acc, bool) and acc > 0 and rows % acc == 0,
             f"{part}.grad_accum",
             acc,
             f"must be a positive integer dividing the {rows} {what} (1 = no accumulation)",
         )
-    pretrained = c.get("pretrained", "")
+    pretrained = c.pretrained
     _require(
         isinstance(pretrained, str),
         "pretrained",
@@ -236,26 +268,35 @@ def validate(c: ml_collections.ConfigDict) -> None:
         "tokenizer.json) or '' for the config's own char-level model",
     )
     _require(
-        bool(pretrained) or not c.get("pretrained_required", False),
+        bool(pretrained) or not c.pretrained_required,
         "pretrained",
         pretrained,
         "this config trains a pretrained model: pass --config.pretrained=DIR, a Hugging Face "
         "Qwen2/Llama directory (config.json, *.safetensors, tokenizer.json)",
     )
     _require(
-        not c.get("chat", False) or bool(pretrained),
+        not c.chat or bool(pretrained),
         "chat",
-        c.get("chat", False),
+        c.chat,
         "chat templates come with a Hugging Face tokenizer: set config.pretrained=DIR, or chat=False",
     )
-    if c.rl.algo == "grpo":
+    if not ALGORITHMS[c.rl.algo].critic:
         _require(
             c.rl.group_size >= 2,
             "rl.group_size",
             c.rl.group_size,
-            "GRPO needs at least 2 samples per prompt",
+            f"{c.rl.algo} (group-relative advantages) needs at least 2 samples per prompt",
+        )
+    for f in ("rl.kl_target", "rl.kl_horizon"):
+        v = _get(c, f)
+        _require(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+            f,
+            v,
+            "must be a finite number > 0 (the adaptive KL controller's target / horizon)",
         )
     try:
+        import_task_module(c.task_module)  # a user's task registers itself on import
         task = get_task(c.task, **dict(c.task_kwargs))
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config.task={c.task!r} / config.task_kwargs: {e}") from e
@@ -293,8 +334,8 @@ def reward_config(c) -> RewardConfig:
         w_correctness=r.w_correctness,
         w_efficiency=r.w_efficiency,
         w_novelty=r.w_novelty,
-        w_format=r.get("w_format", 0.0),
-        w_subgoal=r.get("w_subgoal", 0.0),
+        w_format=r.w_format,
+        w_subgoal=r.w_subgoal,
         step_weight=r.step_weight,
         efficiency_mode=r.efficiency_mode,
         decay=r.efficiency_decay,
@@ -306,54 +347,46 @@ def reward_config(c) -> RewardConfig:
 def make_mesh(c):
     """The ('data', 'fsdp', 'tensor') mesh of ``c.mesh`` (fsdp/tensor default to 1)."""
     m = c.mesh
-    return parallel.make_mesh(m.data, m.get("fsdp", 1), m.get("tensor", 1))
+    return parallel.make_mesh(m.data, m.fsdp, m.tensor)
 
 
 def reward_placement(c) -> Placement:
     """Where PPO's rewards land on the tokens (``rewards.bridge.Placement``)."""
     r = c.reward
-    return Placement(dense_mix=r.get("dense_mix", 0.0), step_shaping=r.get("step_shaping", 0.0))
+    return Placement(dense_mix=r.dense_mix, step_shaping=r.step_shaping)
 
 
 def reward_noise(c) -> RewardNoise:
     """Reward-hacking defence by noise (``rewards.noise.RewardNoise``), seeded by c.seed."""
     r = c.reward
     return RewardNoise(
-        reward_std=r.get("noise_std", 0.0), perturb_prob=r.get("perturb_prob", 0.0), seed=c.seed
+        reward_std=r.noise_std, perturb_prob=r.perturb_prob, seed=c.seed
     )
 
 
 def lora_config(c):
     """`models.lora.LoraConfig` of `c.lora`, or None when LoRA is off (rank 0 / absent)."""
-    from r1jax.models.lora import LoraConfig
-
-    lo = c.get("lora")
-    if lo is None or not lo.get("rank", 0):
+    lo = c.lora
+    if not lo.rank:
         return None
-    targets = lo.get("targets", "all")
+    targets = lo.targets
     if isinstance(targets, str):  # "all" or "q_proj,v_proj" (one flag value)
         targets = tuple(t.strip() for t in targets.split(",") if t.strip())
     targets = tuple(targets)
     try:
-        return LoraConfig(rank=lo.rank, alpha=float(lo.get("alpha", 2 * lo.rank)), targets=targets)
+        return LoraConfig(rank=lo.rank, alpha=float(lo.alpha), targets=targets)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config.lora: {e}") from e
 
 
-def rl_hyper(c, eos_id: int = EOS_ID, pad_id: int = PAD_ID) -> RLHyper:
+def rl_hyper(c, eos_id: int, pad_id: int) -> RLHyper:
     """RLHyper from `c.rl` (same field names) plus the shared sequence/token settings
-    (`eos_id`/`pad_id`: the tokenizer's; the defaults are the char tokenizer's).
-
-    Fields with a default in RLHyper (added after the first release) may be absent."""
+    (`eos_id`/`pad_id`: the tokenizer's)."""
     shared = dict(
         max_new_tokens=c.max_new_tokens,
         eos_id=eos_id,
         pad_id=pad_id,
         entropy_bonus=c.rl.entropy_coef > 0,
     )
-    fields = [f for f in dataclasses.fields(RLHyper) if f.name not in shared]
-    values = {
-        f.name: c.rl[f.name] if f.default is dataclasses.MISSING else c.rl.get(f.name, f.default)
-        for f in fields
-    }
-    return RLHyper(**values, **shared)
+    fields = [f.name for f in dataclasses.fields(RLHyper) if f.name not in shared]
+    return RLHyper(**{name: c.rl[name] for name in fields}, **shared)

@@ -153,7 +153,7 @@ def _print_summary(s: dict, workdir: str):
 
 
 # Flags of --hf_checkpoint mode only: a run's checkpoint is evaluated with its own settings.
-_HF_ONLY = ("task", "max_prompt_len", "chat", "dtype")
+_HF_ONLY = ("task", "task_module", "max_prompt_len", "chat", "dtype")
 
 
 def _define_eval_flags():
@@ -172,6 +172,11 @@ def _define_eval_flags():
         "tokenizer.json) to evaluate on --task (default gsm8k, its test set).",
     )
     flags.DEFINE_string("task", "gsm8k", "Registered task of --hf_checkpoint mode.")
+    flags.DEFINE_string(
+        "task_module",
+        "",
+        "Module that registers --task (a .py path or a dotted name), for your own task.",
+    )
     flags.DEFINE_string(
         "task_kwargs",
         None,
@@ -266,6 +271,7 @@ def _eval_hf(F) -> dict:
         F.hf_checkpoint,
         F.task,
         _task_kwargs(F),
+        task_module=F.task_module,
         num_problems=F.num_problems,
         k=8 if F.k is None else F.k,
         temperature=F.temperature,

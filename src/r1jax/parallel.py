@@ -40,6 +40,8 @@ import jax
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from r1jax.models.lora import lora_shardings
+
 log = logging.getLogger("r1jax")
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -313,8 +315,6 @@ def state_shardings(abstract_state, mesh: Mesh, rules=None, *, policy_cfg=None, 
     if jax.tree.leaves(base):
         # LoRA: the frozen base follows the rules; each adapter pair takes its kernel's
         # input (a) and output (b) axes; the reference is adapters too.
-        from r1jax.models.lora import lora_shardings
-
         base_sh = param_shardings(base, mesh, rules, cfg=policy_cfg)
         pol = lora_shardings(s.policy, base_sh)
         ref = lora_shardings(s.ref, base_sh)

@@ -1,4 +1,10 @@
-"""Character-level tokenizer for the embedded default.
+"""The tokenizer interface (`Tokenizer`) and the character-level tokenizer of the default.
+
+Everything the trainer, the sampler, the reward bridge and the evaluator need from a
+tokenizer is the `Tokenizer` protocol: `CharTokenizer` (here) and
+`hf_tokenizer.HFTokenizer` (a Hugging Face `tokenizer.json`) implement it, and the
+trainer reads the special ids from the tokenizer it built (`eos_id`, `pad_id`), never
+from module constants.
 
 Token ids: 0 = PAD, 1 = BOS (unused by the default task, kept for real-model parity),
 2 = EOS, 3 = UNK, then the printable ASCII characters plus newline, then the R1 tags
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Sequence
+from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -26,6 +32,39 @@ UNK_ID = 3
 _FIRST_CHAR_ID = 4
 SPECIAL_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")  # one token each
 _SPECIAL_RE = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What r1jax needs from a tokenizer (structural: no base class needed)."""
+
+    vocab_size: int  # ids are in [0, vocab_size)
+    eos_id: int  # ends a completion; decode stops there
+    pad_id: int  # fills static shapes; decode skips it
+    bos_id: int | None  # prepended by `encode(..., add_special_tokens=True)` where the model wants it
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text up to the first EOS, PAD dropped."""
+        ...
+
+    def decode_batch(self, ids_bt: np.ndarray) -> list[str]: ...
+
+    def decode_with_offsets(self, ids: Sequence[int]) -> tuple[str, np.ndarray]:
+        """`decode` plus, per character, the index of the token that wrote it, and one
+        final entry: the position after the text (where end-of-text rewards go)."""
+        ...
+
+    def encode_left_padded(self, texts: Sequence[str], length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Prompts right-aligned in `[B, length]`: (tokens, mask)."""
+        ...
+
+    def encode_right_padded(
+        self, texts: Sequence[str], length: int, add_eos: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Completions left-aligned in `[B, length]` (EOS appended): (tokens, mask)."""
+        ...
 
 
 class CharTokenizer:

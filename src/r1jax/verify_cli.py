@@ -59,6 +59,12 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "task_kwargs", "{}", "JSON object of arguments that build --task.", flag_values=FLAGS
 )
+flags.DEFINE_string(
+    "task_module",
+    "",
+    "Module that registers --task (a .py path or a dotted name), for your own task.",
+    flag_values=FLAGS,
+)
 _HELP = ("-h", "-help", "--help", "--helpshort", "--helpfull", "-?")
 
 
@@ -145,9 +151,15 @@ def _write(path: str, text: str) -> None:
         raise
 
 
-def build_task(name: str, kwargs_json: str = "{}"):
-    """The registered task ``name`` built from a JSON object of arguments."""
-    from r1jax.tasks import get_task
+def build_task(name: str, kwargs_json: str = "{}", module: str = ""):
+    """The registered task ``name`` (registered by ``module`` if given) built from a JSON
+    object of arguments."""
+    from r1jax.tasks import get_task, import_task_module
+
+    try:
+        import_task_module(module)
+    except ValueError as e:
+        raise UsageError(f"--task_module={module}: {e}") from None
 
     try:
         kwargs = json.loads(kwargs_json)
@@ -168,8 +180,12 @@ def _task_rows(task, pairs):
     from r1jax.rewards.composite import SCORE_FIELDS
     from r1jax.rewards.scoring import TaskScorer, rows_as_dicts
 
+    from r1jax.rewards.answers import extract_answer
+
+    # A reference written as a solution ("... #### 72") is scored against its final answer.
+    refs = [extract_answer(r, fallback=True) or r for _, r in pairs]
     with TaskScorer(task) as scorer:
-        rows = rows_as_dicts(scorer.score_items([(p, r, ()) for p, r in pairs]))
+        rows = rows_as_dicts(scorer.score_items([(p, r, ()) for (p, _), r in zip(pairs, refs)]))
         parse = getattr(scorer.verifier, "parse", None)
         extracted = [parse(p).answer if parse else None for p, _ in pairs]
     assert all(set(r) == set(SCORE_FIELDS) for r in rows)
@@ -222,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             f'"{FLAGS.prediction_field}" and "{FLAGS.reference_field}", or - for stdin.'
         )
     try:
-        task = build_task(FLAGS.task, FLAGS.task_kwargs) if FLAGS.task else None
+        task = build_task(FLAGS.task, FLAGS.task_kwargs, FLAGS.task_module) if FLAGS.task else None
         n, correct = run(
             FLAGS.input, FLAGS.output, FLAGS.prediction_field, FLAGS.reference_field, task
         )

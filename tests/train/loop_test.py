@@ -9,7 +9,8 @@ import pytest
 from r1jax.configs.arith_tiny import get_config
 from r1jax.errors import ConfigError
 from r1jax.checkpoint_eval import evaluate_checkpoint
-from r1jax.train.loop import Experiment, train
+from r1jax.train.experiment import Experiment
+from r1jax.train.loop import train
 from r1jax.train.metrics import read_metrics
 
 TIMING_KEYS = {"iter_seconds"}

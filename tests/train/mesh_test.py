@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys, jax, numpy as np
     from r1jax import parallel
     from r1jax.configs.arith_tiny import get_config
-    from r1jax.train.loop import Experiment
+    from r1jax.train.experiment import Experiment
 
     def run(shape):
         c = get_config("smoke")

@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys, jax, numpy as np
     from r1jax import parallel
     from r1jax.configs.arith_tiny import get_config
-    from r1jax.train.loop import Experiment
+    from r1jax.train.experiment import Experiment
     from r1jax.train.pmap import make_pmap_steps
 
     METRICS = ("loss", "pg_loss", "vf_loss", "kl", "entropy", "grad_norm", "approx_kl",
@@ -120,7 +120,8 @@ def test_pmap_path_trains_end_to_end_and_resumes_like_the_cli(tmp_path):
         textwrap.dedent("""
         import json, sys
         from r1jax.configs.arith_tiny import get_config
-        from r1jax.train.loop import compile_report, train
+        from r1jax.train.experiment import compile_report
+        from r1jax.train.loop import train
 
         if __name__ == "__main__":
             c = get_config("smoke")

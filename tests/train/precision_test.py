@@ -19,7 +19,7 @@ from r1jax.configs.arith_tiny import get_config
 from r1jax.errors import ConfigError
 from r1jax.models.transformer import CausalLM, ModelConfig, causal_mask, positions_from_mask
 from r1jax.tokenizer import PAD_ID
-from r1jax.train.loop import Experiment
+from r1jax.train.experiment import Experiment
 from r1jax.train.rl_step import _bucket_sizes, generate
 
 

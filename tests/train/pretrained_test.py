@@ -19,7 +19,8 @@ from r1jax.checkpoint_eval import evaluate_workdir
 from r1jax.models.hf import load_pretrained_params, save_pretrained
 from r1jax.models.transformer import CausalLM, ModelConfig
 from r1jax.tasks.gsm8k import R1_SYSTEM_PROMPT
-from r1jax.train.loop import Experiment, train
+from r1jax.train.experiment import Experiment
+from r1jax.train.loop import train
 from r1jax.train.metrics import read_metrics
 
 

@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     from r1jax import parallel
     from r1jax.configs.arith_tiny import get_config
-    from r1jax.train.loop import Experiment
+    from r1jax.train.experiment import Experiment
 
     def run(shape, where):
         c = get_config("smoke")
@@ -34,9 +34,9 @@ SCRIPT = textwrap.dedent("""
         exp = Experiment(c, "/tmp/unused", mesh=parallel.make_mesh(*shape))
         calls = []
         score = exp.host_reward._score
-        def spy(p, t, a, s, r0):
+        def spy(t, ref, s, r0):
             calls.append([int(np.asarray(r0)), len(t)])
-            return score(p, t, a, s, r0)
+            return score(t, ref, s, r0)
         exp.host_reward._score = spy
         state = exp.start_rl(exp.init_state)
         out = []

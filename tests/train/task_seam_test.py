@@ -22,7 +22,7 @@ from r1jax.models.transformer import CausalLM, ModelConfig
 from r1jax.rewards import SCORE_FIELDS, FreeFormVerifier
 from r1jax.tasks import Problem, list_tasks, register_task, sample_in_split
 from r1jax.train import loop
-from r1jax.train.loop import Experiment
+from r1jax.train.experiment import Experiment
 from r1jax.train.rl_step import generate
 
 COL = {k: i for i, k in enumerate(SCORE_FIELDS)}
@@ -91,8 +91,8 @@ def _right_and_wrong(exp):
 
 
 CONFIGS = [("arith_tiny.py", ""), ("arith_tiny.py", "smoke"), ("arith_tiny.py", "r1"),
-           ("gsm8k_qwen.py", ""), ("gsm8k_qwen.py", "tiny")]
-TASKS_COVERED = {"arithmetic", "gsm8k"}
+           ("gsm8k_qwen.py", ""), ("gsm8k_qwen.py", "tiny"), ("sum.py", ""), ("sum.py", "smoke")]
+TASKS_COVERED = {"arithmetic", "gsm8k", "sum"}
 
 
 @pytest.mark.parametrize("name,arg", CONFIGS)
@@ -112,10 +112,20 @@ def test_every_config_scores_a_right_answer_above_a_wrong_one(name, arg, hf_dirs
         assert (right[:, COL["format"]] == 1.0).all()
 
 
+def test_every_experiment_config_is_listed():
+    files = {n for n in os.listdir(EXPERIMENTS) if n.endswith(".py")}
+    configs = {n for n in files if "get_config" in open(os.path.join(EXPERIMENTS, n)).read()}
+    assert configs == {name for name, _ in CONFIGS}, "add the new config to CONFIGS"
+
+
 def test_every_registered_task_is_driven_by_a_config():
-    assert set(list_tasks()) - {"long_answer"} <= TASKS_COVERED, (
-        "a registered task without a right/wrong completion test: add a config to CONFIGS"
-    )
+    """The tasks r1jax registers itself (tests register throwaway ones) each have a config
+    in CONFIGS, so each has its right/wrong completion test."""
+    from r1jax.tasks import base
+
+    builtin = {n for n, f in base._REGISTRY.items() if f.__module__.startswith("r1jax.")}
+    assert builtin and builtin <= TASKS_COVERED, "a task without a config: add one to CONFIGS"
+    assert set(list_tasks()) >= builtin
 
 
 def test_gsm8k_rl_iteration_rewards_its_answers(hf_dirs, tmp_path, monkeypatch):

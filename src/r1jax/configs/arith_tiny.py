@@ -23,6 +23,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds the model init, data streams and sampling
     c.task = "arithmetic"  # a name registered with r1jax.tasks.register_task
+    c.task_module = ""  # module that registers c.task: a dotted name or a .py file path,
+    # imported by r1jax-train and r1jax-eval before the task is built ("" = built-in tasks)
     c.task_kwargs = ml_collections.ConfigDict(
         dict(
             verbose_prob=0.6,  # share of SFT references with redundant steps
@@ -39,6 +41,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.pretrained = ""  # Hugging Face checkpoint dir (Qwen2/Llama): its config.json sizes the
     # model (model.dtype / model.remat still apply), its tokenizer.json replaces the char
     # tokenizer and its weights start the policy; "" = the char-level model below
+    c.pretrained_required = False  # True: the config has no model of its own (gsm8k_qwen)
     c.chat = False  # prompts through the tokenizer's chat template (needs `pretrained`)
     c.max_prompt_len = 160  # P, prompt tokens (left-padded)
     c.max_new_tokens = 96  # T, completion tokens (reference + EOS must fit)
@@ -89,7 +92,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     c.rl = ml_collections.ConfigDict(
         dict(
-            algo="ppo",  # "ppo" (critic + GAE) or "grpo" (group-relative)
+            algo="ppo",  # "ppo" (critic + GAE), "grpo" (group-relative, no critic) or
+            # "dr_grpo" (GRPO without std or length normalisation); r1jax.rl.ALGORITHMS
             iterations=150,  # RL iterations (one compiled program each; ~2.3 s each on 2 cores)
             prompts_per_iter=32,  # B, prompts per iteration
             group_size=8,  # G, samples per prompt (N = B·G rollouts)
@@ -119,7 +123,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             clip_rate=0.1,  # multiplicative step of ε per iteration
             eps_min=0.05,  # lower clamp of ε
             eps_max=0.4,  # upper clamp of ε
-            kl_coef=0.1,  # β, weight of KL(π‖π_ref) in the loss
+            kl_coef=0.1,  # β, weight of KL(π‖π_ref) in the loss (initial β with adaptive_kl)
+            adaptive_kl=False,  # adapt β each iteration toward kl_target (Ziegler et al. 2019)
+            kl_target=0.05,  # KL_target: mean per-token KL(π‖π_ref) of the rollouts
+            kl_horizon=100.0,  # H: β changes by at most 20%/H per iteration
             kl_estimator="k3",  # "k1" | "k2" | "k3"
             loss_agg="token_mean",  # "token_mean" | "seq_mean_token_mean" | "seq_mean_token_sum_norm"
             grpo_scale_by_std=True,  # False gives Dr. GRPO
@@ -169,6 +176,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             batch_size=128,  # problems per greedy-decoding batch
             seed=1234,  # seed of the held-out set (independent of c.seed)
             every=0,  # RL iterations between held-out evals (0 = only ends)
+            curve_every=15,  # RL iterations between evaluations of a fixed held-out subset
+            # (the learning curve in metrics.jsonl "curve" rows and the plot); 0 = none
+            curve_problems=128,  # size of that subset: the first of the held-out set
         )
     )
 
@@ -197,7 +207,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             num_minibatches=2,
             value_epochs=1,
         )
-        c.eval.update(num_problems=8, batch_size=8)
+        c.eval.update(num_problems=8, batch_size=8, curve_every=2, curve_problems=4)
         c.log_every = 1
         c.checkpoint_every = 2
         c.reward.num_workers = 1

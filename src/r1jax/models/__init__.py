@@ -1,6 +1,12 @@
-"""Model definitions (Flax NNX)."""
+"""Model definitions (Flax NNX).
 
-from r1jax.models.hf import load_pretrained, save_pretrained
+`load_pretrained` / `save_pretrained` (Hugging Face I/O, `models.hf`) are re-exported
+lazily: `models.hf` shards what it loads with `r1jax.parallel`, which builds on
+`models.lora`, so importing a model module must not import `models.hf` first.
+"""
+
+import importlib
+
 from r1jax.models.lora import LoraConfig, apply_lora, init_lora
 from r1jax.models.transformer import (
     CausalLM,
@@ -30,3 +36,9 @@ __all__ = [
     "rope",
     "save_pretrained",
 ]
+
+
+def __getattr__(name):
+    if name in ("load_pretrained", "save_pretrained"):
+        return getattr(importlib.import_module("r1jax.models.hf"), name)
+    raise AttributeError(f"module 'r1jax.models' has no attribute {name!r}")

@@ -34,7 +34,8 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
-from r1jax.models.transformer import CausalLM, ModelConfig
+from r1jax.models.transformer import ROPE_SCALING, CausalLM, ModelConfig
+from r1jax.parallel import param_shardings
 
 FAMILIES = ("qwen2", "llama")
 _ARCH = {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM"}
@@ -57,8 +58,6 @@ def _rope_from_hf(d: dict):
     if kind in (None, "default"):
         return float(theta), None
     field = "rope_scaling" if d.get("rope_scaling") else "rope_parameters"
-    from r1jax.models.transformer import ROPE_SCALING
-
     if kind not in ROPE_SCALING:
         raise ValueError(
             f"config.json {field}.rope_type={kind!r} is not supported: supported are "
@@ -312,8 +311,6 @@ def _load(path, dtype, param_dtype, mesh, rules):
     leaves = _leaves(abstract)
     shardings = None
     if mesh is not None:
-        from r1jax.parallel import param_shardings
-
         shardings = dict(_leaves(param_shardings(abstract, mesh, rules, cfg=cfg)))
     expected = {}
     for p, leaf in leaves:

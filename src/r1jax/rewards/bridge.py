@@ -78,8 +78,10 @@ class HostReward:
     and the worker pool; ``tokenizer`` needs ``decode_with_offsets``. References stay on
     the host: ``register(key, problems, prompts)`` stores a batch's references (any
     length) and returns the ``[B, 2]`` int32 ids ``(key, row)`` the device carries
-    through the iteration; the callback looks its rows up by them. The last
-    ``keep_batches`` registered batches are kept.
+    through the iteration; the callback looks its rows up by them. Keys are the RL
+    iteration: when the callback of iteration k runs, the batches of earlier iterations
+    are done and dropped (iterations run in order; the loop may register ahead of the
+    device by any number). At most ``keep_batches`` are kept in any case (memory bound).
     """
 
     def __init__(
@@ -91,7 +93,7 @@ class HostReward:
         placement: Placement | None = None,
         noise: noise_lib.RewardNoise | None = None,
         novelty: novelty_lib.NoveltyTracker | None = None,
-        keep_batches: int = 16,
+        keep_batches: int = 4096,
     ):
         self.scorer, self.pool = scorer, scorer.pool
         self.tokenizer, self.group_size = tokenizer, int(group_size)
@@ -103,7 +105,9 @@ class HostReward:
         self.novelty = novelty_lib.NoveltyTracker() if novelty is None else novelty
         self.keep_batches = int(keep_batches)
         self._batches: dict[int, list[tuple[str, tuple[str, ...], str]]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one scoring call at a time (novelty trees)
+        self._table_lock = threading.Lock()  # the reference table (register never waits
+        # for a scoring call)
 
     def register(self, key: int, problems, prompts) -> np.ndarray:
         """Stores the references of one batch of prompts under ``key`` (an int32, e.g.
@@ -113,7 +117,7 @@ class HostReward:
         if len(problems) != len(prompts):
             raise ValueError("register: one prompt per problem")
         entry = [(*self.scorer.reference(p), str(q)) for p, q in zip(problems, prompts)]
-        with self._lock:
+        with self._table_lock:
             self._batches.pop(int(key), None)
             self._batches[int(key)] = entry
             while len(self._batches) > self.keep_batches:
@@ -123,9 +127,16 @@ class HostReward:
         return ids
 
     def _lookup(self, refs_n2) -> list[tuple[str, tuple[str, ...], str]]:
+        ids = np.asarray(refs_n2).reshape(-1, 2).tolist()
+        with self._table_lock:
+            if ids:  # earlier iterations are finished: their references can go
+                first = min(key for key, _ in ids)
+                for old in [k for k in self._batches if k < first]:
+                    del self._batches[old]
+            table = dict(self._batches)
         out = []
-        for key, row in np.asarray(refs_n2).reshape(-1, 2).tolist():
-            batch = self._batches.get(key)
+        for key, row in ids:
+            batch = table.get(key)
             if batch is None or not 0 <= row < len(batch):
                 raise KeyError(
                     f"HostReward: no registered reference for batch {key} row {row}; build "

@@ -30,17 +30,29 @@ from r1jax.rewards.verifier import ParsedSolution, Verdict
 __all__ = ["FreeFormVerifier"]
 
 
+def _equation(step) -> str:
+    """A step's equation text: the annotation's ``expr=value`` for a GSM8K-annotated
+    step, else the step as written."""
+    if step.annotated:
+        i, j = step.text.find("<<"), step.text.find(">>")
+        if 0 <= i < j:
+            return step.text[i + 2 : j]
+    return step.text
+
+
 class FreeFormVerifier:
     """``Verifier`` for prose solutions: marked final answer, equations anywhere (module doc)."""
 
     def parse(self, completion: str) -> ParsedSolution:
-        """Step texts (every equation ``check_steps`` finds, in order) and the marked answer."""
+        """Step texts (every equation ``check_steps`` finds, in order; an annotated step
+        as its ``<<expr=value>>`` equation, which novelty paths canonicalise) and the
+        marked answer."""
         report = check_steps(completion)
         try:
             answer = answers.extract_answer(completion, fallback=False)
         except Exception:  # noqa: BLE001  (hostile text: no answer, never an exception)
             answer = None
-        return ParsedSolution(tuple(c.text for c in report.steps), answer)
+        return ParsedSolution(tuple(_equation(c) for c in report.steps), answer)
 
     def check_step(self, step: str) -> bool:
         """True when ``step`` holds exactly one equation and ``check_steps`` verifies it."""

@@ -1,7 +1,11 @@
 """Pure RL math over arrays: advantages, PPO/GRPO losses, KL estimators,
-adaptive controllers and minibatch sampling. See each module's docstring."""
+adaptive controllers and minibatch sampling; the algorithm registry (`algorithms`) and
+the static hyper-parameters of an RL iteration (`hyper`). See each module's docstring."""
 
 from r1jax.rl.advantages import gae
+from r1jax.rl.algorithms import ALGORITHMS
+from r1jax.rl.algorithms import Algorithm
+from r1jax.rl.algorithms import get_algorithm
 from r1jax.rl.advantages import group_relative_advantages
 from r1jax.rl.advantages import whiten
 from r1jax.rl.controllers import ClipState
@@ -23,10 +27,15 @@ from r1jax.rl.losses import kl_estimate
 from r1jax.rl.losses import ppo_policy_loss
 from r1jax.rl.losses import value_loss
 from r1jax.rl.prioritized import prioritized_minibatches
+from r1jax.rl.hyper import RLHyper
 from r1jax.rl.prioritized import shuffled_minibatches
 
 __all__ = [
+    "ALGORITHMS",
     "AGGREGATION_MODES",
+    "Algorithm",
+    "RLHyper",
+    "get_algorithm",
     "KL_KINDS",
     "ClipState",
     "EntropyCoefState",

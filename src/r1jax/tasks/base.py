@@ -47,6 +47,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
+import os
+import sys
 from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -229,6 +232,38 @@ def register_task(name: str, factory: Callable[..., Task], overwrite: bool = Fal
     if old is not None and old is not factory and not overwrite:
         raise ValueError(f"task {name!r} is already registered; pass overwrite=True")
     _REGISTRY[name] = factory
+
+
+def import_task_module(spec: str) -> None:
+    """Imports the module that registers a user's task (``config.task_module``): a dotted
+    module name (``my_pkg.tasks``) or the path of a ``.py`` file. A file is imported as a
+    top-level module named after it, its directory added to ``sys.path``, so the reward
+    pool's worker processes (which get this ``sys.path``) can import it too and unpickle
+    the task's own verifier; it is imported once per process, so its ``register_task``
+    calls run once. "" does nothing. Raises ``ValueError`` naming the module."""
+    if not spec:
+        return
+    name = spec
+    path = None
+    if spec.endswith(".py") or os.sep in spec:
+        path = os.path.abspath(spec)
+        if not os.path.isfile(path):
+            raise ValueError(f"task module file {spec!r} not found; give an existing .py file")
+        directory, name = os.path.split(path[: -len(".py")] if path.endswith(".py") else path)
+        if not name.isidentifier():
+            raise ValueError(f"task module file {spec!r}: its name must be a Python identifier")
+        if directory not in sys.path:
+            sys.path.append(directory)
+    try:
+        module = importlib.import_module(name)
+    except Exception as e:  # noqa: BLE001  (the user's module: any error, named)
+        raise ValueError(f"task module {spec!r} failed to import: {e!r}") from e
+    found = getattr(module, "__file__", None)
+    if path is not None and (found is None or os.path.abspath(found) != path):
+        raise ValueError(
+            f"task module {spec!r}: another module named {name!r} comes first on sys.path "
+            f"({found}); rename the file"
+        )
 
 
 def list_tasks() -> list[str]:

@@ -1,7 +1,12 @@
 """Metric sinks: `metrics.jsonl`, TensorBoard events and a PNG plot.
 
 On resume the JSONL file is cut back to the restored step, so the file reads as if the
-run had never stopped. Each JSONL row is `{"step", "phase", ...scalars}`.
+run had never stopped. Each JSONL row is `{"step", "phase", ...scalars}`; phases:
+`sft` (training loss), `rl` (rollout reward by part and learner diagnostics, each the
+mean over the iterations since the previous row), `curve` (the fixed held-out subset,
+every `eval.curve_every` RL iterations), `eval` (the full held-out set). TensorBoard
+gets every scalar as `phase/name`, so it shows the same curves as the plot
+(`plot_metrics`: `reward_accuracy.png`).
 """
 
 from __future__ import annotations
@@ -66,31 +71,62 @@ def read_metrics(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+PARTS = ("correctness", "efficiency", "novelty", "format", "subgoal")
+
+
+def _series(rows, phase, key):
+    sel = [r for r in rows if r["phase"] == phase and r.get(key) is not None]
+    return np.array([r["step"] for r in sel]), np.array([r[key] for r in sel], float)
+
+
+def _ema(values, alpha: float = 0.3):
+    out, acc = [], None
+    for v in values:
+        acc = v if acc is None else alpha * v + (1 - alpha) * acc
+        out.append(acc)
+    return np.array(out)
+
+
 def plot_metrics(metrics_path: str, out_png: str) -> str:
-    """Reward and accuracy over steps (RL rollouts and held-out evaluations)."""
+    """The run's story in four panels (module doc): the SFT loss; over RL the held-out
+    accuracy and mean steps (the fixed curve subset every `eval.curve_every` iterations,
+    and the full held-out set at the SFT checkpoint and at the end); the rollout reward
+    per part, averaged over each logging window and smoothed (EMA)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = read_metrics(metrics_path)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for phase, style in (("rl", "-"), ("eval", "o-")):
-        sel = [r for r in rows if r["phase"] == phase]
-        if not sel:
-            continue
-        steps = np.array([r["step"] for r in sel])
-        for ax, key in ((axes[0], "reward_mean"), (axes[1], "accuracy")):
-            vals = [r.get(key) for r in sel]
-            if any(v is not None for v in vals):
-                ax.plot(
-                    steps, [np.nan if v is None else v for v in vals], style, label=f"{phase} {key}"
-                )
-    for ax, title in ((axes[0], "reward (RL rollouts)"), (axes[1], "accuracy")):
-        ax.set_xlabel("global step (SFT steps, then RL iterations)")
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    (ax_sft, ax_acc), (ax_steps, ax_rew) = axes
+    steps, loss = _series(rows, "sft", "loss")
+    if len(steps):
+        ax_sft.plot(steps, loss, "-", color="C0", label="SFT loss (train batches)")
+    ax_sft.set_title("SFT warm start")
+    ax_sft.set_xlabel("SFT step")
+    ax_sft.set_yscale("log")
+    for ax, key, title in ((ax_acc, "accuracy", "held-out accuracy (greedy)"),
+                           (ax_steps, "mean_steps", "held-out mean reasoning steps")):
+        for phase, style, label in (("curve", ".-", "fixed subset"), ("eval", "o", "full set")):
+            s, v = _series(rows, phase, key)
+            if len(s):
+                ax.plot(s, v, style, label=label, markersize=8 if phase == "eval" else 5)
         ax.set_title(title)
+        ax.set_xlabel("global step (SFT steps, then RL iterations)")
+    for i, key in enumerate(("reward_mean",) + PARTS):
+        s, v = _series(rows, "rl", key)
+        if len(s) and (key == "reward_mean" or np.any(v != 0)):
+            label = "total" if key == "reward_mean" else key
+            ax_rew.plot(s, _ema(v), "-", color=f"C{i}", lw=2.5 if key == "reward_mean" else 1.5,
+                        label=label)
+            ax_rew.plot(s, v, ".", color=f"C{i}", alpha=0.3)
+    ax_rew.set_title("rollout reward by part (window mean, EMA line)")
+    ax_rew.set_xlabel("global step")
+    for ax in axes.flat:
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
     plt.close(fig)

@@ -136,7 +136,7 @@ def make_pmap_steps(exp, devices=None) -> PmapSteps:
             graphs=exp.graphs,
             tx=exp.sft_tx,
             axis_name=AXIS,
-            grad_accum=c.sft.get("grad_accum", 1),
+            grad_accum=c.sft.grad_accum,
         )
     )
     rl_p = pmap(exp.rl_step(axis_name=AXIS))

@@ -19,7 +19,14 @@ from flax import nnx
 
 from r1jax.models.lora import LoraConfig, apply_lora
 from r1jax.models.transformer import CausalLM, ModelConfig, ValueModel
-from r1jax.rl.controllers import ClipState, EntropyCoefState, init_clip, init_entropy_coef
+from r1jax.rl.controllers import (
+    ClipState,
+    EntropyCoefState,
+    KLCoefState,
+    init_clip,
+    init_entropy_coef,
+    init_kl_coef,
+)
 
 
 @flax.struct.dataclass
@@ -33,6 +40,7 @@ class TrainState:
     ref: Any  # frozen reference policy (the SFT checkpoint) for the KL term
     clip: ClipState  # adaptive-clipping controller (ε_low, ε_high)
     ent: EntropyCoefState  # adaptive entropy-coefficient controller
+    kl: KLCoefState  # KL coefficient β of the KL(π‖π_ref) term (adaptive with rl.adaptive_kl)
     skipped: jax.Array  # number of updates skipped because of NaN/Inf (int32 scalar)
     # With LoRA: the frozen base weights; `policy`, `ref` and `policy_opt` then hold only
     # adapters (`models.lora`). {} without LoRA. Checkpoints leave the base out.
@@ -113,6 +121,7 @@ def create_state(
     eps_low: float,
     eps_high: float,
     entropy_coef: float,
+    kl_coef: float,
     base=None,
 ) -> TrainState:
     """The initial state. With LoRA, `policy` is the adapters and `base` the frozen
@@ -127,6 +136,7 @@ def create_state(
         ref=jax.tree.map(jnp.copy, policy),
         clip=init_clip(eps_low, eps_high),
         ent=init_entropy_coef(entropy_coef),
+        kl=init_kl_coef(kl_coef),
         skipped=jnp.zeros((), jnp.int32),
         base={} if base is None else base,
     )
