@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 
+from r1jax.tasks.gsm8k import R1_TEMPLATE
+
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 # (question, GSM8K-style answer with calculator annotations and "#### N")
 GSM8K_PROBLEMS = (
@@ -49,8 +51,6 @@ def write_gsm8k(path, problems=GSM8K_PROBLEMS, files=("train.jsonl", "test.jsonl
 
 def gsm8k_tokenizer(problems=GSM8K_PROBLEMS, vocab_size: int = 400):
     """A BPE tokenizer trained on the R1 prompt of `problems` (prompts stay short)."""
-    from r1jax.tasks.gsm8k import R1_TEMPLATE
-
     prompt = R1_TEMPLATE.format(question=problems[-1][0])
     corpus = [prompt + " <think> x </think> <answer> 18 </answer>"]
     return byte_level_bpe(corpus * 3 + [q + a for q, a in problems], vocab_size)

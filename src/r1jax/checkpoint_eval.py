@@ -24,11 +24,14 @@ import math
 import os
 
 import ml_collections
+from flax import nnx
 
 from r1jax import config as config_lib
 from r1jax.checkpoint import Checkpointer
 from r1jax.errors import ConfigError
 from r1jax.evaluate import evaluate, evaluation_set, make_decoder
+from r1jax.hf_tokenizer import HFTokenizer
+from r1jax.models.hf import load_pretrained
 from r1jax.rewards.scoring import TaskScorer
 from r1jax.tasks import get_task, import_task_module
 from r1jax.train.experiment import Experiment
@@ -204,11 +207,6 @@ def evaluate_hf(
     """A Hugging Face checkpoint on a registered task's evaluation set (module doc):
     the first `num_problems` (None: all) of its test file, prompts `task.format_prompt`
     or, with `chat`, the tokenizer's chat template over `task.chat_messages`."""
-    from flax import nnx
-
-    from r1jax.hf_tokenizer import HFTokenizer
-    from r1jax.models.hf import load_pretrained
-
     ckpt = os.fspath(checkpoint_dir)
     for name, v in (("num_problems", num_problems), ("max_prompt_len", max_prompt_len)):
         if v is not None:

@@ -391,6 +391,25 @@ def equal_answers(answer: str, reference: str) -> bool:
         return False
 
 
+class _SettleScorer:
+    """The sympy pool's ``score_fn`` (``symbolic.make_pool``): ``settle`` as a 1-tuple.
+    Unpickling it (in a worker) imports this module and warms sympy first."""
+
+    def __reduce__(self):
+        return _warm_settle_scorer, ()
+
+    def __call__(self, prediction, reference, extracted: bool = True) -> tuple[float]:
+        return (float(settle(prediction, reference, extracted=extracted)),)
+
+
+def _warm_settle_scorer() -> _SettleScorer:
+    symbolic.warm_sympy()
+    return _SettleScorer()
+
+
+symbolic.set_scorer(_SettleScorer())
+
+
 def verify_answer(prediction: str, reference: str, fallback: bool = True) -> bool:
     """Whether the prediction's final answer equals the reference's (module doc).
 

@@ -305,24 +305,33 @@ class SympyLeaves:
         return bool(ratio.is_number and ratio != 0 and ratio.is_finite)
 
 
-class _Scorer:
-    """The pool's ``score_fn``; unpickling it (in the worker) imports and warms sympy."""
-
-    def __reduce__(self):
-        return _warm_scorer, ()
-
-    def __call__(self, prediction, reference, extracted: bool = True) -> tuple[float]:
-        from r1jax.rewards import answers  # here, not at import: answers imports this module
-
-        return (float(answers.settle(prediction, reference, extracted=extracted)),)
-
-
-def _warm_scorer() -> _Scorer:
+def warm_sympy() -> None:
+    """Imports sympy and loads simplify's lazy modules (a worker does it before it reports
+    ready, so the import eats no item's deadline)."""
     import sympy
 
     x = sympy.Symbol("x")
-    sympy.simplify((x + 1) ** 2 - x**2 - 2 * x - 1)  # loads simplify's lazy modules
-    return _Scorer()
+    sympy.simplify((x + 1) ** 2 - x**2 - 2 * x - 1)
+
+
+# The pool's `score_fn` `(prediction, reference[, extracted]) -> (1.0 or 0.0,)`: the full
+# verdict (`answers.settle`), which lives above this module. `answers` registers it when
+# it is imported (`set_scorer`); a worker unpickles it by reference, importing `answers`.
+_scorer = None
+
+
+def set_scorer(score_fn) -> None:
+    """Registers the pool's score function (`answers` does, on import)."""
+    global _scorer
+    _scorer = score_fn
+
+
+def _score_fn():
+    if _scorer is None:
+        raise RuntimeError(
+            "no sympy scorer registered: import r1jax.rewards.answers (or r1jax.rewards) first"
+        )
+    return _scorer
 
 
 def make_pool(num_workers: int | None = None, deadline_s: float = DEADLINE_S) -> RewardPool:
@@ -330,7 +339,7 @@ def make_pool(num_workers: int | None = None, deadline_s: float = DEADLINE_S) ->
     if num_workers is None:
         num_workers = max(1, min(2, os.cpu_count() or 1))
     return RewardPool(
-        _Scorer(), num_workers=num_workers, deadline_s=deadline_s, timeout_value=(0.0,)
+        _score_fn(), num_workers=num_workers, deadline_s=deadline_s, timeout_value=(0.0,)
     )
 
 
@@ -393,7 +402,7 @@ def equal_many(pairs: Sequence[tuple[str, str]], pool: RewardPool | None = None)
     if todo:
         keys = list(todo)
         if pool is None and multiprocessing.current_process().daemon:
-            rows = [_Scorer()(*key) for key in keys]  # in a pool's worker: its deadline holds
+            rows = [_score_fn()(*key) for key in keys]  # in a pool's worker: its deadline holds
         else:
             rows = score_batch(pool or default_pool(), keys)
         with _lock:
