@@ -192,7 +192,7 @@ def evaluate(
         samples = [flat[i * k : (i + 1) * k] for i in range(n)]
     truncated = [not (row == tokenizer.eos_id).any() for row in greedy_tok]
     result = score_decoded(problems, completions, samples, scorer, truncated, records)
-    _log.info("evaluated %d problems%s", n, f" (+{k} samples each)" if k else "")
+    _log.debug("evaluated %d problems%s", n, f" (+{k} samples each)" if k else "")
     if return_completions:
         result["completions"] = completions
     return result

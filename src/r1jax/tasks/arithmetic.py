@@ -14,7 +14,11 @@ integer in 2..``max_number`` and divisions are exact. Every number a step
 uses is written in the question or computed by an earlier step.
 
 Reference solutions are one equation per line, ``a<op>b=c`` without spaces,
-ending with ``#### N``. With probability ``verbose_prob`` the reference is
+ending with ``#### N``; with ``solution_style="r1"`` the same lines sit inside
+``<think>...</think>`` and the answer in ``<answer>N</answer>`` (DeepSeek-R1's layout;
+the char tokenizer writes each tag as one token). Completions are scored by the task's
+``verifier`` (``rewards.EquationVerifier``, reading the tag in the R1 style), with the
+format part added to ``reward_parts`` in the R1 style. With probability ``verbose_prob`` the reference is
 verbose, so a shorter correct solution (``min_steps`` lines) exists for RL to find.
 Two verbose styles (``verbose_style``):
 

@@ -176,7 +176,16 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
                     dt,
                 )
             if c.eval.curve_every and (step - first_rl) % c.eval.curve_every == 0:
-                writer.write(step, "curve", exp.evaluate_curve(exp.eval_params(host(state))))
+                point = exp.evaluate_curve(exp.eval_params(host(state)))
+                writer.write(step, "curve", point)
+                log.info(
+                    "rl %d/%d held-out subset: acc %.3f steps %.2f (%d problems)",
+                    step - first_rl,
+                    c.rl.iterations,
+                    point["accuracy"],
+                    point["mean_steps"],
+                    point["num_problems"],
+                )
             if c.eval.every and (step - first_rl) % c.eval.every == 0 and step < end:
                 writer.write(step, "eval", exp.evaluate(exp.eval_params(host(state))))
             if (step - first_rl) % c.checkpoint_every == 0 or step == end:
