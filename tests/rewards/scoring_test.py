@@ -140,3 +140,37 @@ def test_worker_pool_scores_like_inline(gsm8k):
     pooled = score_completions(gsm8k, [probs[1]] * 2, texts, num_workers=1)
     assert inline == pooled and [r["answer_correct"] for r in pooled] == [1, 0]
     assert np.isfinite([r["total"] for r in pooled]).all()
+
+
+def test_gsm8k_novelty_and_dense_rewards_through_the_host_reward(gsm8k):
+    """The trainer's host reward on GSM8K text: novelty for new correct paths, step
+    credit on the tokens that end each prose step, step shaping on the first wrong one."""
+    from r1jax.rewards.bridge import HostReward, Placement
+    from r1jax.tokenizer import CharTokenizer
+
+    tok = CharTokenizer()
+    p = gsm8k.problems("test")[0]  # answer 17
+    good = r1("4 * 3 = 12 pens.\n5 + 12 = 17 pens.", "17")
+    other = r1("Packs: 3 * 4 = 12.\nAll: 12 + 5 = 17.", "17")
+    bad = r1("4 * 3 = 12 pens.\n5 + 12 = 18 pens.", "18")
+    texts = [good, other, bad]
+    ids = [tok.encode(t) + [tok.eos_id] for t in texts]
+    tokens = np.full((3, max(map(len, ids))), tok.pad_id, np.int32)
+    for i, row in enumerate(ids):
+        tokens[i, : len(row)] = row
+    h = HostReward(
+        TaskScorer(gsm8k, RewardConfig()), tok, group_size=3,
+        placement=Placement(dense_mix=1.0, step_shaping=0.1),
+    )
+    ref = np.repeat(h.register(0, [p], [gsm8k.format_prompt(p)]), 3, axis=0)
+    scores, rewards = h(tokens, ref, 0)
+    col = {k: i for i, k in enumerate(SCORE_FIELDS)}
+    assert scores[:, col["answer_correct"]].tolist() == [1.0, 1.0, 0.0]
+    assert scores[0, col["novelty"]] > 0 and scores[2, col["novelty"]] == 0
+    np.testing.assert_allclose(rewards.sum(1), scores[:, col["total"]] - 0.1, atol=1e-6)
+    _, owner = tok.decode_with_offsets(tokens[0])
+    per_step = 0.6 * 0.4 / 2  # w_correctness * step_weight / steps, all on step ends
+    for end in (good.index("= 12") + 3, good.index("= 17") + 3):
+        assert rewards[0, owner[end]] == pytest.approx(per_step)
+    _, owner = tok.decode_with_offsets(tokens[2])
+    assert rewards[2, owner[bad.index("= 18") + 3]] == pytest.approx(-0.1)  # the wrong step

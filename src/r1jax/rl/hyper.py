@@ -10,7 +10,8 @@ __all__ = ["RLHyper"]
 
 @dataclasses.dataclass(frozen=True)
 class RLHyper:
-    """Static RL hyper-parameters (`config.rl_hyper` builds them from a config)."""
+    """Static RL hyper-parameters (`config.rl_hyper` builds them from a config; no field
+    has a default here: the defaults are the config's, `configs/arith_tiny.py`)."""
 
     algo: str  # a key of rl.ALGORITHMS: "ppo" (GAE + critic), "grpo", "dr_grpo"
     group_size: int  # G, samples per prompt
@@ -40,13 +41,13 @@ class RLHyper:
     priority_alpha: float  # α of prioritized sampling
     eos_id: int
     pad_id: int
-    grad_accum: int = 1  # microbatches per minibatch: gradients summed, one optimizer update
-    entropy_bonus: bool = True  # False: rl.entropy_coef = 0, no entropy term at all
-    length_buckets: int = 1  # completion-axis buckets of the learner (`_bucket_sizes`): it
+    grad_accum: int  # microbatches per minibatch: gradients summed, one optimizer update
+    entropy_bonus: bool  # False: rl.entropy_coef = 0, no entropy term at all
+    length_buckets: int  # completion-axis buckets of the learner (`_bucket_sizes`): it
     # runs on the smallest that holds the longest completion; 1 = always all T positions
-    logp_chunk: int = 0  # rows per pass of the reference log-probs (0 = all rows at once),
+    logp_chunk: int  # rows per pass of the reference log-probs (0 = all rows at once),
     # rounded down to whole groups (at least one): bounds the [rows, T, V] logits of a
     # large vocabulary
-    adaptive_kl: bool = False  # adapt β toward kl_target (Ziegler et al. 2019)
-    kl_target: float = 0.05  # KL_target: mean per-token KL(π‖π_ref) the controller aims at
-    kl_horizon: float = 100.0  # H of the controller (iterations): β moves ≤ 20%·1/H a step
+    adaptive_kl: bool  # adapt β toward kl_target (Ziegler et al. 2019)
+    kl_target: float  # KL_target: mean per-token KL(π‖π_ref) the controller aims at
+    kl_horizon: float  # H of the controller (iterations): β moves ≤ 20%·1/H a step
