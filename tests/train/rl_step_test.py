@@ -86,3 +86,24 @@ def test_a_checkpoint_from_before_the_kl_state_still_restores(tmp_path):
     finally:
         ckpt.close()
         exp.close()
+
+
+def test_compile_report_allocates_no_state_and_starts_no_reward_worker(monkeypatch):
+    from r1jax.rewards.host import RewardPool
+    from r1jax.train import experiment
+
+    def refuse(self):
+        raise AssertionError("compile_only started a reward worker")
+
+    monkeypatch.setattr(RewardPool, "_ensure_started", refuse)
+    built = []
+    real = experiment.Experiment.__init__
+
+    def spy(self, *a, **kw):
+        real(self, *a, **kw)
+        built.append(self)
+
+    monkeypatch.setattr(experiment.Experiment, "__init__", spy)
+    report = experiment.compile_report(_smoke())
+    assert report["rl_iteration"]["argument_bytes"] > 0
+    assert built[0].init_state is None and built[0].state_shapes is not None
