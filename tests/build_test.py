@@ -49,7 +49,9 @@ def test_target_names_are_unique():
 def _gen_build():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("gen_build", os.path.join(ROOT, "tools", "gen_build.py"))
+    spec = importlib.util.spec_from_file_location(
+        "gen_build", os.path.join(ROOT, "tools", "gen_build.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -39,8 +39,12 @@ def test_own_task_trains_and_evaluates(tmp_path):
 
 def test_a_missing_task_module_is_a_clear_error(tmp_path):
     config = os.path.join(ROOT, "experiments", "sum.py") + ":smoke"
-    r = _cli("train_entry", f"--config={config}", f"--workdir={tmp_path / 'w'}",
-             "--config.task_module=/no/such/tasks.py")
+    r = _cli(
+        "train_entry",
+        f"--config={config}",
+        f"--workdir={tmp_path / 'w'}",
+        "--config.task_module=/no/such/tasks.py",
+    )
     assert r.returncode == 2 and "task module" in r.stderr and "Traceback" not in r.stderr
 
 

@@ -39,7 +39,9 @@ def test_r1_tags_are_one_token_each_and_decode_back():
     tok = CharTokenizer()
     text = "<think>\n7*4=28\n</think>\n<answer>28</answer>"
     ids = tok.encode(text)
-    assert len(ids) == len(text) - sum(len(t) - 1 for t in ("<think>", "</think>", "<answer>", "</answer>"))
+    assert len(ids) == len(text) - sum(
+        len(t) - 1 for t in ("<think>", "</think>", "<answer>", "</answer>")
+    )
     assert max(ids) < tok.vocab_size == 104  # the tags use the padding ids
     assert tok.decode(ids) == text
     decoded, owner = tok.decode_with_offsets(ids + [EOS_ID])

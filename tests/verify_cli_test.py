@@ -92,8 +92,11 @@ def test_console_script_is_registered():
         (["--output=/no/such/dir/out.jsonl"], ['{"prediction": "1", "reference": "1"}'], "--out"),
         (["--task=nope"], ['{"prediction": "1", "reference": "1"}'], "unknown task 'nope'"),
         (["--task=gsm8k"], ['{"prediction": "1", "reference": "1"}'], "--task_kwargs="),
-        (["--task=arithmetic", "--task_kwargs=[1]"], ['{"prediction": "1", "reference": "1"}'],
-         "must be a JSON object"),
+        (
+            ["--task=arithmetic", "--task_kwargs=[1]"],
+            ['{"prediction": "1", "reference": "1"}'],
+            "must be a JSON object",
+        ),
     ],
 )
 def test_usage_errors_exit_2_and_write_nothing(tmp_path, capsys, args, lines, needle):

@@ -120,8 +120,11 @@ def evaluate_workdir(
     `task_kwargs` override the run's (e.g. `{"path": DIR}` for moved data). The result
     adds `step`, `phase` and the decoding `config`."""
     workdir = os.fspath(workdir)
-    for name, v in (("num_problems", num_problems), ("max_new_tokens", max_new_tokens),
-                    ("batch_size", batch_size)):
+    for name, v in (
+        ("num_problems", num_problems),
+        ("max_new_tokens", max_new_tokens),
+        ("batch_size", batch_size),
+    ):
         if v is not None:
             _check_int(name, v)
     _check_sampling(k, temperature, top_p)

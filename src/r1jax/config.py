@@ -28,6 +28,7 @@ from r1jax.rl import ALGORITHMS, RLHyper
 from r1jax.rl.losses import AGGREGATION_MODES
 from r1jax.tasks import get_task, import_task_module, sample_levels
 
+
 def _merge(defaults: dict, given: dict) -> dict:
     out = dict(defaults)
     for k, v in given.items():
@@ -359,9 +360,7 @@ def reward_placement(c) -> Placement:
 def reward_noise(c) -> RewardNoise:
     """Reward-hacking defence by noise (``rewards.noise.RewardNoise``), seeded by c.seed."""
     r = c.reward
-    return RewardNoise(
-        reward_std=r.noise_std, perturb_prob=r.perturb_prob, seed=c.seed
-    )
+    return RewardNoise(reward_std=r.noise_std, perturb_prob=r.perturb_prob, seed=c.seed)
 
 
 def lora_config(c):

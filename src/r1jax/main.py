@@ -196,14 +196,17 @@ def _define_eval_flags():
         "eval.num_problems with --workdir; the whole test set with --hf_checkpoint).",
     )
     flags.DEFINE_integer(
-        "k", None, "Samples per problem for maj@k / pass@k (default 0 with --workdir, 8 with "
-        "--hf_checkpoint; 0 = greedy only)."
+        "k",
+        None,
+        "Samples per problem for maj@k / pass@k (default 0 with --workdir, 8 with "
+        "--hf_checkpoint; 0 = greedy only).",
     )
     flags.DEFINE_float("temperature", 0.6, "Sampling temperature of the k samples.")
     flags.DEFINE_float("top_p", 0.95, "Nucleus top-p of the k samples (1 = off).")
     flags.DEFINE_integer(
-        "max_new_tokens", None, "Completion tokens per answer (default: the run's; 512 with "
-        "--hf_checkpoint)."
+        "max_new_tokens",
+        None,
+        "Completion tokens per answer (default: the run's; 512 with --hf_checkpoint).",
     )
     flags.DEFINE_integer(
         "max_prompt_len", None, "Prompt tokens (default: the longest prompt, rounded up to 64)."

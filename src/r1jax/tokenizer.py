@@ -41,7 +41,9 @@ class Tokenizer(Protocol):
     vocab_size: int  # ids are in [0, vocab_size)
     eos_id: int  # ends a completion; decode stops there
     pad_id: int  # fills static shapes; decode skips it
-    bos_id: int | None  # prepended by `encode(..., add_special_tokens=True)` where the model wants it
+    bos_id: (
+        int | None
+    )  # prepended by `encode(..., add_special_tokens=True)` where the model wants it
 
     def encode(self, text: str) -> list[int]: ...
 
@@ -56,7 +58,9 @@ class Tokenizer(Protocol):
         final entry: the position after the text (where end-of-text rewards go)."""
         ...
 
-    def encode_left_padded(self, texts: Sequence[str], length: int) -> tuple[np.ndarray, np.ndarray]:
+    def encode_left_padded(
+        self, texts: Sequence[str], length: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Prompts right-aligned in `[B, length]`: (tokens, mask)."""
         ...
 

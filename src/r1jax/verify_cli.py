@@ -164,7 +164,9 @@ def build_task(name: str, kwargs_json: str = "{}", module: str = ""):
     try:
         kwargs = json.loads(kwargs_json)
     except ValueError as e:
-        raise UsageError(f"--task_kwargs={kwargs_json!r} is not JSON ({e}); pass an object") from None
+        raise UsageError(
+            f"--task_kwargs={kwargs_json!r} is not JSON ({e}); pass an object"
+        ) from None
     if not isinstance(kwargs, dict):
         raise UsageError(f"--task_kwargs={kwargs_json!r} must be a JSON object, e.g. '{{}}'")
     try:

@@ -18,14 +18,20 @@ from r1jax.rewards import (
 from r1jax.tasks import ArithmeticTask, Gsm8kTask, Problem, heldout_set
 
 TRAIN = [
-    {"question": "Janet has 16 eggs. She eats 3. How many are left?",
-     "answer": "She has 16 - 3 = <<16-3=13>>13 eggs left.\n#### 13"},
-    {"question": "Two plus two, times three?",
-     "answer": "2+2=<<2+2=4>>4\n4*3=<<4*3=12>>12\n#### 12"},
+    {
+        "question": "Janet has 16 eggs. She eats 3. How many are left?",
+        "answer": "She has 16 - 3 = <<16-3=13>>13 eggs left.\n#### 13",
+    },
+    {
+        "question": "Two plus two, times three?",
+        "answer": "2+2=<<2+2=4>>4\n4*3=<<4*3=12>>12\n#### 12",
+    },
 ]
 TEST = [
-    {"question": "Ann has 5 pens and buys 4 packs of 3. How many pens?",
-     "answer": "4*3=<<4*3=12>>12 pens in packs.\n5+12=<<5+12=17>>17 pens.\n#### 17"},
+    {
+        "question": "Ann has 5 pens and buys 4 packs of 3. How many pens?",
+        "answer": "4*3=<<4*3=12>>12 pens in packs.\n5+12=<<5+12=17>>17 pens.\n#### 17",
+    },
     {"question": "What is 3*3?", "answer": "3*3=<<3*3=9>>9\n#### 9"},
 ]
 
@@ -85,8 +91,12 @@ def test_arithmetic_r1_style_scores_tagged_answers():
     task = ArithmeticTask(solution_style="r1")
     assert "format" in task.reward_parts and task.verifier == EquationVerifier(answer_tag=True)
     p = heldout_set(task, 1, seed=0, level=2)[0]
-    assert p.solution.startswith("<think>\n") and p.solution.endswith(f"<answer>{p.answer}</answer>")
-    wrong = p.solution.replace(f"<answer>{p.answer}</answer>", f"<answer>{int(p.answer) + 1}</answer>")
+    assert p.solution.startswith("<think>\n") and p.solution.endswith(
+        f"<answer>{p.answer}</answer>"
+    )
+    wrong = p.solution.replace(
+        f"<answer>{p.answer}</answer>", f"<answer>{int(p.answer) + 1}</answer>"
+    )
     rows = score_completions(task, [p, p], [p.solution, wrong], RewardConfig(w_format=0.1))
     assert [r["answer_correct"] for r in rows] == [1, 0]
     assert rows[0]["format"] == 1.0 and rows[0]["valid_steps"] == rows[0]["num_steps"] > 0
@@ -159,7 +169,9 @@ def test_gsm8k_novelty_and_dense_rewards_through_the_host_reward(gsm8k):
     for i, row in enumerate(ids):
         tokens[i, : len(row)] = row
     h = HostReward(
-        TaskScorer(gsm8k, RewardConfig()), tok, group_size=3,
+        TaskScorer(gsm8k, RewardConfig()),
+        tok,
+        group_size=3,
         placement=Placement(dense_mix=1.0, step_shaping=0.1),
     )
     ref = np.repeat(h.register(0, [p], [gsm8k.format_prompt(p)]), 3, axis=0)

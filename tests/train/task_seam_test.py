@@ -42,8 +42,15 @@ def hf_dirs(tmp_path_factory):
     data = write_gsm8k(root / "gsm8k")
     tok = gsm8k_tokenizer()
     cfg = ModelConfig(
-        vocab_size=tok.get_vocab_size(), d_model=16, n_layers=1, n_heads=2, n_kv_heads=1,
-        head_dim=8, mlp_dim=32, qkv_bias=True, tie_embeddings=False,
+        vocab_size=tok.get_vocab_size(),
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        n_kv_heads=1,
+        head_dim=8,
+        mlp_dim=32,
+        qkv_bias=True,
+        tie_embeddings=False,
     )
     save_pretrained(CausalLM(cfg, rngs=nnx.Rngs(0)), root / "ckpt", "qwen2")
     write_tokenizer(tok, root / "ckpt")
@@ -90,8 +97,15 @@ def _right_and_wrong(exp):
     return scores[0::2], scores[1::2]
 
 
-CONFIGS = [("arith_tiny.py", ""), ("arith_tiny.py", "smoke"), ("arith_tiny.py", "r1"),
-           ("gsm8k_qwen.py", ""), ("gsm8k_qwen.py", "tiny"), ("sum.py", ""), ("sum.py", "smoke")]
+CONFIGS = [
+    ("arith_tiny.py", ""),
+    ("arith_tiny.py", "smoke"),
+    ("arith_tiny.py", "r1"),
+    ("gsm8k_qwen.py", ""),
+    ("gsm8k_qwen.py", "tiny"),
+    ("sum.py", ""),
+    ("sum.py", "smoke"),
+]
 TASKS_COVERED = {"arithmetic", "gsm8k", "sum"}
 
 
@@ -141,7 +155,10 @@ def test_gsm8k_rl_iteration_rewards_its_answers(hf_dirs, tmp_path, monkeypatch):
         answers = [a for a, _, _ in exp.host_reward._lookup(np.asarray(batch.ref))]
         texts = []
         for a in answers:  # G = 2: sample 0 right, sample 1 wrong
-            texts += [f"<think>\nok\n</think>\n<answer>{a}</answer>", f"<answer>{int(a) + 1}</answer>"]
+            texts += [
+                f"<think>\nok\n</think>\n<answer>{a}</answer>",
+                f"<answer>{int(a) + 1}</answer>",
+            ]
         t = c.max_new_tokens
         fixed = np.full((len(texts), t), exp.pad_id, np.int32)
         for i, text in enumerate(texts):
@@ -153,8 +170,10 @@ def test_gsm8k_rl_iteration_rewards_its_answers(hf_dirs, tmp_path, monkeypatch):
             r = generate(*args, **kwargs)
             m = jnp.asarray(fixed_mask)
             return r._replace(
-                tokens_bt=jnp.asarray(fixed), mask_bt=m,
-                logp_bt=jnp.where(m, r.logp_bt, 0.0), entropy_bt=jnp.where(m, r.entropy_bt, 0.0),
+                tokens_bt=jnp.asarray(fixed),
+                mask_bt=m,
+                logp_bt=jnp.where(m, r.logp_bt, 0.0),
+                entropy_bt=jnp.where(m, r.entropy_bt, 0.0),
             )
 
         monkeypatch.setattr("r1jax.train.rl_step.generate", rollout)
@@ -208,8 +227,10 @@ def test_long_references_reach_the_host_reward(tmp_path):
         refs = exp.host_reward._lookup(np.asarray(batch.ref))
         assert all(len(a) >= 200 for a, _, _ in refs)
         texts = [f"<answer>{refs[0][0]}</answer>", f"<answer>{refs[0][0][:-2]}}}</answer>"]
-        tokens = np.stack([np.asarray(exp.tokenizer.encode(t) + [exp.eos_id]) for t in texts[:1]]
-                          + [np.asarray(exp.tokenizer.encode(texts[1]) + [exp.eos_id] * 2)])
+        tokens = np.stack(
+            [np.asarray(exp.tokenizer.encode(t) + [exp.eos_id]) for t in texts[:1]]
+            + [np.asarray(exp.tokenizer.encode(texts[1]) + [exp.eos_id] * 2)]
+        )
         scores, _ = exp.host_reward(tokens, np.asarray(batch.ref)[[0, 0]], 0)
     finally:
         exp.close()

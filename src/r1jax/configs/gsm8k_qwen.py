@@ -76,8 +76,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         num_workers=4,
         deadline_s=2.0,
     )
-    c.eval.update(num_problems=256, batch_size=64, seed=1234, every=50, curve_every=20,
-                  curve_problems=64)  # the learning curve: 64 test problems every 20 iterations
+    c.eval.update(
+        num_problems=256, batch_size=64, seed=1234, every=50, curve_every=20, curve_problems=64
+    )  # the learning curve: 64 test problems every 20 iterations
     c.log_every = 1
     c.checkpoint_every = 20
 

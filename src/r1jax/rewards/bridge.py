@@ -45,7 +45,7 @@ from r1jax.rewards import dense as dense_lib
 from r1jax.rewards import noise as noise_lib
 from r1jax.rewards import novelty as novelty_lib
 from r1jax.rewards import verifier as verifier_lib
-from r1jax.rewards.composite import SCORE_FIELDS, RewardConfig
+from r1jax.rewards.composite import SCORE_FIELDS
 
 __all__ = ["HostReward", "Placement"]
 

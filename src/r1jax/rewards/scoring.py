@@ -128,9 +128,7 @@ class TaskScorer:
                 f"score: {len(problems)} problems but {len(completions)} completions; pass "
                 "one problem per completion (repeat a problem for its samples)"
             )
-        return self.score_items(
-            [(c, *self.reference(p)) for p, c in zip(problems, completions)]
-        )
+        return self.score_items([(c, *self.reference(p)) for p, c in zip(problems, completions)])
 
     def close(self) -> None:
         self.pool.close()

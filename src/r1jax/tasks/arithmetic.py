@@ -259,8 +259,9 @@ class ArithmeticTask:
         return Problem(
             question=question,
             answer=answer,
-            solution=as_style(render_solution(steps, verbose, self.verbose_style),
-                              self.solution_style),
+            solution=as_style(
+                render_solution(steps, verbose, self.verbose_style), self.solution_style
+            ),
             level=level,
             min_steps=len(steps),
             subgoals=tuple(str(st.c) for st in steps[:-1]),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import shutil
@@ -238,7 +237,9 @@ class Experiment:
             self.start_rl = self.pmap.start_rl
             self.put_state, self.host_state = self.pmap.replicate, self.pmap.unreplicate
         self.greedy_fn = make_decoder(
-            self.graphs.policy, max_new_tokens=c.max_new_tokens, eos_id=self.eos_id,
+            self.graphs.policy,
+            max_new_tokens=c.max_new_tokens,
+            eos_id=self.eos_id,
             pad_id=self.pad_id,
         )
         self._heldout = None
@@ -490,5 +491,3 @@ def compile_report(c, mesh=None) -> dict:
         return out
     finally:
         exp.close()
-
-

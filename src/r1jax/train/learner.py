@@ -38,7 +38,15 @@ from r1jax.sampling import grouped_hidden, grouped_sequence_logits, sequence_log
 from r1jax.train.reductions import Axis, token_count
 from r1jax.train.state import guarded_update, policy_params
 
-__all__ = ["Minibatches", "RolloutBuffer", "accumulate", "critic_epochs", "forward", "policy_epochs"]
+__all__ = [
+    "chunked_rows",
+    "Minibatches",
+    "RolloutBuffer",
+    "accumulate",
+    "critic_epochs",
+    "forward",
+    "policy_epochs",
+]
 
 
 @flax.struct.dataclass
@@ -93,6 +101,22 @@ class Minibatches:
 
     def shuffled(self, key):
         return rl.shuffled_minibatches(key, self.n, self.m, self.mb, group_size=self.groups)
+
+
+def chunked_rows(fn, xs, chunk: int):
+    """`fn(xs)` on row-batched arrays, computed `chunk` rows at a time (`lax.map`).
+
+    Chunk k holds rows k, k + n/chunk, k + 2n/chunk, ...: the rows are cut along the
+    second factor of n = chunk × (n / chunk), so a batch sharded over devices stays
+    sharded within each chunk. 0 or chunk >= n: one pass."""
+    n = jax.tree.leaves(xs)[0].shape[0]
+    if not chunk or chunk >= n:
+        return fn(xs)
+    if n % chunk:
+        raise ValueError(f"a chunk of {chunk} must divide the {n} items of a pass")
+    split = lambda x: x.reshape(chunk, n // chunk, *x.shape[1:]).swapaxes(0, 1)
+    out = jax.lax.map(fn, jax.tree.map(split, xs))
+    return jax.tree.map(lambda y: y.swapaxes(0, 1).reshape(n, *y.shape[2:]), out)
 
 
 def forward(graphdef, params, prompt, prompt_mask, tokens, mask, temperature):
@@ -155,21 +179,43 @@ def accumulate(grad_fn, params, idx, w_b, mb_tokens, steps, mask_b, ax: Axis):
 
 
 def policy_epochs(
-    state, data: RolloutBuffer, key, *, graphs, hp, tx, plan: Minibatches, ax: Axis,
-    loss_agg: str, normalizer, clip, ent_coef, kl_coef, seq_priority,
+    state,
+    data: RolloutBuffer,
+    key,
+    *,
+    graphs,
+    hp,
+    tx,
+    plan: Minibatches,
+    ax: Axis,
+    loss_agg: str,
+    normalizer,
+    clip,
+    ent_coef,
+    kl_coef,
+    seq_priority,
 ):
     """K policy epochs; returns `(params, opt_state, skipped, last-epoch diagnostics)`."""
 
     def policy_loss(params, d: RolloutBuffer, w_b, mb_tokens):
         full = policy_params(graphs, params, state.base)
-        lg = forward(graphs.policy, full, d.prompt, d.prompt_mask, d.tokens, d.mask_b,
-                     hp.temperature)
+        lg = forward(
+            graphs.policy, full, d.prompt, d.prompt_mask, d.tokens, d.mask_b, hp.temperature
+        )
         logp = token_logp(lg, d.tokens)
         tm = d.mask_b.astype(jnp.float32)
         w = w_b[:, None] * jnp.ones_like(tm)
         pg, aux = rl.ppo_policy_loss(
-            logp, d.old_logp, d.adv, d.pg_mask, clip.eps_low, clip.eps_high, normalizer,
-            loss_agg, weights_bt=w, axis_name=ax.name,
+            logp,
+            d.old_logp,
+            d.adv,
+            d.pg_mask,
+            clip.eps_low,
+            clip.eps_high,
+            normalizer,
+            loss_agg,
+            weights_bt=w,
+            axis_name=ax.name,
         )
         kl_tok = rl.kl_estimate(logp, d.ref_logp, hp.kl_estimator)
         ent_tok = rl.entropy_from_logits(lg)
@@ -212,7 +258,16 @@ def policy_epochs(
 
 
 def critic_epochs(
-    state, data: RolloutBuffer, key, skipped, *, graphs, hp, tx, plan: Minibatches, ax: Axis,
+    state,
+    data: RolloutBuffer,
+    key,
+    skipped,
+    *,
+    graphs,
+    hp,
+    tx,
+    plan: Minibatches,
+    ax: Axis,
     normalizer,
 ):
     """The critic's epochs on its own optimizer; returns `(params, opt, skipped, loss)`."""

@@ -43,9 +43,11 @@ class _Window:
             self.count = int(state["count"])
 
     def add(self, metrics):
-        self.sums = metrics if self.sums is None else {
-            k: (v if k in _LAST else self.sums[k] + v) for k, v in metrics.items()
-        }
+        self.sums = (
+            metrics
+            if self.sums is None
+            else {k: (v if k in _LAST else self.sums[k] + v) for k, v in metrics.items()}
+        )
         self.count += 1
 
     def mean(self) -> dict:

@@ -106,8 +106,10 @@ def plot_metrics(metrics_path: str, out_png: str) -> str:
     ax_sft.set_title("SFT warm start")
     ax_sft.set_xlabel("SFT step")
     ax_sft.set_yscale("log")
-    for ax, key, title in ((ax_acc, "accuracy", "held-out accuracy (greedy)"),
-                           (ax_steps, "mean_steps", "held-out mean reasoning steps")):
+    for ax, key, title in (
+        (ax_acc, "accuracy", "held-out accuracy (greedy)"),
+        (ax_steps, "mean_steps", "held-out mean reasoning steps"),
+    ):
         for phase, style, label in (("curve", ".-", "fixed subset"), ("eval", "o", "full set")):
             s, v = _series(rows, phase, key)
             if len(s):
@@ -118,8 +120,9 @@ def plot_metrics(metrics_path: str, out_png: str) -> str:
         s, v = _series(rows, "rl", key)
         if len(s) and (key == "reward_mean" or np.any(v != 0)):
             label = "total" if key == "reward_mean" else key
-            ax_rew.plot(s, _ema(v), "-", color=f"C{i}", lw=2.5 if key == "reward_mean" else 1.5,
-                        label=label)
+            ax_rew.plot(
+                s, _ema(v), "-", color=f"C{i}", lw=2.5 if key == "reward_mean" else 1.5, label=label
+            )
             ax_rew.plot(s, v, ".", color=f"C{i}", alpha=0.3)
     ax_rew.set_title("rollout reward by part (window mean, EMA line)")
     ax_rew.set_xlabel("global step")

@@ -52,7 +52,14 @@ from flax import nnx
 from r1jax import rl
 from r1jax.rl.hyper import RLHyper
 from r1jax.sampling import generate, token_logp
-from r1jax.train.learner import Minibatches, RolloutBuffer, critic_epochs, forward, policy_epochs
+from r1jax.train.learner import (
+    Minibatches,
+    RolloutBuffer,
+    chunked_rows,
+    critic_epochs,
+    forward,
+    policy_epochs,
+)
 from r1jax.train.learner import values as critic_values
 from r1jax.train.reductions import Axis, global_mean
 from r1jax.train.reward_callback import host_rewards
@@ -67,22 +74,6 @@ class PromptBatch:
     prompt_mask: jax.Array  # [B, P] bool
     ref: jax.Array  # [B, 2] int32, ids of the references kept on the host
     # (`HostReward.register`): the reward callback looks each row's problem up by them
-
-
-def _chunked_rows(fn, xs, chunk: int):
-    """`fn(xs)` on row-batched arrays, computed `chunk` rows at a time (`lax.map`).
-
-    Chunk k holds rows k, k + n/chunk, k + 2n/chunk, ...: the rows are cut along the
-    second factor of n = chunk × (n / chunk), so a batch sharded over devices stays
-    sharded within each chunk. 0 or chunk >= n: one pass."""
-    n = jax.tree.leaves(xs)[0].shape[0]
-    if not chunk or chunk >= n:
-        return fn(xs)
-    if n % chunk:
-        raise ValueError(f"a chunk of {chunk} must divide the {n} items of a pass")
-    split = lambda x: x.reshape(chunk, n // chunk, *x.shape[1:]).swapaxes(0, 1)
-    out = jax.lax.map(fn, jax.tree.map(split, xs))
-    return jax.tree.map(lambda y: y.swapaxes(0, 1).reshape(n, *y.shape[2:]), out)
 
 
 def _ref_logp(graphs, state, hp, batch, tokens, mask_b):
@@ -106,7 +97,7 @@ def _ref_logp(graphs, state, hp, batch, tokens, mask_b):
         )
     by_group = lambda x: x.reshape(-1, g, *x.shape[1:])
     flat = lambda x: x.reshape(-1, *x.shape[2:])
-    return _chunked_rows(
+    return chunked_rows(
         lambda x: by_group(rows((x[0], x[1], flat(x[2]), flat(x[3])))),
         (batch.prompt, batch.prompt_mask, by_group(tokens), by_group(mask_b)),
         chunk,
@@ -144,7 +135,9 @@ def rl_iteration(
     g = hp.group_size
     key = jax.random.fold_in(state.rng, state.step)
     k_sample, k_policy_mb, k_value_mb = jax.random.split(key, 3)
-    rep = PromptBatch(*(jnp.repeat(x, g, axis=0) for x in (batch.prompt, batch.prompt_mask, batch.ref)))
+    rep = PromptBatch(
+        *(jnp.repeat(x, g, axis=0) for x in (batch.prompt, batch.prompt_mask, batch.ref))
+    )
     if data_sharding is not None:
         rep = jax.lax.with_sharding_constraint(rep, data_sharding)
     n_local = rep.prompt.shape[0]
@@ -198,10 +191,15 @@ def rl_iteration(
         n_tokens = jnp.maximum(ax.psum(mask.sum()), 1.0)
         values = None
         if algo.critic:
-            values = critic_values(graphs, state.value, batch.prompt, batch.prompt_mask, tokens,
-                                   mask_b)
+            values = critic_values(
+                graphs, state.value, batch.prompt, batch.prompt_mask, tokens, mask_b
+            )
         adv, returns = algo.advantages(
-            hp, token_rewards=token_rewards, values=values, mask=mask, reward_n=reward_n,
+            hp,
+            token_rewards=token_rewards,
+            values=values,
+            mask=mask,
+            reward_n=reward_n,
             axis_name=axis_name,
         )
         pg_mask = mask
@@ -222,25 +220,52 @@ def rl_iteration(
             normalizer = plan.mb
         data = ax.gather(
             RolloutBuffer(
-                tokens, mask_b, old_logp, ref_logp, adv, pg_mask, rep.prompt, rep.prompt_mask,
-                old_v=values, ret=returns if algo.critic else None,
+                tokens,
+                mask_b,
+                old_logp,
+                ref_logp,
+                adv,
+                pg_mask,
+                rep.prompt,
+                rep.prompt_mask,
+                old_v=values,
+                ret=returns if algo.critic else None,
             )
         )
         ent_coef = rl.entropy_coef(state.ent) if hp.entropy_bonus else jnp.zeros((), jnp.float32)
         # β: the config's, or the adaptive controller's (its state starts at rl.kl_coef)
         kl_coef = state.kl.coef if hp.adaptive_kl else jnp.asarray(hp.kl_coef, jnp.float32)
         new_policy, new_popt, skipped, last = policy_epochs(
-            state, data, k_policy_mb, graphs=graphs, hp=hp, tx=policy_tx, plan=plan, ax=ax,
-            loss_agg=loss_agg, normalizer=normalizer, clip=state.clip, ent_coef=ent_coef,
-            kl_coef=kl_coef, seq_priority=ax.gather(jnp.abs(adv).sum(1) / jnp.maximum(lengths, 1.0)),
+            state,
+            data,
+            k_policy_mb,
+            graphs=graphs,
+            hp=hp,
+            tx=policy_tx,
+            plan=plan,
+            ax=ax,
+            loss_agg=loss_agg,
+            normalizer=normalizer,
+            clip=state.clip,
+            ent_coef=ent_coef,
+            kl_coef=kl_coef,
+            seq_priority=ax.gather(jnp.abs(adv).sum(1) / jnp.maximum(lengths, 1.0)),
         )
 
         # 5. Critic epochs on its own optimizer and learning rate (the two time scales).
         new_value, new_vopt, vf_loss = state.value, state.value_opt, jnp.zeros(())
         if algo.critic:
             new_value, new_vopt, skipped, vf_loss = critic_epochs(
-                state, data, k_value_mb, skipped, graphs=graphs, hp=hp, tx=value_tx, plan=plan,
-                ax=ax, normalizer=ax.psum(mask.sum()) * plan.mb / n,
+                state,
+                data,
+                k_value_mb,
+                skipped,
+                graphs=graphs,
+                hp=hp,
+                tx=value_tx,
+                plan=plan,
+                ax=ax,
+                normalizer=ax.psum(mask.sum()) * plan.mb / n,
             )
 
         # 6. Controllers: clip range, entropy bonus, KL coefficient.
@@ -250,8 +275,12 @@ def rl_iteration(
         if hp.adaptive_clip:
             signal = last["approx_kl"] if hp.clip_signal == "kl" else last["clip_frac"]
             new_clip = rl.update_clip(
-                state.clip, signal, target=hp.clip_target, rate=hp.clip_rate,
-                eps_min=hp.eps_min, eps_max=hp.eps_max,
+                state.clip,
+                signal,
+                target=hp.clip_target,
+                rate=hp.clip_rate,
+                eps_min=hp.eps_min,
+                eps_max=hp.eps_max,
             )
         if hp.adaptive_entropy:
             new_ent = rl.update_entropy_coef(
@@ -279,8 +308,15 @@ def rl_iteration(
             score_fields=scores.mean(0),
         )
         new_state = state.replace(
-            step=state.step + 1, policy=new_policy, policy_opt=new_popt, value=new_value,
-            value_opt=new_vopt, clip=new_clip, ent=new_ent, kl=new_kl, skipped=skipped,
+            step=state.step + 1,
+            policy=new_policy,
+            policy_opt=new_popt,
+            value=new_value,
+            value_opt=new_vopt,
+            clip=new_clip,
+            ent=new_ent,
+            kl=new_kl,
+            skipped=skipped,
         )
         return new_state, metrics
 
