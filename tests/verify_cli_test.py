@@ -136,3 +136,18 @@ def test_task_scores_like_the_trainer(tmp_path, capsys):
     plain = [json.loads(line) for line in out.read_text().splitlines()]
     assert [g["correct"] for g in plain] == [False, False, True]
     assert "2/3 correct" in capsys.readouterr().err
+
+
+def test_task_module_registers_the_task_it_scores_with(tmp_path):
+    """--task_module imports a user's task file (the README's experiments/sum_task.py)."""
+    rows = [
+        {"prediction": "2+3=5\n5+4=9\n#### 9", "reference": "9"},
+        {"prediction": "2+3=5\n5+4=10\n#### 10", "reference": "9"},
+    ]
+    src = _write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    module = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments", "sum_task.py")
+    assert _main(f"--input={src}", f"--output={out}", "--task=sum", f"--task_module={module}") == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [g["correct"] for g in got] == [True, False]
+    assert got[0]["reward"]["total"] > got[1]["reward"]["total"]

@@ -250,14 +250,14 @@ def _write_json_atomic(path: str, text: str):
 
 def _task_kwargs(F) -> dict:
     """--task_kwargs (a JSON object), with --data_dir as its "path"."""
+    from r1jax.tasks import parse_task_kwargs
+
     kwargs = {}
     if F.task_kwargs:
         try:
-            kwargs = json.loads(F.task_kwargs)
+            kwargs = parse_task_kwargs(F.task_kwargs)
         except ValueError as e:
-            _fail(f"--task_kwargs={F.task_kwargs!r} is not JSON ({e}); pass an object")
-        if not isinstance(kwargs, dict):
-            _fail(f"--task_kwargs={F.task_kwargs!r} must be a JSON object, e.g. '{{}}'")
+            _fail(str(e))
     if F.data_dir:
         kwargs["path"] = F.data_dir
     return kwargs

@@ -65,6 +65,11 @@ def test_outputs_and_summary(full_run):
     )
     assert all(np.isfinite(r["loss"]) for r in rl)
     assert summary["skipped_updates"] == 0
+    # The learning curve: the fixed held-out subset at RL start and every curve_every.
+    curve = [r for r in rows if r["phase"] == "curve"]
+    every, first = c.eval.curve_every, c.sft.steps
+    assert [r["step"] for r in curve] == list(range(first, first + c.rl.iterations + 1, every))
+    assert all(r["num_problems"] == c.eval.curve_problems for r in curve)
 
 
 @pytest.mark.parametrize("where", ["after_sft_checkpoint", "mid_rl"])

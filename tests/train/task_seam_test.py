@@ -20,7 +20,7 @@ from r1jax.configs.arith_tiny import get_config as arith_config
 from r1jax.models.hf import save_pretrained
 from r1jax.models.transformer import CausalLM, ModelConfig
 from r1jax.rewards import SCORE_FIELDS, FreeFormVerifier
-from r1jax.tasks import Problem, list_tasks, register_task, sample_in_split
+from r1jax.tasks import Problem, register_task, sample_in_split
 from r1jax.train import loop
 from r1jax.train.experiment import Experiment
 from r1jax.train.rl_step import generate
@@ -139,7 +139,6 @@ def test_every_registered_task_is_driven_by_a_config():
 
     builtin = {n for n, f in base._REGISTRY.items() if f.__module__.startswith("r1jax.")}
     assert builtin and builtin <= TASKS_COVERED, "a task without a config: add one to CONFIGS"
-    assert set(list_tasks()) >= builtin
 
 
 def test_gsm8k_rl_iteration_rewards_its_answers(hf_dirs, tmp_path, monkeypatch):

@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import json
 import os
 import sys
 from typing import Callable, Protocol, runtime_checkable
@@ -264,6 +265,18 @@ def import_task_module(spec: str) -> None:
             f"task module {spec!r}: another module named {name!r} comes first on sys.path "
             f"({found}); rename the file"
         )
+
+
+def parse_task_kwargs(text: str) -> dict:
+    """A task's arguments from a command line's JSON object (``--task_kwargs``); raises
+    ``ValueError`` naming the flag and the fix."""
+    try:
+        kwargs = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"--task_kwargs={text!r} is not JSON ({e}); pass an object") from None
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"--task_kwargs={text!r} must be a JSON object, e.g. '{{}}'")
+    return kwargs
 
 
 def list_tasks() -> list[str]:
