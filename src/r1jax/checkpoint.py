@@ -7,11 +7,22 @@ of (seed, step), so the step *is* the iterator position: restoring step s and
 continuing reproduces the uninterrupted run exactly.
 
 The SFT checkpoint (the RL starting point) is kept for good; RL checkpoints rotate.
+
+Saving is atomic (Orbax writes into a temporary directory and renames it when complete),
+so a kill during a save leaves the previous checkpoints as they were. Reading is
+defensive: `restore_readable` tries the newest checkpoint first and, when it cannot be
+read (a truncated or missing file, wrong shapes), says so in one log line and falls back
+to the next newest; the unreadable ones are then moved aside into
+`checkpoints/unreadable/` (never deleted), so the run saves those steps anew.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import shutil
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -19,9 +30,16 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from r1jax.errors import ConfigError
+from r1jax.errors import ConfigError, RunError
 
 SFT_CHECKPOINT = "sft"  # subdirectory holding the SFT warm-start checkpoint
+FILES = "r1jax_files.json"  # in each step directory: every file's size, written after a save
+UNREADABLE = "unreadable"  # checkpoints/unreadable/<phase>-<step>: set aside, kept
+log = logging.getLogger("r1jax")
+
+
+class UnreadableCheckpoint(Exception):
+    """A checkpoint's files are not what its save wrote (truncated, missing)."""
 
 
 class Checkpointer:
@@ -43,13 +61,98 @@ class Checkpointer:
         }
 
     def save(self, phase: str, step: int, state: Any, meta: dict) -> None:
-        self._managers[phase].save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
-            ),
+        """Saves atomically (a temporary directory renamed when complete). Raises
+        RunError, before writing anything, when the disk lacks the space for the state,
+        and when the save fails (the earlier checkpoints are intact either way)."""
+        self._check_space(phase, step, state)
+        try:
+            self._managers[phase].save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                ),
+            )
+            self._managers[phase].wait_until_finished()
+        except Exception as e:  # Orbax and TensorStore raise many types
+            raise RunError(
+                f"saving the {phase} checkpoint at step {step} under {self.root} failed "
+                f"({_reason(e)}): if that disk is full, free space there (or pass another "
+                f"--workdir), then rerun the same command; {self._intact()}"
+            ) from e
+        if "://" not in self.root and jax.process_index() == 0:
+            self._write_file_list(phase, step)
+
+    def _intact(self) -> str:
+        newest = next(iter(self.candidates()), None)
+        if newest is None:
+            return "no checkpoint was complete yet"
+        return f"the run resumes from its newest complete checkpoint, {newest[0]}/{newest[1]}"
+
+    def _check_space(self, phase: str, step: int, state: Any) -> None:
+        if "://" in self.root:
+            return
+        need = sum(
+            int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(state)
         )
-        self._managers[phase].wait_until_finished()
+        need += need // 8 + (16 << 20)  # metadata, file system blocks, headroom
+        probe = self.root
+        while not os.path.exists(probe):
+            probe = os.path.dirname(probe)
+        free = shutil.disk_usage(probe).free
+        if free < need:
+            raise RunError(
+                f"not enough free space to save the {phase} checkpoint at step {step} under "
+                f"{self.root}: it needs about {need / 2**20:,.0f} MiB, {free / 2**20:,.0f} MiB "
+                f"are free: free space there (or pass another --workdir), then rerun the same "
+                f"command; {self._intact()}"
+            )
+
+    def _step_dir(self, phase: str, step: int) -> str:
+        return os.path.join(str(self._managers[phase].directory), str(step))
+
+    def _write_file_list(self, phase: str, step: int) -> None:
+        """Records the size of every file of a finished save (`FILES`), so a truncated or
+        missing file is found before Orbax reads anything (`verify`)."""
+        top = self._step_dir(phase, step)
+        sizes = {}
+        for d, _, names in os.walk(top):
+            for name in names:
+                path = os.path.join(d, name)
+                rel = os.path.relpath(path, top)
+                if rel != FILES:
+                    sizes[rel] = os.path.getsize(path)
+        tmp = os.path.join(top, FILES + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"sizes": sizes}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, os.path.join(top, FILES))
+
+    def verify(self, phase: str, step: int) -> None:
+        """Raises `UnreadableCheckpoint` when a file the save wrote is missing or has a
+        different size (`FILES`; checkpoints without the list are checked for their items
+        only). Reads no array."""
+        if "://" in self.root:
+            return
+        top = self._step_dir(phase, step)
+        for item in ("state", "meta"):
+            if not os.path.isdir(os.path.join(top, item)):
+                raise UnreadableCheckpoint(f"its {item!r} item is missing")
+        listing = os.path.join(top, FILES)
+        if not os.path.exists(listing):
+            return
+        try:
+            with open(listing) as f:
+                sizes = json.load(f)["sizes"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UnreadableCheckpoint(f"its file list {FILES} cannot be read ({e})") from e
+        for rel, size in sorted(sizes.items()):
+            path = os.path.join(top, rel)
+            if not os.path.isfile(path):
+                raise UnreadableCheckpoint(f"{rel} is missing")
+            actual = os.path.getsize(path)
+            if actual != size:
+                raise UnreadableCheckpoint(f"{rel} has {actual} bytes, {size} were written")
 
     def latest(self, phase: str) -> int | None:
         return self._managers[phase].latest_step()
@@ -60,6 +163,7 @@ class Checkpointer:
     def restore(self, phase: str, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """Restores into the structure, dtypes and shardings of `abstract_state`."""
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+        self.verify(phase, step)
         self._check_fits(phase, step, target)
         out = self._managers[phase].restore(
             step,
@@ -117,6 +221,98 @@ class Checkpointer:
         avail = sorted(self.steps("sft") + self.steps("rl"))
         raise FileNotFoundError(f"no checkpoint at step {step}; available steps: {avail}")
 
+    def candidates(self) -> list[tuple[str, int]]:
+        """Every checkpoint, newest first: RL steps, then the SFT one."""
+        return [(p, s) for p in ("rl", "sft") for s in sorted(self.steps(p), reverse=True)]
+
+    def set_aside(self, phase: str, step: int) -> str:
+        """Moves checkpoint `phase`/`step` to `checkpoints/unreadable/<phase>-<step>[-n]`
+        (kept for inspection, out of Orbax's sight); returns the new path."""
+        src = os.path.join(str(self._managers[phase].directory), str(step))
+        base = os.path.join(self.root, UNREADABLE, f"{phase}-{step}")
+        dst, n = base, 1
+        while os.path.exists(dst):
+            n += 1
+            dst = f"{base}-{n}"
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.move(src, dst)
+        self._managers[phase].reload()
+        return dst
+
     def close(self):
         for m in self._managers.values():
             m.close()
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, UnreadableCheckpoint):
+        return str(e)
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[0] if lines else ""
+    return f"{type(e).__name__}: {text[:240]}" if text else type(e).__name__
+
+
+def restore_readable(
+    ckpt: Checkpointer,
+    restore: Callable[[str, int], Any],
+    step: int | None = None,
+    set_aside: bool = True,
+    sync: Callable[[str], None] | None = None,
+) -> tuple[str, int, Any] | None:
+    """`(phase, step, restore(phase, step))` of the newest checkpoint that can be read,
+    or None when the workdir has no checkpoint (a new run).
+
+    An unreadable checkpoint is logged in one line and the next newest is tried. After a
+    fallback the unreadable ones are moved aside (`set_aside`; the resuming trainer does,
+    `r1jax-eval` does not); if none can be read, nothing is moved and RunError (or, when
+    every checkpoint only has the wrong shapes, the ConfigError that explains the
+    config's mismatch) says so. `step` restores that checkpoint only (an error if it
+    cannot be read). `sync(name)` (multi-process runs) is a barrier around the moves,
+    which process 0 makes when `set_aside` is True there only.
+    """
+    if step is not None:
+        phase, step = ckpt.find(step)
+        try:
+            return phase, step, restore(phase, step)
+        except ConfigError:
+            raise
+        except Exception as e:  # any failure to read is reported the same
+            raise RunError(
+                f"checkpoint {phase}/{step} in {ckpt.root} cannot be read ({_reason(e)}): "
+                f"pick another --step (available: {sorted(ckpt.steps('sft') + ckpt.steps('rl'))})"
+            ) from e
+    bad = []
+    for phase, at in ckpt.candidates():
+        try:
+            value = restore(phase, at)
+        except Exception as e:  # noqa: BLE001 - truncated files, missing items, shapes
+            bad.append((phase, at, e))
+            log.warning(
+                "checkpoint %s/%d in %s cannot be read (%s): trying the previous one",
+                phase,
+                at,
+                ckpt.root,
+                _reason(e),
+            )
+            continue
+        if bad:
+            if sync is not None:
+                sync("r1jax-set-aside-start")
+            for p, s, _ in bad:
+                if set_aside:
+                    dst = ckpt.set_aside(p, s)
+                    log.warning("moved the unreadable checkpoint %s/%d to %s", p, s, dst)
+            if sync is not None:
+                sync("r1jax-set-aside-done")
+                for p in ("rl", "sft"):
+                    ckpt._managers[p].reload()
+        return phase, at, value
+    if not bad:
+        return None
+    if all(isinstance(e, ConfigError) for _, _, e in bad):
+        raise bad[0][2]
+    listed = "; ".join(f"{p}/{s}: {_reason(e)}" for p, s, e in bad)
+    raise RunError(
+        f"no checkpoint in {ckpt.root} can be read ({listed}): move that folder aside to "
+        "start the run over, or pass a new --workdir"
+    )

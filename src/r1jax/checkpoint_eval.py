@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 
@@ -27,7 +28,7 @@ import ml_collections
 from flax import nnx
 
 from r1jax import config as config_lib
-from r1jax.checkpoint import Checkpointer
+from r1jax.checkpoint import Checkpointer, restore_readable
 from r1jax.errors import ConfigError
 from r1jax.evaluate import evaluate, evaluation_set, make_decoder
 from r1jax.hf_tokenizer import HFTokenizer
@@ -35,6 +36,8 @@ from r1jax.models.hf import load_pretrained
 from r1jax.rewards.scoring import TaskScorer
 from r1jax.tasks import get_task, import_task_module
 from r1jax.train.experiment import Experiment
+
+log = logging.getLogger("r1jax")
 
 __all__ = ["PROMPT_ROUND", "evaluate_checkpoint", "evaluate_hf", "evaluate_workdir", "restored_run"]
 
@@ -92,8 +95,15 @@ def restored_run(workdir: str, step: int | None = None, edit_config=None):
     exp = Experiment(c, workdir, load_weights=lora)
     ckpt = Checkpointer(workdir, keep=c.keep_checkpoints)
     try:
-        phase, step = ckpt.find(step)
-        state, _ = exp.restore(ckpt, phase, step)
+        found = restore_readable(
+            ckpt, lambda phase, at: exp.restore(ckpt, phase, at), step, set_aside=False
+        )
+        if found is None:
+            raise FileNotFoundError(
+                f"no checkpoint in {workdir}: run r1jax-train with this --workdir first"
+            )
+        phase, step, (state, _) = found
+        log.info("evaluating the %s checkpoint at step %d of %s", phase, step, workdir)
         yield exp, state, phase, step
     finally:
         ckpt.close()

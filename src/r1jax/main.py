@@ -18,24 +18,41 @@ import sys
 from absl import flags, logging
 from ml_collections import config_flags
 
-from r1jax.errors import ConfigError
+from r1jax import cli_errors
+from r1jax.errors import ConfigError, RewardError, RunError
 
 # The embedded default lives inside the package so an installed r1jax runs with no files.
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "arith_tiny.py")
 EXIT_USAGE = 2
 
 
-def _fail(msg: str):
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(EXIT_USAGE)
+def _fail(msg: str, code: int = EXIT_USAGE):
+    """One line `error: ...` on stderr, then exit (2: bad input). With --debug the
+    traceback of the exception being handled is printed first."""
+    if _debug():
+        import traceback
+
+        traceback.print_exc()
+    print(f"error: {' '.join(str(msg).split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _debug() -> bool:
+    try:
+        return bool(flags.FLAGS["debug"].value)
+    except (KeyError, AttributeError, flags.Error):
+        return "--debug" in sys.argv
 
 
 def _parse(argv_flags):
-    """Runs absl flag parsing; turns flag errors into exit code 2 with the message."""
+    """Runs absl flag parsing; turns flag errors into exit code 2 with one line."""
     try:
         return flags.FLAGS(argv_flags)
     except flags.Error as e:
-        _fail(f"{e}\nRun with --helpfull to list flags.")
+        msg = cli_errors.flag_error(e, argv_flags)
+        _fail(
+            msg if msg.startswith("--config") else f"{msg}: drop it or use a flag --helpfull lists"
+        )
 
 
 def _setup_logging():
@@ -91,14 +108,20 @@ def train_entry(argv=None):
             "Multi-process runs: this process's id, 0..num_processes-1; 0 hosts the "
             "coordinator and writes the logs (default $R1JAX_PROCESS_ID, else detected).",
         )
+        flags.DEFINE_bool(
+            "debug", False, "Print the Python traceback of an error before its one-line message."
+        )
         _parse(argv)
         config = flags.FLAGS.config
         list(config.keys())  # the file is loaded lazily: force it here
     except (ValueError, KeyError, AttributeError, TypeError, OSError, SyntaxError) as e:
-        _fail(
-            f"bad --config or --config.* override: {e}\nValid fields are listed in "
-            f"{_DEFAULT_CONFIG}."
-        )
+        _fail(cli_errors.config_load_error(e, argv))
+    workdir = flags.FLAGS.workdir
+    if not flags.FLAGS.compile_only:
+        try:
+            cli_errors.check_workdir(workdir)
+        except ConfigError as e:
+            _fail(str(e))
     _setup_logging()
     # Before anything touches JAX: joins the other processes of a multi-host job (no-op for
     # one process). Only process 0 logs progress, prints and writes files.
@@ -126,11 +149,22 @@ def train_entry(argv=None):
             if main:
                 print(json.dumps(report, indent=2))
             return
-        summary = train(config, flags.FLAGS.workdir)
+        summary = train(config, workdir)
     except ConfigError as e:
+        _fail(cli_errors.as_written(e, argv))
+    except RunError as e:
         _fail(str(e))
+    except RewardError as e:
+        _fail(str(e), code=1)
+    except OSError as e:  # e.g. the disk filled up while writing metrics or a checkpoint
+        where = e.filename or workdir
+        _fail(
+            f"--workdir={workdir}: writing {where} failed ({e.strerror or e}): free space or "
+            "fix permissions there, then rerun the same command: the run resumes from its "
+            "newest complete checkpoint"
+        )
     if main:
-        _print_summary(summary, flags.FLAGS.workdir)
+        _print_summary(summary, workdir)
 
 
 def _print_summary(s: dict, workdir: str):
@@ -222,6 +256,9 @@ def _define_eval_flags():
         "dtype", "float32", ["float32", "bfloat16", "float16"], "Weights and compute dtype."
     )
     flags.DEFINE_bool("records", False, "Add per-problem completions and verdicts to the JSON.")
+    flags.DEFINE_bool(
+        "debug", False, "Print the Python traceback of an error before its one-line message."
+    )
     flags.DEFINE_string(
         "output", None, "Also write the JSON here (atomically: a temporary file, then rename)."
     )
@@ -325,7 +362,7 @@ def eval_entry(argv=None):
     _setup_logging()
     try:
         result = _eval_hf(F) if F.hf_checkpoint else _eval_workdir(F)
-    except (FileNotFoundError, ConfigError) as e:
+    except (FileNotFoundError, ConfigError, RunError) as e:
         _fail(str(e))
     text = json.dumps(result, sort_keys=True)
     if F.output:

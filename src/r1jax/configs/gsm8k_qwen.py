@@ -44,7 +44,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.max_new_tokens = 512  # reasoning + answer
     # The architecture comes from the checkpoint's config.json; these two still apply.
     c.model.update(dtype="bfloat16", remat="dots")
-    c.lora.update(rank=0, alpha=32.0, targets="all")
+    # Full-parameter RL; LoRA: --config.lora.rank=16 --config.lora.alpha=32 (and
+    # --config.rl.policy_lr=1e-5).
     c.sft.update(steps=0)  # R1-Zero: RL straight from the checkpoint
     c.rl.update(
         algo="grpo",

@@ -1,9 +1,16 @@
 """The outer loop: SFT warm start, RL, evaluation, checkpoints, summary.
 
-Resume: the newest checkpoint (RL, else SFT) in `workdir` is restored and the loop
-continues from its step; data batches are pure functions of (seed, phase, step), the
-PRNG key and the controllers live in the state, and `metrics.jsonl` is cut back to the
-restored step, so a resumed run reproduces the uninterrupted one.
+Resume: the newest readable checkpoint (RL, else SFT) in `workdir` is restored and the
+loop continues from its step; data batches are pure functions of (seed, phase, step), the
+PRNG key and the controllers live in the state, each process's host reward state (novelty
+trees, verifier-pool counters) and the metric window live in the checkpoint's record, and
+`metrics.jsonl` is cut back to the restored step, so a resumed run reproduces the
+uninterrupted one, summary included (wall-clock fields aside).
+
+Nothing of an existing run is written before it is known to be right: the new config is
+checked against the run's `config.json` (`check_resume`) and the checkpoint is restored
+before `config.json`, metrics or checkpoints change; a refused resume leaves the workdir
+byte-identical.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ import time
 import jax
 import numpy as np
 
-from r1jax.checkpoint import Checkpointer
+from r1jax import config as config_lib
+from r1jax.checkpoint import Checkpointer, restore_readable
 from r1jax.distributed import is_main_process
+from r1jax.errors import ConfigError
 from r1jax.rewards.composite import SCORE_FIELDS
 from r1jax.train.experiment import Experiment, compile_report
 from r1jax.train.metrics import MetricsWriter, plot_metrics
@@ -77,6 +86,128 @@ def _fetch(metrics) -> dict:
     return out
 
 
+# Fields a resumed run may change: where and how it runs, not what it computes.
+RESUMABLE_CHANGES = (
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "reward.num_workers",
+    "reward.deadline_s",
+    "reward.verify_where",
+    "eval.batch_size",
+    "parallelism",
+    "mesh.data",
+    "mesh.fsdp",
+    "mesh.tensor",
+    "model.remat",
+    "rl.logp_chunk",
+    "pretrained",
+    "task_module",
+)
+
+
+def _leaves(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "task_kwargs":
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def check_resume(c, workdir: str) -> None:
+    """Raises ConfigError if `workdir` holds a run whose `config.json` differs from `c`
+    in a field a resume may not change (`RESUMABLE_CHANGES` may): a resumed run
+    continues the same computation. Reads only."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path) as f:
+            import ml_collections
+
+            saved = config_lib.complete(ml_collections.ConfigDict(json.load(f)))
+    except (OSError, ValueError, TypeError) as e:
+        raise ConfigError(
+            f"--workdir={workdir}: its config.json cannot be read ({e}): pass a new --workdir"
+        ) from e
+    old = _leaves(json.loads(saved.to_json_best_effort()))
+    new = _leaves(json.loads(c.to_json_best_effort()))
+    for field in sorted(set(old) | set(new)):
+        if field in RESUMABLE_CHANGES or old.get(field) == new.get(field):
+            continue
+        raise ConfigError(
+            f"config.{field}={new.get(field)!r} differs from the run in {workdir} "
+            f"({old.get(field)!r} in its config.json): a resumed run keeps its settings; "
+            "drop the change to resume it, or pass a new --workdir to start another run",
+            field=field,
+        )
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _sync(name: str) -> None:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)
+
+
+def gather_json(obj) -> list:
+    """`obj` (JSON-serialisable) of every process, in process order (one process: [obj])."""
+    if jax.process_count() == 1:
+        return [obj]
+    from jax.experimental import multihost_utils
+
+    data = np.frombuffer(json.dumps(obj).encode(), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.array([data.size], np.int64)))
+    buf = np.zeros(int(sizes.max()), np.uint8)
+    buf[: data.size] = data
+    every = np.asarray(multihost_utils.process_allgather(buf))
+    return [json.loads(bytes(every[i, : int(n)]).decode()) for i, n in enumerate(sizes[:, 0])]
+
+
+def _host_states(exp: Experiment) -> list:
+    """Each process's host reward state and verifier-pool counters (checkpointed)."""
+    own = {"reward": exp.host_reward.state_dict(), "pool": dict(exp.pool.stats)}
+    return gather_json(own)
+
+
+def _load_host_state(exp: Experiment, meta: dict) -> None:
+    states = meta.get("host_states")
+    if states is None and "host_reward" in meta:  # checkpoints of one process, older format
+        states = [{"reward": meta["host_reward"], "pool": meta.get("reward_pool", {})}]
+    if not states:
+        return
+    i, n = jax.process_index(), jax.process_count()
+    if len(states) != n:
+        log.warning(
+            "the checkpoint holds the host reward state of %d process(es), this run has %d: "
+            "every process starts from process 0's",
+            len(states),
+            n,
+        )
+        i = 0
+    exp.host_reward.load_state_dict(states[i]["reward"])
+    exp.pool.stats.update(states[i]["pool"])
+
+
+def _pool_totals(exp: Experiment) -> dict:
+    """The verifier pools' counters summed over the processes."""
+    total: dict = {}
+    for stats in gather_json(dict(exp.pool.stats)):
+        for k, v in stats.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
 def train(c, workdir: str, mesh=None, stop_after: int | None = None) -> dict:
     """Runs (or resumes) SFT then RL in `workdir`; returns the summary dict.
 
@@ -84,31 +215,36 @@ def train(c, workdir: str, mesh=None, stop_after: int | None = None) -> dict:
     """
     t0 = time.time()
     exp = Experiment(c, workdir, mesh)  # validates the config before anything is written
-    os.makedirs(workdir, exist_ok=True)
-    ckpt = Checkpointer(workdir, keep=exp.c.keep_checkpoints)
     try:
-        return _run(exp, ckpt, workdir, t0, stop_after)
+        check_resume(exp.c, workdir)  # a refused resume writes nothing
+        os.makedirs(workdir, exist_ok=True)
+        ckpt = Checkpointer(workdir, keep=exp.c.keep_checkpoints)
+        try:
+            return _run(exp, ckpt, workdir, t0, stop_after)
+        finally:
+            ckpt.close()
     finally:
-        ckpt.close()
         exp.close()
 
 
 def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_after):
     c = exp.c
-    if is_main_process():
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(c.to_json_best_effort(indent=2))
-        exp.save_hf_files()
     state, meta, resume_step = exp.init_state, {}, None
-    try:
-        phase, step = ckpt.find(None)
-        state, meta = exp.restore(ckpt, phase, step)
-        if "host_reward" in meta:
-            exp.host_reward.load_state_dict(meta["host_reward"])
-        resume_step = step
-        log.info("resumed from %s checkpoint at step %d", phase, step)
-    except FileNotFoundError:
-        pass
+    restored = restore_readable(
+        ckpt,
+        lambda phase, step: exp.restore(ckpt, phase, step),
+        set_aside=is_main_process(),
+        sync=_sync if jax.process_count() > 1 else None,
+    )
+    if restored is not None:
+        phase, resume_step, (state, meta) = restored
+        _load_host_state(exp, meta)
+        log.info("resumed from %s checkpoint at step %d", phase, resume_step)
+    # Only now, with the config checked against the run and its checkpoint read, does
+    # anything in the workdir change.
+    if is_main_process():
+        _write_atomic(os.path.join(workdir, "config.json"), c.to_json_best_effort(indent=2))
+        exp.save_hf_files()
     state = exp.put_state(state)  # pmap: one replica per local device; jit: as is
     host = exp.host_state  # the canonical (single) state, for evaluation and checkpoints
     prior_wall = float(meta.get("wall_seconds", 0.0))
@@ -144,7 +280,12 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
             # The SFT checkpoint is the RL starting point: policy, fresh RL optimizers and the
             # frozen reference (= this policy), so resuming from it starts RL exactly.
             state = exp.start_rl(state)
-            meta = {"phase": "sft", "sft_eval": sft_eval, "wall_seconds": wall()}
+            meta = {
+                "phase": "sft",
+                "sft_eval": sft_eval,
+                "wall_seconds": wall(),
+                "host_states": _host_states(exp),
+            }
             ckpt.save("sft", step, exp.checkpoint_view(host(state)), meta)
             if stopped(step):
                 return {}
@@ -202,7 +343,7 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
                         meta,
                         phase="rl",
                         wall_seconds=wall(),
-                        host_reward=exp.host_reward.state_dict(),
+                        host_states=_host_states(exp),
                         metric_window=window.state_dict(),
                     ),
                 )
@@ -215,14 +356,11 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
             "rl": final,
             "wall_seconds": wall(),
             "steps": {"sft": c.sft.steps, "rl": c.rl.iterations},
-            "reward_pool": dict(exp.pool.stats),
+            "reward_pool": _pool_totals(exp),
             "skipped_updates": int(host(state).skipped),
         }
         if is_main_process():
-            tmp = os.path.join(workdir, "summary.json.tmp")
-            with open(tmp, "w") as f:
-                json.dump(summary, f, indent=2)
-            os.replace(tmp, os.path.join(workdir, "summary.json"))
+            _write_atomic(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2))
     finally:
         writer.close()
     if is_main_process():
