@@ -40,6 +40,7 @@ THIRD_PARTY = {
     "torch": "torch",
     "transformers": "transformers",
     "hypothesis": "hypothesis",
+    "filelock": "filelock",
 }
 FIRST_PARTY = "r1jax"
 LOCAL_TEST_HELPERS = {"conftest"}  # tests/ modules imported by tests (not packages)

@@ -111,7 +111,7 @@ _RANGES = {
     "rl.length_buckets": (1, _INF, False, " (1 = always all completion positions)"),
     "rl.logp_chunk": (0, _INF, False, " (0 = all rows in one pass)"),
     "rl.policy_lr": (0, _INF, True, ""),
-    "rl.value_lr": (0, _INF, True, ""),
+    "rl.value_lr": (0, _INF, False, " (0 freezes the critic)"),
     "rl.value_epochs": (1, _INF, False, ""),
     "rl.warmup": (0, _INF, False, " (0 = no warmup)"),
     "rl.weight_decay": (0, _INF, False, " (0 = none)"),

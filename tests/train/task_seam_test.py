@@ -60,7 +60,7 @@ def hf_dirs(tmp_path_factory):
 def _small(c):
     """Any config at test size: the reward path does not depend on the model's size."""
     with c.unlocked():
-        if not c.get("pretrained"):
+        if not c.get("pretrained_required"):  # else the checkpoint's config.json sizes it
             c.model.update(d_model=16, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=8, mlp_dim=32)
         c.rl.update(prompts_per_iter=4, group_size=2, num_minibatches=2, grad_accum=1)
         c.rl.logp_chunk = 0

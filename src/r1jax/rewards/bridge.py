@@ -32,15 +32,26 @@ sequence, and ignores placement.
 All randomness comes from ``noise.derive_rng(seed, step, index)``, and the novelty
 tracker's state is saved with every checkpoint (``state_dict``), so a resumed run
 computes the same rewards as an uninterrupted one.
+
+Failures. An item whose verifier raises, hangs past the pool's deadline or kills its
+worker gets the pool's fallback row (zeros: a failed completion), and the call goes on;
+``failures`` / ``timeouts`` / ``errors`` count such items over all calls and each call
+with failures logs one warning. Any other exception in the callback (decoding, novelty,
+a missing reference, a bug) is not papered over with zeros: the call raises a
+``RewardError`` naming the RL iteration and the cause, also kept in ``error`` for the
+training loop (``raise_if_failed``), and the jitted iteration fails.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
+import traceback
 
 import numpy as np
 
+from r1jax.errors import RewardError
 from r1jax.rewards import dense as dense_lib
 from r1jax.rewards import noise as noise_lib
 from r1jax.rewards import novelty as novelty_lib
@@ -48,6 +59,9 @@ from r1jax.rewards import verifier as verifier_lib
 from r1jax.rewards.composite import SCORE_FIELDS
 
 __all__ = ["HostReward", "Placement"]
+
+_log = logging.getLogger(__name__)
+_MAX_ROWS_LOGGED = 8  # failed row indices named in one warning line
 
 _TOTAL = SCORE_FIELDS.index("total")
 _NOVELTY = SCORE_FIELDS.index("novelty")
@@ -82,6 +96,11 @@ class HostReward:
     iteration: when the callback of iteration k runs, the batches of earlier iterations
     are done and dropped (iterations run in order; the loop may register ahead of the
     device by any number). At most ``keep_batches`` are kept in any case (memory bound).
+
+    Failure accounting (module doc, "Failures"): ``failures`` (items scored as failures
+    by the pool: ``timeouts`` + ``errors``) and ``restarts`` (worker processes replaced)
+    are totals over all calls, cheap to diff per iteration; ``error`` holds the first
+    ``RewardError`` not yet taken by ``raise_if_failed``.
     """
 
     def __init__(
@@ -108,6 +127,8 @@ class HostReward:
         self._lock = threading.Lock()  # one scoring call at a time (novelty trees)
         self._table_lock = threading.Lock()  # the reference table (register never waits
         # for a scoring call)
+        self.failures = self.timeouts = self.errors = self.restarts = 0
+        self.error: RewardError | None = None
 
     def register(self, key: int, problems, prompts) -> np.ndarray:
         """Stores the references of one batch of prompts under ``key`` (an int32, e.g.
@@ -152,9 +173,56 @@ class HostReward:
         reward path, `rl_step`): every draw is keyed by the global row index, so the
         shards together compute exactly what one call on the global batch computes.
         Calls from several devices' threads are serialised.
+
+        Raises ``RewardError`` (also stored in ``error``) when anything but a per-item
+        verifier failure goes wrong (module doc, "Failures").
         """
         with self._lock:
-            return self._score(tokens_nt, refs_n2, step, row_offset)
+            try:
+                return self._score(tokens_nt, refs_n2, step, row_offset)
+            except Exception as e:
+                err = self._as_reward_error(e, step)
+                raise err from e
+
+    def _as_reward_error(self, e: Exception, step) -> RewardError:
+        try:
+            where = f"RL iteration {int(np.asarray(step))}"
+        except Exception:  # noqa: BLE001  (the step itself may be what is broken)
+            where = f"RL iteration {step!r}"
+        err = RewardError(f"host reward failed at {where}: {type(e).__name__}: {e}")
+        err.__cause__ = e
+        err.traceback = traceback.format_exc()  # the original's, for logs and reports
+        if self.error is None:  # the first failure is the one to report
+            self.error = err
+        return err
+
+    def raise_if_failed(self) -> None:
+        """Raises the stored ``RewardError`` (and clears it); returns if there is none.
+
+        For the training loop: when the host callback raises inside the jitted RL
+        iteration, JAX does not hand that exception back. The jitted call (through
+        ``train.reward_callback.host_rewards``, which makes every device fail together,
+        so none waits in a collective) raises ``jax.errors.JaxRuntimeError`` (a
+        ``RuntimeError``; jaxlib's ``XlaRuntimeError`` of older JAX) whose text is
+        ``INTERNAL: CpuCallback error calling callback: Traceback ...`` ending in
+        ``RewardError: host reward failed at RL iteration N: <type>: <message>``. On CPU
+        it raises at the call; with asynchronous dispatch (GPU, TPU) at the call or at
+        the first read of any output of that iteration (``block_until_ready``,
+        ``float(metric)``), and the outputs (the donated state) are lost. The process
+        stays usable: later jitted calls run. So::
+
+            try:
+                state, metrics = rl_fn(state, batch); jax.block_until_ready(metrics)
+            except jax.errors.JaxRuntimeError:
+                host_reward.raise_if_failed()  # the clear RewardError, if it was the reward
+                raise
+
+        The raised error's ``__cause__`` is the original exception, its ``traceback``
+        attribute the original's formatted traceback.
+        """
+        err, self.error = self.error, None
+        if err is not None:
+            raise err
 
     def _score(self, tokens_nt, refs_n2, step, row_offset):
         tokens_nt = np.asarray(tokens_nt)
@@ -165,7 +233,9 @@ class HostReward:
         decoded = [self.tokenizer.decode_with_offsets(row) for row in tokens_nt]
         texts = [self.noise.perturb(text, step, r0 + i) for i, (text, _) in enumerate(decoded)]
         items = [(text, answer, subgoals) for text, (answer, subgoals, _) in zip(texts, refs)]
+        before = (dict(self.pool.stats), getattr(self.pool, "last_batch", None))
         scores = np.array(self.scorer.score_items(items), np.float32)
+        self._count_failures(before, step, r0, n)
         if self.cfg.w_novelty > 0:
             self._add_novelty(scores, [key for _, _, key in refs], texts)
         if self.noise.reward_std > 0:  # one draw per row, keyed by its global index
@@ -176,6 +246,31 @@ class HostReward:
         for i, (text, offsets) in enumerate(decoded):
             rewards[i] = self._place(text, offsets, scores[i], t)
         return scores, rewards
+
+    def _count_failures(self, before: tuple, step: int, r0: int, n: int) -> None:
+        """Adds the pool's failures of this call to the totals; one warning if any."""
+        stats, last = before
+        batch = getattr(self.pool, "last_batch", None)  # this thread's batch: exact even
+        if batch is None or batch is last:  # with a shared pool; else the stats delta
+            batch = {k: self.pool.stats.get(k, 0) - stats.get(k, 0) for k in stats}
+        t, e = int(batch.get("timeouts", 0)), int(batch.get("errors", 0))
+        self.timeouts, self.errors = self.timeouts + t, self.errors + e
+        self.failures += t + e
+        self.restarts += int(batch.get("restarts", 0))
+        if t + e:
+            rows = [r0 + i for i, _ in batch.get("failed", ())]
+            shown = ", ".join(map(str, rows[:_MAX_ROWS_LOGGED]))
+            more = ", ..." if len(rows) > _MAX_ROWS_LOGGED else ""
+            _log.warning(
+                "host reward, RL iteration %d: %d of %d items failed (%d timeouts, %d errors)"
+                ": scored as failures%s",
+                step,
+                t + e,
+                n,
+                t,
+                e,
+                f" (rows {shown}{more})" if rows else "",
+            )
 
     def _add_novelty(self, scores, keys, texts):
         g = self.group_size

@@ -5,7 +5,9 @@ scored here. Scoring model output must never stall or crash training, so each it
 in a worker process under a hard deadline: a worker that does not answer within
 ``deadline_s`` is killed (SIGTERM, then SIGKILL) and replaced, and its item gets the
 fallback row (``timeout_value``, default zeros), as does an item whose ``score_fn``
-raises or crashes. ``pool.stats`` counts items, batches, timeouts, errors and restarts.
+raises or crashes. ``pool.stats`` counts items, batches, timeouts, errors and restarts;
+``pool.last_batch`` holds those counts (and the failed items) of the calling thread's
+last ``score_batch``, so a caller can report each batch's failures.
 
 Design:
   * Workers come from the ``spawn`` context (JAX in the parent is not fork-safe), start
@@ -214,6 +216,8 @@ class RewardPool:
         self._lock = threading.Lock()
         self._closed = False
         self.stats = {"items": 0, "batches": 0, "timeouts": 0, "errors": 0, "restarts": 0}
+        self._batch_failed: list[tuple[int, str]] = []  # (index, kind) of this batch
+        self._last = threading.local()  # per calling thread: its last batch (last_batch)
         self._atexit_fn = functools.partial(_close_ref, weakref.ref(self))
         atexit.register(self._atexit_fn)
 
@@ -267,10 +271,20 @@ class RewardPool:
         """PIDs of the live worker processes (for tests and monitoring)."""
         return [w.proc.pid for w in self._workers]
 
+    @property
+    def last_batch(self) -> dict | None:
+        """The calling thread's last ``score_batch``: ``{"items", "timeouts", "errors",
+        "restarts", "failed"}`` (``failed``: the ``(index, kind)`` of each item that got the
+        fallback row, kind "timeouts" or "errors"); None before its first batch. Other
+        threads sharing the pool do not change it."""
+        return getattr(self._last, "batch", None)
+
     def score_batch(self, items: Sequence[tuple]) -> np.ndarray:
         """Scores ``score_fn(*item)`` for every item; returns float32 ``[N, F]`` in order."""
         with self._lock:
             self._ensure_started()
+            before = dict(self.stats)
+            self._batch_failed = []
             rows: dict[int, np.ndarray] = {}  # index -> scores; missing rows fall back
             if self.num_workers == 0:
                 for i, item in enumerate(items):
@@ -289,10 +303,15 @@ class RewardPool:
                     raise
             self.stats["items"] += len(items)
             self.stats["batches"] += 1
+            batch = {k: self.stats[k] - before[k] for k in ("items", "timeouts", "errors")}
+            batch["restarts"] = self.stats["restarts"] - before["restarts"]
+            batch["failed"] = sorted(self._batch_failed)
+            self._last.batch = batch
             return self._assemble(len(items), rows)
 
     def _failure(self, kind: str, index: int, detail: str) -> None:
         self.stats[kind] += 1
+        self._batch_failed.append((index, kind))
         if self.stats["timeouts"] + self.stats["errors"] <= _MAX_LOGGED:
             _log.warning("RewardPool: item %d of the batch: %s (%s).", index, kind, detail)
 

@@ -214,9 +214,10 @@ def train(c, workdir: str, mesh=None, stop_after: int | None = None) -> dict:
     `stop_after` (tests) stops once the global step reaches it, as a kill would.
     """
     t0 = time.time()
-    exp = Experiment(c, workdir, mesh)  # validates the config before anything is written
+    config_lib.validate(c)
+    check_resume(config_lib.complete(c), workdir)  # a refused resume writes nothing
+    exp = Experiment(c, workdir, mesh)
     try:
-        check_resume(exp.c, workdir)  # a refused resume writes nothing
         os.makedirs(workdir, exist_ok=True)
         ckpt = Checkpointer(workdir, keep=exp.c.keep_checkpoints)
         try:
@@ -294,61 +295,67 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
         end = first_rl + c.rl.iterations
         t_phase, it_done = time.time(), 0
         window = _Window(meta.get("metric_window") if meta.get("phase") == "rl" else None)
-        while step < end:
-            state, m = exp.rl_fn(state, exp.device_batch(exp.rl_batch(step - first_rl)))
-            window.add(m)
-            step += 1
-            it_done += 1
-            if (step - first_rl) % c.log_every == 0 or step == end:
-                row = _fetch(window.mean())
-                dt = (time.time() - t_phase) / it_done
-                row.update(iter_seconds=dt)
-                writer.write(step, "rl", row)
-                log.info(
-                    "rl %d/%d reward %.3f acc %.3f steps %.2f len %.1f kl %.4f clip %.3f "
-                    "ent %.3f (%.2fs/it)",
-                    step - first_rl,
-                    c.rl.iterations,
-                    row["reward_mean"],
-                    row["accuracy"],
-                    row["num_steps"],
-                    row["completion_len"],
-                    row["kl"],
-                    row["clip_eps"],
-                    row["entropy"],
-                    dt,
-                )
-            if c.eval.curve_every and (step - first_rl) % c.eval.curve_every == 0:
-                point = exp.evaluate_curve(exp.eval_params(host(state)))
-                writer.write(step, "curve", point)
-                log.info(
-                    "rl %d/%d held-out subset: acc %.3f steps %.2f (%d problems)",
-                    step - first_rl,
-                    c.rl.iterations,
-                    point["accuracy"],
-                    point["mean_steps"],
-                    point["num_problems"],
-                )
-            if c.eval.every and (step - first_rl) % c.eval.every == 0 and step < end:
-                writer.write(step, "eval", exp.evaluate(exp.eval_params(host(state))))
-            if (step - first_rl) % c.checkpoint_every == 0 or step == end:
-                # The host reward's novelty trees must be those after this step's
-                # io_callback: wait for the step before reading them.
-                jax.block_until_ready(state)
-                ckpt.save(
-                    "rl",
-                    step,
-                    exp.checkpoint_view(host(state)),
-                    dict(
-                        meta,
-                        phase="rl",
-                        wall_seconds=wall(),
-                        host_states=_host_states(exp),
-                        metric_window=window.state_dict(),
-                    ),
-                )
-            if stopped(step):
-                return {}
+        try:
+            while step < end:
+                state, m = exp.rl_fn(state, exp.device_batch(exp.rl_batch(step - first_rl)))
+                window.add(m)
+                step += 1
+                it_done += 1
+                if (step - first_rl) % c.log_every == 0 or step == end:
+                    row = _fetch(window.mean())
+                    dt = (time.time() - t_phase) / it_done
+                    row.update(iter_seconds=dt)
+                    writer.write(step, "rl", row)
+                    log.info(
+                        "rl %d/%d reward %.3f acc %.3f steps %.2f len %.1f kl %.4f clip %.3f "
+                        "ent %.3f (%.2fs/it)",
+                        step - first_rl,
+                        c.rl.iterations,
+                        row["reward_mean"],
+                        row["accuracy"],
+                        row["num_steps"],
+                        row["completion_len"],
+                        row["kl"],
+                        row["clip_eps"],
+                        row["entropy"],
+                        dt,
+                    )
+                if c.eval.curve_every and (step - first_rl) % c.eval.curve_every == 0:
+                    point = exp.evaluate_curve(exp.eval_params(host(state)))
+                    writer.write(step, "curve", point)
+                    log.info(
+                        "rl %d/%d held-out subset: acc %.3f steps %.2f (%d problems)",
+                        step - first_rl,
+                        c.rl.iterations,
+                        point["accuracy"],
+                        point["mean_steps"],
+                        point["num_problems"],
+                    )
+                if c.eval.every and (step - first_rl) % c.eval.every == 0 and step < end:
+                    writer.write(step, "eval", exp.evaluate(exp.eval_params(host(state))))
+                if (step - first_rl) % c.checkpoint_every == 0 or step == end:
+                    # The host reward's novelty trees must be those after this step's
+                    # io_callback: wait for the step before reading them.
+                    jax.block_until_ready(state)
+                    ckpt.save(
+                        "rl",
+                        step,
+                        exp.checkpoint_view(host(state)),
+                        dict(
+                            meta,
+                            phase="rl",
+                            wall_seconds=wall(),
+                            host_states=_host_states(exp),
+                            metric_window=window.state_dict(),
+                        ),
+                    )
+                if stopped(step):
+                    return {}
+        except jax.errors.JaxRuntimeError:
+            # A host reward that raised fails the jitted iteration on every device; its
+            # RewardError (the iteration and the cause) replaces XLA's wrapper.
+            exp.host_reward.raise_if_failed()
+            raise
         final = exp.evaluate(exp.eval_params(host(state)))
         writer.write(step, "eval", final)
         summary = {

@@ -1,0 +1,115 @@
+"""The trainer across two processes (jax.distributed on localhost, CPU, per-shard reward
+verification): killed mid-RL and restarted, it ends with the metrics and summary of an
+uninterrupted two-process run, each process's host reward state restored."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import pytest
+
+from r1jax.train.metrics import read_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SMOKE = os.path.join(ROOT, "experiments", "arith_tiny.py") + ":smoke"
+_CLUSTER_PREFIXES = ("SLURM_", "OMPI_", "PMI_", "R1JAX_", "TPU_")
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(jax.config, "jax_cpu_collectives_implementation"),
+    reason=f"jax {jax.__version__} has no multi-process CPU collectives",
+)
+
+
+_FLAGS = ("--config.reward.verify_where=per_shard",)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _start(workdir: str, logs: str) -> list[subprocess.Popen]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_CLUSTER_PREFIXES)}
+    env.pop("XLA_FLAGS", None)  # one CPU device per process
+    env.update(JAX_PLATFORMS="cpu", R1JAX_COORDINATOR=f"localhost:{_free_port()}")
+    env.update(R1JAX_NUM_PROCESSES="2")
+    code = "import sys; from r1jax.main import train_entry; train_entry(['prog', *sys.argv[1:]])"
+    args = [f"--config={SMOKE}", f"--workdir={workdir}", *_FLAGS]
+    procs = []
+    for i in range(2):
+        log = open(f"{logs}.{i}.log", "w")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", code, *args],
+                env=dict(env, R1JAX_PROCESS_ID=str(i)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    return procs
+
+
+def _finish(procs, logs: str, timeout: float = 240):
+    deadline = time.time() + timeout
+    try:
+        for p in procs:
+            p.wait(timeout=max(deadline - time.time(), 1))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"two-process run did not finish in {timeout} s")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for i, p in enumerate(procs):
+        if p.returncode != 0:
+            tail = open(f"{logs}.{i}.log").read()[-3000:]
+            if "UNIMPLEMENTED" in tail and "collective" in tail.lower():
+                pytest.skip("this CPU backend cannot run cross-process collectives")
+            pytest.fail(f"process {i} exited {p.returncode}:\n{tail}")
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k != "iter_seconds"} for r in rows]
+
+
+def test_two_processes_killed_mid_rl_resume_exactly(tmp_path):
+    whole = str(tmp_path / "whole")
+    _finish(_start(whole, str(tmp_path / "whole")), str(tmp_path / "whole"))
+
+    run = str(tmp_path / "run")
+    procs = _start(run, str(tmp_path / "first"))
+    first_rl = os.path.join(run, "checkpoints", "rl", "8", "r1jax_files.json")  # a finished save
+    deadline = time.time() + 240
+    while not os.path.exists(first_rl):
+        assert all(p.poll() is None for p in procs), open(
+            str(tmp_path / "first") + ".0.log"
+        ).read()[-3000:]
+        assert time.time() < deadline, "no RL checkpoint within 240 s"
+        time.sleep(0.02)
+    for p in procs:
+        p.send_signal(signal.SIGKILL)  # both, mid-RL (iterations 3 and 4 are left)
+    for p in procs:
+        p.wait()
+    assert not os.path.exists(os.path.join(run, "summary.json"))
+    # Each process's host reward state (novelty trees, verifier-pool counters) is in the
+    # checkpoint; which one a process restores: tests/train/host_state_test.py.
+    with open(os.path.join(run, "checkpoints", "rl", "8", "meta", "metadata")) as f:
+        states = json.load(f)["host_states"]
+    assert len(states) == 2 and all(s["pool"]["items"] > 0 for s in states)
+
+    _finish(_start(run, str(tmp_path / "resumed")), str(tmp_path / "resumed"))
+    assert "resumed from rl checkpoint at step" in open(str(tmp_path / "resumed") + ".0.log").read()
+    a = _strip(read_metrics(os.path.join(whole, "metrics.jsonl")))
+    b = _strip(read_metrics(os.path.join(run, "metrics.jsonl")))
+    assert a == b
+    sa = json.load(open(os.path.join(whole, "summary.json")))
+    sb = json.load(open(os.path.join(run, "summary.json")))
+    strip = lambda s: {k: v for k, v in s.items() if k != "wall_seconds"}
+    assert strip(sa) == strip(sb)
