@@ -17,7 +17,7 @@ import pytest
 
 from r1jax.checkpoint import Checkpointer, restore_readable
 from r1jax.configs.arith_tiny import get_config
-from r1jax.errors import RunError
+from r1jax.errors import ConfigError, RunError
 from r1jax.train.loop import train
 from r1jax.train.metrics import read_metrics
 
@@ -421,3 +421,28 @@ def test_a_failing_save_is_a_run_error_naming_the_intact_checkpoint(tmp_path, mo
     with pytest.raises(RunError, match=r"rl checkpoint at step 2 .* No space left.* rl/1"):
         ck.save("rl", 2, {"w": np.ones(3, np.float32)}, {})
     ck.close()
+
+
+def test_a_run_written_by_an_older_version_resumes_and_evaluates(finished_run, tmp_path):
+    """Fields an older version wrote into config.json (and this one lacks) are ignored:
+    neither a resume nor r1jax-eval refuses the run for them."""
+    import shutil
+
+    from r1jax import config as config_lib
+    from r1jax.train.loop import check_resume
+
+    run = tmp_path / "old"
+    shutil.copytree(finished_run, run)
+    cfg = json.load(open(run / "config.json"))
+    cfg["retired_option"] = 1
+    cfg["rl"]["retired_knob"] = 0.5
+    (run / "config.json").write_text(json.dumps(cfg))
+    check_resume(config_lib.complete(get_config("smoke")), str(run))  # no ConfigError
+    with pytest.raises(ConfigError, match="rl.policy_lr"):
+        changed = get_config("smoke")
+        changed.rl.policy_lr = 1e-3
+        check_resume(config_lib.complete(changed), str(run))
+    r = _cli("eval_entry", f"--workdir={run}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.load(open(run / "summary.json"))
+    assert json.loads(r.stdout)["accuracy"] == summary["rl"]["accuracy"]

@@ -82,8 +82,11 @@ def restored_run(workdir: str, step: int | None = None, edit_config=None):
         )
     try:
         with open(cfg_path) as f:
-            c = config_lib.complete(ml_collections.ConfigDict(json.load(f)))
-    except ValueError as e:
+            saved, dropped = config_lib.drop_unknown(json.load(f))
+        if dropped:  # fields of an older version: nothing reads them now
+            log.info("%s: ignoring fields this version does not have: %s", cfg_path, dropped)
+        c = config_lib.complete(ml_collections.ConfigDict(saved))
+    except (ValueError, AttributeError) as e:
         raise ConfigError(
             f"{cfg_path} is not a readable config ({e}): --workdir must be a directory "
             "written by r1jax-train"

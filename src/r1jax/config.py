@@ -55,6 +55,27 @@ def complete(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return full
 
 
+def drop_unknown(given: dict) -> tuple[dict, list[str]]:
+    """`given` (a config as a dict, e.g. an older run's `config.json`) without the fields
+    the embedded default does not have, and their dotted names (`task_kwargs` belong to
+    the task and are kept)."""
+    defaults = arith_tiny.get_config().to_dict()
+    dropped = []
+
+    def keep(d, ref, prefix):
+        out = {}
+        for k, v in d.items():
+            if k not in ref:
+                dropped.append(prefix + k)
+            elif isinstance(v, dict) and isinstance(ref[k], dict) and k != "task_kwargs":
+                out[k] = keep(v, ref[k], f"{prefix}{k}.")
+            else:
+                out[k] = v
+        return out
+
+    return keep(given, defaults, ""), dropped
+
+
 def _require(ok: bool, field: str, value, fix: str):
     if not ok:
         raise ConfigError(f"config.{field}={value!r} is invalid: {fix}", field=field)

@@ -127,8 +127,9 @@ def check_resume(c, workdir: str) -> None:
         with open(path) as f:
             import ml_collections
 
-            saved = config_lib.complete(ml_collections.ConfigDict(json.load(f)))
-    except (OSError, ValueError, TypeError) as e:
+            known, _ = config_lib.drop_unknown(json.load(f))  # an older version's fields
+            saved = config_lib.complete(ml_collections.ConfigDict(known))
+    except (OSError, ValueError, TypeError, AttributeError) as e:
         raise ConfigError(
             f"--workdir={workdir}: its config.json cannot be read ({e}): pass a new --workdir"
         ) from e
