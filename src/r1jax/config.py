@@ -181,10 +181,11 @@ _RANGES = {
 }
 
 
-def _leaves(d: dict, prefix: str = ""):
+def leaves(d: dict, prefix: str = ""):
+    """(dotted field, value) of every leaf of a config dict (`task_kwargs` is one leaf)."""
     for k, v in d.items():
         if isinstance(v, dict) and k != "task_kwargs":
-            yield from _leaves(v, f"{prefix}{k}.")
+            yield from leaves(v, f"{prefix}{k}.")
         else:
             yield f"{prefix}{k}", v
 
@@ -222,8 +223,8 @@ def _check_fields(c, given: dict) -> None:
     embedded default; then each numeric field's range (`_RANGES`)."""
     import difflib
 
-    defaults = dict(_leaves(arith_tiny.get_config().to_dict()))
-    for name, v in _leaves(given):
+    defaults = dict(leaves(arith_tiny.get_config().to_dict()))
+    for name, v in leaves(given):
         if name in defaults:
             continue
         if isinstance(v, dict) or name == "lora" or name == "value_model":
@@ -235,7 +236,7 @@ def _check_fields(c, given: dict) -> None:
             f"in {arith_tiny.__file__})",
             field=name,
         )
-    full = dict(_leaves(c.to_dict()))
+    full = dict(leaves(c.to_dict()))
     for name, default in defaults.items():
         v = full.get(name)
         if not _type_ok(default, v):
@@ -312,7 +313,7 @@ _INERT = (
 
 
 def _check_inert(c) -> None:
-    defaults = dict(_leaves(arith_tiny.get_config().to_dict()))
+    defaults = dict(leaves(arith_tiny.get_config().to_dict()))
     for field, inert, why in _INERT:
         v = _get(c, field)
         if v != defaults[field] and inert(c):

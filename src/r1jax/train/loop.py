@@ -106,16 +106,6 @@ RESUMABLE_CHANGES = (
 )
 
 
-def _leaves(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != "task_kwargs":
-            out.update(_leaves(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
-    return out
-
-
 def check_resume(c, workdir: str) -> None:
     """Raises ConfigError if `workdir` holds a run whose `config.json` differs from `c`
     in a field a resume may not change (`RESUMABLE_CHANGES` may): a resumed run
@@ -133,8 +123,8 @@ def check_resume(c, workdir: str) -> None:
         raise ConfigError(
             f"--workdir={workdir}: its config.json cannot be read ({e}): pass a new --workdir"
         ) from e
-    old = _leaves(json.loads(saved.to_json_best_effort()))
-    new = _leaves(json.loads(c.to_json_best_effort()))
+    old = dict(config_lib.leaves(json.loads(saved.to_json_best_effort())))
+    new = dict(config_lib.leaves(json.loads(c.to_json_best_effort())))
     for field in sorted(set(old) | set(new)):
         if field in RESUMABLE_CHANGES or old.get(field) == new.get(field):
             continue
