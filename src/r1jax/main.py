@@ -69,6 +69,34 @@ def _setup_logging():
     logger.propagate = False
 
 
+def _retarget_task_kwargs(config, overrides: dict) -> None:
+    """`--config.task=<other task>` without `--config.task_kwargs.*`: the config file's
+    task_kwargs were written for the file's task; when the new task does not take them
+    they are dropped (the new task's defaults apply), so `r1jax-train
+    --config.task=fractions` trains that domain on the embedded default's settings."""
+    if "task" not in overrides or any(k.startswith("task_kwargs") for k in overrides):
+        return
+    kwargs = dict(config.task_kwargs)
+    if not kwargs:
+        return
+    from r1jax.tasks import get_task, import_task_module
+
+    try:
+        import_task_module(config.task_module)
+        get_task(config.task, **kwargs)
+    except TypeError:  # the file's arguments are not the new task's
+        with config.unlocked():
+            config.task_kwargs = {}
+        print(
+            f"note: --config.task={config.task} does not take the config file's task_kwargs "
+            f"({', '.join(sorted(kwargs))}): using its defaults; set --config.task_kwargs.* to "
+            "change them",
+            file=sys.stderr,
+        )
+    except ValueError:
+        return  # an unknown task or bad value: validation reports it
+
+
 def train_entry(argv=None):
     argv = list(sys.argv if argv is None else argv)
     try:
@@ -116,6 +144,7 @@ def train_entry(argv=None):
         list(config.keys())  # the file is loaded lazily: force it here
     except (ValueError, KeyError, AttributeError, TypeError, OSError, SyntaxError) as e:
         _fail(cli_errors.config_load_error(e, argv))
+    _retarget_task_kwargs(config, config_flags.get_override_values(flags.FLAGS["config"]))
     workdir = flags.FLAGS.workdir
     if not flags.FLAGS.compile_only:
         try:

@@ -237,6 +237,8 @@ def _key_name(k):
 def _leaf_axes(path, leaf) -> tuple:
     names = tuple(_key_name(k) for k in path)
     axes = _PARAM_AXES.get(names[-2:])
+    if axes is None and "laterals" in names and names[-1] == "kernel":
+        axes = ("embed", None)  # progressive networks' lateral U_{k,j,l} [D, D]
     where = "/".join(map(str, names))
     if axes is None:
         raise ValueError(
@@ -308,7 +310,8 @@ def state_shardings(abstract_state, mesh: Mesh, rules=None, *, policy_cfg=None, 
     """Shardings for a TrainState (typically from `jax.eval_shape`).
 
     `policy`, `ref` and `value` are sharded by the rules, `policy_opt`/`value_opt` mirror
-    their params, everything else (step, rng, controllers, counters) is replicated.
+    their params, the EWC Fisher and anchor (`ewc`) the policy's; everything else (step,
+    rng, controllers, counters) is replicated.
     """
     s = abstract_state
     base = getattr(s, "base", {})
@@ -324,6 +327,9 @@ def state_shardings(abstract_state, mesh: Mesh, rules=None, *, policy_cfg=None, 
         ref = param_shardings(s.ref, mesh, rules, cfg=policy_cfg)
     val = param_shardings(s.value, mesh, rules, cfg=value_cfg)
     out = jax.tree.map(lambda _: replicated(mesh), s)
+    ewc = getattr(s, "ewc", {})
+    if jax.tree.leaves(ewc):  # the Fisher and the anchor are shaped (and split) like the policy
+        out = out.replace(ewc=out.ewc.replace(fisher=pol, anchor=pol))
     return out.replace(
         policy=pol,
         ref=ref,

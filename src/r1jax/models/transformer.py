@@ -296,6 +296,14 @@ def _remat_block(layer, x, positions, mask, policy_name, kv=None, cache_index=No
     return nnx.remat(run, policy=REMAT_POLICIES[policy_name])(layer, x, positions, mask, kv)
 
 
+def apply_block(layer, x, positions, mask, kv, cache_index, remat: str | None):
+    """`layer(x, ...)`, under the named remat policy when `remat` is given (training
+    passes); returns `(x, kv)`."""
+    if remat:
+        return _remat_block(layer, x, positions, mask, remat, kv, cache_index)
+    return layer(x, positions, mask, kv, cache_index)
+
+
 class Decoder(nnx.Module):
     """Token embedding, blocks and final norm; returns hidden states `[B, L, D]`."""
 
@@ -324,12 +332,9 @@ class Decoder(nnx.Module):
         remat = (cache is None or train) and self.cfg.remat != "none"
         for i, layer in enumerate(self.layers):
             kv = None if cache is None else (cache.k[i], cache.v[i])
-            if remat:
-                x, kv = _remat_block(
-                    layer, x, positions_bl, mask_bls, self.cfg.remat, kv, cache_index
-                )
-            else:
-                x, kv = layer(x, positions_bl, mask_bls, kv, cache_index)
+            x, kv = apply_block(
+                layer, x, positions_bl, mask_bls, kv, cache_index, self.cfg.remat if remat else None
+            )
             if cache is not None:
                 new_k.append(kv[0])
                 new_v.append(kv[1])

@@ -17,6 +17,7 @@ from r1jax.tasks.base import (
     split_of,
 )
 from r1jax.tasks.arithmetic import ArithmeticTask, Step, render_solution
+from r1jax.tasks.domains import DOMAINS, DomainTask
 from r1jax.tasks.gsm8k import R1_TEMPLATE, Gsm8kTask
 
 __all__ = [
@@ -39,4 +40,6 @@ __all__ = [
     "render_solution",
     "Gsm8kTask",
     "R1_TEMPLATE",
+    "DOMAINS",
+    "DomainTask",
 ]

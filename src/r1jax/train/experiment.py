@@ -49,7 +49,7 @@ from r1jax.train.state import (
 )
 
 log = logging.getLogger("r1jax")
-LATER_FIELDS = ("kl",)  # TrainState fields newer than some checkpoints (adaptive KL β)
+LATER_FIELDS = ("kl", "ewc")  # TrainState fields newer than some checkpoints (adaptive KL β, EWC)
 LORA_STREAM = 7  # fold_in of the seed's key for the LoRA adapters' init
 HF_DIR = "hf"  # <workdir>/hf/: copy of the pretrained checkpoint's config and tokenizer
 HF_FILES = (

@@ -36,7 +36,7 @@ from r1jax import rl
 from r1jax.models.transformer import causal_mask, positions_from_mask
 from r1jax.sampling import grouped_hidden, grouped_sequence_logits, sequence_logits, token_logp
 from r1jax.train.reductions import Axis, token_count
-from r1jax.train.state import guarded_update, policy_params
+from r1jax.train.state import add_ewc_penalty, guarded_update, policy_params
 
 __all__ = [
     "chunked_rows",
@@ -237,6 +237,8 @@ def policy_epochs(
         )
         # Shard contributions → global minibatch loss and gradient.
         loss, grads, aux["pg_loss"] = ax.psum((loss, grads, aux["pg_loss"]))
+        # Continual learning: the EWC penalty at the current params (0 without EWC).
+        loss, grads, aux = add_ewc_penalty(state.ewc, params, loss, grads, aux)
         params, opt, bad = guarded_update(tx, grads, opt, params, loss)
         aux = dict(aux, loss=loss, grad_norm=optax.tree.norm(grads))
         return (params, opt, skipped + bad), aux

@@ -307,6 +307,8 @@ def rl_iteration(
             skipped_updates=skipped,
             score_fields=scores.mean(0),
         )
+        if "ewc_penalty" in last:  # continual learning: the EWC term of the policy loss
+            metrics["ewc_penalty"] = last["ewc_penalty"]
         new_state = state.replace(
             step=state.step + 1,
             policy=new_policy,

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from r1jax.train.state import Graphs, TrainState, guarded_update, policy_model
+from r1jax.train.state import Graphs, TrainState, add_ewc_penalty, guarded_update, policy_model
 
 
 @flax.struct.dataclass
@@ -99,6 +99,9 @@ def sft_step(
 ):
     """One AdamW step on the policy; returns (new_state, metrics).
 
+    With `state.ewc` (continual learning) the loss includes the EWC penalty, also
+    reported on its own as `ewc_penalty` (`loss` is cross-entropy + penalty).
+
     `axis_name`: inside `pmap`, `batch` is this device's rows and the state replicated.
     `grad_accum`: the rows are processed in that many sequential microbatches whose
     losses and gradients add up to the whole batch's (one update, less activation memory).
@@ -124,6 +127,8 @@ def sft_step(
         ((loss, aux), grads), _ = jax.lax.scan(micro, zeros, micro_bs)
     if axis_name is not None:
         loss, grads, aux = jax.lax.psum((loss, grads, aux), axis_name)
+    # Continual learning: the EWC penalty of earlier tasks (0 without EWC).
+    loss, grads, aux = add_ewc_penalty(state.ewc, state.policy, loss, grads, aux)
     params, opt, bad = guarded_update(tx, grads, state.policy_opt, state.policy, loss)
     skipped = state.skipped + bad
     new_state = state.replace(step=state.step + 1, policy=params, policy_opt=opt, skipped=skipped)

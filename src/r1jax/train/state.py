@@ -27,6 +27,7 @@ from r1jax.rl.controllers import (
     init_entropy_coef,
     init_kl_coef,
 )
+from r1jax.rl.ewc import penalty as ewc_penalty
 
 
 @flax.struct.dataclass
@@ -45,6 +46,10 @@ class TrainState:
     # With LoRA: the frozen base weights; `policy`, `ref` and `policy_opt` then hold only
     # adapters (`models.lora`). {} without LoRA. Checkpoints leave the base out.
     base: Any = dataclasses.field(default_factory=dict)
+    # Continual learning: the EWC state of earlier tasks (`rl.ewc.EWCState`: Fisher,
+    # anchor, λ over the trainable `policy` params), whose penalty the SFT and RL steps
+    # add to the loss (metric `ewc_penalty`). {} = no EWC. Saved in checkpoints.
+    ewc: Any = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +154,18 @@ def start_rl(state: TrainState, policy_tx, value_tx) -> TrainState:
         value_opt=value_tx.init(state.value),
         ref=jax.tree.map(jnp.copy, state.policy),
     )
+
+
+def add_ewc_penalty(ewc, params, loss, grads, aux: dict):
+    """`loss` and `grads` (global, after any `psum`) with the EWC penalty of `ewc`
+    (`TrainState.ewc`) at the trainable `params` added, and `aux["ewc_penalty"]`;
+    unchanged without EWC (`{}`). The penalty depends on the params only, which every
+    shard holds whole or sharded alike, so it is added once, not per shard."""
+    if not jax.tree.leaves(ewc):
+        return loss, grads, aux
+    pen, pen_grads = jax.value_and_grad(ewc_penalty)(params, ewc)
+    grads = jax.tree.map(jnp.add, grads, pen_grads)
+    return loss + pen, grads, dict(aux, ewc_penalty=pen)
 
 
 def guarded_update(tx, grads, opt_state, params, loss):

@@ -1,0 +1,211 @@
+"""Continual learning over ten reasoning domains: naive fine-tuning, EWC, online EWC and
+progressive networks, same seeds and budget per task (`r1jax.train.continual`).
+
+  python experiments/continual.py --workdir=runs/continual              # the measured run
+  python experiments/continual.py --workdir=/tmp/cl --smoke             # seconds per method
+  python experiments/continual.py --workdir=W --methods=naive,ewc --seeds=0,1 \
+      --lambdas=1,10 --override=steps_per_task=100
+
+Writes `W/continual.json`: per method the accuracy matrix `R` (row i = after task i,
+column j = task j; the mean over seeds), `acc`, `bwt`, `forgetting`, `retention`,
+`params`, `seconds`, the per-seed results, and for the EWC methods the λ sweep
+(`sweep`, every λ's figures) with the λ reported (`lambda`, chosen by `--select`).
+Also `W/R_<method>.png` (heat maps) and a table on stdout. Finished cells (method, λ,
+seed) are kept in `W/cells/` and skipped when the command is run again; a cell stopped
+midway resumes after its last finished task (a checkpoint per task: params, EWC Fisher
+and anchor, the rows of R so far), so an interrupted experiment continues where it
+stopped with the numbers it would have had.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+from absl import app, flags, logging
+
+flags.DEFINE_string("workdir", None, "Output directory (continual.json, heat maps).")
+flags.DEFINE_list("methods", ["naive", "ewc", "online_ewc", "progressive"], "Methods to run.")
+flags.DEFINE_list("seeds", ["0"], "Seeds (model init, data); R is averaged over them.")
+flags.DEFINE_list("lambdas", ["0.3", "3", "30"], "EWC λ sweep (ewc and online_ewc).")
+flags.DEFINE_bool("smoke", False, "Tiny model, 2 steps per task, 8 held-out problems.")
+flags.DEFINE_enum(
+    "select", "acc", ["acc", "retention"], "Which λ of the sweep is reported as the method's."
+)
+flags.DEFINE_multi_string(
+    "override", [], "A config field as key=value (r1jax/configs/continual.py), repeatable."
+)
+FLAGS = flags.FLAGS
+
+
+def _usage(msg: str):
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _config():
+    from r1jax.configs import continual as cfg_lib
+
+    c = cfg_lib.get_config("smoke" if FLAGS.smoke else "")
+    for item in FLAGS.override:
+        key, sep, text = item.partition("=")
+        if not sep or key not in c or isinstance(c[key], dict):
+            _usage(f"--override={item!r}: give key=value with a top-level field of the config")
+        old = c[key]
+        try:
+            value = type(old)(json.loads(text)) if not isinstance(old, str) else text
+        except (ValueError, TypeError):
+            _usage(f"--override={item!r}: {text!r} is not a {type(old).__name__}")
+        c[key] = value
+    return c
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _heatmap(path: str, title: str, R, names) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(R)
+    fig, ax = plt.subplots(figsize=(1 + 0.62 * n, 0.8 + 0.55 * n))
+    im = ax.imshow(R, vmin=0, vmax=1, cmap="viridis")
+    for i in range(n):
+        for j in range(n):
+            ax.text(
+                j,
+                i,
+                f"{R[i][j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if R[i][j] < 0.6 else "black",
+            )
+    ax.set_xticks(range(n), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), [f"after {x}" for x in names], fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv):
+    if len(argv) > 1:
+        _usage(f"unexpected arguments {argv[1:]}")
+    if not FLAGS.workdir:
+        _usage("--workdir is required: the directory to write continual.json to")
+    import numpy as np
+
+    from r1jax.train import continual
+
+    bad = [m for m in FLAGS.methods if m not in continual.METHODS]
+    if bad:
+        _usage(f"--methods: unknown {bad}; use some of {','.join(continual.METHODS)}")
+    try:
+        seeds = [int(s) for s in FLAGS.seeds]
+        lambdas = [float(x) for x in FLAGS.lambdas]
+    except ValueError as e:
+        _usage(f"--seeds are integers and --lambdas numbers ({e})")
+    if not seeds or not lambdas or min(lambdas) < 0:
+        _usage("give at least one seed and one λ >= 0")
+    c = _config()
+    os.makedirs(os.path.join(FLAGS.workdir, "cells"), exist_ok=True)
+
+    bases = {}
+
+    def base(seed):  # the shared base model of a seed, pretrained once per process
+        if seed not in bases:
+            bases[seed] = continual.pretrain_base(c, seed)
+        return bases[seed]
+
+    def cell(method, lam, seed):
+        name = f"{method}-seed{seed}" + ("" if lam is None else f"-lambda{lam:g}")
+        path = os.path.join(FLAGS.workdir, "cells", name + ".json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                return json.load(f)
+        c_run = c.copy_and_resolve_references()
+        if lam is not None:
+            c_run.ewc_lambda = lam
+        ckpt_dir = os.path.join(FLAGS.workdir, "cells", name + ".ckpt")  # after each task
+        res = continual.run_method(c_run, method, seed, base=base(seed), ckpt_dir=ckpt_dir)
+        _write_json(path, res)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        return res
+
+    def summary(runs):
+        R = np.mean([r["R"] for r in runs], axis=0)
+        out = {"R": R.tolist(), **continual.forgetting_metrics(R)}
+        out["params"] = runs[0]["params"]
+        out["seconds"] = float(sum(r["seconds"] for r in runs))
+        out["per_seed"] = [
+            {k: r[k] for k in ("R", "acc", "bwt", "forgetting", "retention", "seconds")}
+            | {"seed": s}
+            for s, r in zip(seeds, runs)
+        ]
+        return out
+
+    results = {
+        "config": c.to_dict(),
+        "seeds": seeds,
+        "domains": list(c.domains),
+        "select": FLAGS.select,
+    }
+    out_path = os.path.join(FLAGS.workdir, "continual.json")
+    rows = []
+    for method in FLAGS.methods:
+        if method in ("ewc", "online_ewc"):
+            sweep = []
+            for lam in lambdas:
+                s = summary([cell(method, lam, seed) for seed in seeds])
+                sweep.append({"lambda": lam, **s})
+            best = max(sweep, key=lambda s: (s[FLAGS.select], s["acc"]))
+            results[method] = {
+                **best,
+                "sweep": [
+                    {
+                        k: s[k]
+                        for k in ("lambda", "acc", "bwt", "forgetting", "retention", "seconds")
+                    }
+                    | {"diag_mean": float(np.mean(np.diag(s["R"])))}
+                    for s in sweep
+                ],
+            }
+            rows += [(method, s["lambda"], s) for s in sweep]
+        else:
+            results[method] = summary([cell(method, None, seed) for seed in seeds])
+            rows.append((method, None, results[method]))
+        _write_json(out_path, results)
+        _heatmap(
+            os.path.join(FLAGS.workdir, f"R_{method}.png"),
+            f"{method}: accuracy after each task (seeds {','.join(map(str, seeds))})",
+            results[method]["R"],
+            list(c.domains),
+        )
+    header = (
+        f"{'method':<12} {'lambda':>7} {'acc':>6} {'bwt':>7} {'forget':>7} {'retain':>7} "
+        f"{'diag':>6} {'params':>9} {'seconds':>8}"
+    )
+    print(header)
+    for method, lam, s in rows:
+        chosen = "*" if lam is not None and results[method].get("lambda") == lam else " "
+        print(
+            f"{method:<12} {'' if lam is None else f'{lam:g}':>6}{chosen} {s['acc']:6.3f} "
+            f"{s['bwt']:7.3f} {s['forgetting']:7.3f} {s['retention']:7.3f} "
+            f"{np.mean(np.diag(s['R'])):6.3f} {s['params']:9d} {s['seconds']:8.1f}"
+        )
+    print(f"wrote {out_path}")
+
+
+if __name__ == "__main__":
+    logging.set_verbosity(logging.WARNING)
+    app.run(main)

@@ -1,0 +1,53 @@
+"""Continual learning over the ten reasoning domains (`experiments/continual.py`).
+
+Each domain (`r1jax.tasks.DOMAINS`, in that order) is trained for the same number of
+SFT steps with a fresh AdamW schedule, then every domain is evaluated (greedy, the
+task's own verifier) to fill one row of the accuracy matrix R. Variants: "" (the
+measured setting, BENCHMARKS.md) and "smoke" (seconds per method; the tests).
+"""
+
+import ml_collections
+
+from r1jax.tasks.domains import DOMAINS
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.domains = tuple(DOMAINS)  # trained in this order
+    c.model = ml_collections.ConfigDict(
+        dict(d_model=64, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=32, mlp_dim=192)
+    )  # progressive networks: each column has these sizes
+    c.max_prompt_len = 144  # P, prompt tokens (left-padded; questions are <= 140 chars)
+    c.max_new_tokens = 80  # T, completion tokens (references + EOS are <= 80)
+    c.base_steps = 1000  # pretraining of the shared base model on math text (the domains'
+    # reference solutions without questions): every method starts from it
+    c.steps_per_task = 300  # SFT steps on each task (the same budget for every method)
+    c.rows = 16  # packed rows per step, each P + T tokens
+    c.max_examples = 40  # problems drawn per step (those that do not fit are dropped)
+    c.lr = 3e-3  # peak AdamW learning rate (warmup then cosine to lr/10, per task)
+    c.warmup = 15  # warmup steps per task
+    c.weight_decay = 0.0  # AdamW decay (it would pull every weight to 0, EWC anchors too)
+    c.grad_clip = 1.0  # global-norm gradient clip
+    c.eval_problems = 128  # held-out problems per domain (hash-disjoint from training)
+    c.eval_seed = 4321  # seed of the held-out sets
+    c.eval_batch = 128  # greedy-decoding batch
+    c.ewc_lambda = 3.0  # λ of the EWC penalty λ/2 Σ F (θ − θ*)² (the experiment sweeps it;
+    # at λ = 1 a naive task's drift costs ~3 nats against a cross-entropy of ~0.2)
+    c.online_gamma = 1.0  # γ of online EWC: F ← γ F + F_k
+    c.fisher_kind = "true"  # "true": the policy's own samples; "empirical": references
+    c.fisher_examples = 256  # examples per Fisher estimate
+    c.fisher_chunk = 16  # per-example gradients held at once
+    if arg == "smoke":
+        c.model.update(d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=16, mlp_dim=64)
+        c.steps_per_task = 2
+        c.base_steps = 2
+        c.rows = 4
+        c.max_examples = 8
+        c.warmup = 1
+        c.eval_problems = 8
+        c.eval_batch = 8
+        c.fisher_examples = 8
+        c.fisher_chunk = 4
+    elif arg:
+        raise ValueError(f"unknown variant {arg!r} of continual; use '' or 'smoke'")
+    return c

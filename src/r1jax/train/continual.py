@@ -1,0 +1,461 @@
+"""Continual learning across reasoning domains: train tasks in sequence, measure forgetting.
+
+``run_method(c, method, seed)`` trains the domains ``c.domains`` one after another with
+the trainer's jitted SFT step (the same budget per task: ``c.steps_per_task`` steps,
+a fresh AdamW schedule per task) and after each task evaluates the model on every
+domain's held-out problems (greedy decoding, each task's own verifier: the trainer's
+evaluator), which fills row i of the accuracy matrix ``R`` (row i = after task i,
+column j = task j). Methods (``METHODS``):
+
+* ``naive``: plain sequential fine-tuning of one model (the forgetting baseline);
+* ``ewc``: offline EWC (Kirkpatrick et al. 2017), one anchor per finished task, the
+  Fisher recomputed after each task (``rl.ewc``); the penalty is a loss term of the
+  jitted SFT step (``TrainState.ewc``, metric ``ewc_penalty``);
+* ``online_ewc``: online EWC (Schwarz et al. 2018), F ← γF + F_k, the last anchor;
+* ``progressive``: progressive networks (Rusu et al. 2016, ``models.progressive``): a
+  new column per task with lateral connections from the frozen earlier ones; the task
+  id selects the column, so earlier tasks' outputs cannot change.
+
+The Fisher is the true Fisher (``c.fisher_kind="true"``: log-likelihood gradients of
+completions the policy samples itself) or the empirical Fisher (``"empirical"``: of the
+reference solutions), per example (``rl.ewc.fisher_diagonal``).
+
+``forgetting_metrics(R)`` gives the standard summaries (Lopez-Paz & Ranzato 2017;
+Chaudhry et al. 2018): ``acc`` (mean final accuracy), ``bwt`` (backward transfer),
+``forgetting`` (mean drop from each task's best earlier accuracy) and ``retention``
+(mean of final accuracy / accuracy just after learning the task).
+
+Everything is a pure function of (config, method, seed): the same arguments give the
+same ``R`` on the same machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from r1jax.checkpoint import Checkpointer
+from r1jax.config import model_config
+from r1jax.evaluate import evaluate, make_decoder
+from r1jax.models import progressive as prog
+from r1jax.models.transformer import CausalLM
+from r1jax.rewards.scoring import TaskScorer
+from r1jax.rl import ewc as ewc_lib
+from r1jax.tasks import get_task, heldout_set, sample_mixture
+from r1jax.tokenizer import CharTokenizer
+from r1jax.train.sft_step import pack_examples, sft_loss, sft_step
+from r1jax.train.state import Graphs, create_state, guarded_update, init_params, make_optimizer
+
+__all__ = [
+    "FISHER_KINDS",
+    "METHODS",
+    "fisher_rows",
+    "forgetting_metrics",
+    "run_method",
+    "sequence_logp",
+]
+
+log = logging.getLogger("r1jax")
+
+METHODS = ("naive", "ewc", "online_ewc", "progressive")
+FISHER_KINDS = ("true", "empirical")
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+def forgetting_metrics(R) -> dict:
+    """Summaries of a T×T accuracy matrix ``R`` (row i = after task i, column j = task j).
+
+    * ``acc`` = mean_j R[T-1, j];
+    * ``bwt`` = mean_{j<T-1} (R[T-1, j] − R[j, j]) (negative = forgetting);
+    * ``forgetting`` = mean_{j<T-1} (max_{j≤i<T-1} R[i, j] − R[T-1, j]);
+    * ``retention`` = mean_j R[T-1, j] / R[j, j] over the tasks with R[j, j] > 0 (the
+      last task counts as 1; a task never learned, R[j, j] = 0, is left out and listed
+      in ``unlearned``). Not clipped: backward transfer can raise it above 1.
+    """
+    R = np.asarray(R, np.float64)
+    if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] == 0:
+        raise ValueError(f"R must be a non-empty square matrix, got shape {R.shape}")
+    t = R.shape[0]
+    final, diag = R[-1], np.diag(R)
+    learned = diag > 0
+    ratios = final[learned] / diag[learned]
+    out = {
+        "acc": float(final.mean()),
+        "bwt": float((final[:-1] - diag[:-1]).mean()) if t > 1 else 0.0,
+        "forgetting": (
+            float(np.mean([R[j : t - 1, j].max() - final[j] for j in range(t - 1)]))
+            if t > 1
+            else 0.0
+        ),
+        "retention": float(ratios.mean()) if ratios.size else 0.0,
+        "unlearned": [int(j) for j in np.flatnonzero(~learned)],
+    }
+    return out
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def _encode_rows(tok: CharTokenizer, prompts, completions, length: int):
+    """Unpacked rows (one example each, left-aligned) for per-example log-likelihoods:
+    ``tokens``, ``targets``, ``loss_mask`` (the completion tokens and EOS) ``[N, length]``."""
+    n = len(prompts)
+    tokens = np.full((n, length), tok.pad_id, np.int32)
+    targets = np.zeros((n, length), np.int32)
+    mask = np.zeros((n, length), bool)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        seq = (list(p) + list(c))[:length]
+        tokens[i, : len(seq)] = seq
+        targets[i, : len(seq) - 1] = seq[1:]
+        mask[i, len(p) - 1 : len(seq) - 1] = True
+    return {"tokens": tokens, "targets": targets, "loss_mask": mask}
+
+
+def sequence_logp(graphs: Graphs, params, row) -> jax.Array:
+    """log p(completion | prompt) of ONE unpacked row (``_encode_rows``): the sum of the
+    completion tokens' log-probabilities (the per-example log-likelihood of the Fisher)."""
+    model = nnx.merge(graphs.policy, params)
+    tokens = row["tokens"][None]
+    length = tokens.shape[1]
+    valid = jnp.ones((1, length), bool)
+    mask = jnp.tril(jnp.ones((length, length), bool))[None] & valid[:, None, :]
+    logits, _ = model(tokens, jnp.arange(length)[None], mask)
+    logp = jax.nn.log_softmax(logits[0], axis=-1)
+    picked = jnp.take_along_axis(logp, row["targets"][:, None], axis=-1)[:, 0]
+    return jnp.sum(picked * row["loss_mask"])
+
+
+def fisher_rows(c, task, tok: CharTokenizer, seed: int, *, sampler=None, params=None):
+    """The Fisher's examples of ``task``: ``c.fisher_examples`` train problems with their
+    reference solutions (empirical) or with completions ``sampler(params, ...)`` draws
+    from the policy at temperature 1 (true Fisher)."""
+    rng = np.random.default_rng([seed, 7, c.domains.index(task.name)])
+    problems = sample_mixture(task, rng, c.fisher_examples, "train")
+    prompts = [tok.encode(task.format_prompt(p)) for p in problems]
+    if c.fisher_kind == "empirical":
+        completions = [tok.encode(p.solution) + [tok.eos_id] for p in problems]
+    else:
+        ptok, pmask = tok.encode_left_padded(
+            [task.format_prompt(p) for p in problems], c.max_prompt_len
+        )
+        key = jax.random.PRNGKey(seed * 1000 + c.domains.index(task.name))
+        out = np.asarray(sampler(params, ptok, pmask, key, jnp.int32(0)))
+        completions = []
+        for row in out:
+            ids = [int(x) for x in row if x != tok.pad_id]
+            completions.append(ids)  # EOS kept when the policy wrote it
+    return _encode_rows(tok, prompts, completions, c.max_prompt_len + c.max_new_tokens)
+
+
+# ------------------------------------------------------------------------------ training
+
+
+def _sft_batch(c, task, tok: CharTokenizer, seed: int, task_index: int, step: int):
+    rng = np.random.default_rng([seed, 1, task_index, step])
+    examples = [
+        (tok.encode(task.format_prompt(p)), tok.encode(p.solution) + [tok.eos_id])
+        for p in sample_mixture(task, rng, c.max_examples, "train")
+    ]
+    return pack_examples(examples, c.rows, c.max_prompt_len + c.max_new_tokens, tok.pad_id)
+
+
+def _optimizer(c):
+    return make_optimizer(
+        c.lr,
+        warmup=c.warmup,
+        total=c.steps_per_task,
+        weight_decay=c.weight_decay,
+        grad_clip=c.grad_clip,
+    )
+
+
+BASE_PROMPT = "Steps:\n"  # the prompt of the base model's pretraining text
+
+
+def _base_batch(c, tasks, tok: CharTokenizer, seed: int, step: int):
+    """Pretraining text: reference solutions (step equations and the answer line) of
+    train problems of every domain, without their questions."""
+    rng = np.random.default_rng([seed, 3, step])
+    prompt = tok.encode(BASE_PROMPT)
+    examples = []
+    for k in rng.integers(len(tasks), size=c.max_examples):
+        (p,) = sample_mixture(tasks[int(k)], rng, 1, "train")
+        examples.append((prompt, tok.encode(p.solution) + [tok.eos_id]))
+    return pack_examples(examples, c.rows, c.max_prompt_len + c.max_new_tokens, tok.pad_id)
+
+
+def pretrain_base(c: ml_collections.ConfigDict, seed: int):
+    """The base model every method starts from (the params of a ``CausalLM``):
+    ``c.base_steps`` SFT steps on math text, the reference solutions of all domains
+    without their questions, so the model can compute before it learns any domain's
+    questions, as a pretrained language model can (``c.base_steps=0``: the random init).
+    """
+    tok = CharTokenizer()
+    cfg = model_config(c, tok.vocab_size)
+    policy, _ = init_params(cfg, None, seed)
+    if c.base_steps <= 0:
+        return policy
+    tasks = [get_task(name) for name in c.domains]
+    graphs = Graphs(
+        nnx.graphdef(nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0)))), None, cfg
+    )
+    tx = make_optimizer(
+        c.lr, warmup=c.warmup, total=c.base_steps, weight_decay=0.0, grad_clip=c.grad_clip
+    )
+    state = create_state(
+        policy, {}, tx, tx, seed=seed, eps_low=0.2, eps_high=0.2, entropy_coef=1e-3, kl_coef=0.0
+    )
+    step = jax.jit(functools.partial(sft_step, graphs=graphs, tx=tx), donate_argnums=0)
+    for s in range(c.base_steps):
+        state, _ = step(state, _base_batch(c, tasks, tok, seed, s))
+    return jax.device_get(state.policy)
+
+
+class _Evaluator:
+    """Held-out accuracy of every domain, through the trainer's evaluator."""
+
+    def __init__(self, c, tasks, tok: CharTokenizer):
+        self.c, self.tasks, self.tok = c, tasks, tok
+        self.sets = [heldout_set(t, c.eval_problems, seed=c.eval_seed) for t in tasks]
+        self.scorers = [TaskScorer(t) for t in tasks]
+
+    def accuracy(self, params, greedy, j: int) -> float:
+        task = self.tasks[j]
+        res = evaluate(
+            params,
+            self.sets[j],
+            scorer=self.scorers[j],
+            tokenizer=self.tok,
+            prompt_text=task.format_prompt,
+            encode_prompts=lambda texts: self.tok.encode_left_padded(texts, self.c.max_prompt_len),
+            greedy=greedy,
+            batch_size=min(self.c.eval_batch, len(self.sets[j])),
+        )
+        return float(res["accuracy"])
+
+    def close(self):
+        for s in self.scorers:
+            s.close()
+
+
+class _Progress:
+    """One run's accuracy rows, EWC penalties and per-task checkpoints: after each task
+    the state (params, and the EWC Fisher and anchor) and the rows so far are saved, so
+    a stopped run resumes after its last finished task exactly as if never stopped (the
+    batches are pure functions of (seed, task, step) and each task starts a fresh
+    optimizer)."""
+
+    def __init__(self, n: int, ckpt_dir, on_task):
+        self.R = np.zeros((n, n))
+        self.penalties: list[float] = []
+        self.seconds = 0.0  # spent by earlier processes on this run
+        self.on_task = on_task
+        self.ckpt = Checkpointer(ckpt_dir, keep=1) if ckpt_dir else None
+
+    def resume(self, target):
+        """``(tasks done, restored state or None)``."""
+        done = None if self.ckpt is None else self.ckpt.latest("rl")
+        if not done:
+            return 0, None
+        state, meta = self.ckpt.restore("rl", done, target)
+        self.R[:done] = np.asarray(meta["R"])
+        self.penalties = list(meta["penalties"])
+        self.seconds = float(meta["seconds"])
+        log.info("resuming after task %d from %s", done - 1, self.ckpt.root)
+        return done, state
+
+    def task_done(self, i: int, state, elapsed: float) -> None:
+        if self.ckpt is not None:
+            meta = {
+                "R": self.R[: i + 1].tolist(),
+                "penalties": self.penalties,
+                "seconds": self.seconds + elapsed,
+            }
+            self.ckpt.save("rl", i + 1, state, meta)
+        if self.on_task is not None:
+            self.on_task(i, self.R[i])
+
+    def close(self):
+        if self.ckpt is not None:
+            self.ckpt.close()
+
+
+def run_method(
+    c: ml_collections.ConfigDict,
+    method: str,
+    seed: int,
+    *,
+    base=None,
+    ckpt_dir: str | None = None,
+    on_task=None,
+    keep_state: bool = False,
+) -> dict:
+    """Trains ``c.domains`` in sequence with ``method``; returns ``{"R", "params",
+    "seconds", "ewc_penalty" (per task, at its last step), **forgetting_metrics(R)}``.
+
+    Every method starts from the same base model, ``base`` (default
+    ``pretrain_base(c, seed)``; pass it to share one across methods); progressive
+    networks start each new column from it. ``params`` is the number of parameters the
+    method holds at the end (progressive: every column and lateral used).
+    ``ckpt_dir``: checkpoints after each task there, and resumes from the last one.
+    ``on_task(i, row)`` is called after each task (after its checkpoint).
+    ``keep_state``: the final params (and EWC state) under ``"state"`` (host arrays).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
+    if c.fisher_kind not in FISHER_KINDS:
+        raise ValueError(f"fisher_kind must be one of {FISHER_KINDS}, got {c.fisher_kind!r}")
+    t0 = time.perf_counter()
+    tok = CharTokenizer()
+    tasks = [get_task(name) for name in c.domains]
+    run = _Run(c, method, seed, tok, tasks, _Evaluator(c, tasks, tok), t0)
+    progress = _Progress(len(tasks), ckpt_dir, on_task)
+    try:
+        if base is None:
+            base = pretrain_base(c, seed)
+        if method == "progressive":
+            params_count, state = _run_progressive(run, progress, base)
+        else:
+            params_count, state = _run_shared(run, progress, base)
+    finally:
+        run.ev.close()
+        progress.close()
+    R = progress.R
+    out = {
+        "R": R.tolist(),
+        "params": int(params_count),
+        "seconds": progress.seconds + time.perf_counter() - t0,
+    }
+    if progress.penalties:
+        out["ewc_penalty"] = progress.penalties
+    out.update(forgetting_metrics(R))
+    if keep_state:
+        out["state"] = jax.device_get(state)
+    return out
+
+
+class _Run:
+    """What every method of one run shares."""
+
+    def __init__(self, c, method, seed, tok, tasks, ev, t0):
+        self.c, self.method, self.seed, self.tok, self.tasks, self.ev = (
+            c,
+            method,
+            seed,
+            tok,
+            tasks,
+            ev,
+        )
+        self.t0 = t0
+        self.cfg = model_config(c, tok.vocab_size)
+        self.decode_kw = dict(max_new_tokens=c.max_new_tokens, eos_id=tok.eos_id, pad_id=tok.pad_id)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def _run_shared(run: _Run, progress: _Progress, base):
+    """naive / ewc / online_ewc: one model trained on every task in turn."""
+    c, cfg, tok, tasks, seed, method = run.c, run.cfg, run.tok, run.tasks, run.seed, run.method
+    pgraph = nnx.graphdef(nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0))))
+    graphs = Graphs(pgraph, None, cfg)
+    policy = jax.tree.map(jnp.array, base)  # a copy: the steps donate their state
+    tx = _optimizer(c)
+    state = create_state(
+        policy, {}, tx, tx, seed=seed, eps_low=0.2, eps_high=0.2, entropy_coef=1e-3, kl_coef=0.0
+    )
+    if method != "naive":
+        state = state.replace(ewc=ewc_lib.init_ewc(policy, c.ewc_lambda))
+
+    def saved(st):  # what a checkpoint holds: the params, and the EWC Fisher and anchor
+        return {"policy": st.policy, "ewc": st.ewc} if method != "naive" else {"policy": st.policy}
+
+    start, restored = progress.resume(saved(state))
+    if restored is not None:
+        state = state.replace(**restored)
+    step = jax.jit(functools.partial(sft_step, graphs=graphs, tx=tx), donate_argnums=0)
+    greedy = make_decoder(pgraph, **run.decode_kw)
+    sampler = make_decoder(pgraph, temperature=1.0, **run.decode_kw)
+    logp = functools.partial(sequence_logp, graphs)
+    fisher_fn = jax.jit(
+        lambda p, rows: ewc_lib.fisher_diagonal(logp, p, rows, chunk=c.fisher_chunk)
+    )
+    for i in range(start, len(tasks)):
+        task = tasks[i]
+        state = state.replace(policy_opt=tx.init(state.policy))
+        metrics = None
+        for s in range(c.steps_per_task):
+            state, metrics = step(state, _sft_batch(c, task, tok, seed, i, s))
+        if metrics is not None and "ewc_penalty" in metrics:
+            progress.penalties.append(float(metrics["ewc_penalty"]))
+        progress.R[i] = [run.ev.accuracy(state.policy, greedy, j) for j in range(len(tasks))]
+        log.info(
+            "%s seed %d after task %d (%s): %s", method, seed, i, task.name, _fmt(progress.R[i])
+        )
+        if method != "naive" and i < len(tasks) - 1:
+            rows = fisher_rows(c, task, tok, seed, sampler=sampler, params=state.policy)
+            fisher = fisher_fn(state.policy, jax.tree.map(jnp.asarray, rows))
+            mode = "online" if method == "online_ewc" else "offline"
+            state = state.replace(
+                ewc=ewc_lib.consolidate(
+                    state.ewc, fisher, state.policy, mode=mode, gamma=c.online_gamma
+                )
+            )
+        progress.task_done(i, saved(state), run.elapsed())
+    return sum(x.size for x in jax.tree.leaves(state.policy)), saved(state)
+
+
+def _run_progressive(run: _Run, progress: _Progress, base):
+    """A column per task (``models.progressive``), each starting from the base model
+    (laterals from zero); only the new column trains."""
+    c, cfg, tok, tasks, seed = run.c, run.cfg, run.tok, run.tasks, run.seed
+    n = len(tasks)
+    params = prog.init_progressive_params(cfg, n, seed)
+    for col in params["model"]["columns"].values():
+        col.update(jax.tree.map(jnp.array, base["model"]))
+    start, restored = progress.resume({"params": params})
+    if restored is not None:
+        params = restored["params"]
+    tx = _optimizer(c)
+    greedy = {}
+    for i in range(start, n):
+        task = tasks[i]
+        gdef = prog.progressive_graphdef(cfg, n, i)
+        graphs = Graphs(gdef, None, cfg)
+        train, frozen = prog.split_trainable(params, i)
+
+        def one_step(train, opt, batch, frozen=frozen, graphs=graphs):
+            def loss_fn(tp):
+                return sft_loss(prog.merge_trainable(tp, frozen), batch, graphs)
+
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(train)
+            train, opt, _ = guarded_update(tx, grads, opt, train, loss)
+            return train, opt
+
+        step = jax.jit(one_step, donate_argnums=(0, 1))
+        opt = tx.init(train)
+        for s in range(c.steps_per_task):
+            train, opt = step(train, opt, _sft_batch(c, task, tok, seed, i, s))
+        params = prog.merge_trainable(train, frozen)
+        row = []
+        for j in range(n):
+            if j not in greedy:
+                greedy[j] = make_decoder(prog.progressive_graphdef(cfg, n, j), **run.decode_kw)
+            row.append(run.ev.accuracy(params, greedy[j], j))
+        progress.R[i] = row
+        log.info("progressive seed %d after task %d (%s): %s", seed, i, task.name, _fmt(row))
+        progress.task_done(i, {"params": params}, run.elapsed())
+    return prog.param_count(params, n - 1), {"params": params}
+
+
+def _fmt(row) -> str:
+    return " ".join(f"{x:.2f}" for x in row)

@@ -1,0 +1,145 @@
+"""Continual learning: the forgetting metrics on a known R, and `experiments/continual.py
+--smoke` end to end (every method, the JSON's shape, its arithmetic, heat maps, resume)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from r1jax.train.continual import forgetting_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(ROOT, "experiments", "continual.py")
+
+# A 3-task run: task 0 learned to 0.8, dropped to 0.6 then 0.4; task 1 learned to 0.5,
+# rose to 0.6 (backward transfer); task 2 never learned (0.0 on its diagonal).
+KNOWN_R = [
+    [0.8, 0.1, 0.0],
+    [0.6, 0.5, 0.1],
+    [0.4, 0.6, 0.0],
+]
+
+
+def test_forgetting_metrics_on_a_known_matrix():
+    m = forgetting_metrics(KNOWN_R)
+    assert m["acc"] == pytest.approx((0.4 + 0.6 + 0.0) / 3)
+    assert m["bwt"] == pytest.approx(((0.4 - 0.8) + (0.6 - 0.5)) / 2)
+    # forgetting: best earlier accuracy minus final, for tasks 0 and 1
+    assert m["forgetting"] == pytest.approx(((0.8 - 0.4) + (0.5 - 0.6)) / 2)
+    # retention over the learned tasks (0 and 1; task 2 has R[2,2] = 0)
+    assert m["retention"] == pytest.approx((0.4 / 0.8 + 0.6 / 0.5) / 2)
+    assert m["unlearned"] == [2]
+    perfect = forgetting_metrics(np.eye(4) * 0.7 + np.tril(np.full((4, 4), 0.7), -1))
+    assert perfect["retention"] == pytest.approx(1.0) and perfect["bwt"] == pytest.approx(0.0)
+    assert forgetting_metrics([[0.3]]) == {
+        "acc": 0.3, "bwt": 0.0, "forgetting": 0.0, "retention": 1.0, "unlearned": []
+    }
+    with pytest.raises(ValueError, match="square"):
+        forgetting_metrics([[0.1, 0.2]])
+
+
+def _run(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    w = tmp_path_factory.mktemp("continual")
+    out = _run(f"--workdir={w}", "--smoke", "--lambdas=10,1000")
+    assert out.returncode == 0, out.stderr[-3000:]
+    return w, out
+
+
+def test_smoke_writes_every_method_with_consistent_metrics(smoke):
+    w, out = smoke
+    res = json.loads((w / "continual.json").read_text())
+    assert res["domains"] == [
+        "addsub", "muldiv", "fractions", "percent", "units",
+        "linear", "sequences", "rates", "physics", "debugging",
+    ]
+    for method in ("naive", "ewc", "online_ewc", "progressive"):
+        r = res[method]
+        R = np.asarray(r["R"])
+        assert R.shape == (10, 10) and ((R >= 0) & (R <= 1)).all()
+        got = forgetting_metrics(R)
+        for k in ("acc", "bwt", "forgetting", "retention"):
+            assert r[k] == pytest.approx(got[k]), (method, k)
+        assert r["seconds"] > 0 and r["params"] > 0
+        assert (w / f"R_{method}.png").stat().st_size > 1000
+        assert method in out.stdout
+    # The λ sweep: both values reported, the chosen one among them.
+    for method in ("ewc", "online_ewc"):
+        sweep = res[method]["sweep"]
+        assert [s["lambda"] for s in sweep] == [10.0, 1000.0]
+        assert res[method]["lambda"] in (10.0, 1000.0)
+    # Progressive networks hold a column per task, more than one shared model.
+    assert res["progressive"]["params"] > 5 * res["naive"]["params"]
+    assert res["naive"]["params"] == res["ewc"]["params"]
+
+
+def test_a_rerun_reuses_the_finished_cells(smoke):
+    w, _ = smoke
+    before = (w / "continual.json").read_text()
+    out = _run(f"--workdir={w}", "--smoke", "--lambdas=10,1000", "--methods=naive,ewc")
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads((w / "continual.json").read_text())
+    old = json.loads(before)
+    assert res["naive"] == old["naive"] and res["ewc"] == old["ewc"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "--workdir is required"),
+        (("--workdir=W", "--methods=naive,replay"), "unknown ['replay']"),
+        (("--workdir=W", "--lambdas=ten"), "--lambdas"),
+        (("--workdir=W", "--override=steps=3"), "--override='steps=3'"),
+        (("--workdir=W", "--override=steps_per_task=many"), "not a int"),
+    ],
+)
+def test_bad_command_lines_exit_2(args, message, tmp_path):
+    args = tuple(a.replace("W", str(tmp_path / "w")) for a in args)
+    out = _run(*args, timeout=120)
+    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / "w" / "continual.json").exists()
+
+
+def test_a_stopped_run_resumes_exactly(tmp_path):
+    """EWC's Fisher and anchor are checkpointed after each task: a run stopped after task
+    4 and started again ends with the uninterrupted run's params, Fisher, anchor and R,
+    bit for bit."""
+    import jax
+
+    from r1jax.configs.continual import get_config
+    from r1jax.train.continual import pretrain_base, run_method
+
+    c = get_config("smoke")
+    c.steps_per_task = 3
+    base = pretrain_base(c, 0)
+    full = run_method(c, "ewc", 0, base=base, keep_state=True)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_4(i, row):
+        if i == 4:
+            raise Stop
+
+    d = str(tmp_path / "ckpt")
+    with pytest.raises(Stop):
+        run_method(c, "ewc", 0, base=base, ckpt_dir=d, on_task=stop_after_4)
+    seen = []
+    resumed = run_method(
+        c, "ewc", 0, base=base, ckpt_dir=d, keep_state=True, on_task=lambda i, r: seen.append(i)
+    )
+    assert seen == [5, 6, 7, 8, 9]  # tasks 0-4 were not trained again
+    assert resumed["R"] == full["R"] and resumed["ewc_penalty"] == full["ewc_penalty"]
+    same = jax.tree.map(lambda a, b: np.array_equal(a, b), full["state"], resumed["state"])
+    assert all(jax.tree.leaves(same))
+    assert int(resumed["state"]["ewc"].tasks) == 9  # consolidated after tasks 0..8
+    assert float(np.sum(jax.tree.leaves(resumed["state"]["ewc"].fisher)[0])) > 0
