@@ -19,6 +19,7 @@ stopped with the numbers it would have had.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ from absl import app, flags, logging
 flags.DEFINE_string("workdir", None, "Output directory (continual.json, heat maps).")
 flags.DEFINE_list("methods", ["naive", "ewc", "online_ewc", "progressive"], "Methods to run.")
 flags.DEFINE_list("seeds", ["0"], "Seeds (model init, data); R is averaged over them.")
-flags.DEFINE_list("lambdas", ["0.3", "3", "30"], "EWC λ sweep (ewc and online_ewc).")
+flags.DEFINE_list("lambdas", ["0.03", "0.3", "3"], "EWC λ sweep (ewc and online_ewc).")
 flags.DEFINE_bool("smoke", False, "Tiny model, 2 steps per task, 8 held-out problems.")
 flags.DEFINE_enum(
     "select", "acc", ["acc", "retention"], "Which λ of the sweep is reported as the method's."
@@ -47,6 +48,7 @@ def _usage(msg: str):
 
 def _config():
     from r1jax.configs import continual as cfg_lib
+    from r1jax.train import continual
 
     c = cfg_lib.get_config("smoke" if FLAGS.smoke else "")
     for item in FLAGS.override:
@@ -55,10 +57,20 @@ def _config():
             _usage(f"--override={item!r}: give key=value with a top-level field of the config")
         old = c[key]
         try:
-            value = type(old)(json.loads(text)) if not isinstance(old, str) else text
+            value = text if isinstance(old, str) else json.loads(text)
+            if isinstance(old, (list, tuple)):
+                value = type(old)(value)
+            elif isinstance(old, float) and isinstance(value, int):
+                value = float(value)
+            if type(value) is not type(old):
+                raise TypeError
         except (ValueError, TypeError):
             _usage(f"--override={item!r}: {text!r} is not a {type(old).__name__}")
         c[key] = value
+    try:
+        continual.check_config(c)
+    except ValueError as e:
+        _usage(f"--override: {e}")
     return c
 
 
@@ -128,14 +140,18 @@ def main(argv):
         return bases[seed]
 
     def cell(method, lam, seed):
-        name = f"{method}-seed{seed}" + ("" if lam is None else f"-lambda{lam:g}")
+        c_run = c.copy_and_resolve_references()
+        if lam is not None:
+            c_run.ewc_lambda = lam
+        # The config's hash in the name: a changed setting never reuses another's cells.
+        digest = hashlib.blake2b(
+            json.dumps(c_run.to_dict(), sort_keys=True).encode(), digest_size=4
+        ).hexdigest()
+        name = f"{method}-seed{seed}" + ("" if lam is None else f"-lambda{lam:g}") + f"-{digest}"
         path = os.path.join(FLAGS.workdir, "cells", name + ".json")
         if os.path.isfile(path):
             with open(path) as f:
                 return json.load(f)
-        c_run = c.copy_and_resolve_references()
-        if lam is not None:
-            c_run.ewc_lambda = lam
         ckpt_dir = os.path.join(FLAGS.workdir, "cells", name + ".ckpt")  # after each task
         res = continual.run_method(c_run, method, seed, base=base(seed), ckpt_dir=ckpt_dir)
         _write_json(path, res)
@@ -146,9 +162,10 @@ def main(argv):
         R = np.mean([r["R"] for r in runs], axis=0)
         out = {"R": R.tolist(), **continual.forgetting_metrics(R)}
         out["params"] = runs[0]["params"]
+        out["stored_floats"] = runs[0]["stored_floats"]
         out["seconds"] = float(sum(r["seconds"] for r in runs))
         out["per_seed"] = [
-            {k: r[k] for k in ("R", "acc", "bwt", "forgetting", "retention", "seconds")}
+            {k: r[k] for k in ("R", "acc", "diag", "bwt", "forgetting", "retention", "seconds")}
             | {"seed": s}
             for s, r in zip(seeds, runs)
         ]
@@ -169,6 +186,7 @@ def main(argv):
                 s = summary([cell(method, lam, seed) for seed in seeds])
                 sweep.append({"lambda": lam, **s})
             best = max(sweep, key=lambda s: (s[FLAGS.select], s["acc"]))
+            best = dict(best, sweep_seconds=float(sum(s["seconds"] for s in sweep)))
             results[method] = {
                 **best,
                 "sweep": [
@@ -201,7 +219,7 @@ def main(argv):
         print(
             f"{method:<12} {'' if lam is None else f'{lam:g}':>6}{chosen} {s['acc']:6.3f} "
             f"{s['bwt']:7.3f} {s['forgetting']:7.3f} {s['retention']:7.3f} "
-            f"{np.mean(np.diag(s['R'])):6.3f} {s['params']:9d} {s['seconds']:8.1f}"
+            f"{s['diag']:6.3f} {s['params']:9d} {s['seconds']:8.1f}"
         )
     print(f"wrote {out_path}")
 

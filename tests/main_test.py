@@ -98,3 +98,38 @@ def test_compile_only_works_from_shapes_for_a_state_larger_than_this_machine(tmp
     out = json.loads(r.stdout[r.stdout.index("{") :])
     assert out["rl_iteration"]["argument_bytes"] > 100 * 2**30
     assert not os.path.exists(tmp_path / "w")
+
+
+def test_a_domain_trains_and_evaluates_from_the_command_line(tmp_path):
+    """`r1jax-train --config.task=<domain>` on the embedded default's config (the
+    arithmetic task_kwargs the domain does not take dropped, with a note) trains it; `r1jax-eval` scores
+    the run's checkpoint on that domain's held-out problems, and a task_kwargs the
+    domain does take is kept."""
+    w = tmp_path / "w"
+    r = _run(
+        "train_entry",
+        f"--workdir={w}",
+        "--config=experiments/arith_tiny.py:smoke",
+        "--config.task=physics",
+        "--config.rl.iterations=1",
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "does not take the config file's task_kwargs" in r.stderr
+    saved = json.loads((w / "config.json").read_text())
+    # the arithmetic-only arguments are dropped; test_fraction, which physics takes, stays
+    assert saved["task"] == "physics" and saved["task_kwargs"] == {"test_fraction": 0.1}
+    e = _run("eval_entry", f"--workdir={w}", "--num_problems=4", cwd=ROOT)
+    assert e.returncode == 0, e.stderr[-3000:]
+    result = json.loads(e.stdout[e.stdout.index("{") :])
+    assert result["config"]["task"] == "physics" and result["num_problems"] == 4
+    # Arguments the new task takes are the user's: kept, and checked by the task.
+    bad = _run(
+        "train_entry",
+        f"--workdir={tmp_path / 'v'}",
+        "--config=experiments/arith_tiny.py:smoke",
+        "--config.task=physics",
+        "--config.task_kwargs.test_fraction=2.0",
+        cwd=ROOT,
+    )
+    assert bad.returncode == 2 and "test_fraction" in bad.stderr, bad.stderr[-2000:]

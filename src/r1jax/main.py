@@ -70,31 +70,33 @@ def _setup_logging():
 
 
 def _retarget_task_kwargs(config, overrides: dict) -> None:
-    """`--config.task=<other task>` without `--config.task_kwargs.*`: the config file's
-    task_kwargs were written for the file's task; when the new task does not take them
-    they are dropped (the new task's defaults apply), so `r1jax-train
-    --config.task=fractions` trains that domain on the embedded default's settings."""
-    if "task" not in overrides or any(k.startswith("task_kwargs") for k in overrides):
+    """`--config.task=<other task>`: the config file's task_kwargs were written for the
+    file's task; those the new task does not take are dropped, with a note naming them
+    (the new task's defaults apply), so `r1jax-train --config.task=fractions` trains that
+    domain on the embedded default's settings. Arguments given as
+    `--config.task_kwargs.*` are the user's and always kept (the task checks them)."""
+    if "task" not in overrides or not dict(config.task_kwargs):
         return
-    kwargs = dict(config.task_kwargs)
-    if not kwargs:
-        return
-    from r1jax.tasks import get_task, import_task_module
+    from r1jax.tasks import import_task_module, task_parameters
 
     try:
         import_task_module(config.task_module)
-        get_task(config.task, **kwargs)
-    except TypeError:  # the file's arguments are not the new task's
+    except ValueError:
+        return  # validation reports the module
+    takes = task_parameters(config.task)
+    if takes is None:
+        return
+    given = {k.split(".", 1)[1] for k in overrides if k.startswith("task_kwargs.")}
+    kwargs = dict(config.task_kwargs)
+    dropped = sorted(k for k in kwargs if k not in takes and k not in given)
+    if dropped:
         with config.unlocked():
-            config.task_kwargs = {}
+            config.task_kwargs = {k: v for k, v in kwargs.items() if k not in dropped}
         print(
             f"note: --config.task={config.task} does not take the config file's task_kwargs "
-            f"({', '.join(sorted(kwargs))}): using its defaults; set --config.task_kwargs.* to "
-            "change them",
+            f"{', '.join(dropped)}: dropped (set --config.task_kwargs.* for the new task's)",
             file=sys.stderr,
         )
-    except ValueError:
-        return  # an unknown task or bad value: validation reports it
 
 
 def train_entry(argv=None):

@@ -192,3 +192,17 @@ def test_not_a_task():
 def test_public_names():
     for name in tasks.__all__:
         assert hasattr(tasks, name)
+
+
+def test_task_parameters_reads_the_factory_signature():
+    from r1jax.tasks import register_task, task_parameters
+
+    def any_kwargs(**kw):
+        raise AssertionError("not called")
+
+    register_task("takes_anything", any_kwargs, overwrite=True)
+    assert task_parameters("takes_anything") is None
+    assert task_parameters("no such task") is None
+    assert {"test_fraction", "level_weights"} <= task_parameters("physics")
+    assert "verbose_prob" in task_parameters("arithmetic")
+    assert "verbose_prob" not in task_parameters("physics")

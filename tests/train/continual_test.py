@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from r1jax.tasks import DOMAINS
 from r1jax.train.continual import forgetting_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,13 +30,23 @@ def test_forgetting_metrics_on_a_known_matrix():
     assert m["bwt"] == pytest.approx(((0.4 - 0.8) + (0.6 - 0.5)) / 2)
     # forgetting: best earlier accuracy minus final, for tasks 0 and 1
     assert m["forgetting"] == pytest.approx(((0.8 - 0.4) + (0.5 - 0.6)) / 2)
-    # retention over the learned tasks (0 and 1; task 2 has R[2,2] = 0)
-    assert m["retention"] == pytest.approx((0.4 / 0.8 + 0.6 / 0.5) / 2)
+    # retention over the learned tasks (0 and 1; task 2 has R[2,2] = 0), each share
+    # capped at 1: task 1's backward transfer does not make up for task 0's loss
+    assert m["retention"] == pytest.approx((0.4 / 0.8 + 1.0) / 2)
+    assert m["diag"] == pytest.approx((0.8 + 0.5 + 0.0) / 3)
     assert m["unlearned"] == [2]
+    # Forgetting counts the best accuracy a task ever had, before its training too.
+    zero_shot = forgetting_metrics([[0.2, 0.6, 0.0], [0.1, 0.3, 0.0], [0.1, 0.2, 0.5]])
+    assert zero_shot["forgetting"] == pytest.approx(((0.2 - 0.1) + (0.6 - 0.2)) / 2)
     perfect = forgetting_metrics(np.eye(4) * 0.7 + np.tril(np.full((4, 4), 0.7), -1))
     assert perfect["retention"] == pytest.approx(1.0) and perfect["bwt"] == pytest.approx(0.0)
     assert forgetting_metrics([[0.3]]) == {
-        "acc": 0.3, "bwt": 0.0, "forgetting": 0.0, "retention": 1.0, "unlearned": []
+        "acc": 0.3,
+        "diag": 0.3,
+        "bwt": 0.0,
+        "forgetting": 0.0,
+        "retention": 1.0,
+        "unlearned": [],
     }
     with pytest.raises(ValueError, match="square"):
         forgetting_metrics([[0.1, 0.2]])
@@ -58,16 +69,13 @@ def smoke(tmp_path_factory):
 def test_smoke_writes_every_method_with_consistent_metrics(smoke):
     w, out = smoke
     res = json.loads((w / "continual.json").read_text())
-    assert res["domains"] == [
-        "addsub", "muldiv", "fractions", "percent", "units",
-        "linear", "sequences", "rates", "physics", "debugging",
-    ]
+    assert res["domains"] == list(DOMAINS)  # in curriculum order
     for method in ("naive", "ewc", "online_ewc", "progressive"):
         r = res[method]
         R = np.asarray(r["R"])
         assert R.shape == (10, 10) and ((R >= 0) & (R <= 1)).all()
         got = forgetting_metrics(R)
-        for k in ("acc", "bwt", "forgetting", "retention"):
+        for k in ("acc", "diag", "bwt", "forgetting", "retention"):
             assert r[k] == pytest.approx(got[k]), (method, k)
         assert r["seconds"] > 0 and r["params"] > 0
         assert (w / f"R_{method}.png").stat().st_size > 1000
@@ -100,6 +108,8 @@ def test_a_rerun_reuses_the_finished_cells(smoke):
         (("--workdir=W", "--lambdas=ten"), "--lambdas"),
         (("--workdir=W", "--override=steps=3"), "--override='steps=3'"),
         (("--workdir=W", "--override=steps_per_task=many"), "not a int"),
+        (("--workdir=W", "--override=steps_per_task=2.5"), "not a int"),
+        (("--workdir=W", "--override=online_gamma=2"), "online_gamma must be in [0, 1]"),
     ],
 )
 def test_bad_command_lines_exit_2(args, message, tmp_path):
@@ -143,3 +153,53 @@ def test_a_stopped_run_resumes_exactly(tmp_path):
     assert all(jax.tree.leaves(same))
     assert int(resumed["state"]["ewc"].tasks) == 9  # consolidated after tasks 0..8
     assert float(np.sum(jax.tree.leaves(resumed["state"]["ewc"].fisher)[0])) > 0
+
+
+def test_fisher_rows_and_sequence_logp():
+    """The empirical Fisher's rows are the reference solutions; the true Fisher's rows are
+    what the policy's sampler wrote; `sequence_logp` is minus the SFT cross-entropy of
+    the same example times its token count."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from r1jax.config import model_config
+    from r1jax.configs.continual import get_config
+    from r1jax.models.transformer import CausalLM
+    from r1jax.tasks import get_task, sample_mixture
+    from r1jax.tokenizer import CharTokenizer
+    from r1jax.train.continual import fisher_rows, sequence_logp
+    from r1jax.train.sft_step import pack_examples, sft_loss
+    from r1jax.train.state import Graphs, init_params
+
+    c = get_config("smoke")
+    tok = CharTokenizer()
+    task = get_task("physics")
+    length = c.max_prompt_len + c.max_new_tokens
+    c.fisher_kind = "empirical"
+    emp = fisher_rows(c, task, tok, 0)
+    assert emp["tokens"].shape == (c.fisher_examples, length)
+    rng = np.random.default_rng([0, 7, c.domains.index("physics")])
+    problems = sample_mixture(task, rng, c.fisher_examples, "train")
+    for i, p in enumerate(problems):
+        assert tok.decode(emp["targets"][i][emp["loss_mask"][i]].tolist()) == p.solution
+        n_prompt = int(np.argmax(emp["loss_mask"][i])) + 1
+        assert tok.decode(emp["tokens"][i][:n_prompt].tolist()) == task.format_prompt(p)
+    written = np.full((c.fisher_examples, c.max_new_tokens), tok.pad_id, np.int32)
+    written[:, :4] = tok.encode("7=7\n")
+    c.fisher_kind = "true"
+    true = fisher_rows(c, task, tok, 0, sampler=lambda *a: written, params=None)
+    assert tok.decode(true["targets"][0][true["loss_mask"][0]].tolist()) == "7=7\n"
+    assert int(true["loss_mask"][0].sum()) == 4  # the sampled tokens (no EOS was written)
+
+    cfg = model_config(c, tok.vocab_size)
+    params, _ = init_params(cfg, None, 0)
+    graph = nnx.graphdef(nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0))))
+    graphs = Graphs(graph, None, cfg)
+    lp = float(sequence_logp(graphs, params, jax.tree.map(lambda x: jnp.asarray(x[1]), emp)))
+    n_prompt = int(np.argmax(emp["loss_mask"][1])) + 1
+    n_tok = int(emp["loss_mask"][1].sum())
+    seq = emp["tokens"][1][: n_prompt + n_tok].tolist()
+    batch = pack_examples([(seq[:n_prompt], seq[n_prompt:])], 1, length, tok.pad_id)
+    ce, _ = sft_loss(params, batch, graphs)
+    assert lp == pytest.approx(-float(ce) * n_tok, rel=1e-4)

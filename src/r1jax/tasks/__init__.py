@@ -15,6 +15,7 @@ from r1jax.tasks.base import (
     sample_levels,
     sample_mixture,
     split_of,
+    task_parameters,
 )
 from r1jax.tasks.arithmetic import ArithmeticTask, Step, render_solution
 from r1jax.tasks.domains import DOMAINS, DomainTask
@@ -35,6 +36,7 @@ __all__ = [
     "sample_levels",
     "sample_mixture",
     "split_of",
+    "task_parameters",
     "ArithmeticTask",
     "Step",
     "render_solution",

@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -277,6 +278,22 @@ def parse_task_kwargs(text: str) -> dict:
     if not isinstance(kwargs, dict):
         raise ValueError(f"--task_kwargs={text!r} must be a JSON object, e.g. '{{}}'")
     return kwargs
+
+
+def task_parameters(name: str) -> set[str] | None:
+    """The keyword arguments the factory registered as ``name`` takes; None when it
+    takes any (``**kwargs``), its signature cannot be read or ``name`` is unknown."""
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        return None
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in params if p.kind in kinds}
 
 
 def list_tasks() -> list[str]:

@@ -48,7 +48,7 @@ from r1jax.models import progressive as prog
 from r1jax.models.transformer import CausalLM
 from r1jax.rewards.scoring import TaskScorer
 from r1jax.rl import ewc as ewc_lib
-from r1jax.tasks import get_task, heldout_set, sample_mixture
+from r1jax.tasks import get_task, heldout_set, list_tasks, sample_mixture
 from r1jax.tokenizer import CharTokenizer
 from r1jax.train.sft_step import pack_examples, sft_loss, sft_step
 from r1jax.train.state import Graphs, create_state, guarded_update, init_params, make_optimizer
@@ -74,12 +74,17 @@ FISHER_KINDS = ("true", "empirical")
 def forgetting_metrics(R) -> dict:
     """Summaries of a T×T accuracy matrix ``R`` (row i = after task i, column j = task j).
 
-    * ``acc`` = mean_j R[T-1, j];
-    * ``bwt`` = mean_{j<T-1} (R[T-1, j] − R[j, j]) (negative = forgetting);
-    * ``forgetting`` = mean_{j<T-1} (max_{j≤i<T-1} R[i, j] − R[T-1, j]);
-    * ``retention`` = mean_j R[T-1, j] / R[j, j] over the tasks with R[j, j] > 0 (the
-      last task counts as 1; a task never learned, R[j, j] = 0, is left out and listed
-      in ``unlearned``). Not clipped: backward transfer can raise it above 1.
+    * ``acc`` = mean_j R[T-1, j] (final average accuracy);
+    * ``diag`` = mean_j R[j, j] (accuracy just after learning each task: plasticity);
+    * ``bwt`` = mean_{j<T-1} (R[T-1, j] − R[j, j]) (backward transfer; < 0 = forgetting);
+    * ``forgetting`` = mean_{j<T-1} (max_{i<T-1} R[i, j] − R[T-1, j]) (Chaudhry et al.
+      2018: the drop from the best accuracy the task ever had);
+    * ``retention`` = mean_j min(1, R[T-1, j] / R[j, j]): the share of each task's
+      just-learned accuracy still there at the end, capped at 1 so that neither backward
+      transfer nor a barely learned task (a small R[j, j]) can make up for forgetting
+      elsewhere; the last task counts as 1. Tasks never learned (R[j, j] = 0) have no
+      share and are listed in ``unlearned``; read ``retention`` with ``diag``: a method
+      that learns nothing new forgets nothing.
     """
     R = np.asarray(R, np.float64)
     if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] == 0:
@@ -87,19 +92,17 @@ def forgetting_metrics(R) -> dict:
     t = R.shape[0]
     final, diag = R[-1], np.diag(R)
     learned = diag > 0
-    ratios = final[learned] / diag[learned]
-    out = {
+    shares = np.minimum(1.0, final[learned] / diag[learned])
+    return {
         "acc": float(final.mean()),
+        "diag": float(diag.mean()),
         "bwt": float((final[:-1] - diag[:-1]).mean()) if t > 1 else 0.0,
         "forgetting": (
-            float(np.mean([R[j : t - 1, j].max() - final[j] for j in range(t - 1)]))
-            if t > 1
-            else 0.0
+            float(np.mean([R[: t - 1, j].max() - final[j] for j in range(t - 1)])) if t > 1 else 0.0
         ),
-        "retention": float(ratios.mean()) if ratios.size else 0.0,
+        "retention": float(shares.mean()) if shares.size else 0.0,
         "unlearned": [int(j) for j in np.flatnonzero(~learned)],
     }
-    return out
 
 
 # ------------------------------------------------------------------------------ data
@@ -247,6 +250,27 @@ class _Evaluator:
             s.close()
 
 
+def check_config(c) -> None:
+    """Raises ``ValueError`` naming the first field of a continual config that is out of
+    range (``r1jax/configs/continual.py``)."""
+    if c.fisher_kind not in FISHER_KINDS:
+        raise ValueError(f"fisher_kind must be one of {FISHER_KINDS}, got {c.fisher_kind!r}")
+    if not 0.0 <= c.online_gamma <= 1.0:
+        raise ValueError(f"online_gamma must be in [0, 1], got {c.online_gamma}")
+    if c.ewc_lambda < 0:
+        raise ValueError(f"ewc_lambda must be >= 0, got {c.ewc_lambda}")
+    positive = ("steps_per_task", "rows", "max_examples", "eval_problems", "eval_batch")
+    positive += ("fisher_examples", "fisher_chunk", "max_prompt_len", "max_new_tokens")
+    for name in positive:
+        if c[name] <= 0:
+            raise ValueError(f"{name} must be positive, got {c[name]}")
+    if c.base_steps < 0 or c.warmup < 0 or c.lr <= 0:
+        raise ValueError("base_steps and warmup must be >= 0 and lr > 0")
+    unknown = [d for d in c.domains if d not in list_tasks()]
+    if unknown or not c.domains:
+        raise ValueError(f"domains {unknown or '()'} are not registered tasks")
+
+
 class _Progress:
     """One run's accuracy rows, EWC penalties and per-task checkpoints: after each task
     the state (params, and the EWC Fisher and anchor) and the rows so far are saved, so
@@ -305,15 +329,15 @@ def run_method(
     Every method starts from the same base model, ``base`` (default
     ``pretrain_base(c, seed)``; pass it to share one across methods); progressive
     networks start each new column from it. ``params`` is the number of parameters the
-    method holds at the end (progressive: every column and lateral used).
+    method holds at the end (progressive: every column and lateral used);
+    ``stored_floats`` adds what it keeps besides (EWC: the Fisher and the anchor).
     ``ckpt_dir``: checkpoints after each task there, and resumes from the last one.
     ``on_task(i, row)`` is called after each task (after its checkpoint).
     ``keep_state``: the final params (and EWC state) under ``"state"`` (host arrays).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
-    if c.fisher_kind not in FISHER_KINDS:
-        raise ValueError(f"fisher_kind must be one of {FISHER_KINDS}, got {c.fisher_kind!r}")
+    check_config(c)
     t0 = time.perf_counter()
     tok = CharTokenizer()
     tasks = [get_task(name) for name in c.domains]
@@ -330,9 +354,11 @@ def run_method(
         run.ev.close()
         progress.close()
     R = progress.R
+    stored = params_count * (3 if method in ("ewc", "online_ewc") else 1)  # + Fisher, anchor
     out = {
         "R": R.tolist(),
         "params": int(params_count),
+        "stored_floats": int(stored),
         "seconds": progress.seconds + time.perf_counter() - t0,
     }
     if progress.penalties:
