@@ -20,7 +20,7 @@ from r1jax.configs.arith_tiny import get_config as arith_config
 from r1jax.models.hf import save_pretrained
 from r1jax.models.transformer import CausalLM, ModelConfig
 from r1jax.rewards import SCORE_FIELDS, FreeFormVerifier
-from r1jax.tasks import Problem, register_task, sample_in_split
+from r1jax.tasks import DOMAINS, Problem, register_task, sample_in_split
 from r1jax.train import loop
 from r1jax.train.experiment import Experiment
 from r1jax.train.rl_step import generate
@@ -106,7 +106,11 @@ CONFIGS = [
     ("sum.py", ""),
     ("sum.py", "smoke"),
 ]
-TASKS_COVERED = {"arithmetic", "gsm8k", "sum"}
+# Experiment scripts (not r1jax-train configs) and what drives their tasks: the continual
+# experiment trains the ten domains, each driven below (test_every_domain_...) and end to
+# end by tests/train/continual_test.py.
+SCRIPTS = {"continual.py"}
+TASKS_COVERED = {"arithmetic", "gsm8k", "sum", *DOMAINS}
 
 
 @pytest.mark.parametrize("name,arg", CONFIGS)
@@ -126,10 +130,29 @@ def test_every_config_scores_a_right_answer_above_a_wrong_one(name, arg, hf_dirs
         assert (right[:, COL["format"]] == 1.0).all()
 
 
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_every_domain_scores_a_right_answer_above_a_wrong_one(domain, tmp_path):
+    """Each continual-learning domain, as `r1jax-train --config.task=<domain>` runs it on
+    the embedded default's config: its reference scores above a wrong final answer in
+    the trainer's host reward."""
+    c = _small(_experiment_config("arith_tiny.py", "smoke"))
+    with c.unlocked():
+        c.task, c.task_kwargs = domain, {}
+    exp = Experiment(c, str(tmp_path))
+    try:
+        right, wrong = _right_and_wrong(exp)
+    finally:
+        exp.close()
+    assert right[:, COL["answer_correct"]].tolist() == [1.0] * len(right)
+    assert wrong[:, COL["answer_correct"]].tolist() == [0.0] * len(wrong)
+    assert (right[:, COL["total"]] > wrong[:, COL["total"]]).all()
+
+
 def test_every_experiment_config_is_listed():
     files = {n for n in os.listdir(EXPERIMENTS) if n.endswith(".py")}
     configs = {n for n in files if "get_config" in open(os.path.join(EXPERIMENTS, n)).read()}
-    assert configs == {name for name, _ in CONFIGS}, "add the new config to CONFIGS"
+    assert SCRIPTS <= files
+    assert configs - SCRIPTS == {name for name, _ in CONFIGS}, "add the new config to CONFIGS"
 
 
 def test_every_registered_task_is_driven_by_a_config():
