@@ -97,6 +97,19 @@ def _right_and_wrong(exp):
     return scores[0::2], scores[1::2]
 
 
+def _assert_right_above_wrong(c, tmp_path):
+    """The config's references are right and score above a wrong final answer."""
+    exp = Experiment(c, str(tmp_path))
+    try:
+        right, wrong = _right_and_wrong(exp)
+    finally:
+        exp.close()
+    assert right[:, COL["answer_correct"]].tolist() == [1.0] * len(right)
+    assert wrong[:, COL["answer_correct"]].tolist() == [0.0] * len(wrong)
+    assert (right[:, COL["total"]] > wrong[:, COL["total"]]).all()
+    return right, wrong
+
+
 CONFIGS = [
     ("arith_tiny.py", ""),
     ("arith_tiny.py", "smoke"),
@@ -118,14 +131,7 @@ def test_every_config_scores_a_right_answer_above_a_wrong_one(name, arg, hf_dirs
     c = _small(_experiment_config(name, arg))
     if name.startswith("gsm8k"):
         c.pretrained, c.task_kwargs.path = hf_dirs
-    exp = Experiment(c, str(tmp_path))
-    try:
-        right, wrong = _right_and_wrong(exp)
-    finally:
-        exp.close()
-    assert right[:, COL["answer_correct"]].tolist() == [1.0] * len(right)
-    assert wrong[:, COL["answer_correct"]].tolist() == [0.0] * len(wrong)
-    assert (right[:, COL["total"]] > wrong[:, COL["total"]]).all()
+    right, wrong = _assert_right_above_wrong(c, tmp_path)
     if c.reward.w_format > 0:  # R1 layouts: the format part is paid
         assert (right[:, COL["format"]] == 1.0).all()
 
@@ -138,14 +144,7 @@ def test_every_domain_scores_a_right_answer_above_a_wrong_one(domain, tmp_path):
     c = _small(_experiment_config("arith_tiny.py", "smoke"))
     with c.unlocked():
         c.task, c.task_kwargs = domain, {}
-    exp = Experiment(c, str(tmp_path))
-    try:
-        right, wrong = _right_and_wrong(exp)
-    finally:
-        exp.close()
-    assert right[:, COL["answer_correct"]].tolist() == [1.0] * len(right)
-    assert wrong[:, COL["answer_correct"]].tolist() == [0.0] * len(wrong)
-    assert (right[:, COL["total"]] > wrong[:, COL["total"]]).all()
+    _assert_right_above_wrong(c, tmp_path)
 
 
 def test_every_experiment_config_is_listed():
