@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from r1jax.rewards import answers, extract_answer, verify_answer, verify_answers
-from r1jax.rewards.latex import Equation, Expr, Interval, Num, Seq
+from r1jax.rewards.latex import Based, Equation, Expr, Interval, Num, Relation, Seq
 
 SOLUTION = "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\nShe makes 9 * 2 = $18."
 
@@ -106,6 +106,9 @@ def test_extract_answer_fallback():
         ("(-\\infty, 3]", Interval(Expr("-oo"), Num(Fraction(3), None), False, True)),
         ("x^2 + y^2 = 1", Equation(Expr("x**2+y**2"), Num(Fraction(1), None))),
         ("\\pm 3", Seq("list", (Num(Fraction(3), None), Num(Fraction(-3), None)))),
+        ("x < 3", Relation((Expr("x"), Num(Fraction(3), None)), ("<",))),
+        ("\\sin x", Expr("sin(x)")),
+        ("204_{5}", Based("204", 5)),
     ],
 )
 def test_parse_value(text, want):
@@ -113,7 +116,7 @@ def test_parse_value(text, want):
 
 
 @pytest.mark.parametrize(
-    "text", ["five", "hours: 18", "x < 3", "\\unknowncmd{2}", "2 3", "sin x", "a.b", "٣٤"]
+    "text", ["five", "hours: 18", "x <", "\\unknowncmd{2}", "2 3", "sin", "sin + 1", "a.b", "٣٤"]
 )
 def test_parse_value_refuses(text):
     assert answers.parse_value(text) is None
@@ -140,7 +143,7 @@ def test_parse_value_refuses(text):
         ("50%", "50"),
         ("50%", "0.5"),
         ("x = 3", "3"),
-        ("y = 3", "x = 3"),  # a named equation is its right side
+        ("y = 3", "y=3"),  # the same name, the same value
         ("x = 1, y = 2", "(1, 2)"),
         ("(x, y) = (1, 2)", "(1, 2)"),
         ("(1, 2)", "(1,2)"),
@@ -172,6 +175,7 @@ def test_equal_without_sympy(pred, ref):
         ("18.01", "18"),
         ("1/2", "2"),
         ("(2, 1)", "(1, 2)"),  # tuples are ordered
+        ("y = 3", "x = 3"),  # different names: a named equation is not only its value
         ("\\{1, 2\\}", "\\{1, 2, 3\\}"),
         ("[1, 2]", "[1, 2)"),
         ("(1, 2)", "[1, 2)"),

@@ -54,7 +54,7 @@ from fractions import Fraction
 
 from r1jax.rewards import latex, safe_math, symbolic
 from r1jax.rewards.host import RewardPool
-from r1jax.rewards.latex import Equation, Expr, Interval, Num, Seq
+from r1jax.rewards.latex import Based, Equation, Expr, Interval, Num, Relation, Seq
 from r1jax.rewards.symbolic import FastLeaves, NeedsSympy, compare
 
 __all__ = [
@@ -87,7 +87,15 @@ _PHRASE_RE = re.compile(  # the phrase only: the answer is the rest of its line,
 _SENTENCE_END_RE = re.compile(r"[.;!?](?:\s|$)")
 _ENCLOSED_RE = re.compile(r"\$\$?([^$]*)\$\$?|\\\((.*)\\\)|\\\[(.*)\\\]", re.DOTALL)
 _MARKERS = ("####", "\\boxed", "\\fbox", "<answer>")
-_LAST_NUMBER_RE = re.compile(r"-?\$?[0-9][0-9,]*(?:\.[0-9]+)?")
+# The last number of the last line: standalone, not glued to letters ("AZYUK2A" has none).
+_LAST_NUMBER_RE = re.compile(r"(?<![A-Za-z0-9_.])-?\$?[0-9][0-9,]*(?:\.[0-9]+)?(?![A-Za-z0-9_])")
+# Math environments, for the last one of a solution without a marker.
+_MATH_ENV_RE = re.compile(
+    r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$]+?)\$", re.DOTALL
+)
+_PROSE_RE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")  # "it is 42" is a sentence, not an answer
+_HEDGE_RE = re.compile(r"\b(?:or|nor|either)\W*$", re.IGNORECASE)  # "... or 6"
+_MATH_SCAN = 8 * MAX_ANSWER_CHARS  # how far from the end math environments are looked for
 
 
 def _finish(cand: str | None) -> str | None:
@@ -167,14 +175,22 @@ def extract_answer(text: str, fallback: bool = False) -> str | None:
         if found is not None or not fallback or any(m in text for m in _MARKERS):
             return found  # a marker whose answer was refused is not "no marker"
         bare = text.strip()
-        bare = _finish(bare) if len(bare) <= MAX_BARE_CHARS and "\n" not in bare else None
+        short = len(bare) <= MAX_BARE_CHARS and "\n" not in bare and not _PROSE_RE.search(bare)
+        bare = _finish(bare) if short else None
         if bare is not None and parse_value(bare) is not None:
             return bare
+        m = None
+        for m in _MATH_ENV_RE.finditer(text[-_MATH_SCAN:]):  # the last math environment
+            pass
+        if m is not None and (found := _finish(next(g for g in m.groups() if g))) is not None:
+            return found
         last_line = text.rstrip().rsplit("\n", 1)[-1]
         m = None
         for m in _LAST_NUMBER_RE.finditer(last_line):
             pass
-        return _finish(m.group(0)) if m is not None else None
+        if m is None or _HEDGE_RE.search(last_line[: m.start()]):
+            return None  # "5 or 6": a hedge is no answer
+        return _finish(m.group(0))
     except Exception:  # noqa: BLE001  (never raise on hostile text)
         return None
 
@@ -208,6 +224,15 @@ _NEGATED_RE = re.compile(  # "5, not 3", "5 (not 3)": the answer is 5
     r"(?:\s*[,;]\s*|\s+)(?:\(\s*not\s[^()]*\)|not\s[^()]*)$", re.IGNORECASE
 )
 _NAME_LHS_RE = re.compile(r"[A-Za-z_'(), ]+")
+_BASED_RE = re.compile(r"([0-9A-Za-z]+)_\(?([0-9]{1,2})\)?")
+# Scientific notation "1.5e3", "2E-4" (not glued to letters: "2e" stays e).
+_SCI_RE = re.compile(r"(?<![A-Za-z0-9.])([0-9]+(?:\.[0-9]+)?)[eE]([-+]?[0-9]{1,3})(?![A-Za-z0-9.])")
+# Thousands separated by spaces, "1 000 000" (groups of exactly three digits).
+_SPACE_THOUSANDS_RE = re.compile(r"(?<![0-9.,/])[0-9]{1,3}(?: [0-9]{3})+(?![0-9.,/])")
+# A decimal comma, only where a thousands separator cannot be meant: "1000,99", "0,5".
+_DECIMAL_COMMA_RE = re.compile(r"([-+]?(?:[0-9]{4,}|0)),([0-9]{1,2}|[0-9]{4,})")
+_RELATIONS = ("<=", ">=", "!=", "<", ">")
+_IN_RE = re.compile(r"[A-Za-z]\s*∈\s*(.+)", re.DOTALL)  # "x ∈ [2, 5)"
 
 
 def _close_of(s: str, i: int) -> int:
@@ -236,8 +261,39 @@ def _split_top(s: str, sep: str) -> list[str]:
     return parts
 
 
-def _leaf(s: str) -> Num | Expr | None:
+def _unit_head(s: str) -> str | None:
+    """``s`` without the unit words that end it (``((1)/(3)) meters``, ``2 pi cm^2``): the
+    head, if a tail of unit words (``_UNIT_TAIL_RE``, no connective, first word of two or
+    more letters and not a function or constant) follows a space; else ``None``."""
+    for m in re.finditer(r"\s+", s):
+        head, tail = s[: m.start()], s[m.end() :]
+        word = re.match(r"[A-Za-z]+", tail)
+        if not head.strip() or not word or len(word[0]) < 2:
+            continue
+        if word[0] in latex.FUNCTIONS or word[0] in latex.NAMES:
+            continue
+        words = re.findall(r"[A-Za-z]+", tail)
+        if _UNIT_TAIL_RE.fullmatch(tail) and not any(w.lower() in _CONNECTIVES for w in words):
+            return head
+        return None
+    return None
+
+
+def _based(s: str) -> Based | None:
+    """``204_5``, ``204_(5)`` (from ``204_{5}``), ``A3F_16``: a numeral in base 2..36."""
+    if (m := _BASED_RE.fullmatch(s)) and 2 <= (base := int(m[2])) <= 36:
+        try:
+            int(m[1], base)
+        except ValueError:
+            return None
+        return Based(m[1].upper().lstrip("0") or "0", base)
+    return None
+
+
+def _leaf(s: str) -> Num | Expr | Based | None:
     s = s.strip()
+    if "_" in s:
+        return _based(s)
     percent = s.endswith("%")
     if percent:
         s = s[:-1].rstrip()
@@ -260,7 +316,8 @@ def _leaf(s: str) -> Num | Expr | None:
     py = latex.to_python(s)
     tree = latex.parse_tree(py) if py is not None else None
     if tree is None:
-        return None
+        head = _unit_head(s)  # "\\frac{1}{3} \\text{meters}": the value, without its unit
+        return _leaf(head + ("%" if percent else "")) if head is not None else None
     if latex.is_numeric(tree) and (value := safe_math.safe_eval_fraction(py)) is not None:
         return Num(value, None, percent)
     return Expr(py, percent)
@@ -289,12 +346,79 @@ def _equation(parts: list[str], depth: int):
     return rhs if isinstance(lhs, Num) and isinstance(rhs, Num) else Equation(lhs, rhs)
 
 
+def _numbers(s: str) -> str:
+    """Locale and notation forms of whole numbers, at the top of an answer: ``1 000``,
+    ``1000,99`` (a decimal comma where no thousands separator can be meant), ``1.5e3``."""
+    if m := _DECIMAL_COMMA_RE.fullmatch(s):
+        return f"{m[1]}.{m[2]}"
+    s = _SPACE_THOUSANDS_RE.sub(lambda m: m[0].replace(" ", ""), s)
+    return _SCI_RE.sub(lambda m: f"({m[1]}*10^({m[2]}))", s)
+
+
+def _relation(s: str, depth: int):
+    """``a < b``, ``x >= 3``, ``f(2) < f(1) < f(4)``: a ``Relation`` of leaves; ``None`` if
+    ``s`` has no top-level comparison, ``False`` if it has one but is no relation."""
+    s = s.replace("≤", "<=").replace("≥", ">=").replace("≠", "!=")
+    parts, ops, level, start, j = [], [], 0, 0, 0
+    while j < len(s):
+        c = s[j]
+        if c in "([{":
+            level += 1
+        elif c in ")]}":
+            level -= 1
+        elif level == 0 and c in "<>!":
+            op = next(o for o in (*_RELATIONS, c) if s.startswith(o, j))
+            if op == "!":
+                return False  # a factorial
+            parts.append(s[start:j])
+            ops.append(op)
+            j = start = j + len(op)
+            continue
+        j += 1
+    if not ops:
+        return None
+    parts.append(s[start:])
+    terms = tuple(_structure(p, depth + 1) for p in parts)
+    if len(terms) > MAX_ITEMS or not all(isinstance(t, (Num, Expr)) for t in terms):
+        return False
+    return Relation(terms, tuple(ops))
+
+
+def _matrix(s: str, depth: int):
+    """``⟦a,b;c,d⟧`` (``latex``'s form of a matrix) -> rows of cells."""
+    rows = [_split_top(row, ",") for row in s[1:-1].split(";")]
+    if sum(len(r) for r in rows) > MAX_ITEMS:
+        return None
+    cells = tuple(tuple(_structure(c, depth + 1) for c in row) for row in rows)
+    if any(c is None for row in cells for c in row):
+        return None
+    return Seq("matrix", tuple(Seq("tuple", row) for row in cells))
+
+
 def _structure(s: str, depth: int):
     s = s.strip()
     if s.endswith(".") and not s.endswith(".."):
         s = s[:-1].rstrip()
-    if not s or depth > 4 or any(c in s for c in "<>!≤≥|"):
+    if not s or depth > 4:
         return None
+    if depth == 0:
+        s = _numbers(s)
+    s = re.sub(r"\s+\^", "^", s)
+    if m := _IN_RE.fullmatch(s):  # "x ∈ [2, 5)": the set
+        return _structure(m[1], depth + 1)
+    if s[0] == latex.MATRIX_OPEN and s[-1] == latex.MATRIX_CLOSE and s.count("⟦") == 1:
+        return _matrix(s, depth)
+    if "∪" in s:  # a union of intervals (or sets), in any order
+        parts = _split_top(s, "∪")
+        parsed = tuple(_structure(p, depth + 1) for p in parts[: MAX_ITEMS + 1])
+        ok = len(parts) <= MAX_ITEMS and all(p is not None for p in parsed)
+        return Seq("union", parsed) if ok else None
+    if (rel := _relation(s, depth)) is not None:
+        return rel or None
+    if any(c in s for c in "|⟦⟧∈"):
+        return None
+    if s == "{}":
+        return Seq("set", ())
     if s[0] not in "([{":
         s = _THOUSANDS_RE.sub("", s)
     items = _split_top(s, ",")

@@ -52,10 +52,12 @@ __all__ = [
     "MAX_NODES",
     "MAX_TEXT_CHARS",
     "NAMES",
+    "Based",
     "Equation",
     "Expr",
     "Interval",
     "Num",
+    "Relation",
     "Seq",
     "is_numeric",
     "parse_tree",
@@ -69,8 +71,9 @@ MAX_NODES = 300  # largest AST accepted
 
 # Function name -> number of arguments. ``root(a, n)`` is the n-th root (``\sqrt[n]{a}``).
 FUNCTIONS = {
-    "sqrt": 1, "root": 2, "exp": 1, "log": 1, "ln": 1,
-    "sin": 1, "cos": 1, "tan": 1, "abs": 1,
+    "sqrt": 1, "root": 2, "exp": 1, "log": 1, "ln": 1, "abs": 1,
+    "sin": 1, "cos": 1, "tan": 1, "cot": 1, "sec": 1, "csc": 1,
+    "arcsin": 1, "arccos": 1, "arctan": 1, "binom": 2,
 }  # fmt: skip
 # Multi-letter names that are one symbol: constants and Greek letters (``lambda`` is
 # spelled ``lamda``, as sympy does, since ``lambda`` is a Python keyword).
@@ -110,6 +113,21 @@ class Seq(NamedTuple):
     items: tuple
 
 
+class Relation(NamedTuple):
+    """An inequality or a chain of them: ``terms[0] ops[0] terms[1] ops[1] ...``, with
+    ``ops`` among ``< <= > >= !=``."""
+
+    terms: tuple
+    ops: tuple
+
+
+class Based(NamedTuple):
+    """A numeral in a base: ``204_5`` is ``Based("204", 5)``."""
+
+    digits: str
+    base: int
+
+
 class Interval(NamedTuple):
     """``[lo, hi)`` and the like."""
 
@@ -131,12 +149,16 @@ _OPS |= {"le": "<=", "leq": "<=", "ge": ">=", "geq": ">=", "neq": "!=", "ne": "!
 _OPS |= {"lt": "<", "gt": ">", "pm": "±", "mp": "∓", "cup": "∪", "infty": " oo "}
 _OPS |= {"langle": "(", "rangle": ")", "lvert": "|", "rvert": "|", "vert": "|", "mid": "|"}
 _OPS |= {"lambda": " lamda ", "varepsilon": " epsilon ", "varphi": " phi "}
+_OPS |= {"in": "∈", "emptyset": "\\{\\}", "varnothing": "\\{\\}", "&": "&"}
+_OPS |= {"arcsin": " arcsin ", "arccos": " arccos ", "arctan": " arctan ", "binom": " binom "}
 _OPS |= {name: f" {name} " for name in NAMES | FUNCTIONS.keys() if name not in ("oo", "root")}
 _UNICODE = str.maketrans(
     {"−": "-", "–": "-", "×": "*", "·": "*", "÷": "/", "π": " pi ", "∞": " oo ", "°": ""}
 )
 
 _CMD_RE = re.compile(r"\\([A-Za-z]+|.)", re.DOTALL)
+_MATRICES = {"matrix", "pmatrix", "bmatrix", "Bmatrix", "vmatrix", "smallmatrix", "array"}
+MATRIX_OPEN, MATRIX_CLOSE = "⟦", "⟧"  # what a matrix becomes: ⟦a,b;c,d⟧
 # The whole part of a mixed number: an integer that starts an operand (nothing before it,
 # or an operator or opening bracket), so not an exponent ("x^2\\frac12") nor glued on.
 _MIXED_WHOLE_RE = re.compile(r"(?:^|[-+*/(\[{,=±∓])(\s*)([0-9]+)$")
@@ -190,6 +212,25 @@ def _has_top_comma(s: str) -> bool:
     return False
 
 
+def _matrix(s: str, i: int, depth: int) -> tuple[str, int]:
+    """``\\begin{pmatrix} a & b \\\\ c & d \\end{pmatrix}`` (from after ``\\begin``) ->
+    ``⟦a,b;c,d⟧`` and the index after ``\\end{..}``; other environments fail."""
+    env, i = _arg(s, i)
+    if env not in _MATRICES:
+        raise _Fail(f"environment {env}")
+    if env == "array" and i < len(s) and s[i] == "{":
+        _, i = _group(s, i)  # the column spec
+    end = s.find(f"\\end{{{env}}}", i)
+    if end < 0:
+        raise _Fail("unclosed environment")
+    rows = [r for r in re.split(r"\\\\(?:\[[^\]]*\])?", s[i:end]) if r.strip()]
+    cells = [[_convert(c, depth + 1).strip() for c in r.split("&")] for r in rows]
+    if not cells or any(not c for r in cells for c in r) or len({len(r) for r in cells}) != 1:
+        raise _Fail("ragged matrix")
+    body = ";".join(",".join(r) for r in cells)
+    return f"{MATRIX_OPEN}{body}{MATRIX_CLOSE}", end + len(env) + 6
+
+
 def _convert(s: str, depth: int) -> str:
     if depth > MAX_DEPTH:
         raise _Fail("depth")
@@ -225,6 +266,9 @@ def _convert(s: str, depth: int) -> str:
             elif name in _TEXTS:
                 a, i = _arg(s, i)
                 out.append(f" {_convert(a, depth + 1)} ")
+            elif name == "begin":
+                text, i = _matrix(s, i, depth)
+                out.append(text)
             elif name in _DROP:
                 continue
             elif name in _OPS:
@@ -249,7 +293,7 @@ def to_plain(text: str) -> str | None:
     """LaTeX (or already plain) math text -> plain text; sets come out as ``{a, b}``."""
     if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
         return None
-    s = _CIRC_RE.sub("", text.translate(_UNICODE))
+    s = _CIRC_RE.sub("", text.translate(_UNICODE)).replace("{,}", ",")
     if "\\" not in s and "{" not in s and "$" not in s:
         return s.strip()  # the common case: nothing to convert
     try:
@@ -268,6 +312,62 @@ def _split_letters(run: str) -> list[tuple[str, str]] | None:
     if len(run) > 3 or run.lower() in _WORDS:
         return None  # a word ("eggs", "hours", "or": "5 or 6"), not maths
     return [("name", ch) for ch in run]
+
+
+def _group_end(tokens: list, i: int) -> int:
+    """The index after the parenthesised group opening at ``tokens[i]``, or -1."""
+    depth = 0
+    for j in range(i, len(tokens)):
+        if tokens[j][1] == "(":
+            depth += 1
+        elif tokens[j][1] == ")":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+    return -1
+
+
+def _apply_functions(tokens: list) -> list | None:
+    """Brackets a function's argument written without parentheses, as LaTeX does:
+    ``sin x`` -> ``sin(x)``, ``sin 2x cos y`` -> ``sin(2x) cos(y)`` (the argument is the
+    run of numbers and letters that follows), ``sin^2 x`` and ``sin^2(x)`` ->
+    ``(sin(x))^2``. ``None`` when a function has no argument."""
+    out = list(tokens)
+    i = 0
+    while i < len(out):
+        kind, tok = out[i]
+        if kind != "func":
+            i += 1
+            continue
+        j, power = i + 1, []
+        if j < len(out) and out[j][1] == "^":  # "sin^2 x": a power of the function's value
+            if j + 1 < len(out) and out[j + 1][0] == "num":
+                power, j = out[j : j + 2], j + 2
+            elif j + 1 < len(out) and out[j + 1][1] == "(" and (e := _group_end(out, j + 1)) > 0:
+                power, j = out[j:e], e
+            else:
+                return None
+        if j < len(out) and out[j][1] == "(":
+            if not power:
+                i += 1
+                continue
+            end = _group_end(out, j)
+            if end < 0:
+                return None
+            arg = out[j + 1 : end - 1]
+        else:
+            end = j
+            while end < len(out) and out[end][0] in ("num", "name"):
+                end += 1
+            arg = out[j:end]
+        if not arg:
+            return None
+        call = [(kind, tok), ("op", "("), *arg, ("op", ")")]
+        if power:
+            call = [("op", "("), *call, ("op", ")"), *power]
+        out[i:end] = call
+        i += 2 if power else 1
+    return out
 
 
 def to_python(plain: str) -> str | None:
@@ -293,13 +393,16 @@ def to_python(plain: str) -> str | None:
             tokens.extend(names)
         elif m.group(3):
             tokens.append(("op", m.group(3)))
+    tokens = _apply_functions(tokens)
+    if tokens is None:
+        return None
     out: list[str] = []
     prev = None
     for kind, tok in tokens:
         if prev is not None:
             pkind, ptok = prev
             if pkind == "func" and tok != "(":
-                return None  # "sin x": we only take sin(x)
+                return None
             if pkind == "num" and kind == "num":
                 return None  # "2 3" is not an expression
             ends_operand = pkind in ("num", "name") or ptok == ")"

@@ -49,7 +49,7 @@ from fractions import Fraction
 
 from r1jax.rewards import latex
 from r1jax.rewards.host import RewardPool
-from r1jax.rewards.latex import Equation, Interval, Num, Seq
+from r1jax.rewards.latex import Based, Equation, Interval, Num, Relation, Seq
 
 __all__ = [
     "CACHE_SIZE",
@@ -74,6 +74,7 @@ MAX_LITERAL_DIGITS = 60  # longest number literal
 MAX_EXPONENT = 100  # largest |n| in b**n for a base that is not a rational number
 MAX_RESULT_DIGITS = 2000  # largest exact rational power, in digits
 MAX_ROOT_INDEX = 100  # largest n in root(a, n) and largest q in b**(p/q)
+MAX_BINOM = 1000  # largest n and k in binom(n, k) (integers only)
 _POINTS = ((3, 7), (-5, 11), (13, 4))  # fixed rational test points (num, den)
 
 
@@ -85,8 +86,61 @@ class Refused(Exception):
     """The expression is outside the bounds we agree to build."""
 
 
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "!=": "!="}
+
+
+def _ascending(r: Relation) -> Relation:
+    """``a > b > c`` read from the right: ``c < b < a``."""
+    if all(op in (">", ">=") for op in r.ops):
+        return Relation(r.terms[::-1], tuple(_FLIP[op] for op in r.ops[::-1]))
+    return r
+
+
+def _variable(t) -> bool:
+    return isinstance(t, latex.Expr) and len(t.text) == 1 and t.text.isalpha()
+
+
+def _as_interval(r: Relation) -> Interval | None:
+    """A one-variable inequality as its interval: ``x >= 3`` is ``[3, oo)``."""
+    terms, ops = _ascending(r)
+    if not all(op in ("<", "<=") for op in ops):
+        return None
+    low, high = latex.Expr("-oo"), latex.Expr("oo")
+    if len(terms) == 2 and _variable(terms[0]) and not _variable(terms[1]):
+        return Interval(low, terms[1], False, ops[0] == "<=")
+    if len(terms) == 2 and _variable(terms[1]) and not _variable(terms[0]):
+        return Interval(terms[0], high, ops[0] == "<=", False)
+    if len(terms) == 3 and _variable(terms[1]) and not (_variable(terms[0]) or _variable(terms[2])):
+        return Interval(terms[0], terms[2], ops[0] == "<=", ops[1] == "<=")
+    return None
+
+
+def _based_equal(a: Based, b) -> bool:
+    if isinstance(b, Based):
+        return int(a.digits, a.base) == int(b.digits, b.base)
+    if isinstance(b, Num) and b.places is None and not b.percent and b.value.denominator == 1:
+        return str(b.value.numerator) == a.digits  # "204" for 204_5: the digits asked for
+    return False
+
+
 def compare(a, b, leaves) -> bool:
     """Structural equality of two parsed answers; ``leaves`` compares leaves/equations."""
+    if isinstance(a, Based) or isinstance(b, Based):
+        return _based_equal(a, b) if isinstance(a, Based) else _based_equal(b, a)
+    if isinstance(a, Relation) and isinstance(b, Interval):
+        a = _as_interval(a) or a
+    if isinstance(b, Relation) and isinstance(a, Interval):
+        b = _as_interval(b) or b
+    if isinstance(a, Relation) or isinstance(b, Relation):
+        if not (isinstance(a, Relation) and isinstance(b, Relation)):
+            return False
+        a, b = _ascending(a), _ascending(b)
+        if a.ops != b.ops:
+            return False
+        return all(leaves.equal(x, y) for x, y in zip(a.terms, b.terms))
+    if isinstance(a, Equation) and isinstance(b, Equation) and a.named and b.named:
+        # "x = 3" and "y = 3" name different things
+        return a.lhs == b.lhs and compare(a.rhs, b.rhs, leaves)
     general_a = isinstance(a, Equation) and not a.named
     general_b = isinstance(b, Equation) and not b.named
     if isinstance(a, Equation) and a.named and not general_b:
@@ -100,7 +154,9 @@ def compare(a, b, leaves) -> bool:
     if isinstance(a, Seq) or isinstance(b, Seq):
         if not (isinstance(a, Seq) and isinstance(b, Seq)):
             return False
-        if "set" in (a.kind, b.kind) or a.kind == b.kind == "list":
+        if "matrix" in (a.kind, b.kind) and a.kind != b.kind:
+            return False
+        if {"set", "union"} & {a.kind, b.kind} or a.kind == b.kind == "list":
 
             def covered(xs, ys):
                 return all(any(compare(x, y, leaves) for y in ys) for x in xs)
@@ -216,8 +272,13 @@ def _build(node, src: str, sympy):
         if not (args[1].is_Integer and 2 <= args[1] <= MAX_ROOT_INDEX):
             raise Refused("root index")
         return _pow(sympy, args[0], sympy.Rational(1, int(args[1])))
+    if name == "binom":
+        if not all(a.is_Integer and 0 <= a <= MAX_BINOM for a in args):
+            raise Refused("binomial")
+        return sympy.binomial(*args)
     fns = {"exp": sympy.exp, "log": sympy.log, "ln": sympy.log, "abs": sympy.Abs}
-    fns.update(sin=sympy.sin, cos=sympy.cos, tan=sympy.tan)
+    fns.update(sin=sympy.sin, cos=sympy.cos, tan=sympy.tan, cot=sympy.cot, sec=sympy.sec)
+    fns.update(csc=sympy.csc, arcsin=sympy.asin, arccos=sympy.acos, arctan=sympy.atan)
     return fns[name](args[0])
 
 
