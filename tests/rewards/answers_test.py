@@ -333,7 +333,8 @@ def test_last_answer_phrase_wins(text, want):
         # a number = number equation must hold; number = name names the value
         ("\\boxed{7 = 5}", "5", False),
         ("\\boxed{7 = 5}", "7", False),
-        ("\\boxed{x = 2 + 1 = 4}", "4", False),
+        ("\\boxed{x = 2 + 1 = 4}", "4", True),  # a chain's last part (Math-Verify's rule)
+        ("\\boxed{7 = 5}", "5", False),  # but two numbers that differ are no answer
         ("\\boxed{5 = x}", "5", True),
         ("\\boxed{5 = x}", "x = 5", True),
         ("\\boxed{2 + 3 = x}", "5", True),

@@ -88,22 +88,23 @@ _SENTENCE_END_RE = re.compile(r"[.;!?](?:\s|$)")
 _ENCLOSED_RE = re.compile(r"\$\$?([^$]*)\$\$?|\\\((.*)\\\)|\\\[(.*)\\\]", re.DOTALL)
 _MARKERS = ("####", "\\boxed", "\\fbox", "<answer>")
 # The last number of the last line: standalone, not glued to letters ("AZYUK2A" has none).
-_LAST_NUMBER_RE = re.compile(r"(?<![A-Za-z0-9_.])-?\$?[0-9][0-9,]*(?:\.[0-9]+)?(?![A-Za-z0-9_])")
+_LAST_NUMBER_RE = re.compile(r"(?<![A-Za-z0-9_.])-?\$?[0-9][0-9,]*(?:\.[0-9]+)?(?![0-9_])")
 # Math environments, for the last one of a solution without a marker.
 _MATH_ENV_RE = re.compile(
     r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$]+?)\$", re.DOTALL
 )
 _PROSE_RE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")  # "it is 42" is a sentence, not an answer
 _HEDGE_RE = re.compile(r"\b(?:or|nor|either)\W*$", re.IGNORECASE)  # "... or 6"
+_CONNECTIVE_TAIL_RE = re.compile(r"^\s*(?:or|and|minus|plus|times|divided|over|not)\b", re.I)
 _MATH_SCAN = 8 * MAX_ANSWER_CHARS  # how far from the end math environments are looked for
 
 
 def _finish(cand: str | None) -> str | None:
     if cand is None or len(cand) > 2 * MAX_ANSWER_CHARS:
         return None
-    cand = cand.strip().strip("*_ \t").removesuffix(".").strip()
+    cand = cand.strip().strip("*_ \t").rstrip(".,;").strip()
     if m := _ENCLOSED_RE.fullmatch(cand):  # "$18$", "\\(x+1\\)", "\\[3\\]"
-        cand = (m[1] or m[2] or m[3] or "").strip().removesuffix(".").rstrip()
+        cand = (m[1] or m[2] or m[3] or "").strip().rstrip(".,;").rstrip()
     if not cand or len(cand) > MAX_ANSWER_CHARS or _CONTROL_RE.search(cand):
         return None
     return cand
@@ -111,8 +112,24 @@ def _finish(cand: str | None) -> str | None:
 
 def _boxed(text: str) -> str | None:
     i = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if i < 0:
-        return None
+    return _box_at(text, i) if i >= 0 else None
+
+
+_BOX_RE = re.compile(r"\\boxed|\\fbox")
+
+
+def _all_boxed(text: str) -> list[str]:
+    """The contents of every ``\\boxed``/``\\fbox`` (at most ``MAX_ITEMS + 1``)."""
+    out = []
+    for m in _BOX_RE.finditer(text):
+        if (box := _box_at(text, m.start())) is not None:
+            out.append(box)
+            if len(out) > MAX_ITEMS:
+                break
+    return out
+
+
+def _box_at(text: str, i: int) -> str | None:
     j = i + (6 if text.startswith("\\boxed", i) else 5)
     if j < len(text) and text[j] == " ":
         m = re.match(r" +([^\s$]+)", text[j : j + MAX_ANSWER_CHARS])
@@ -158,7 +175,34 @@ def _markers(text: str, depth: int = 0) -> str | None:
         best = text[m.end() : end if end >= 0 else len(text)]
         if stop := _SENTENCE_END_RE.search(best):
             best = best[: stop.start()]
-    return _finish(best)
+    return _refine(_finish(best))
+
+
+def _last_math(text: str) -> str | None:
+    """The last math environment of ``text`` that parses as an answer."""
+    envs = list(_MATH_ENV_RE.finditer(text[-_MATH_SCAN:]))
+    for m in envs[::-1][:MAX_ITEMS]:
+        found = _finish(next(g for g in m.groups() if g))
+        if found is not None and parse_value(found) is not None:
+            return found
+    return None
+
+
+def _refine(cand: str | None) -> str | None:
+    """An answer line or phrase that does not parse (``The largest $n$ is 34``): what
+    follows its last `` is ``, else its last math environment, else its last number."""
+    if cand is None or parse_value(cand) is not None:
+        return cand
+    if (i := cand.rfind(" is ")) >= 0 and parse_value(tail := cand[i + 4 :].strip()) is not None:
+        return _finish(tail)
+    if (found := _last_math(cand)) is not None:
+        return found
+    m = None
+    for m in _LAST_NUMBER_RE.finditer(cand):
+        pass
+    if m is None or _HEDGE_RE.search(cand[: m.start()]) or _CONNECTIVE_TAIL_RE.search(cand[m.end():]):
+        return cand
+    return _finish(m.group(0))
 
 
 def extract_answer(text: str, fallback: bool = False) -> str | None:
@@ -179,16 +223,15 @@ def extract_answer(text: str, fallback: bool = False) -> str | None:
         bare = _finish(bare) if short else None
         if bare is not None and parse_value(bare) is not None:
             return bare
-        m = None
-        for m in _MATH_ENV_RE.finditer(text[-_MATH_SCAN:]):  # the last math environment
-            pass
-        if m is not None and (found := _finish(next(g for g in m.groups() if g))) is not None:
+        if (found := _last_math(text)) is not None:
             return found
         last_line = text.rstrip().rsplit("\n", 1)[-1]
         m = None
         for m in _LAST_NUMBER_RE.finditer(last_line):
             pass
-        if m is None or _HEDGE_RE.search(last_line[: m.start()]):
+        if m is None:  # a short text without digits is a word answer ("Evelyn", "(C)")
+            return bare if bare is not None and not any(c.isdigit() for c in bare) else None
+        if _HEDGE_RE.search(last_line[: m.start()]):
             return None  # "5 or 6": a hedge is no answer
         return _finish(m.group(0))
     except Exception:  # noqa: BLE001  (never raise on hostile text)
@@ -224,6 +267,7 @@ _NEGATED_RE = re.compile(  # "5, not 3", "5 (not 3)": the answer is 5
     r"(?:\s*[,;]\s*|\s+)(?:\(\s*not\s[^()]*\)|not\s[^()]*)$", re.IGNORECASE
 )
 _NAME_LHS_RE = re.compile(r"[A-Za-z_'(), ]+")
+_SUBSCRIPT_RE = re.compile(r"_\(?[0-9A-Za-z]{1,3}\)?")
 _BASED_RE = re.compile(r"([0-9A-Za-z]+)_\(?([0-9]{1,2})\)?")
 # Scientific notation "1.5e3", "2E-4" (not glued to letters: "2e" stays e).
 _SCI_RE = re.compile(r"(?<![A-Za-z0-9.])([0-9]+(?:\.[0-9]+)?)[eE]([-+]?[0-9]{1,3})(?![A-Za-z0-9.])")
@@ -232,6 +276,7 @@ _SPACE_THOUSANDS_RE = re.compile(r"(?<![0-9.,/])[0-9]{1,3}(?: [0-9]{3})+(?![0-9.
 # A decimal comma, only where a thousands separator cannot be meant: "1000,99", "0,5".
 _DECIMAL_COMMA_RE = re.compile(r"([-+]?(?:[0-9]{4,}|0)),([0-9]{1,2}|[0-9]{4,})")
 _RELATIONS = ("<=", ">=", "!=", "<", ">")
+_ABS_RE = re.compile(r"([^|]*)\|([^|]+)\|([^|]*)")
 _IN_RE = re.compile(r"[A-Za-z]\s*∈\s*(.+)", re.DOTALL)  # "x ∈ [2, 5)"
 
 
@@ -329,12 +374,24 @@ def _consistent(parts: list[str]) -> bool:
     return all(_FAST.equal(v, nums[-1]) for v in nums[:-1])
 
 
+def _named(part: str) -> bool:
+    """Whether one side of an equation names the answer: letters, no digits (``x``,
+    ``f(x)``, ``a_3``, ``\\frac{NO}{BO}``), and not a general expression like ``2x + z``."""
+    part = part.strip()
+    return bool(_NAME_LHS_RE.fullmatch(part)) or (
+        bool(part) and not any(c.isdigit() for c in _SUBSCRIPT_RE.sub("", part))
+        and not any(op in part for op in "+-*^")
+    )
+
+
 def _equation(parts: list[str], depth: int):
-    if not _consistent(parts):
+    if len(parts) > 2:  # a chain "x = 2 + 1 = 3": its last part, named by the first
+        parts = [parts[0], parts[-1]] if _named(parts[0]) else parts[-1:]
+        if len(parts) == 1:
+            return _structure(parts[0], depth + 1)
+    elif not _consistent(parts):
         return None
-    if len(parts) > 2:  # a chain "x = 2 + 1 = 3": its last part
-        return _structure(parts[-1], depth + 1)
-    named = [bool(_NAME_LHS_RE.fullmatch(part.strip())) for part in parts]
+    named = [_named(part) for part in parts]
     if named[0] or named[1]:  # "x = 3", "f(x) = 2x", and "3 = x" names the value too
         name, value = parts if named[0] else parts[::-1]
         rhs, name = _structure(value, depth + 1), _leaf(name)
@@ -415,6 +472,8 @@ def _structure(s: str, depth: int):
         return Seq("union", parsed) if ok else None
     if (rel := _relation(s, depth)) is not None:
         return rel or None
+    if s.count("|") == 2 and (m := _ABS_RE.fullmatch(s)):  # "|x - 1|", "2|x|"
+        s = f"{m[1]}abs({m[2]}){m[3]}"
     if any(c in s for c in "|⟦⟧∈"):
         return None
     if s == "{}":
@@ -476,11 +535,22 @@ def _squash(answer: str) -> str:
     return _GAP_RE.sub("", _SPACE_RE.sub(" ", _DROP_RE.sub("", answer.strip())))
 
 
+_WORDS_RE = re.compile(r"[A-Za-z\s().,'-]+")
+
+
+def _text_key(answer: str) -> str:
+    """What an unparseable answer is compared by: squashed (``_squash``) after
+    ``latex.to_plain`` (``\\text{..}`` keeps its words); a word answer in lower case."""
+    plain = latex.to_plain(answer)
+    key = _squash(plain if plain is not None else answer)
+    return key.lower() if _WORDS_RE.fullmatch(key) else key
+
+
 def decide(pred_answer: str, ref_answer: str) -> bool | None:
     """Fast in-process verdict on two extracted answers; ``None`` when sympy is needed."""
     a, b = parse_value(pred_answer), parse_value(ref_answer)
-    if a is None or b is None:  # unparseable: equal only as squashed strings, both of them
-        return a is None and b is None and _squash(pred_answer) == _squash(ref_answer)
+    if a is None or b is None:  # unparseable: equal only as squashed texts, both of them
+        return a is None and b is None and _text_key(pred_answer) == _text_key(ref_answer)
     try:
         return compare(a, b, _FAST)
     except NeedsSympy:
@@ -490,10 +560,7 @@ def decide(pred_answer: str, ref_answer: str) -> bool | None:
 def settle(prediction: str, reference: str, extracted: bool = True) -> bool:
     """Full verdict with sympy in this process: what a ``symbolic`` worker runs."""
     if not extracted:
-        prediction = extract_answer(prediction, fallback=True)
-        reference = extract_answer(reference, fallback=True)
-        if prediction is None or reference is None:
-            return False
+        return any(settle(p, r) for p, r in answer_pairs(prediction, reference))
     verdict = decide(prediction, reference)
     if verdict is None:
         try:
@@ -534,6 +601,29 @@ def _warm_settle_scorer() -> _SettleScorer:
 symbolic.set_scorer(_SettleScorer())
 
 
+def _joined_boxes(text: str) -> str | None:
+    """Several boxed answers as one list (``\\boxed{1} and \\boxed{2}``: ``1, 2``)."""
+    if text.count("\\boxed") + text.count("\\fbox") < 2:
+        return None
+    boxes = [b for b in (_finish(b) for b in _all_boxed(text)) if b is not None]
+    return ", ".join(boxes) if 2 <= len(boxes) <= MAX_ITEMS else None
+
+
+def answer_pairs(prediction: str, reference: str, fallback: bool = True) -> list[tuple[str, str]]:
+    """The ``(prediction answer, reference answer)`` pairs a verdict tries, in order: the
+    final answers (``extract_answer``); then, where a text has several boxed answers,
+    all of them as one list (a reference with several boxes is that list). Equal if any
+    pair is: several boxes match only a reference listing the same answers."""
+    p = extract_answer(prediction, fallback=fallback)
+    r = _joined_boxes(reference) or extract_answer(reference, fallback=True)
+    if r is None:
+        return []
+    out = [(p, r)] if p is not None else []
+    if (joined := _joined_boxes(prediction)) is not None and joined != p:
+        out.append((joined, r))
+    return out
+
+
 def verify_answer(prediction: str, reference: str, fallback: bool = True) -> bool:
     """Whether the prediction's final answer equals the reference's (module doc).
 
@@ -542,12 +632,14 @@ def verify_answer(prediction: str, reference: str, fallback: bool = True) -> boo
     bare number at the end of the text does not count. The reference always falls back.
     """
     try:
-        p = extract_answer(prediction, fallback=fallback)
-        r = extract_answer(reference, fallback=True)
-        if p is None or r is None:
-            return False
-        verdict = decide(p, r)
-        return verdict if verdict is not None else symbolic.equal_many([(p, r)])[0]
+        pending = []
+        for p, r in answer_pairs(prediction, reference, fallback):
+            verdict = decide(p, r)
+            if verdict:
+                return True
+            if verdict is None:
+                pending.append((p, r))
+        return bool(pending) and any(symbolic.equal_many(pending))
     except Exception:  # noqa: BLE001  (hostile input is False, never an exception)
         return False
 
@@ -589,18 +681,23 @@ def verify_answers(
     pending: dict[tuple[str, str], list[int]] = {}
     for i, (pred, ref) in enumerate(pairs):
         try:
-            p, r = extract_answer(pred, fallback=True), extract_answer(ref, fallback=True)
-            verdict = False if p is None or r is None else decide(p, r)
+            undecided = []
+            for p, r in answer_pairs(pred, ref):
+                verdict = decide(p, r)
+                if verdict:
+                    out[i] = True
+                    break
+                if verdict is None:
+                    undecided.append((p, r))
+            else:
+                for key in undecided:
+                    pending.setdefault(key, []).append(i)
         except Exception:  # noqa: BLE001
-            verdict = False
-        if verdict is None:
-            pending.setdefault((p, r), []).append(i)
-        else:
-            out[i] = verdict
+            out[i] = False
     if pending:
         keys = list(pending)
         verdicts = _from_pool(lambda: [(v,) for v in symbolic.equal_many(keys, pool)], len(keys))
         for key, verdict in zip(keys, verdicts):
             for i in pending[key]:
-                out[i] = verdict
+                out[i] = out[i] or verdict
     return out

@@ -74,6 +74,8 @@ MAX_LITERAL_DIGITS = 60  # longest number literal
 MAX_EXPONENT = 100  # largest |n| in b**n for a base that is not a rational number
 MAX_RESULT_DIGITS = 2000  # largest exact rational power, in digits
 MAX_ROOT_INDEX = 100  # largest n in root(a, n) and largest q in b**(p/q)
+FLOAT_DIGITS = 15  # a decimal this long is a binary float printed in full: float noise
+REL_TOL = Fraction(1, 10**12)  # ... and within this relative distance of a value, it is it
 MAX_BINOM = 1000  # largest n and k in binom(n, k) (integers only)
 _POINTS = ((3, 7), (-5, 11), (13, 4))  # fixed rational test points (num, den)
 
@@ -115,6 +117,16 @@ def _as_interval(r: Relation) -> Interval | None:
     return None
 
 
+def _open_pair(a, other):
+    """``(lo, hi)`` is an open interval where the other answer is an interval or an
+    inequality (``(-oo, 2)`` against ``x < 2``); elsewhere it stays a pair."""
+    pair = isinstance(a, Seq) and a.kind == "tuple" and len(a.items) == 2
+    if pair and isinstance(other, (Interval, Relation)):
+        if all(isinstance(t, (Num, latex.Expr)) for t in a.items):
+            return Interval(a.items[0], a.items[1], False, False)
+    return a
+
+
 def _based_equal(a: Based, b) -> bool:
     if isinstance(b, Based):
         return int(a.digits, a.base) == int(b.digits, b.base)
@@ -127,6 +139,7 @@ def compare(a, b, leaves) -> bool:
     """Structural equality of two parsed answers; ``leaves`` compares leaves/equations."""
     if isinstance(a, Based) or isinstance(b, Based):
         return _based_equal(a, b) if isinstance(a, Based) else _based_equal(b, a)
+    a, b = _open_pair(a, b), _open_pair(b, a)
     if isinstance(a, Relation) and isinstance(b, Interval):
         a = _as_interval(a) or a
     if isinstance(b, Relation) and isinstance(a, Interval):
@@ -198,6 +211,15 @@ def decimal_close(decimal: Fraction, places: int, value: Fraction) -> bool:
     return abs(decimal - value) <= unit / 2 or decimal / unit == math.trunc(value / unit)
 
 
+def _float_noise(d: Num, other: Num) -> bool:
+    """Whether ``d`` is a binary float printed in full (``FLOAT_DIGITS`` or more
+    significant digits) within ``REL_TOL`` of ``other``."""
+    if d.places is None:
+        return False
+    digits = len(str(abs(d.value.numerator * 10**d.places // d.value.denominator)))
+    return digits >= FLOAT_DIGITS and abs(d.value - other.value) <= REL_TOL * abs(other.value)
+
+
 class FastLeaves:
     """Leaf comparator settling numbers and identical texts; the rest needs sympy."""
 
@@ -205,6 +227,8 @@ class FastLeaves:
         if isinstance(a, Num) and isinstance(b, Num):
             if a.value == b.value:
                 return True
+            if _float_noise(a, b) or _float_noise(b, a):
+                return True  # 0.30000000000000004 is 0.3
             if a.percent != b.percent:
                 p, o = (a, b) if a.percent else (b, a)
                 if p.value / 100 == o.value:
