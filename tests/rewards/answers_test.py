@@ -383,6 +383,9 @@ def test_review_verdicts_without_sympy(pred, ref, want):
         ("5 = x", Equation(Expr("x"), Num(Fraction(5), None), True)),
         ("5, not 3", Num(Fraction(5), None)),
         ("5 and 1/2", Num(Fraction(11, 2), None)),
+        # "and"/"or" join answers into a list (which matches only a list: "5 or 6" is not 6)
+        ("5 or 6", Seq("list", (Num(Fraction(5), None), Num(Fraction(6), None)))),
+        ("5 and 6", Seq("list", (Num(Fraction(5), None), Num(Fraction(6), None)))),
     ],
 )
 def test_parse_value_review(text, want):
@@ -390,7 +393,7 @@ def test_parse_value_review(text, want):
 
 
 @pytest.mark.parametrize(
-    "text", ["7 = 5", "12 minus 3", "12 plus 3", "5 or 6", "5 and 6", "not 5", "5 feet 6 inches"]
+    "text", ["7 = 5", "12 minus 3", "12 plus 3", "either 5 or 6", "not 5", "5 feet 6 inches"]
 )
 def test_parse_value_refuses_review(text):
     assert answers.parse_value(text) is None

@@ -274,8 +274,10 @@ _SCI_RE = re.compile(r"(?<![A-Za-z0-9.])([0-9]+(?:\.[0-9]+)?)[eE]([-+]?[0-9]{1,3
 # Thousands separated by spaces, "1 000 000" (groups of exactly three digits).
 _SPACE_THOUSANDS_RE = re.compile(r"(?<![0-9.,/])[0-9]{1,3}(?: [0-9]{3})+(?![0-9.,/])")
 # A decimal comma, only where a thousands separator cannot be meant: "1000,99", "0,5".
-_DECIMAL_COMMA_RE = re.compile(r"([-+]?(?:[0-9]{4,}|0)),([0-9]{1,2}|[0-9]{4,})")
+# "1000,99", "1234,5", "0,111", "1,22": not 1,234 (thousands) nor 1,2 (a list).
+_DECIMAL_COMMA_RE = re.compile(r"([-+]?[0-9]+),([0-9]{2}|[0-9]{4,})|([-+]?(?:[0-9]{4,}|0)),([0-9]+)")
 _RELATIONS = ("<=", ">=", "!=", "<", ">")
+_LIST_WORD_RE = re.compile(r"\s*,?\s*\b(?:and|or)\b\s*", re.IGNORECASE)
 _ABS_RE = re.compile(r"([^|]*)\|([^|]+)\|([^|]*)")
 _IN_RE = re.compile(r"[A-Za-z]\s*∈\s*(.+)", re.DOTALL)  # "x ∈ [2, 5)"
 
@@ -337,8 +339,8 @@ def _based(s: str) -> Based | None:
 
 def _leaf(s: str) -> Num | Expr | Based | None:
     s = s.strip()
-    if "_" in s:
-        return _based(s)
+    if "_" in s and (based := _based(s)) is not None:
+        return based
     percent = s.endswith("%")
     if percent:
         s = s[:-1].rstrip()
@@ -346,7 +348,7 @@ def _leaf(s: str) -> Num | Expr | Based | None:
         point = s.find(".")
         places = len(s) - point - 1 if 0 <= point < len(s) - 1 else None
         return Num(Fraction(s), places, percent)
-    if (m := _MIXED_RE.fullmatch(s)) and int(m.group(4)):
+    if (m := _MIXED_RE.fullmatch(s)) and int(m.group(3)) < int(m.group(4)):  # not "11 6/6"
         value = int(m.group(2)) + Fraction(int(m.group(3)), int(m.group(4)))
         return Num(-value if m.group(1) == "-" else value, None, percent)
     word = (m := _UNIT_RE.fullmatch(s)) and m.group(3)  # "18 eggs", "5 km/h", "3cm"
@@ -407,7 +409,7 @@ def _numbers(s: str) -> str:
     """Locale and notation forms of whole numbers, at the top of an answer: ``1 000``,
     ``1000,99`` (a decimal comma where no thousands separator can be meant), ``1.5e3``."""
     if m := _DECIMAL_COMMA_RE.fullmatch(s):
-        return f"{m[1]}.{m[2]}"
+        return f"{m[1] or m[3]}.{m[2] or m[4]}"
     s = _SPACE_THOUSANDS_RE.sub(lambda m: m[0].replace(" ", ""), s)
     return _SCI_RE.sub(lambda m: f"({m[1]}*10^({m[2]}))", s)
 
@@ -461,6 +463,17 @@ def _structure(s: str, depth: int):
     if depth == 0:
         s = _numbers(s)
     s = re.sub(r"\s+\^", "^", s)
+    if "≈" in s:  # "x = 1/3 ≈ 0.33": the exact part; "x ≈ 11": as "x = 11"
+        head, _, tail = s.partition("≈")
+        s = head if "=" in head or not _named(head) else f"{head}={tail.replace('≈', '=')}"
+    if _LIST_WORD_RE.search(s) and not _MIXED_RE.fullmatch(s):  # "6 and 8", "19, 46, and 82", "(11,7) or (7,11)": a list
+        s = _LIST_WORD_RE.sub(", ", s)
+    if ";" in s and s[0] != latex.MATRIX_OPEN:  # "-12;-11;-10", "p=5,q=2;p=7,q=2"
+        groups = _split_top(s, ";")
+        commas = any(len(_split_top(g, ",")) > 1 for g in groups)
+        s = ", ".join(f"({g})" if commas else g for g in groups)
+    if len(s) > 2 and s[0] in "[(" and s[1] == latex.MATRIX_OPEN and s[-2] == latex.MATRIX_CLOSE:
+        s = s[1:-1]  # "\\left[\\begin{array}..\\end{array}\\right]"
     if m := _IN_RE.fullmatch(s):  # "x ∈ [2, 5)": the set
         return _structure(m[1], depth + 1)
     if s[0] == latex.MATRIX_OPEN and s[-1] == latex.MATRIX_CLOSE and s.count("⟦") == 1:

@@ -144,7 +144,7 @@ _DROP = {"left", "right", "big", "Big", "bigl", "bigr", "Bigl", "Bigr", "bigg", 
 _DROP |= {"displaystyle", "textstyle", ",", ";", ":", "!", " ", "quad", "qquad", "$"}
 _DROP |= {"circ", "degree", "limits", "dots", "ldots", "cdots", "\\"}
 _OPS = {"cdot": "*", "times": "*", "ast": "*", "div": "/", "{": "\\{", "}": "\\}"}
-_OPS |= {"%": "%", "lbrace": "\\{", "rbrace": "\\}", "approx": "=", "colon": ":"}
+_OPS |= {"%": "%", "lbrace": "\\{", "rbrace": "\\}", "approx": "≈", "colon": ":"}
 _OPS |= {"le": "<=", "leq": "<=", "ge": ">=", "geq": ">=", "neq": "!=", "ne": "!="}
 _OPS |= {"lt": "<", "gt": ">", "pm": "±", "mp": "∓", "cup": "∪", "infty": " oo "}
 _OPS |= {"langle": "(", "rangle": ")", "lvert": "|", "rvert": "|", "vert": "|", "mid": "|"}
@@ -157,13 +157,24 @@ _UNICODE = str.maketrans(
 )
 
 _CMD_RE = re.compile(r"\\([A-Za-z]+|.)", re.DOTALL)
+# "\\\\le" (a doubled backslash, as JSON-escaped text has it) before a known command is
+# that command; before anything else it is a line break.
+_DOUBLED_RE = re.compile(
+    r"\\\\(?=(?:d?frac|tfrac|le|leq|ge|geq|lt|gt|neq|ne|left|right|sqrt|pi|cdot|times|infty"
+    r"|text|mathrm|in|cup|pm|boxed|begin|end)(?![A-Za-z]))"
+)
+_THIN_THOUSANDS_RE = re.compile(r"(?<=[0-9]),\\!\s*(?=[0-9]{3})")  # "11,\\! 111"
 _MATRICES = {"matrix", "pmatrix", "bmatrix", "Bmatrix", "vmatrix", "smallmatrix", "array"}
 MATRIX_OPEN, MATRIX_CLOSE = "⟦", "⟧"  # what a matrix becomes: ⟦a,b;c,d⟧
 # The whole part of a mixed number: an integer that starts an operand (nothing before it,
 # or an operator or opening bracket), so not an exponent ("x^2\\frac12") nor glued on.
 _MIXED_WHOLE_RE = re.compile(r"(?:^|[-+*/(\[{,=±∓])(\s*)([0-9]+)$")
 _CIRC_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\^\s*\{\s*\}")
-_TOKEN_RE = re.compile(r"\s+|([0-9]+\.?[0-9]*|\.[0-9]+)|([A-Za-z]+)|(\*\*|[-+*/^(),])")
+_TOKEN_RE = re.compile(
+    r"\s+|([0-9]+\.?[0-9]*|\.[0-9]+)|([A-Za-z]_\(?[0-9A-Za-z]{1,3}\)?(?![0-9A-Za-z]))"
+    r"|([A-Za-z]+)|(\*\*|[-+*/^(),])"
+)
+_SUBSCRIPTED_RE = re.compile(r"[A-Za-z]_[0-9A-Za-z]{1,3}")  # the name "a_37" of "a_{37}"
 
 
 class _Fail(Exception):
@@ -294,6 +305,7 @@ def to_plain(text: str) -> str | None:
     if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
         return None
     s = _CIRC_RE.sub("", text.translate(_UNICODE)).replace("{,}", ",")
+    s = _DOUBLED_RE.sub(r"\\", _THIN_THOUSANDS_RE.sub(",", s))
     if "\\" not in s and "{" not in s and "$" not in s:
         return s.strip()  # the common case: nothing to convert
     try:
@@ -386,13 +398,15 @@ def to_python(plain: str) -> str | None:
             if "." not in digits:
                 digits = digits.lstrip("0") or "0"  # Python refuses "007" (not "007.5")
             tokens.append(("num", digits))
-        elif m.group(2):
-            names = _split_letters(m.group(2))
+        elif m.group(2):  # "a_{37}" (plain "a_(37)"): one name, "a_37"
+            tokens.append(("name", m.group(2).replace("(", "").replace(")", "")))
+        elif m.group(3):
+            names = _split_letters(m.group(3))
             if names is None:
                 return None
             tokens.extend(names)
-        elif m.group(3):
-            tokens.append(("op", m.group(3)))
+        elif m.group(4):
+            tokens.append(("op", m.group(4)))
     tokens = _apply_functions(tokens)
     if tokens is None:
         return None
@@ -424,9 +438,11 @@ def _check(node: ast.AST, depth: int, count: list[int]) -> None:
         if type(node.value) not in (int, float):  # not bool, str, bytes, Ellipsis
             raise _Fail("constant")
     elif isinstance(node, ast.Name):
-        if len(node.id) != 1 and node.id not in NAMES:
+        if _SUBSCRIPTED_RE.fullmatch(node.id):
+            pass
+        elif len(node.id) != 1 and node.id not in NAMES:
             raise _Fail("name")
-        if not node.id.isascii() or not node.id.isalpha():
+        elif not node.id.isascii() or not node.id.isalpha():
             raise _Fail("name")
     elif isinstance(node, ast.UnaryOp):
         if not isinstance(node.op, (ast.USub, ast.UAdd)):

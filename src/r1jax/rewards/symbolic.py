@@ -148,9 +148,9 @@ def compare(a, b, leaves) -> bool:
         if not (isinstance(a, Relation) and isinstance(b, Relation)):
             return False
         a, b = _ascending(a), _ascending(b)
-        if a.ops != b.ops:
-            return False
-        return all(leaves.equal(x, y) for x, y in zip(a.terms, b.terms))
+        if a.ops == b.ops and all(leaves.equal(x, y) for x, y in zip(a.terms, b.terms)):
+            return True
+        return len(a.ops) == len(b.ops) == 1 and leaves.relations(a, b)  # -x > -1 is x < 1
     if isinstance(a, Equation) and isinstance(b, Equation) and a.named and b.named:
         # "x = 3" and "y = 3" name different things
         return a.lhs == b.lhs and compare(a.rhs, b.rhs, leaves)
@@ -169,7 +169,8 @@ def compare(a, b, leaves) -> bool:
             return False
         if "matrix" in (a.kind, b.kind) and a.kind != b.kind:
             return False
-        if {"set", "union"} & {a.kind, b.kind} or a.kind == b.kind == "list":
+        unordered = {"set", "union"} & {a.kind, b.kind} or a.kind == b.kind == "list"
+        if unordered and {a.kind, b.kind} != {"set", "tuple"}:  # (3, 1) is not {1, 3}
 
             def covered(xs, ys):
                 return all(any(compare(x, y, leaves) for y in ys) for x in xs)
@@ -247,6 +248,11 @@ class FastLeaves:
     def equations(self, a, b) -> bool:
         if a == b:
             return True
+        raise NeedsSympy
+
+    def relations(self, a, b) -> bool:
+        if all(isinstance(t, Num) for t in a.terms + b.terms):
+            return False  # numbers only: compared term by term already
         raise NeedsSympy
 
 
@@ -388,6 +394,26 @@ class SympyLeaves:
             return True
         ratio = sympy.simplify(da / db)
         return bool(ratio.is_number and ratio != 0 and ratio.is_finite)
+
+    def relations(self, a, b) -> bool:
+        """``d1 op 0`` and ``d2 op 0`` with d1 = k d2: k > 0 (and k < 0 for ``!=``)."""
+        (da, op_a), (db, op_b) = _one_sided(self, a), _one_sided(self, b)
+        if op_a != op_b or da == 0 or db == 0:
+            return False
+        ratio = self.sympy.simplify(da / db)
+        if not (ratio.is_number and ratio.is_finite and ratio != 0):
+            return False
+        return bool(ratio > 0) or op_a == "!="
+
+
+def _one_sided(leaves, r: Relation):
+    """``a < b`` as ``(a - b, "<")``, ``a > b`` as ``(b - a, "<")``: ``(d, op)`` with
+    op ``<``, ``<=`` or ``!=``, meaning ``d op 0``."""
+    lhs, rhs = (leaves._value(t) for t in r.terms)
+    op = r.ops[0]
+    if op in (">", ">="):
+        return rhs - lhs, _FLIP[op]
+    return lhs - rhs, op
 
 
 def warm_sympy() -> None:
