@@ -81,17 +81,20 @@ _LINE_RE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _PHRASE_RE = re.compile(  # the phrase only: the answer is the rest of its line, cut below
-    r"answer(?:[ \t]+(?:is|was|would[ \t]+be|will[ \t]+be|should[ \t]+be)|[ \t]*=)[ \t:]*",
+    r"answer(?:[ \t]+(?:is|was|would[ \t]+be|will[ \t]+be|should[ \t]+be)|[ \t]*=)[ \t:]*"
+    r"|final[ \t]+answer[ \t*_]*[:：][ \t*_]*",
     re.IGNORECASE,
 )
 _SENTENCE_END_RE = re.compile(r"[.;!?](?:\s|$)")
 _ENCLOSED_RE = re.compile(r"\$\$?([^$]*)\$\$?|\\\((.*)\\\)|\\\[(.*)\\\]", re.DOTALL)
 _MARKERS = ("####", "\\boxed", "\\fbox", "<answer>")
 # The last number of the last line: standalone, not glued to letters ("AZYUK2A" has none).
-_LAST_NUMBER_RE = re.compile(r"(?<![A-Za-z0-9_.])-?\$?[0-9][0-9,]*(?:\.[0-9]+)?(?![0-9_])")
+_LAST_NUMBER_RE = re.compile(
+    r"(?<![A-Za-z0-9_.:/])-?\$?[0-9][0-9,]*(?:\.[0-9]+)?(?:/[0-9]+)?(?![0-9_:/])"
+)
 # Math environments, for the last one of a solution without a marker.
 _MATH_ENV_RE = re.compile(
-    r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$]+?)\$", re.DOTALL
+    r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\(([^\n]+?)\\\)|\$([^$\n]+?)\$", re.DOTALL
 )
 _PROSE_RE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")  # "it is 42" is a sentence, not an answer
 _HEDGE_RE = re.compile(r"\b(?:or|nor|either)\W*$", re.IGNORECASE)  # "... or 6"
@@ -116,6 +119,10 @@ def _boxed(text: str) -> str | None:
 
 
 _BOX_RE = re.compile(r"\\boxed|\\fbox")
+# Between two boxes of one list: punctuation, delimiters, spacing, "and"/"or" (and a few
+# words around them: "\\boxed{1} papers and \\boxed{2} bins").
+_GAP_NOISE_RE = re.compile(r"\\(?:quad|qquad|text|mathrm|textbf|[,;:! ()\[\]])|[{}$,;.()]+|\\n")
+_JOINS_RE = re.compile(r"|(?:\w+\s+){0,3}(?:and|or)(?:\s+\w+){0,4}", re.IGNORECASE)
 
 
 def _all_boxed(text: str) -> list[str]:
@@ -154,13 +161,22 @@ def _markers(text: str, depth: int = 0) -> str | None:
     if opening >= 0 and depth < 2:
         inner = text[opening + 8 : close if close >= 0 else len(text)]
         return _markers(inner, depth + 1) or _finish(inner)
-    if (box := _boxed(text)) is not None:
+    box_at = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if box_at >= 0 and (box := _box_at(text, box_at)) is not None:
+        after = _phrase(text[box_at + len(box) :])  # "\\boxed{255} ... The answer is 10455."
+        if after is not None and parse_value(after) is not None:
+            return after
         return _finish(box)
     if (i := text.rfind("####")) >= 0:
         end = text.find("\n", i)
         cand = text[i + 4 : end if end >= 0 else len(text)].lstrip("#")
         if (cand := _finish(cand)) is not None:
             return cand
+    return _phrase(text)
+
+
+def _phrase(text: str) -> str | None:
+    """The answer of the last answer line or phrase of ``text`` (``_refine``d)."""
     best_pos, best = -1, None
     m = None
     for m in _LINE_RE.finditer(text):
@@ -197,6 +213,8 @@ def _refine(cand: str | None) -> str | None:
         return _finish(tail)
     if (found := _last_math(cand)) is not None:
         return found
+    if "\\" in cand or "$" in cand:
+        return cand  # LaTeX that does not parse: not a sentence to take a number from
     m = None
     for m in _LAST_NUMBER_RE.finditer(cand):
         pass
@@ -216,26 +234,35 @@ def extract_answer(text: str, fallback: bool = False) -> str | None:
         return None
     try:
         found = _markers(text)
-        if found is not None or not fallback or any(m in text for m in _MARKERS):
+        hard = any(m in text for m in _MARKERS)
+        if not fallback or hard or (found is not None and parse_value(found) is not None):
             return found  # a marker whose answer was refused is not "no marker"
-        bare = text.strip()
-        short = len(bare) <= MAX_BARE_CHARS and "\n" not in bare and not _PROSE_RE.search(bare)
-        bare = _finish(bare) if short else None
-        if bare is not None and parse_value(bare) is not None:
-            return bare
-        if (found := _last_math(text)) is not None:
-            return found
-        last_line = text.rstrip().rsplit("\n", 1)[-1]
-        m = None
-        for m in _LAST_NUMBER_RE.finditer(last_line):
-            pass
-        if m is None:  # a short text without digits is a word answer ("Evelyn", "(C)")
-            return bare if bare is not None and not any(c.isdigit() for c in bare) else None
-        if _HEDGE_RE.search(last_line[: m.start()]):
-            return None  # "5 or 6": a hedge is no answer
-        return _finish(m.group(0))
+        marked, found = found, _fallback(text)
+        return found if found is not None else marked
     except Exception:  # noqa: BLE001  (never raise on hostile text)
         return None
+
+
+def _fallback(text: str) -> str | None:
+    """What ``extract_answer(fallback=True)`` takes from text without a marker: a short
+    one-line answer, else the last math environment that parses, else the last number
+    of the last line, else a short word answer."""
+    bare = text.strip()
+    short = len(bare) <= MAX_BARE_CHARS and "\n" not in bare and not _PROSE_RE.search(bare)
+    bare = _finish(bare) if short else None
+    if bare is not None and parse_value(bare) is not None:
+        return bare
+    if (found := _last_math(text)) is not None:
+        return found
+    last_line = text.rstrip().rsplit("\n", 1)[-1]
+    m = None
+    for m in _LAST_NUMBER_RE.finditer(last_line):
+        pass
+    if m is None:  # a short text without digits is a word answer ("Evelyn", "(C)")
+        return bare if bare is not None and not any(c.isdigit() for c in bare) else None
+    if _HEDGE_RE.search(last_line[: m.start()]):
+        return None  # "5 or 6": a hedge is no answer
+    return _finish(m.group(0))
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -501,6 +528,8 @@ def _structure(s: str, depth: int):
         return _equation(parts, depth)
     if s[0] in "([{" and _close_of(s, 0) == len(s) - 1:
         items = _split_top(s[1:-1], ",")
+        if len(items) == 1 and ";" in s:  # "(0;0;6)"
+            items = _split_top(s[1:-1], ";")
         if s[0] == "{" or len(items) > 1:
             if len(items) > MAX_ITEMS:
                 return None
@@ -516,9 +545,8 @@ def _structure(s: str, depth: int):
             return Seq("tuple", parsed) if s[0] == "[" and s[-1] == "]" else None
         return _structure(s[1:-1], depth + 1)
     items = _split_top(s, ",")
-    if len(items) == 1 and s.count("±") == 1:
-        a, b = s.split("±")
-        items = [f"{a}+({b})", f"{a}-({b})"] if a.strip() else [b, f"-({b})"]
+    if len(items) == 1 and s.count("±") == 1:  # "1 ± √2", "\\frac{-1 \\pm \\sqrt{13}}{4}"
+        items = [s.replace("±", "+"), s.replace("±", "-")]
     if len(items) > 1:
         parsed = tuple(_structure(item, depth + 1) for item in items[: MAX_ITEMS + 1])
         ok = len(items) <= MAX_ITEMS and all(p is not None for p in parsed)
@@ -615,11 +643,29 @@ symbolic.set_scorer(_SettleScorer())
 
 
 def _joined_boxes(text: str) -> str | None:
-    """Several boxed answers as one list (``\\boxed{1} and \\boxed{2}``: ``1, 2``)."""
+    """Several boxed answers joined as a list (``\\boxed{1} and \\boxed{2}``,
+    ``\\boxed{1},\\boxed{2}``: ``1, 2``); only where the text between them joins them
+    (a comma, "and", "or", math delimiters, spacing), and repeats count once."""
     if text.count("\\boxed") + text.count("\\fbox") < 2:
         return None
-    boxes = [b for b in (_finish(b) for b in _all_boxed(text)) if b is not None]
-    return ", ".join(boxes) if 2 <= len(boxes) <= MAX_ITEMS else None
+    boxes, end = [], None
+    for m in _BOX_RE.finditer(text):
+        box = _box_at(text, m.start())
+        if box is None:
+            continue
+        if end is not None and not _JOINS_RE.fullmatch(_text_words(text[end : m.start()])):
+            boxes = []  # not joined to the earlier ones: a new group starts
+        end = m.end() + len(box) + 2
+        if (box := _finish(box)) is not None and box not in boxes:
+            boxes.append(box)
+        if len(boxes) > MAX_ITEMS:
+            return None
+    return ", ".join(boxes) if len(boxes) >= 2 else None
+
+
+def _text_words(gap: str) -> str:
+    """A gap between two boxes without LaTeX spacing and delimiters: its words."""
+    return _GAP_NOISE_RE.sub(" ", gap).strip()
 
 
 def answer_pairs(prediction: str, reference: str, fallback: bool = True) -> list[tuple[str, str]]:
@@ -627,14 +673,11 @@ def answer_pairs(prediction: str, reference: str, fallback: bool = True) -> list
     final answers (``extract_answer``); then, where a text has several boxed answers,
     all of them as one list (a reference with several boxes is that list). Equal if any
     pair is: several boxes match only a reference listing the same answers."""
-    p = extract_answer(prediction, fallback=fallback)
-    r = _joined_boxes(reference) or extract_answer(reference, fallback=True)
-    if r is None:
-        return []
-    out = [(p, r)] if p is not None else []
-    if (joined := _joined_boxes(prediction)) is not None and joined != p:
-        out.append((joined, r))
-    return out
+    preds = [extract_answer(prediction, fallback=fallback), _joined_boxes(prediction)]
+    refs = [extract_answer(reference, fallback=True), _joined_boxes(reference)]
+    preds = [p for i, p in enumerate(preds) if p is not None and p not in preds[:i]]
+    refs = [r for i, r in enumerate(refs) if r is not None and r not in refs[:i]]
+    return [(p, r) for r in refs for p in preds]
 
 
 def verify_answer(prediction: str, reference: str, fallback: bool = True) -> bool:

@@ -42,6 +42,7 @@ import collections
 import math
 import multiprocessing
 import os
+import re
 import sys
 import threading
 from collections.abc import Sequence
@@ -98,8 +99,15 @@ def _ascending(r: Relation) -> Relation:
     return r
 
 
+_CONSTANTS_RE = re.compile(r"pi|oo|sqrt|root|exp|log|ln|abs|sin|cos|tan|cot|sec|csc|arc")
+
+
 def _variable(t) -> bool:
-    return isinstance(t, latex.Expr) and len(t.text) == 1 and t.text.isalpha()
+    """Whether a term of an inequality is its unknown (``x``, ``f(x)``, ``|z|``), not a
+    number (``3``, ``sqrt(2)``, ``-oo``)."""
+    return isinstance(t, latex.Expr) and any(
+        c.isalpha() for c in _CONSTANTS_RE.sub("", t.text)
+    )
 
 
 def _as_interval(r: Relation) -> Interval | None:
@@ -170,6 +178,9 @@ def compare(a, b, leaves) -> bool:
         if "matrix" in (a.kind, b.kind) and a.kind != b.kind:
             return False
         unordered = {"set", "union"} & {a.kind, b.kind} or a.kind == b.kind == "list"
+        unordered = unordered or all(  # "a_3 = 2, a_37 = 19": the names pair the values
+            isinstance(x, Equation) and x.named for x in a.items + b.items
+        )
         if unordered and {a.kind, b.kind} != {"set", "tuple"}:  # (3, 1) is not {1, 3}
 
             def covered(xs, ys):
