@@ -121,7 +121,7 @@ def _boxed(text: str) -> str | None:
 _BOX_RE = re.compile(r"\\boxed|\\fbox")
 # Between two boxes of one list: punctuation, delimiters, spacing, "and"/"or" (and a few
 # words around them: "\\boxed{1} papers and \\boxed{2} bins").
-_GAP_NOISE_RE = re.compile(r"\\(?:quad|qquad|text|mathrm|textbf|[,;:! ()\[\]])|[{}$,;.()]+|\\n")
+_GAP_NOISE_RE = re.compile(r"\\(?:quad|qquad|text|mathrm|textbf|[,;:! ()\[\]])|[{}$,;.()=]+|\\n")
 _JOINS_RE = re.compile(r"|(?:\w+\s+){0,3}(?:and|or)(?:\s+\w+){0,4}", re.IGNORECASE)
 
 
@@ -258,8 +258,8 @@ def _fallback(text: str) -> str | None:
     m = None
     for m in _LAST_NUMBER_RE.finditer(last_line):
         pass
-    if m is None:  # a short text without digits is a word answer ("Evelyn", "(C)")
-        return bare if bare is not None and not any(c.isdigit() for c in bare) else None
+    if m is None:  # a short text without a number: a word answer ("Evelyn", "(C)", "12:00")
+        return bare
     if _HEDGE_RE.search(last_line[: m.start()]):
         return None  # "5 or 6": a hedge is no answer
     return _finish(m.group(0))
@@ -498,7 +498,7 @@ def _structure(s: str, depth: int):
     if ";" in s and s[0] != latex.MATRIX_OPEN:  # "-12;-11;-10", "p=5,q=2;p=7,q=2"
         groups = _split_top(s, ";")
         commas = any(len(_split_top(g, ",")) > 1 for g in groups)
-        s = ", ".join(f"({g})" if commas else g for g in groups)
+        s = ", ".join(f"({g})" if commas and len(groups) > 1 else g for g in groups)
     if len(s) > 2 and s[0] in "[(" and s[1] == latex.MATRIX_OPEN and s[-2] == latex.MATRIX_CLOSE:
         s = s[1:-1]  # "\\left[\\begin{array}..\\end{array}\\right]"
     if m := _IN_RE.fullmatch(s):  # "x ∈ [2, 5)": the set
@@ -512,6 +512,10 @@ def _structure(s: str, depth: int):
         return Seq("union", parsed) if ok else None
     if (rel := _relation(s, depth)) is not None:
         return rel or None
+    if len(ratio := _split_top(s, ":")) == 2:  # "7:32", "12:00": a ratio or a time
+        parsed = tuple(_structure(p, depth + 1) for p in ratio)
+        ok = all(isinstance(p, (Num, Expr)) for p in parsed)
+        return Seq("ratio", parsed) if ok else None
     if s.count("|") == 2 and (m := _ABS_RE.fullmatch(s)):  # "|x - 1|", "2|x|"
         s = f"{m[1]}abs({m[2]}){m[3]}"
     if any(c in s for c in "|⟦⟧∈"):

@@ -163,6 +163,7 @@ _DOUBLED_RE = re.compile(
     r"\\\\(?=(?:d?frac|tfrac|le|leq|ge|geq|lt|gt|neq|ne|left|right|sqrt|pi|cdot|times|infty"
     r"|text|mathrm|in|cup|pm|boxed|begin|end)(?![A-Za-z]))"
 )
+_BRACED_COMMA_RE = re.compile(r"(?<=[0-9])\s*\{\s*,\s*\}\s*(?=[0-9])")  # "14{,}916"
 _THIN_THOUSANDS_RE = re.compile(r"(?<=[0-9]),\\!\s*(?=[0-9]{3})")  # "11,\\! 111"
 _MATRICES = {"matrix", "pmatrix", "bmatrix", "Bmatrix", "vmatrix", "smallmatrix", "array"}
 MATRIX_OPEN, MATRIX_CLOSE = "⟦", "⟧"  # what a matrix becomes: ⟦a,b;c,d⟧
@@ -242,6 +243,17 @@ def _matrix(s: str, i: int, depth: int) -> tuple[str, int]:
     return f"{MATRIX_OPEN}{body}{MATRIX_CLOSE}", end + len(env) + 6
 
 
+_SPLITTABLE = sorted(
+    (c for c in _DROP | _OPS.keys() if len(c) >= 4 and c.isalpha()), key=len, reverse=True
+)
+
+
+def _known_prefix(name: str) -> str | None:
+    """A known command glued to letters (``quadx`` in ``\\quadx_{2}``) of a spacing or
+    operator command (four letters or more), or ``None``."""
+    return next((c for c in _SPLITTABLE if name.startswith(c) and len(name) > len(c)), None)
+
+
 def _convert(s: str, depth: int) -> str:
     if depth > MAX_DEPTH:
         raise _Fail("depth")
@@ -284,6 +296,9 @@ def _convert(s: str, depth: int) -> str:
                 continue
             elif name in _OPS:
                 out.append(_OPS[name])
+            elif (known := _known_prefix(name)) is not None:  # "\\quadx": "\\quad" then "x"
+                i -= len(name) - len(known)  # the letters after it are read next
+                out.append(" " if known in _DROP else _OPS[known])
             else:
                 raise _Fail(f"unknown command \\{name}")
         elif c == "{":
@@ -304,7 +319,7 @@ def to_plain(text: str) -> str | None:
     """LaTeX (or already plain) math text -> plain text; sets come out as ``{a, b}``."""
     if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
         return None
-    s = _CIRC_RE.sub("", text.translate(_UNICODE)).replace("{,}", ",")
+    s = _BRACED_COMMA_RE.sub(",", _CIRC_RE.sub("", text.translate(_UNICODE)))
     s = _DOUBLED_RE.sub(r"\\", _THIN_THOUSANDS_RE.sub(",", s))
     if "\\" not in s and "{" not in s and "$" not in s:
         return s.strip()  # the common case: nothing to convert

@@ -149,9 +149,9 @@ def compare(a, b, leaves) -> bool:
         return _based_equal(a, b) if isinstance(a, Based) else _based_equal(b, a)
     a, b = _open_pair(a, b), _open_pair(b, a)
     if isinstance(a, Relation) and isinstance(b, Interval):
-        a = _as_interval(a) or a
+        return False  # an interval is asked for: "x >= 3" is not "[3, oo)" (Math-Verify's rule)
     if isinstance(b, Relation) and isinstance(a, Interval):
-        b = _as_interval(b) or b
+        b = _as_interval(b) or b  # the reference "x >= 3" takes "[3, oo)"
     if isinstance(a, Relation) or isinstance(b, Relation):
         if not (isinstance(a, Relation) and isinstance(b, Relation)):
             return False
@@ -175,7 +175,7 @@ def compare(a, b, leaves) -> bool:
     if isinstance(a, Seq) or isinstance(b, Seq):
         if not (isinstance(a, Seq) and isinstance(b, Seq)):
             return False
-        if "matrix" in (a.kind, b.kind) and a.kind != b.kind:
+        if {"matrix", "ratio"} & {a.kind, b.kind} and a.kind != b.kind:
             return False
         unordered = {"set", "union"} & {a.kind, b.kind} or a.kind == b.kind == "list"
         unordered = unordered or all(  # "a_3 = 2, a_37 = 19": the names pair the values
