@@ -90,7 +90,7 @@ _ENCLOSED_RE = re.compile(r"\$\$?([^$]*)\$\$?|\\\((.*)\\\)|\\\[(.*)\\\]", re.DOT
 _MARKERS = ("####", "\\boxed", "\\fbox", "<answer>")
 # The last number of the last line: standalone, not glued to letters ("AZYUK2A" has none).
 _LAST_NUMBER_RE = re.compile(
-    r"(?<![A-Za-z0-9_.:/])-?\$?[0-9][0-9,]*(?:\.[0-9]+)?(?:/[0-9]+)?(?![0-9_:/])"
+    r"(?<![A-Za-z0-9_.:/])(?<![0-9] )-?\$?[0-9][0-9,]*(?:\.[0-9]+)?(?:/[0-9]+)?(?![0-9_:/])(?! [0-9]+/)"
 )
 # Math environments, for the last one of a solution without a marker.
 _MATH_ENV_RE = re.compile(
@@ -98,7 +98,9 @@ _MATH_ENV_RE = re.compile(
 )
 _PROSE_RE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")  # "it is 42" is a sentence, not an answer
 _HEDGE_RE = re.compile(r"\b(?:or|nor|either)\W*$", re.IGNORECASE)  # "... or 6"
-_CONNECTIVE_TAIL_RE = re.compile(r"^\s*(?:or|and|minus|plus|times|divided|over|not)\b", re.I)
+_CONNECTIVE_TAIL_RE = re.compile(  # "12 minus 3": 12 is not the answer
+    r"^\s*(?:or|and|minus|plus|times|divided|over|not)\b", re.IGNORECASE
+)
 _MATH_SCAN = 8 * MAX_ANSWER_CHARS  # how far from the end math environments are looked for
 
 
@@ -218,7 +220,11 @@ def _refine(cand: str | None) -> str | None:
     m = None
     for m in _LAST_NUMBER_RE.finditer(cand):
         pass
-    if m is None or _HEDGE_RE.search(cand[: m.start()]) or _CONNECTIVE_TAIL_RE.search(cand[m.end():]):
+    if (
+        m is None
+        or _HEDGE_RE.search(cand[: m.start()])
+        or _CONNECTIVE_TAIL_RE.search(cand[m.end() :])
+    ):
         return cand
     return _finish(m.group(0))
 
@@ -294,6 +300,7 @@ _NEGATED_RE = re.compile(  # "5, not 3", "5 (not 3)": the answer is 5
     r"(?:\s*[,;]\s*|\s+)(?:\(\s*not\s[^()]*\)|not\s[^()]*)$", re.IGNORECASE
 )
 _NAME_LHS_RE = re.compile(r"[A-Za-z_'(), ]+")
+_PERCENT_WORD_RE = re.compile(r"(?<=[0-9])\s*(?:percent(?:age)?|pct)$", re.IGNORECASE)
 _SUBSCRIPT_RE = re.compile(r"_\(?[0-9A-Za-z]{1,3}\)?")
 _BASED_RE = re.compile(r"([0-9A-Za-z]+)_\(?([0-9]{1,2})\)?")
 # Scientific notation "1.5e3", "2E-4" (not glued to letters: "2e" stays e).
@@ -302,7 +309,9 @@ _SCI_RE = re.compile(r"(?<![A-Za-z0-9.])([0-9]+(?:\.[0-9]+)?)[eE]([-+]?[0-9]{1,3
 _SPACE_THOUSANDS_RE = re.compile(r"(?<![0-9.,/])[0-9]{1,3}(?: [0-9]{3})+(?![0-9.,/])")
 # A decimal comma, only where a thousands separator cannot be meant: "1000,99", "0,5".
 # "1000,99", "1234,5", "0,111", "1,22": not 1,234 (thousands) nor 1,2 (a list).
-_DECIMAL_COMMA_RE = re.compile(r"([-+]?[0-9]+),([0-9]{2}|[0-9]{4,})|([-+]?(?:[0-9]{4,}|0)),([0-9]+)")
+_DECIMAL_COMMA_RE = re.compile(
+    r"([-+]?[0-9]+),([0-9]{2}|[0-9]{4,})|([-+]?(?:[0-9]{4,}|0)),([0-9]+)"
+)
 _RELATIONS = ("<=", ">=", "!=", "<", ">")
 _LIST_WORD_RE = re.compile(r"\s*,?\s*\b(?:and|or)\b\s*", re.IGNORECASE)
 _ABS_RE = re.compile(r"([^|]*)\|([^|]+)\|([^|]*)")
@@ -368,6 +377,7 @@ def _leaf(s: str) -> Num | Expr | Based | None:
     s = s.strip()
     if "_" in s and (based := _based(s)) is not None:
         return based
+    s = _PERCENT_WORD_RE.sub("%", s)  # "28 percent", "28 pct"
     percent = s.endswith("%")
     if percent:
         s = s[:-1].rstrip()
@@ -408,7 +418,8 @@ def _named(part: str) -> bool:
     ``f(x)``, ``a_3``, ``\\frac{NO}{BO}``), and not a general expression like ``2x + z``."""
     part = part.strip()
     return bool(_NAME_LHS_RE.fullmatch(part)) or (
-        bool(part) and not any(c.isdigit() for c in _SUBSCRIPT_RE.sub("", part))
+        bool(part)
+        and not any(c.isdigit() for c in _SUBSCRIPT_RE.sub("", part))
         and not any(op in part for op in "+-*^")
     )
 
@@ -493,7 +504,9 @@ def _structure(s: str, depth: int):
     if "≈" in s:  # "x = 1/3 ≈ 0.33": the exact part; "x ≈ 11": as "x = 11"
         head, _, tail = s.partition("≈")
         s = head if "=" in head or not _named(head) else f"{head}={tail.replace('≈', '=')}"
-    if _LIST_WORD_RE.search(s) and not _MIXED_RE.fullmatch(s):  # "6 and 8", "19, 46, and 82", "(11,7) or (7,11)": a list
+    if _LIST_WORD_RE.search(s) and not _MIXED_RE.fullmatch(
+        s
+    ):  # "6 and 8", "19, 46, and 82", "(11,7) or (7,11)": a list
         s = _LIST_WORD_RE.sub(", ", s)
     if ";" in s and s[0] != latex.MATRIX_OPEN:  # "-12;-11;-10", "p=5,q=2;p=7,q=2"
         groups = _split_top(s, ";")

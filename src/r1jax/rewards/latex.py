@@ -453,11 +453,10 @@ def _check(node: ast.AST, depth: int, count: list[int]) -> None:
         if type(node.value) not in (int, float):  # not bool, str, bytes, Ellipsis
             raise _Fail("constant")
     elif isinstance(node, ast.Name):
-        if _SUBSCRIPTED_RE.fullmatch(node.id):
-            pass
-        elif len(node.id) != 1 and node.id not in NAMES:
+        plain = len(node.id) == 1 or node.id in NAMES
+        if not _SUBSCRIPTED_RE.fullmatch(node.id) and not (plain and node.id.isalpha()):
             raise _Fail("name")
-        elif not node.id.isascii() or not node.id.isalpha():
+        if not node.id.isascii():
             raise _Fail("name")
     elif isinstance(node, ast.UnaryOp):
         if not isinstance(node.op, (ast.USub, ast.UAdd)):

@@ -105,9 +105,7 @@ _CONSTANTS_RE = re.compile(r"pi|oo|sqrt|root|exp|log|ln|abs|sin|cos|tan|cot|sec|
 def _variable(t) -> bool:
     """Whether a term of an inequality is its unknown (``x``, ``f(x)``, ``|z|``), not a
     number (``3``, ``sqrt(2)``, ``-oo``)."""
-    return isinstance(t, latex.Expr) and any(
-        c.isalpha() for c in _CONSTANTS_RE.sub("", t.text)
-    )
+    return isinstance(t, latex.Expr) and any(c.isalpha() for c in _CONSTANTS_RE.sub("", t.text))
 
 
 def _as_interval(r: Relation) -> Interval | None:
@@ -129,9 +127,9 @@ def _open_pair(a, other):
     """``(lo, hi)`` is an open interval where the other answer is an interval or an
     inequality (``(-oo, 2)`` against ``x < 2``); elsewhere it stays a pair."""
     pair = isinstance(a, Seq) and a.kind == "tuple" and len(a.items) == 2
-    if pair and isinstance(other, (Interval, Relation)):
-        if all(isinstance(t, (Num, latex.Expr)) for t in a.items):
-            return Interval(a.items[0], a.items[1], False, False)
+    leaves = pair and all(isinstance(t, (Num, latex.Expr)) for t in a.items)
+    if leaves and isinstance(other, (Interval, Relation)):
+        return Interval(a.items[0], a.items[1], False, False)
     return a
 
 
