@@ -13,10 +13,16 @@ at a time; ``verify_answers`` (numbers in this process, the few symbolic pairs i
 worker pool); ``verify_answers(..., fast_path=False)`` (every pair in the pool's worker
 processes, under the deadline); and Math-Verify (``math_verify.verify(parse(reference),
 parse(solution))``, its documented use) one pair at a time. The pool is started and warmed
-before timing; sympy verdicts are cached, so the cache is cleared before each r1jax row.
+before timing; sympy verdicts and parsed answers are cached, so both caches are cleared
+before each r1jax row.
 The table gives pairs/s, the speed ratio to Math-Verify, agreement with the
 ``is_correct`` labels and the gold pairs judged correct; then every pair on which r1jax
 and Math-Verify disagree is listed, so each difference can be explained.
+
+A second table does the same on MATH-style LaTeX pairs: the table of
+``tests/rewards/math_answers_test.py`` (each case a prediction, a reference and the
+expected verdict; ``--math_repeat`` passes, default 1: caches make repeats cheap); it gives
+pairs/s, the ratio to Math-Verify and agreement with the expected verdicts.
 
     pip install -e ".[bench]"   # math-verify, only for this benchmark
     python benchmarks/verifier_bench.py [--data ../shared/data/gsm8k] [--limit N]
@@ -65,6 +71,22 @@ def _math_verify(pairs: list[dict]) -> list[bool]:
     return out
 
 
+def load_math_pairs(repeat: int) -> list[dict]:
+    """The MATH-style cases of ``tests/rewards/math_answers_test.py`` as pairs with the
+    expected verdict as their label, ``repeat`` times."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "tests", "rewards", "math_answers_test.py")
+    spec = importlib.util.spec_from_file_location("math_answers_cases", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pairs = [
+        {"prediction": p, "reference": r, "label": bool(e), "source": rule}
+        for p, r, e, rule in module.CASES
+    ]
+    return pairs * repeat
+
+
 def _timed(fn, pairs):
     t0 = time.perf_counter()
     verdicts = fn(pairs)
@@ -76,13 +98,26 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/gsm8k", help="GSM8K directory.")
     parser.add_argument("--limit", type=int, default=None, help="Problems per file (all).")
     parser.add_argument("--show", type=int, default=50, help="Differences listed at most.")
+    parser.add_argument("--math_repeat", type=int, default=1, help="Passes over the MATH table.")
     args = parser.parse_args()
 
+    from r1jax.rewards import symbolic
+
+    symbolic.default_pool().start()
+    gsm8k = load_pairs(args.data, args.limit)
+    print("GSM8K pairs")
+    _compare(gsm8k, args.show)
+    print("\nMATH-style LaTeX pairs (tests/rewards/math_answers_test.py)")
+    _compare(load_math_pairs(args.math_repeat), args.show)
+    symbolic.shutdown()
+
+
+def _compare(pairs: list[dict], show: int) -> None:
+    """Times every method on ``pairs`` and prints the table and the differences."""
     from r1jax.rewards import answers, symbolic
 
-    pairs = load_pairs(args.data, args.limit)
+    pool = symbolic.default_pool()
     texts = [(p["prediction"], p["reference"]) for p in pairs]
-    pool = symbolic.default_pool().start()
     answers.verify_answers([("x+1", "1+x")] * 4, fast_path=False)  # warm the workers
 
     def one_at_a_time(_):
@@ -102,9 +137,9 @@ def main() -> None:
         ("math-verify, one at a time", _math_verify),
     ):
         symbolic.cache_clear()
+        answers.parse_cache_clear()
         verdicts, seconds = _timed(fn, pairs)
         rows.append((name, verdicts, seconds))
-    symbolic.shutdown()
 
     labelled = [i for i, p in enumerate(pairs) if p.get("label") is not None]
     gold = [i for i, p in enumerate(pairs) if p.get("label") is None]
@@ -125,7 +160,7 @@ def main() -> None:
     print(f"\n{len(diffs)} pairs where r1jax and math-verify differ:")
     from math_verify import parse
 
-    for i in diffs[: args.show]:
+    for i in diffs[:show]:
         p = pairs[i]
         tail = p["prediction"].strip().splitlines()[-1][-90:]
         print(

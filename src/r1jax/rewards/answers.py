@@ -3,50 +3,73 @@
 ``extract_answer`` finds the final answer in a solution; ``verify_answer`` says whether a
 prediction's final answer equals the reference's; ``verify_answers`` does many pairs.
 Model text is hostile: nothing here raises, runs code or hangs (see ``latex`` and
-``symbolic`` for the gates in front of the AST walks).
+``symbolic`` for the gates in front of the AST walks). Competition-math (MATH) answers
+follow the conventions of the field's reference grader (Math-Verify) where it has one;
+``tests/rewards/math_answers_test.py`` is the table of rules, one case per line.
 
 Extraction, in priority order: the last ``<answer>...</answer>`` (searched again for the
-markers below), the last ``\\boxed{...}``/``\\fbox{...}`` (nested braces matched), the
-last ``#### ...`` line, and otherwise whichever comes last of an answer line (``A: 72``,
-``Answer: 72``, ``**Final answer:** 72``) and an answer phrase (``The answer is 72.``,
-up to the end of the sentence; of several phrases, on one line too, the last:
-``The answer is 2. Wait, the answer is 3.`` is 3). ``fallback=True`` (what ``verify_answer``
-uses) adds: a short one-line text that parses as an answer is the answer itself
-(``"18"``, ``"x = 3"``), else the last number on the last line; not if the text has a
-``####``, ``\\boxed`` or ``<answer>`` marker whose answer was refused. Answers longer
-than ``MAX_ANSWER_CHARS`` or holding control characters are refused.
+markers below), the last ``\\boxed{...}``/``\\fbox{...}`` (nested braces matched; an
+answer phrase after it that parses wins: ``\\boxed{255} ... The answer is $10455$``),
+the last ``#### ...`` line, and otherwise whichever comes last of an answer line
+(``A: 72``, ``Answer: 72``, ``**Final answer:** 72``, ``Final Answer:`` mid-line too) and
+an answer phrase (``The answer is 72.``, up to the end of the sentence; of several
+phrases, on one line too, the last: ``The answer is 2. Wait, the answer is 3.`` is 3).
+An answer line or phrase that does not parse is refined (``_refine``): what follows its
+last `` is `` (``The largest $n$ is 34``), else its last math environment, else (plain
+text only) its last number. ``fallback=True`` (what ``verify_answer`` uses) adds, when
+there is no marker or the marked answer does not parse: a short one-line text that
+parses is the answer itself (``"18"``, ``"x = 3"``; not prose like ``it is 42``), else
+the last math environment that parses (``$..$`` and ``\\(..\\)`` on one line,
+``$$..$$``, ``\\[..\\]``), else the last number of the last line (standalone: not in
+``AZYUK2A``, not a denominator, not after a hedge ``or``; ``2/3`` whole), else a short
+word answer (``Evelyn``, ``12:00``). Answers longer than ``MAX_ANSWER_CHARS`` or holding
+control characters are refused. Several boxes joined by list words (``\\boxed{1} and
+\\boxed{2}``, ``\\boxed{1},\\boxed{2}``) are also tried as one list (``answer_pairs``):
+they match a reference listing the same answers, while the last box alone still wins
+against a single value.
 
 Parsing an answer (``parse_value``): ``latex.to_plain`` first, and a trailing negated
-alternative is dropped (``5, not 3`` and ``5 (not 3)`` are 5). Then ``x = 3`` or
-``f(x) = 2x`` (one side of letters only: ``3 = x`` too) is a *named* ``Equation``, which
-compares as its value except against an equation like ``2x = 6``; a chain ``2+3 = 5`` is
-its last part; the numbers of an equation or chain must agree (``7 = 5`` and
-``x = 2+1 = 4`` are no answer; ``10/3 = 3.33`` is, by the rounding rule); ``x = 1, y = 2`` is a
-tuple; an equation with symbols on both sides stays an ``Equation``. ``{a, b}`` is a
-set, ``(a, b)`` a tuple, ``[a, b)`` (brackets that differ, or ``[a, b]``) an interval, a
-bare ``a, b`` (also ``a ± b``) a list. Thousands separators (``1,234``) are read as such
-only outside brackets (so ``1,234`` is 1234, but ``(1,234)`` is a pair). A leaf is a
-``Num`` (exact ``Fraction``: ``$18.00``, ``18 eggs``, ``5 km/h``, ``1 1/2``,
-``1 and 1/2``, ``-5``, ``50%``, ``\\frac{3}{2}``) or an ``Expr`` (whitelisted Python text with
-symbols or functions, settled by sympy). Units: a first word of two or more letters
-after the number starts a unit (not ``2x``, ``2 x`` or ``2 pi``), and then all that
-follows must be unit words (``km/h``, ``sq. ft``, ``ft^2``, ``dollars per day``) that
-end the answer: a second number or a connective (``or``, ``and``, ``plus``, ``minus``,
-``times``, ``not``, ``but``, ``divided``, ``over``, ..., ``_CONNECTIVES``) makes the
-answer unparseable, so ``12 minus 3`` is neither 12 nor 9 and the hedge ``5 or 6`` is
-neither 5 nor 6. Digits are ASCII only: ``٣٤`` is not 34.
+alternative is dropped (``5, not 3`` and ``5 (not 3)`` are 5). Whole-answer number forms
+come first: ``1 000`` (space thousands), ``1000,99``/``1234,5``/``1,22``/``0,5`` (a decimal
+comma, only where a thousands separator cannot be meant; ``1,234`` is 1234 and ``1,2``
+a list), ``1.5e3``. Then ``x = 3``, ``f(x) = 2x``, ``a_3 = 2`` or ``\\frac{NO}{BO} = ..``
+(one side without digits or operators: ``3 = x`` too) is a *named* ``Equation``: it
+compares as its value, except against another named equation (``x = 3`` is not
+``y = 3``) or an equation like ``2x = 6``; a chain ``x = 5+5+1 = 11`` is its last part
+(named by the first), while two numbers that differ (``7 = 5``) are no answer;
+``x ≈ 11`` reads as ``x = 11`` and ``x = 1/3 ≈ 0.33`` as its exact part; ``x = 1, y = 2``
+is a tuple. An equation with symbols on both sides stays an ``Equation``. ``{a, b}`` is a
+set, ``(a, b)`` a tuple (``(0;0;6)`` too), ``[a, b)`` (brackets that differ, or
+``[a, b]``) an interval, ``A ∪ B`` a union, ``a < b <= c`` a ``Relation`` (``x ∈ S``
+is S), ``7:32`` a ratio, ``\\begin{pmatrix}..`` a matrix, a bare ``a, b`` a list, as are
+``a and b``, ``a or b`` (a hedge ``5 or 6`` is then a list, never 6), ``a; b`` and
+``a ± b``. ``|x|`` is ``abs(x)``. Thousands separators (``1,234``) are read as such only
+outside brackets (so ``(1,234)`` is a pair). A leaf is a ``Num`` (exact ``Fraction``:
+``$18.00``, ``18 eggs``, ``5 km/h``, ``1 1/2`` (numerator below the denominator),
+``1 and 1/2``, ``-5``, ``50%``, ``50 percent``, ``\\frac{3}{2}``), a ``Based`` numeral
+(``204_5``) or an ``Expr`` (whitelisted Python text with symbols or functions, settled
+by sympy). Units: a first word of two or more letters after the value starts a unit
+(not ``2x``, ``2 x`` or ``2 pi``; ``\\frac{1}{3} \\text{meters}`` and ``15\\text{ cm}^2``
+too), and then all that follows must be unit words (``km/h``, ``sq. ft``, ``ft^2``,
+``dollars per day``) that end the answer: a second number or a connective (``plus``,
+``minus``, ``times``, ``not``, ``but``, ``divided``, ``over``, ..., ``_CONNECTIVES``)
+makes the answer unparseable, so ``12 minus 3`` is neither 12 nor 9. Digits are ASCII
+only: ``٣٤`` is not 34.
 
 Comparison: ``decide`` parses both answers and runs ``symbolic.compare`` with the
 in-process ``FastLeaves``: numbers are settled with exact ``Fraction`` arithmetic (the
-rules for ``%`` and for rounded decimals are in ``symbolic``'s doc). A pair that needs
-sympy (``Expr`` or ``Equation`` leaves) goes to ``symbolic``'s worker pool, with a
-deadline and a cache. Two unparseable answers are equal only as squashed strings (no
-``$``, ``\\left``/``\\right``, spaces, except one between two digits: ``2 3`` is not
-``23``); an unparseable answer never equals a parsed one (``1 1/2`` is not ``11/2``).
+rules for ``%``, bases, inequalities and the precision policy for decimals are in
+``symbolic``'s doc). A pair that needs sympy (``Expr`` or ``Equation`` leaves) goes to
+``symbolic``'s worker pool, with a deadline and a cache. Two unparseable answers are
+equal only as squashed texts (``latex.to_plain`` keeps ``\\text{..}``'s words; no ``$``,
+spaces, except one between two digits: ``2 3`` is not ``23``; a word answer in any case:
+``\\text{Evelyn}`` is ``evelyn``); an unparseable answer never equals a parsed one
+(``1 1/2`` is not ``11/2``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable
@@ -59,9 +82,11 @@ from r1jax.rewards.symbolic import FastLeaves, NeedsSympy, compare
 
 __all__ = [
     "MAX_ANSWER_CHARS",
+    "answer_pairs",
     "decide",
     "equal_answers",
     "extract_answer",
+    "parse_cache_clear",
     "parse_value",
     "verify_answer",
     "verify_answers",
@@ -71,6 +96,7 @@ _log = logging.getLogger(__name__)
 MAX_ANSWER_CHARS = latex.MAX_TEXT_CHARS  # longest final answer considered
 MAX_BARE_CHARS = 80  # a one-line text up to this long may be the answer itself
 MAX_ITEMS = 50  # most elements in a tuple, set, list
+PARSE_CACHE_SIZE = 1 << 14  # parsed answers kept (LRU)
 _BOX_SCAN = 4 * MAX_ANSWER_CHARS  # how far a \boxed{ is scanned for its closing brace
 
 
@@ -313,6 +339,7 @@ _DECIMAL_COMMA_RE = re.compile(
     r"([-+]?[0-9]+),([0-9]{2}|[0-9]{4,})|([-+]?(?:[0-9]{4,}|0)),([0-9]+)"
 )
 _RELATIONS = ("<=", ">=", "!=", "<", ">")
+_PLAIN_NUMBER_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _LIST_WORD_RE = re.compile(r"\s*,?\s*\b(?:and|or)\b\s*", re.IGNORECASE)
 _ABS_RE = re.compile(r"([^|]*)\|([^|]+)\|([^|]*)")
 _IN_RE = re.compile(r"[A-Za-z]\s*∈\s*(.+)", re.DOTALL)  # "x ∈ [2, 5)"
@@ -498,6 +525,8 @@ def _structure(s: str, depth: int):
         s = s[:-1].rstrip()
     if not s or depth > 4:
         return None
+    if _PLAIN_NUMBER_RE.fullmatch(s):  # the common case ("18", "-2.5"): nothing to split
+        return _leaf(s)
     if depth == 0:
         s = _numbers(s)
     s = re.sub(r"\s+\^", "^", s)
@@ -514,6 +543,9 @@ def _structure(s: str, depth: int):
         s = ", ".join(f"({g})" if commas and len(groups) > 1 else g for g in groups)
     if len(s) > 2 and s[0] in "[(" and s[1] == latex.MATRIX_OPEN and s[-2] == latex.MATRIX_CLOSE:
         s = s[1:-1]  # "\\left[\\begin{array}..\\end{array}\\right]"
+    s = s.strip()
+    if not s:
+        return None
     if m := _IN_RE.fullmatch(s):  # "x ∈ [2, 5)": the set
         return _structure(m[1], depth + 1)
     if s[0] == latex.MATRIX_OPEN and s[-1] == latex.MATRIX_CLOSE and s.count("⟦") == 1:
@@ -572,13 +604,24 @@ def _structure(s: str, depth: int):
 
 
 def parse_value(answer: str):
-    """An extracted answer -> ``Num``/``Expr``/``Equation``/``Seq``/``Interval``, or None."""
+    """An extracted answer -> ``Num``/``Expr``/``Equation``/``Seq``/``Interval``/
+    ``Relation``/``Based``, or None. Cached (``parse_cache_clear``): extraction and
+    comparison ask for the same answer's value more than once; values are immutable."""
+    return _parse(answer) if isinstance(answer, str) else None
+
+
+def parse_cache_clear() -> None:
+    _parse.cache_clear()
+
+
+@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
+def _parse(answer: str):
     plain = latex.to_plain(answer)
     if plain is None:
         return None
     try:
         return _structure(_NEGATED_RE.sub("", plain), 0)
-    except (RecursionError, ValueError, ZeroDivisionError, OverflowError):
+    except (RecursionError, ValueError, ZeroDivisionError, OverflowError, IndexError):
         return None
 
 

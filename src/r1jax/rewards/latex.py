@@ -21,13 +21,21 @@ Three stages, each bounded (``MAX_TEXT_CHARS``, ``MAX_DEPTH``, ``MAX_NODES``):
    ``\\times`` -> ``*``; ``\\pi`` -> ``pi``, ``\\infty`` -> ``oo``; ``\\left``/``\\right``,
    spacing and ``$`` are dropped; ``\\text{..}`` keeps its words (units, stripped later);
    ``\\{..\\}`` -> ``{..}`` (a set); other ``{..}`` groups -> ``(..)``. Unknown commands
-   make the answer unparseable (``None``): the caller falls back to comparing strings.
+   make the answer unparseable (``None``): the caller falls back to comparing strings,
+   except a known spacing or operator command glued to letters (``\\quadx``: ``\\quad``
+   then ``x``). Matrices (``pmatrix``, ``bmatrix``, ``array``, ...) become ``⟦a,b;c,d⟧``;
+   ``\\in`` -> ``∈``, ``\\approx`` -> ``≈``, ``\\emptyset`` -> ``{}``; ``14{,}916`` and
+   ``11,\\! 111`` are thousands; a doubled backslash before a known command
+   (``\\\\le``, as escaped text has it) is that command.
    ``answers`` then splits the plain text into the structures below (sets, tuples, ...)
    and hands each leaf to the next stage.
 2. ``to_python``: plain text -> Python text. A regex tokenizer (ASCII digits, letters,
    ``+ - * / ^ ( ) ,``; anything else -> ``None``) inserts implicit multiplication
    (``2x``, ``2(x+1)``, ``(a)(b)``, ``2pi``), maps ``^`` to ``**`` and splits letter runs
-   into whitelisted names: functions (``FUNCTIONS``), constants and Greek letters
+   into whitelisted names (``a_{37}``, plain ``a_(37)``, is the one name ``a_37``):
+   functions (``FUNCTIONS``; written without parentheses they take the run of numbers
+   and letters that follows: ``\\sin 2x \\cos y``, ``\\sin^2 x`` = ``(sin(x))^2``),
+   constants and Greek letters
    (``NAMES``) and single letters; an unknown run of four or more letters, or one of
    ``and or nor not but``, is a word, not maths (``None``: ``5 or 6`` is no product).
    So no keyword, attribute, string or dunder can be spelled.

@@ -5,13 +5,31 @@
 a tuple in order, a one-element collection against its element; a named equation
 (``x = 3``) is its right side unless the other answer is an equation such as ``2x = 6``.
 
+More structure: a ``Based`` numeral equals one of the same value in any base, and a
+plain integer written with the same digits (``204`` answers ``204_5``, ``54`` does not);
+``Relation``s (inequalities, chains) are read left to right after ``a > b > c`` is turned
+into ``c < b < a``, and equal term by term with the same relations, or (one relation,
+in sympy) when ``lhs - rhs`` differ by a positive factor (``-x > -1`` is ``x < 1``). A
+one-variable relation reference takes its interval (``x >= 3`` is answered by
+``[3, oo)``, ``(-oo, 2)`` by a pair ``(-oo, 2)``), but an interval reference is not
+answered by a relation (Math-Verify's rule: the interval is what was asked). A set and a
+tuple compare in order (``(3, 1)`` is not ``{1, 3}``); matrices only match matrices,
+ratios only ratios; lists of named equations pair up by name in any order.
+
 * ``FastLeaves`` (in-process, no sympy): ``Fraction`` equality; a ``%`` on one side also
-  matches the value / 100; and the only tolerance, where a float is involved: a decimal
-  with p places matches a value with no finite decimal expansion if it is that value
-  rounded or truncated to p places and has at least two significant digits
-  (``decimal_close``: 0.33, 0.333, 0.67, 0.66 for 1/3 and 2/3, not 0.34; 0.0 is not 1/30
-  nor 0.1 1/7); two decimals, or a decimal and a terminating value, must be equal.
-  Identical expression texts are equal; anything else raises ``NeedsSympy``.
+  matches the value / 100. The precision policy for decimals against exact values has
+  two rules, and no other tolerance:
+  - *Rounding to the written digits*: a decimal with p places matches a value with no
+    finite decimal expansion if it is that value rounded or truncated to p places and
+    has at least two significant digits (``decimal_close``: 0.33, 0.333, 0.67, 0.66 for
+    1/3 and 2/3, not 0.34; 3.14 and 3.1416 for pi, not 3.15; 0.0 is not 1/30 nor 0.1
+    1/7). In sympy the same rule holds against irrationals.
+  - *Float noise*: a decimal of ``FLOAT_DIGITS`` (15) or more significant digits (a
+    binary float printed in full) matches a value within ``REL_TOL`` (1e-12) relative
+    distance: 0.30000000000000004 is 3/10, while 142857143.0 is not 10**9/7.
+  Otherwise two decimals, or a decimal and a terminating value, must be equal (0.5 is
+  0.50; 0.33 is not 0.333). Identical expression texts are equal; anything else raises
+  ``NeedsSympy``.
 * ``SympyLeaves`` (in a worker): ``to_sympy`` builds sympy objects node by node from a
   tree ``latex.parse_tree`` whitelisted (no ``sympify``/``parse_expr``). Literals are
   exact (``0.1`` -> 1/10) and at most ``MAX_LITERAL_DIGITS`` long; a power is refused
