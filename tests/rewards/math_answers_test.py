@@ -675,6 +675,23 @@ CASES = [
     ("The answer is 12 minus 3.", "9", False, "trap-words"),
     ("The answer is 12 minus 3.", "12", False, "trap-words"),
     (r"\boxed{12 plus 3}", "15", False, "trap-words"),
+    # more MATH forms: logarithm bases, repeating decimals, factorials, binomials, i
+    (r"\boxed{\log_2 8}", "$3$", True, "log-base"),
+    (r"\boxed{\log_{3} 81}", "$4$", True, "log-base"),
+    (r"\boxed{\log_2 8}", "$4$", False, "log-base"),
+    (r"\boxed{0.\overline{3}}", r"$\frac13$", True, "repeating-decimal"),
+    (r"\boxed{1.2\overline{36}}", r"$\frac{68}{55}$", True, "repeating-decimal"),
+    (r"\boxed{0.\overline{6}}", r"$\frac13$", False, "repeating-decimal"),
+    (r"\boxed{10!}", "$3628800$", True, "factorial"),
+    (r"\boxed{5!}", "$121$", False, "factorial"),
+    (r"\boxed{\binom{5}{2}}", "$10$", True, "binomial"),
+    (r"\boxed{\binom{6}{2}}", "$10$", False, "binomial"),
+    (r"\boxed{\sqrt{-1}}", "$i$", True, "complex"),
+    (r"\boxed{1+i}", "$i+1$", True, "complex"),
+    (r"\boxed{(1+i)^2}", "$2i$", True, "complex"),
+    (r"\boxed{1-i}", "$1+i$", False, "complex"),
+    (r"\boxed{\text{Monday}}", r"$\text{Tuesday}$", False, "text-answer"),
+    (r"\boxed{\$1,\!000}", r"$\$1000$", True, "thousands"),
 ]
 
 

@@ -81,7 +81,7 @@ MAX_NODES = 300  # largest AST accepted
 FUNCTIONS = {
     "sqrt": 1, "root": 2, "exp": 1, "log": 1, "ln": 1, "abs": 1,
     "sin": 1, "cos": 1, "tan": 1, "cot": 1, "sec": 1, "csc": 1,
-    "arcsin": 1, "arccos": 1, "arctan": 1, "binom": 2,
+    "arcsin": 1, "arccos": 1, "arctan": 1, "binom": 2, "factorial": 1,
 }  # fmt: skip
 # Multi-letter names that are one symbol: constants and Greek letters (``lambda`` is
 # spelled ``lamda``, as sympy does, since ``lambda`` is a Python keyword).
@@ -158,7 +158,7 @@ _OPS |= {"lt": "<", "gt": ">", "pm": "±", "mp": "∓", "cup": "∪", "infty": "
 _OPS |= {"langle": "(", "rangle": ")", "lvert": "|", "rvert": "|", "vert": "|", "mid": "|"}
 _OPS |= {"lambda": " lamda ", "varepsilon": " epsilon ", "varphi": " phi "}
 _OPS |= {"in": "∈", "emptyset": "\\{\\}", "varnothing": "\\{\\}", "&": "&"}
-_OPS |= {"arcsin": " arcsin ", "arccos": " arccos ", "arctan": " arctan ", "binom": " binom "}
+_OPS |= {"arcsin": " arcsin ", "arccos": " arccos ", "arctan": " arctan "}
 _OPS |= {name: f" {name} " for name in NAMES | FUNCTIONS.keys() if name not in ("oo", "root")}
 _UNICODE = str.maketrans(
     {"−": "-", "–": "-", "×": "*", "·": "*", "÷": "/", "π": " pi ", "∞": " oo ", "°": ""}
@@ -262,6 +262,18 @@ def _known_prefix(name: str) -> str | None:
     return next((c for c in _SPLITTABLE if name.startswith(c) and len(name) > len(c)), None)
 
 
+_REPEATING_RE = re.compile(r"([0-9]*)\.([0-9]*)$")  # what precedes "\\overline{..}"
+_FACTORIAL_RE = re.compile(r"(?<![0-9.])([0-9]{1,3})!(?!=)")  # "10!" (not "!=")
+
+
+def _repeating(m: re.Match, repeat: str) -> str:
+    """``I.A`` then ``\\overline{R}`` -> the exact fraction, as ``(p/q)``."""
+    whole, fixed = m[1] or "0", m[2]
+    den = 10 ** len(fixed) * (10 ** len(repeat) - 1)
+    num = int(fixed + repeat) - int(fixed or "0") + int(whole) * den
+    return f"({num}/{den})"
+
+
 def _convert(s: str, depth: int) -> str:
     if depth > MAX_DEPTH:
         raise _Fail("depth")
@@ -284,6 +296,19 @@ def _convert(s: str, depth: int) -> str:
                     out = [tail[: whole.start(2)], f"({whole[2]}+{a}/{b})"]
                 else:  # "x^2\\frac{1}{2}", "10^3\\frac12": a product, as "2\\sqrt{2}"
                     out.append(f"(({a})/({b}))")
+            elif name == "binom":
+                a, i = _arg(s, i)
+                b, i = _arg(s, i)
+                out.append(f" binom({_convert(a, depth + 1)},{_convert(b, depth + 1)})")
+            elif name == "log" and i < n and s[i] == "_":  # "\\log_2 8": log(8)/log(2)
+                base, i = _arg(s, i + 1)
+                out.append(f" (1/log({_convert(base, depth + 1)})) log ")
+            elif name == "overline" and (m := _REPEATING_RE.search("".join(out))):
+                digits, i = _arg(s, i)  # "0.\\overline{3}": a repeating decimal, exact
+                if not digits.isdigit() or len(digits) > 12:
+                    raise _Fail("repeating digits")
+                text = "".join(out)
+                out = [text[: m.start()], _repeating(m, digits)]
             elif name == "sqrt":
                 index = None
                 if i < n and s[i] == "[":
@@ -329,6 +354,7 @@ def to_plain(text: str) -> str | None:
         return None
     s = _BRACED_COMMA_RE.sub(",", _CIRC_RE.sub("", text.translate(_UNICODE)))
     s = _DOUBLED_RE.sub(r"\\", _THIN_THOUSANDS_RE.sub(",", s))
+    s = _FACTORIAL_RE.sub(r" factorial(\1) ", s)
     if "\\" not in s and "{" not in s and "$" not in s:
         return s.strip()  # the common case: nothing to convert
     try:

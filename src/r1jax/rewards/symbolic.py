@@ -305,7 +305,8 @@ def _build(node, src: str, sympy):
         value = Fraction(text) if isinstance(node.value, float) else Fraction(node.value)
         return sympy.Rational(value.numerator, value.denominator)
     if isinstance(node, ast.Name):
-        return {"pi": sympy.pi, "oo": sympy.oo}.get(node.id) or sympy.Symbol(node.id)
+        constants = {"pi": sympy.pi, "oo": sympy.oo, "i": sympy.I}  # i: the imaginary unit
+        return constants.get(node.id) or sympy.Symbol(node.id)
     if isinstance(node, ast.UnaryOp):
         operand = _build(node.operand, src, sympy)
         return -operand if isinstance(node.op, ast.USub) else operand
@@ -329,6 +330,10 @@ def _build(node, src: str, sympy):
         if not (args[1].is_Integer and 2 <= args[1] <= MAX_ROOT_INDEX):
             raise Refused("root index")
         return _pow(sympy, args[0], sympy.Rational(1, int(args[1])))
+    if name == "factorial":
+        if not (args[0].is_Integer and 0 <= args[0] <= MAX_BINOM):
+            raise Refused("factorial")
+        return sympy.factorial(args[0])
     if name == "binom":
         if not all(a.is_Integer and 0 <= a <= MAX_BINOM for a in args):
             raise Refused("binomial")
