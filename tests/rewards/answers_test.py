@@ -403,8 +403,8 @@ def test_parse_value_refuses_review(text):
     "pred, ref, want",
     [
         ("2 3", "2 3", True),  # two unparseable answers: squashed strings ...
-        ("2 3!", "23!", False),  # ... with a space between digits kept
-        ("2  3 !", "2 3!", True),
+        ("2 3?", "23?", False),  # ... with a space between digits kept
+        ("2  3 ?", "2 3?", True),
         ("\\text{(B)}", "\\text{ (B) }", True),
         ("2 3", "23", False),  # one parses, the other not: never equal by spelling
         ("1 1/2", "11/2", False),  # both parse: values, 3/2 and 11/2
