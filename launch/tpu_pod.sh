@@ -28,7 +28,7 @@ TPU VM (defaults from the environment):
   --runtime_version=VER    for --create ($TPU_RUNTIME_VERSION, default v2-alpha-tpuv5-lite)
   --create                 create the TPU VM first (gcloud compute tpus tpu-vm create)
 
-Code on the workers (installed with `pip install -e . "jax[tpu]"`):
+Code on the workers (installed with `pip install -e ".[tpu]"`):
   --source=copy            (default, $R1JAX_SOURCE) this working tree as it is, uncommitted
                            edits included: the files git lists (tracked + untracked, not
                            ignored) are tarred, copied to every worker with
@@ -207,7 +207,7 @@ if ((INSTALL)); then
   fi
   PYQ=$(printf '%q' "$PY")
   run "${TPU_VM[@]}" ssh "$TPU" "${WHERE[@]}" --worker=all \
-    --command="set -e; $FETCH; cd $RDIR && $PYQ -m pip install -q -e . \"jax[tpu]\""
+    --command="set -e; $FETCH; cd $RDIR && $PYQ -m pip install -q -e \".[tpu]\""
 fi
 
 # 3. Train on all workers; each tees its output to its own log file.

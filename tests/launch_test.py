@@ -199,7 +199,7 @@ def test_tpu_pod_run_against_a_fake_gcloud_executes_install_train_and_log_copy(t
     assert not any(n.startswith((".git/", "runs/")) or "__pycache__" in n for n in names)
     assert (home / "r1jax" / "pyproject.toml").exists()
     pip = (home / "pip.log").read_text()
-    assert f"{home}/r1jax -m pip install -q -e . jax[tpu]" in pip
+    assert f"{home}/r1jax -m pip install -q -e .[tpu]" in pip
 
     # Training ran from the checkout with the flags intact; each worker's log came back.
     log = (logs / "worker-0.log").read_text()

@@ -99,6 +99,26 @@ def _retarget_task_kwargs(config, overrides: dict) -> None:
         )
 
 
+_COMPILE_CACHE_HELP = (
+    "Folder of JAX's persistent compilation cache, so a resumed run or a second evaluation "
+    "skips compiling (default: $R1JAX_COMPILE_CACHE, else ~/.cache/r1jax/jax/<build>-<cpu>; 'off' "
+    "disables it)."
+)
+
+
+def _enable_compile_cache(value) -> None:
+    from r1jax import compile_cache
+
+    try:
+        compile_cache.enable(value)
+    except OSError as e:
+        _fail(
+            f"--compile_cache={value if value is not None else compile_cache.resolve(None)}: "
+            f"cannot create the folder ({e.strerror or e}): pass a writable folder, or "
+            "--compile_cache=off"
+        )
+
+
 def train_entry(argv=None):
     argv = list(sys.argv if argv is None else argv)
     try:
@@ -141,6 +161,7 @@ def train_entry(argv=None):
         flags.DEFINE_bool(
             "debug", False, "Print the Python traceback of an error before its one-line message."
         )
+        flags.DEFINE_string("compile_cache", None, _COMPILE_CACHE_HELP)
         _parse(argv)
         config = flags.FLAGS.config
         list(config.keys())  # the file is loaded lazily: force it here
@@ -154,6 +175,8 @@ def train_entry(argv=None):
         except ConfigError as e:
             _fail(str(e))
     _setup_logging()
+    if not flags.FLAGS.compile_only:  # --compile_only writes no files
+        _enable_compile_cache(flags.FLAGS.compile_cache)
     # Before anything touches JAX: joins the other processes of a multi-host job (no-op for
     # one process). Only process 0 logs progress, prints and writes files.
     from r1jax import distributed
@@ -293,6 +316,7 @@ def _define_eval_flags():
     flags.DEFINE_string(
         "output", None, "Also write the JSON here (atomically: a temporary file, then rename)."
     )
+    flags.DEFINE_string("compile_cache", None, _COMPILE_CACHE_HELP)
 
 
 def _write_json_atomic(path: str, text: str):
@@ -391,6 +415,7 @@ def eval_entry(argv=None):
             "--hf_checkpoint=DIR for a Hugging Face checkpoint on --task (default gsm8k)"
         )
     _setup_logging()
+    _enable_compile_cache(F.compile_cache)
     try:
         result = _eval_hf(F) if F.hf_checkpoint else _eval_workdir(F)
     except (FileNotFoundError, ConfigError, RunError) as e:
