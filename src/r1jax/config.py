@@ -131,6 +131,7 @@ _RANGES = {
     "rl.grad_accum": (1, _INF, False, " (1 = no accumulation)"),
     "rl.length_buckets": (1, _INF, False, " (1 = always all completion positions)"),
     "rl.logp_chunk": (0, _INF, False, " (0 = all rows in one pass)"),
+    "rl.logit_chunk": (0, _INF, False, " (0 = all positions in one pass)"),
     "rl.policy_lr": (0, _INF, True, ""),
     "rl.value_lr": (0, _INF, False, " (0 freezes the critic)"),
     "rl.value_epochs": (1, _INF, False, ""),

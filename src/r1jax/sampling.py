@@ -249,6 +249,60 @@ def generate(
     return Rollout(*outs)
 
 
+def sequence_hidden(model, prompt_bp, prompt_mask_bp, completion_bt, completion_mask_bt):
+    """`sequence_logits` before the output projection: `[B, T, D]`, row t the state that
+    predicts `completion_bt[:, t]` (no `[B, P + T, V]` logits are formed)."""
+    p = prompt_bp.shape[1]
+    tokens = jnp.concatenate([prompt_bp, completion_bt], axis=1)
+    valid = jnp.concatenate([prompt_mask_bp, completion_mask_bt], axis=1)
+    h, _ = model.model(tokens, positions_from_mask(valid), causal_mask(valid))
+    return h[:, p - 1 : -1]
+
+
+def _logp_entropy(logits_ntv, tokens_nt):
+    """log-softmax at `tokens_nt` and the entropy, from float32 logits, without forming
+    the `[N, T, V]` log-softmax: one logsumexp and one gather."""
+    lse = jax.nn.logsumexp(logits_ntv, axis=-1)
+    picked = jnp.take_along_axis(logits_ntv, tokens_nt[..., None], axis=-1)[..., 0]
+    p = jnp.exp(logits_ntv - lse[..., None])
+    mean = jnp.sum(jnp.where(p > 0, p * logits_ntv, 0.0), axis=-1)
+    return picked - lse, lse - mean
+
+
+def token_logp_entropy(model, h_ntd, tokens_nt, temperature=1.0, chunk: int = 0):
+    """`(log π(token), entropy)` `[N, T]` float32 under `softmax(lm_head(h) / temperature)`.
+
+    `chunk` = 0: through the whole `[N, T, V]` logits, as `token_logp` and
+    `losses.entropy_from_logits` (the reference numbers). `chunk` > 0: `chunk` positions
+    at a time (`lax.map` over the sequence), each chunk's logits recomputed in the
+    backward pass (`jax.checkpoint`), so neither pass holds more than `[N, chunk, V]`
+    logits: with a 152k vocabulary the logits tensor is most of an RL step's memory. The
+    same numbers up to float rounding (log π = logit − logsumexp instead of a
+    log-softmax)."""
+    temp = jnp.where(jnp.asarray(temperature, jnp.float32) > 0, temperature, 1.0)
+    n, t, _ = h_ntd.shape
+    if not chunk or chunk >= t:
+        logp_ntv = jax.nn.log_softmax(_lm_head(model, h_ntd) / temp, axis=-1)
+        logp = jnp.take_along_axis(logp_ntv, tokens_nt[..., None], axis=-1)[..., 0]
+        p = jnp.exp(logp_ntv)
+        ent = -jnp.sum(p * jnp.where(jnp.isfinite(logp_ntv), logp_ntv, 0.0), axis=-1)
+        return logp, ent
+    k = -(-t // chunk)
+    pad = k * chunk - t
+    h = jnp.pad(h_ntd, ((0, 0), (0, pad), (0, 0)))
+    tok = jnp.pad(tokens_nt, ((0, 0), (0, pad)))
+    split = lambda x: jnp.moveaxis(x.reshape(n, k, chunk, *x.shape[2:]), 1, 0)
+
+    @jax.checkpoint
+    def one(xs):
+        h_c, tok_c = xs
+        return _logp_entropy(_lm_head(model, h_c) / temp, tok_c)
+
+    logp, ent = jax.lax.map(one, (split(h), split(tok)))
+    join = lambda y: jnp.moveaxis(y, 0, 1).reshape(n, k * chunk)[:, :t]
+    return join(logp), join(ent)
+
+
 def sequence_logits(model, prompt_bp, prompt_mask_bp, completion_bt, completion_mask_bt):
     """Runs the model on prompt ++ completion; returns logits predicting each completion token.
 

@@ -80,6 +80,19 @@ def test_shared_prompt_learner_equals_the_per_row_learner(tmp_path, baseline):
     assert _max_param_diff(params, base_params) < 1e-5
 
 
+def test_chunked_logits_give_the_plain_step(tmp_path, baseline):
+    """`rl.logit_chunk`: log-probs and entropy from the hidden states a few positions at
+    a time (reference and learner, shared-prompt and per-row forwards) compute what the
+    whole-logits path computes."""
+    base_out, base_params = baseline
+    out, params = _run(tmp_path, rl__logit_chunk=5)
+    np.testing.assert_allclose(out, base_out, rtol=1e-5, atol=1e-6)
+    assert _max_param_diff(params, base_params) < 1e-5
+    out, params = _run(tmp_path / "per_row", rl__logit_chunk=7, rl__grad_accum=8)
+    np.testing.assert_allclose(out, base_out, rtol=1e-5, atol=1e-6)
+    assert _max_param_diff(params, base_params) < 1e-5
+
+
 def test_grpo_prioritized_accumulation_matches(tmp_path):
     kw = {"rl__algo": "grpo", "rl__prioritized": True}
     base_out, base_params = _run(tmp_path / "a", **kw)

@@ -106,6 +106,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             # same numbers, ~0.7x the iteration at 64 (8-11 of 15 logged default iterations),
             # one program with k learner copies (+~13 s compile); 1 = all positions always
             logp_chunk=0,  # rows per reference log-prob pass (0 = all; large vocabularies)
+            logit_chunk=0,  # positions per log-prob/entropy pass of the reference and the
+            # learner (0 = all at once; large vocabularies: never the whole [rows, T, V])
             policy_lr=4e-4,  # policy learning rate (slow time scale)
             value_lr=1e-3,  # critic learning rate (fast time scale)
             value_epochs=1,  # critic epochs per iteration

@@ -65,6 +65,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         loss_agg="token_mean",
         level_weights=(),  # uniform over the train problems
         logp_chunk=8,  # reference log-probs 8 rows at a time ([8, T, 151936] logits)
+        logit_chunk=32,  # ... and 32 positions at a time, in the learner too ([rows, 32, V])
         length_buckets=1,  # e.g. 4 (128, 256, 384, 512) when completions are mostly short:
         # less learner work, 4 learner copies to compile (not yet measured on a GPU)
         entropy_coef=0.0,

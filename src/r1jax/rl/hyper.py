@@ -48,6 +48,8 @@ class RLHyper:
     logp_chunk: int  # rows per pass of the reference log-probs (0 = all rows at once),
     # rounded down to whole groups (at least one): bounds the [rows, T, V] logits of a
     # large vocabulary
+    logit_chunk: int  # positions per pass of the output projection, log-probs and
+    # entropy (reference and learner; 0 = all T at once): the logits are never whole
     adaptive_kl: bool  # adapt β toward kl_target (Ziegler et al. 2019)
     kl_target: float  # KL_target: mean per-token KL(π‖π_ref) the controller aims at
     kl_horizon: float  # H of the controller (iterations): β moves ≤ 20%·1/H a step

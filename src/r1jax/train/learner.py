@@ -34,7 +34,14 @@ from flax import nnx
 
 from r1jax import rl
 from r1jax.models.transformer import causal_mask, positions_from_mask
-from r1jax.sampling import grouped_hidden, grouped_sequence_logits, sequence_logits, token_logp
+from r1jax.sampling import (
+    grouped_hidden,
+    grouped_sequence_logits,
+    sequence_hidden,
+    sequence_logits,
+    token_logp,
+    token_logp_entropy,
+)
 from r1jax.train.reductions import Axis, token_count
 from r1jax.train.state import add_ewc_penalty, guarded_update, policy_params
 
@@ -45,6 +52,7 @@ __all__ = [
     "accumulate",
     "critic_epochs",
     "forward",
+    "forward_logp",
     "policy_epochs",
 ]
 
@@ -131,6 +139,22 @@ def forward(graphdef, params, prompt, prompt_mask, tokens, mask, temperature):
     return logits / temperature
 
 
+def forward_logp(graphdef, params, prompt, prompt_mask, tokens, mask, temperature, chunk=0):
+    """`(log π(token), entropy)` `[N, T]` float32 of the tempered policy at `tokens`
+    (`prompt` as in `forward`). `chunk` = 0: from `forward`'s whole logits (the reference
+    numbers); `chunk` > 0: from the hidden states, `chunk` positions at a time
+    (`sampling.token_logp_entropy`): no `[N, T, V]` logits in either pass."""
+    if not chunk or chunk >= tokens.shape[1]:
+        lg = forward(graphdef, params, prompt, prompt_mask, tokens, mask, temperature)
+        return token_logp(lg, tokens), rl.entropy_from_logits(lg)
+    model = nnx.merge(graphdef, params)
+    if prompt.shape[0] == tokens.shape[0]:
+        h = sequence_hidden(model, prompt, prompt_mask, tokens, mask)
+    else:
+        h = grouped_hidden(model.model, prompt, prompt_mask, tokens, mask)
+    return token_logp_entropy(model, h, tokens, temperature, chunk)
+
+
 def values(graphs, params, prompt, prompt_mask, tokens, mask_b):
     """Critic values V(s_t) at the positions that predict each completion token: [N, T].
 
@@ -199,10 +223,16 @@ def policy_epochs(
 
     def policy_loss(params, d: RolloutBuffer, w_b, mb_tokens):
         full = policy_params(graphs, params, state.base)
-        lg = forward(
-            graphs.policy, full, d.prompt, d.prompt_mask, d.tokens, d.mask_b, hp.temperature
+        logp, ent_tok = forward_logp(
+            graphs.policy,
+            full,
+            d.prompt,
+            d.prompt_mask,
+            d.tokens,
+            d.mask_b,
+            hp.temperature,
+            hp.logit_chunk,
         )
-        logp = token_logp(lg, d.tokens)
         tm = d.mask_b.astype(jnp.float32)
         w = w_b[:, None] * jnp.ones_like(tm)
         pg, aux = rl.ppo_policy_loss(
@@ -218,7 +248,6 @@ def policy_epochs(
             axis_name=ax.name,
         )
         kl_tok = rl.kl_estimate(logp, d.ref_logp, hp.kl_estimator)
-        ent_tok = rl.entropy_from_logits(lg)
         kl = rl.aggregate(kl_tok * w, tm, "token_mean", mb_tokens)
         ent = rl.aggregate(ent_tok * w, tm, "token_mean", mb_tokens)
         loss = pg + kl_coef * kl - ent_coef * ent

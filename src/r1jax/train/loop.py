@@ -101,6 +101,7 @@ RESUMABLE_CHANGES = (
     "mesh.tensor",
     "model.remat",
     "rl.logp_chunk",
+    "rl.logit_chunk",
     "pretrained",
     "task_module",
 )

@@ -51,13 +51,13 @@ from flax import nnx
 
 from r1jax import rl
 from r1jax.rl.hyper import RLHyper
-from r1jax.sampling import generate, token_logp
+from r1jax.sampling import generate
 from r1jax.train.learner import (
     Minibatches,
     RolloutBuffer,
     chunked_rows,
     critic_epochs,
-    forward,
+    forward_logp,
     policy_epochs,
 )
 from r1jax.train.learner import values as critic_values
@@ -84,8 +84,10 @@ def _ref_logp(graphs, state, hp, batch, tokens, mask_b):
 
     def rows(x):
         prompt, prompt_mask, toks, m = x
-        lg = forward(graphs.policy, ref_params, prompt, prompt_mask, toks, m, hp.temperature)
-        return token_logp(lg, toks)
+        logp, _ = forward_logp(
+            graphs.policy, ref_params, prompt, prompt_mask, toks, m, hp.temperature, hp.logit_chunk
+        )
+        return logp
 
     b_loc = batch.prompt.shape[0]
     chunk = max(hp.logp_chunk // g, 1) if hp.logp_chunk else 0  # prompts per pass
