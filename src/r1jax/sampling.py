@@ -272,21 +272,16 @@ def _logp_entropy(logits_ntv, tokens_nt):
 def token_logp_entropy(model, h_ntd, tokens_nt, temperature=1.0, chunk: int = 0):
     """`(log π(token), entropy)` `[N, T]` float32 under `softmax(lm_head(h) / temperature)`.
 
-    `chunk` = 0: through the whole `[N, T, V]` logits, as `token_logp` and
-    `losses.entropy_from_logits` (the reference numbers). `chunk` > 0: `chunk` positions
-    at a time (`lax.map` over the sequence), each chunk's logits recomputed in the
-    backward pass (`jax.checkpoint`), so neither pass holds more than `[N, chunk, V]`
-    logits: with a 152k vocabulary the logits tensor is most of an RL step's memory. The
-    same numbers up to float rounding (log π = logit − logsumexp instead of a
-    log-softmax)."""
+    `chunk` = 0 (or >= T): one pass over the whole `[N, T, V]` logits. Otherwise `chunk`
+    positions at a time (`lax.map` over the sequence), each chunk's logits recomputed in
+    the backward pass (`jax.checkpoint`), so neither pass holds more than `[N, chunk, V]`
+    logits: with a 152k vocabulary the logits tensor is most of an RL step's memory.
+    `token_logp` and `losses.entropy_from_logits` give the same numbers up to float
+    rounding (log π = logit − logsumexp here instead of a log-softmax)."""
     temp = jnp.where(jnp.asarray(temperature, jnp.float32) > 0, temperature, 1.0)
     n, t, _ = h_ntd.shape
     if not chunk or chunk >= t:
-        logp_ntv = jax.nn.log_softmax(_lm_head(model, h_ntd) / temp, axis=-1)
-        logp = jnp.take_along_axis(logp_ntv, tokens_nt[..., None], axis=-1)[..., 0]
-        p = jnp.exp(logp_ntv)
-        ent = -jnp.sum(p * jnp.where(jnp.isfinite(logp_ntv), logp_ntv, 0.0), axis=-1)
-        return logp, ent
+        return _logp_entropy(_lm_head(model, h_ntd) / temp, tokens_nt)
     k = -(-t // chunk)
     pad = k * chunk - t
     h = jnp.pad(h_ntd, ((0, 0), (0, pad), (0, 0)))
