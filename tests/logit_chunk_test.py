@@ -60,6 +60,10 @@ def test_whole_logits_path_is_token_logp_and_entropy_from_logits():
     lg = sampling.sequence_logits(model, prompt, pmask, tokens, tmask) / 0.7
     np.testing.assert_array_equal(logp, sampling.token_logp(lg, tokens))
     np.testing.assert_array_equal(ent, entropy_from_logits(lg))
+    h = sampling.sequence_hidden(model, prompt, pmask, tokens, tmask)
+    one_pass = sampling.token_logp_entropy(model, h, tokens, 0.7, 0)  # logit - logsumexp
+    np.testing.assert_allclose(one_pass[0], logp, rtol=1e-5, atol=2e-5)
+    np.testing.assert_allclose(one_pass[1], ent, rtol=1e-5, atol=2e-5)
 
 
 def test_chunked_gradient_keeps_no_logits_tensor():
@@ -83,3 +87,22 @@ def test_chunked_gradient_keeps_no_logits_tensor():
     whole, chunked = temp_bytes(0), temp_bytes(8)
     assert whole >= logits_bytes  # the [8, 64, V] logits (and more) are live at once
     assert chunked < whole / 5 and chunked < logits_bytes, (whole, chunked)  # ~10x less
+
+
+def test_masked_vocabulary_keeps_values_and_gradients_finite():
+    """Logits of -inf (a vocabulary padded past the tokenizer is masked so) add nothing to
+    the entropy and no nan to its gradient, as in `entropy_from_logits`."""
+    logits = jax.random.normal(jax.random.PRNGKey(3), (2, 3, 10)).at[..., 7:].set(-jnp.inf)
+    tokens = jnp.array([[0, 1, 2], [3, 4, 5]])
+
+    def ours(x):
+        logp, ent = sampling._logp_entropy(x, tokens)
+        return logp.sum() + ent.sum()
+
+    def reference(x):
+        return sampling.token_logp(x, tokens).sum() + entropy_from_logits(x).sum()
+
+    np.testing.assert_allclose(ours(logits), reference(logits), rtol=1e-6)
+    g, g_ref = jax.grad(ours)(logits), jax.grad(reference)(logits)
+    assert np.isfinite(np.asarray(g)).all()
+    np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=1e-6)

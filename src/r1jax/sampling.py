@@ -265,7 +265,9 @@ def _logp_entropy(logits_ntv, tokens_nt):
     lse = jax.nn.logsumexp(logits_ntv, axis=-1)
     picked = jnp.take_along_axis(logits_ntv, tokens_nt[..., None], axis=-1)[..., 0]
     p = jnp.exp(logits_ntv - lse[..., None])
-    mean = jnp.sum(jnp.where(p > 0, p * logits_ntv, 0.0), axis=-1)
+    # A masked token (logit -inf) has p = 0 and adds nothing; replacing its logit before
+    # the product keeps the gradient finite (0 * -inf is nan in the backward pass too).
+    mean = jnp.sum(p * jnp.where(jnp.isfinite(logits_ntv), logits_ntv, 0.0), axis=-1)
     return picked - lse, lse - mean
 
 

@@ -144,7 +144,7 @@ def forward_logp(graphdef, params, prompt, prompt_mask, tokens, mask, temperatur
     (`prompt` as in `forward`). `chunk` = 0: from `forward`'s whole logits (the reference
     numbers); `chunk` > 0: from the hidden states, `chunk` positions at a time
     (`sampling.token_logp_entropy`): no `[N, T, V]` logits in either pass."""
-    if not chunk:
+    if not chunk or chunk >= tokens.shape[1]:
         lg = forward(graphdef, params, prompt, prompt_mask, tokens, mask, temperature)
         return token_logp(lg, tokens), rl.entropy_from_logits(lg)
     model = nnx.merge(graphdef, params)
