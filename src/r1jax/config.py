@@ -130,7 +130,7 @@ _RANGES = {
     "rl.num_minibatches": (1, _INF, False, ""),
     "rl.grad_accum": (1, _INF, False, " (1 = no accumulation)"),
     "rl.length_buckets": (1, _INF, False, " (1 = always all completion positions)"),
-    "rl.logp_chunk": (0, _INF, False, " (0 = all rows in one pass)"),
+    "rl.logp_chunk": (0, _INF, False, " (0 = the learner's microbatch shape)"),
     "rl.logit_chunk": (0, _INF, False, " (0 = all positions in one pass)"),
     "rl.policy_lr": (0, _INF, True, ""),
     "rl.value_lr": (0, _INF, False, " (0 freezes the critic)"),
@@ -393,7 +393,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
             chunk,
             f"= {per} prompt group(s) of group_size={c.rl.group_size} per pass must divide "
             f"prompts_per_iter={c.rl.prompts_per_iter}: use a multiple of group_size "
-            "(0 = all rows in one pass)",
+            "(0 = the learner's microbatch shape)",
         )
     for part, rows, what in (
         ("rl", n // c.rl.num_minibatches, "completions per minibatch"),

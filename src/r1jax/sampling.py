@@ -274,16 +274,20 @@ def _logp_entropy(logits_ntv, tokens_nt):
 def token_logp_entropy(model, h_ntd, tokens_nt, temperature=1.0, chunk: int = 0):
     """`(log π(token), entropy)` `[N, T]` float32 under `softmax(lm_head(h) / temperature)`.
 
-    `chunk` = 0 (or >= T): one pass over the whole `[N, T, V]` logits. Otherwise `chunk`
-    positions at a time (`lax.map` over the sequence), each chunk's logits recomputed in
-    the backward pass (`jax.checkpoint`), so neither pass holds more than `[N, chunk, V]`
-    logits: with a 152k vocabulary the logits tensor is most of an RL step's memory.
+    `chunk` = 0: one pass over the whole `[N, T, V]` logits. Otherwise `chunk` positions
+    at a time (`lax.map` over the sequence; one chunk when `chunk` >= T), each chunk's
+    logits recomputed in the backward pass (`jax.checkpoint`), so neither pass holds more
+    than `[N, chunk, V]` logits: with a 152k vocabulary the logits tensor is most of an
+    RL step's memory. The checkpoint also makes the forward under `grad` the same program
+    as the forward alone: the same numbers bit for bit (the reference pass and the
+    learner, `train.rl_step`), which the plain pass does not promise.
     `token_logp` and `losses.entropy_from_logits` give the same numbers up to float
     rounding (log π = logit − logsumexp here instead of a log-softmax)."""
     temp = jnp.where(jnp.asarray(temperature, jnp.float32) > 0, temperature, 1.0)
     n, t, _ = h_ntd.shape
-    if not chunk or chunk >= t:
+    if not chunk:
         return _logp_entropy(_lm_head(model, h_ntd) / temp, tokens_nt)
+    chunk = min(chunk, t)
     k = -(-t // chunk)
     pad = k * chunk - t
     h = jnp.pad(h_ntd, ((0, 0), (0, pad), (0, 0)))

@@ -105,9 +105,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             # steps of max_new_tokens (32, 64, 96) that holds the batch's longest completion:
             # same numbers, ~0.7x the iteration at 64 (8-11 of 15 logged default iterations),
             # one program with k learner copies (+~13 s compile); 1 = all positions always
-            logp_chunk=0,  # rows per reference log-prob pass (0 = all; large vocabularies)
-            logit_chunk=0,  # positions per log-prob/entropy pass of the reference and the
-            # learner (0 = all at once; large vocabularies: never the whole [rows, T, V])
+            logp_chunk=0,  # rows per reference log-prob pass (0 = the learner's microbatch
+            # shape: the reference pass and the learner compute the same numbers)
+            logit_chunk=96,  # positions per log-prob/entropy pass of the reference and the
+            # learner, from the hidden states (>= T: one pass; large vocabularies: fewer, so
+            # never the whole [rows, T, V]; 0 = whole logits, which may differ between the
+            # reference pass and the learner by float rounding)
             policy_lr=4e-4,  # policy learning rate (slow time scale)
             value_lr=1e-3,  # critic learning rate (fast time scale)
             value_epochs=1,  # critic epochs per iteration

@@ -64,7 +64,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         adaptive_clip=False,
         loss_agg="token_mean",
         level_weights=(),  # uniform over the train problems
-        logp_chunk=8,  # reference log-probs 8 rows at a time ([8, T, 151936] logits)
+        logp_chunk=0,  # reference log-probs in the learner's microbatches (8 rows)
         logit_chunk=32,  # ... and 32 positions at a time, in the learner too ([rows, 32, V])
         length_buckets=1,  # e.g. 4 (128, 256, 384, 512) when completions are mostly short:
         # less learner work, 4 learner copies to compile (not yet measured on a GPU)
@@ -96,7 +96,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             grad_accum=1,
             policy_lr=1e-3,
             warmup=1,
-            logp_chunk=4,
         )
         c.reward.num_workers = 1
         c.eval.update(num_problems=4, batch_size=4, every=0)

@@ -45,9 +45,9 @@ class RLHyper:
     entropy_bonus: bool  # False: rl.entropy_coef = 0, no entropy term at all
     length_buckets: int  # completion-axis buckets of the learner (`_bucket_sizes`): it
     # runs on the smallest that holds the longest completion; 1 = always all T positions
-    logp_chunk: int  # rows per pass of the reference log-probs (0 = all rows at once),
-    # rounded down to whole groups (at least one): bounds the [rows, T, V] logits of a
-    # large vocabulary
+    logp_chunk: int  # rows per pass of the reference log-probs, rounded down to whole
+    # groups (at least one); 0 = the learner's microbatch shape, so that the two passes
+    # compute the same numbers (`rl_step._ref_logp`)
     logit_chunk: int  # positions per pass of the output projection, log-probs and
     # entropy (reference and learner; 0 = all T at once): the logits are never whole
     adaptive_kl: bool  # adapt β toward kl_target (Ziegler et al. 2019)

@@ -142,9 +142,12 @@ def forward(graphdef, params, prompt, prompt_mask, tokens, mask, temperature):
 def forward_logp(graphdef, params, prompt, prompt_mask, tokens, mask, temperature, chunk=0):
     """`(log π(token), entropy)` `[N, T]` float32 of the tempered policy at `tokens`
     (`prompt` as in `forward`). `chunk` = 0: from `forward`'s whole logits (the reference
-    numbers); `chunk` > 0: from the hidden states, `chunk` positions at a time
-    (`sampling.token_logp_entropy`): no `[N, T, V]` logits in either pass."""
-    if not chunk or chunk >= tokens.shape[1]:
+    numbers); `chunk` > 0: from the hidden states, `chunk` positions at a time (one pass
+    when `chunk` >= T; `sampling.token_logp_entropy`): no `[N, T, V]` logits in either
+    pass, and the forward alone and the forward under `grad` give the same numbers, so
+    the reference pass and the learner agree bit for bit on equal shapes (`rl_step`).
+    The whole-logits path may differ between those two programs by float rounding."""
+    if not chunk:
         lg = forward(graphdef, params, prompt, prompt_mask, tokens, mask, temperature)
         return token_logp(lg, tokens), rl.entropy_from_logits(lg)
     model = nnx.merge(graphdef, params)
@@ -251,7 +254,9 @@ def policy_epochs(
         kl = rl.aggregate(kl_tok * w, tm, "token_mean", mb_tokens)
         ent = rl.aggregate(ent_tok * w, tm, "token_mean", mb_tokens)
         loss = pg + kl_coef * kl - ent_coef * ent
-        return loss, dict(pg_loss=pg, clip_frac=aux["clip_frac"], approx_kl=aux["approx_kl"])
+        return loss, dict(
+            pg_loss=pg, clip_frac=aux["clip_frac"], approx_kl=aux["approx_kl"], ref_kl=kl
+        )
 
     def grads_of(params, idx, w_b, mb_tokens):
         d = plan.take(data, idx)

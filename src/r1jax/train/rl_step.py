@@ -76,9 +76,16 @@ class PromptBatch:
     # (`HostReward.register`): the reward callback looks each row's problem up by them
 
 
-def _ref_logp(graphs, state, hp, batch, tokens, mask_b):
-    """log π_ref of the completions `[N, T]`: each prompt's forward once for its group,
-    `hp.logp_chunk` rows (whole groups) per pass."""
+def _ref_logp(graphs, state, hp, plan: Minibatches, ax: Axis, batch, rep, tokens, mask_b):
+    """log π_ref of the completions `[N, T]` (this device's rows).
+
+    `hp.logp_chunk` = 0: in the learner's shape, passes of one microbatch each (its rows
+    per device, the prompt once per group when the learner's is, `plan.group_forward`),
+    the same code on the same shapes as the learner's forward: a row's numbers do not
+    depend on which rows share its pass, so at iteration 0 (reference = policy) the
+    learner's log-probs equal these bit for bit and KL(π‖π_ref) is exactly 0 (test).
+    `hp.logp_chunk` > 0: that many rows (whole groups) per pass instead; then the two
+    passes may differ by float rounding."""
     g = hp.group_size
     ref_params = policy_params(graphs, state.ref, state.base)
 
@@ -90,19 +97,26 @@ def _ref_logp(graphs, state, hp, batch, tokens, mask_b):
         return logp
 
     b_loc = batch.prompt.shape[0]
-    chunk = max(hp.logp_chunk // g, 1) if hp.logp_chunk else 0  # prompts per pass
-    if chunk and b_loc % chunk:
-        raise ValueError(
-            f"rl.logp_chunk={hp.logp_chunk} rows = {chunk} prompt group(s) of {g} per pass "
-            f"must divide the {b_loc} prompts of a rollout (per device): choose a multiple "
-            f"of group_size that divides prompts_per_iter * group_size"
-        )
+    if hp.logp_chunk:
+        grouped, per = True, max(hp.logp_chunk // g, 1)  # prompts per pass
+        if b_loc % per:
+            raise ValueError(
+                f"rl.logp_chunk={hp.logp_chunk} rows = {per} prompt group(s) of {g} per pass "
+                f"must divide the {b_loc} prompts of a rollout (per device): choose a multiple "
+                f"of group_size that divides prompts_per_iter * group_size"
+            )
+    else:
+        micro = plan.mb // (ax.size * hp.grad_accum)  # the learner's rows per pass
+        grouped = plan.group_forward
+        per = micro // g if grouped else micro
+    if not grouped:  # one prompt per row, as the learner's per-row forward
+        return chunked_rows(rows, (rep.prompt, rep.prompt_mask, tokens, mask_b), per)
     by_group = lambda x: x.reshape(-1, g, *x.shape[1:])
     flat = lambda x: x.reshape(-1, *x.shape[2:])
     return chunked_rows(
         lambda x: by_group(rows((x[0], x[1], flat(x[2]), flat(x[3])))),
         (batch.prompt, batch.prompt_mask, by_group(tokens), by_group(mask_b)),
-        chunk,
+        per,
     ).reshape(tokens.shape)
 
 
@@ -189,7 +203,8 @@ def rl_iteration(
         )
         mask = mask_b.astype(jnp.float32)
         # 3. Reference log-probs, critic values, advantages (the algorithm's).
-        ref_logp = _ref_logp(graphs, state, hp, batch, tokens, mask_b)
+        plan = Minibatches.plan(n, hp, ax)
+        ref_logp = _ref_logp(graphs, state, hp, plan, ax, batch, rep, tokens, mask_b)
         n_tokens = jnp.maximum(ax.psum(mask.sum()), 1.0)
         values = None
         if algo.critic:
@@ -212,7 +227,6 @@ def rl_iteration(
 
         # 4. Policy epochs × minibatches (global sizes; a device trains on mb / D rows of
         # each) over the global rollout buffer (all-gathered under pmap).
-        plan = Minibatches.plan(n, hp, ax)
         loss_agg = algo.aggregation(hp)
         if loss_agg == "token_mean":
             normalizer = ax.psum(pg_mask.sum()) * plan.mb / n  # expected tokens per minibatch
@@ -304,6 +318,7 @@ def rl_iteration(
             entropy=mean_entropy,
             entropy_coef=ent_coef,
             kl=kl,
+            ref_kl=last["ref_kl"],
             kl_coef=kl_coef,
             completion_len=global_mean(lengths, ax),
             skipped_updates=skipped,
