@@ -15,8 +15,8 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("torch")
 
 from r1jax._testing import GSM8K_PROBLEMS, gsm8k_tokenizer, write_gsm8k, write_tokenizer
-from r1jax.errors import ConfigError
 from r1jax.checkpoint_eval import evaluate_hf as _evaluate_hf
+from r1jax.errors import ConfigError
 from r1jax.evaluate import answer_key, majority_vote, score_decoded
 from r1jax.rewards import TaskScorer
 from r1jax.tasks import Gsm8kTask, Problem

@@ -14,6 +14,7 @@ import jax
 import pytest
 
 from r1jax import distributed
+from r1jax._testing import xla_env
 from r1jax.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -294,7 +295,7 @@ def test_two_real_processes_join_on_cpu(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)
     base = {k: v for k, v in os.environ.items() if not k.startswith(_CLUSTER_PREFIXES)}
-    base.pop("XLA_FLAGS", None)  # one CPU device per process
+    base = xla_env(env=base)  # one CPU device per process
     base.update(
         JAX_PLATFORMS="cpu",
         R1JAX_COORDINATOR=f"localhost:{_free_port()}",

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from r1jax._testing import xla_env
+
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -58,7 +60,7 @@ def test_eval_requires_an_existing_run(tmp_path):
 
 
 def test_compile_only_reports_memory_for_a_sharded_mesh_and_writes_nothing(tmp_path):
-    env = dict(ENV, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = xla_env(devices=8, env=ENV)
     code = "import sys; from r1jax.main import train_entry; train_entry(['prog', *sys.argv[1:]])"
     args = [
         "--config=" + os.path.join(ROOT, "experiments", "arith_tiny.py") + ":smoke",

@@ -5,7 +5,6 @@ imported) that reports each check's outcome as JSON; the path/rank checks run he
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ import pytest
 from flax import nnx
 
 from r1jax import parallel
+from r1jax._testing import xla_env
 from r1jax.models.transformer import CausalLM, ModelConfig, ValueModel
 
 SCRIPT = textwrap.dedent("""
@@ -191,9 +191,7 @@ CHECKS = [
 def eight_device_results(tmp_path_factory):
     script = tmp_path_factory.mktemp("parallel") / "parallel_check.py"
     script.write_text(SCRIPT)
-    env = dict(
-        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8"
-    )
+    env = xla_env(devices=8)
     r = subprocess.run(
         [sys.executable, str(script)],
         check=False,

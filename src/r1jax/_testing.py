@@ -9,6 +9,31 @@ import os
 
 from r1jax.tasks.gsm8k import R1_TEMPLATE
 
+_DEVICE_FLAG = "--xla_force_host_platform_device_count"
+# XLA's CPU collectives abort when a device thread is 40 s late to a rendezvous: with 8
+# fake devices on 2 loaded cores (the suite runs two workers) one thread can be starved
+# that long ("only 7 of 8 threads arrived"), so test subprocesses wait up to 15 min.
+_COLLECTIVE_FLAGS = (
+    "--xla_cpu_collective_call_terminate_timeout_seconds=900",
+    "--xla_cpu_collective_timeout_seconds=900",
+)
+
+
+def xla_env(devices: int | None = None, env=None) -> dict:
+    """The environment of a test subprocess that runs JAX on the CPU: ``env`` (default
+    ``os.environ``, so the suite's XLA flags travel, `tests/conftest.py`) with
+    ``JAX_PLATFORMS=cpu`` and ``devices`` fake CPU devices (None: one device), whose
+    collectives tolerate a loaded machine."""
+    env = dict(os.environ if env is None else env)
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_FLAG)]
+    if devices:
+        flags.append(f"{_DEVICE_FLAG}={devices}")
+        flags += [f for f in _COLLECTIVE_FLAGS if f.split("=")[0] not in " ".join(flags)]
+    env["XLA_FLAGS"] = " ".join(flags)
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 # (question, GSM8K-style answer with calculator annotations and "#### N")
 GSM8K_PROBLEMS = (

@@ -23,6 +23,7 @@ Model text is hostile: it is only read by the task's verifier (`rewards`) and
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 from collections.abc import Callable, Sequence
 
@@ -67,11 +68,13 @@ def evaluation_set(task, num_problems: int | None, seed: int) -> list:
     return heldout_set(task, num_problems, seed=seed)
 
 
+@functools.lru_cache(maxsize=32)
 def make_decoder(
     graphdef, *, max_new_tokens: int, eos_id: int, pad_id: int, temperature=0.0, top_p=1.0
 ):
     """A jitted `(params, prompt_bp, mask_bp, key, row_offset) -> tokens_bt` (greedy at
-    `temperature` 0)."""
+    `temperature` 0). One per setting in a process (cached): evaluations of equal models,
+    e.g. the runs of a continual experiment, reuse its compiled programs."""
 
     def fn(params, prompt, mask, key, row_offset):
         model = nnx.merge(graphdef, params)

@@ -282,7 +282,9 @@ def test_load_with_mesh_shards_each_tensor(ckpts, tmp_path):
     code = textwrap.dedent(
         f"""
         import os
-        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+        )
         os.environ["JAX_PLATFORMS"] = "cpu"
         import jax
         import numpy as np

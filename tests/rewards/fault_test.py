@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from r1jax._testing import xla_env
 from r1jax.errors import RewardError
 from r1jax.rewards import SCORE_FIELDS, RewardConfig, TaskScorer
 from r1jax.rewards._testing import FaultyVerifier
@@ -274,8 +275,7 @@ def test_callback_exception_fails_every_device_at_once(tmp_path):
     (XLA's CPU runtime aborts after 40 s; NCCL may wait forever); now all fail at once."""
     script = tmp_path / "multi_device.py"
     script.write_text(MULTI_DEVICE)
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    env = xla_env(devices=8)
     r = subprocess.run(
         [sys.executable, str(script)],
         capture_output=True,

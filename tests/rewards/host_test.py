@@ -15,8 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from r1jax.rewards import RewardConfig, RewardPool, SCORE_FIELDS, score_vector
-from r1jax.rewards import _testing
+from r1jax.rewards import SCORE_FIELDS, RewardConfig, RewardPool, _testing, score_vector
 from r1jax.rewards._testing import CRASH, HANG, RAISE, sleep_score, toy_score
 
 DEADLINE_S = 1.0  # generous: the machine running the tests may be busy

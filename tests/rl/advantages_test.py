@@ -9,7 +9,6 @@ import pytest
 
 from r1jax.rl import advantages as adv_lib
 
-
 # ----------------------------------------------------------------- references
 
 

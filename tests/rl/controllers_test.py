@@ -11,7 +11,6 @@ from flax import serialization
 
 from r1jax.rl import controllers as ctl
 
-
 # ----------------------------------------------------------------------- clip
 
 

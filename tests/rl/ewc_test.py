@@ -1,7 +1,6 @@
 """EWC against a NumPy reference on a model small enough to do by hand: a softmax-linear
 classifier, whose per-example log-likelihood gradient is (onehot(y) − p) ⊗ x."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -11,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from r1jax._testing import xla_env
 from r1jax.rl import ewc
 
 C, D = 3, 4  # classes, features
@@ -192,9 +192,7 @@ def test_fisher_and_penalty_gradient_keep_the_params_sharding():
         print("ok")
         """
     )
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
-    )
+    env = xla_env(devices=4)
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )

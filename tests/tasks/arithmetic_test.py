@@ -7,8 +7,15 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from r1jax.tasks import ArithmeticTask, Problem, Task, get_task, sample_mixture, split_of
-from r1jax.tasks import arithmetic
+from r1jax.tasks import (
+    ArithmeticTask,
+    Problem,
+    Task,
+    arithmetic,
+    get_task,
+    sample_mixture,
+    split_of,
+)
 from r1jax.tasks.arithmetic import Step, given_numbers, render_solution
 
 EQ = re.compile(r"^(\d+)([+\-*/])(\d+)=(\d+)$")

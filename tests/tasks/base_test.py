@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from r1jax import tasks
-from r1jax.tasks import base
 from r1jax.tasks import (
     Problem,
     Task,
+    base,
     get_task,
     heldout_set,
     list_tasks,

@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
+from r1jax.checkpoint_eval import evaluate_checkpoint
 from r1jax.configs.arith_tiny import get_config
 from r1jax.errors import ConfigError
-from r1jax.checkpoint_eval import evaluate_checkpoint
 from r1jax.train.experiment import Experiment
 from r1jax.train.loop import train
 from r1jax.train.metrics import read_metrics

@@ -8,12 +8,13 @@ learner rules say. The RL learner is compiled for two completion lengths
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from r1jax._testing import xla_env
 
 SCRIPT = textwrap.dedent("""
     import json, sys, jax, numpy as np
@@ -67,9 +68,7 @@ MESHES = [(8, 1, 1), (2, 4, 1), (2, 2, 2), (1, 1, 8)]
 def mesh_runs(tmp_path_factory):
     script = tmp_path_factory.mktemp("mesh") / "mesh_check.py"
     script.write_text(SCRIPT)
-    env = dict(
-        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8"
-    )
+    env = xla_env(devices=8)
     r = subprocess.run(
         [sys.executable, str(script), *(json.dumps(list(m)) for m in MESHES)],
         capture_output=True,

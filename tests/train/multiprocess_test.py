@@ -13,6 +13,7 @@ import time
 import jax
 import pytest
 
+from r1jax._testing import xla_env
 from r1jax.train.metrics import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -36,7 +37,7 @@ def _free_port() -> int:
 
 def _start(workdir: str, logs: str) -> list[subprocess.Popen]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CLUSTER_PREFIXES)}
-    env.pop("XLA_FLAGS", None)  # one CPU device per process
+    env = xla_env(env=env)  # one CPU device per process
     env.update(JAX_PLATFORMS="cpu", R1JAX_COORDINATOR=f"localhost:{_free_port()}")
     env.update(R1JAX_NUM_PROCESSES="2")
     code = "import sys; from r1jax.main import train_entry; train_entry(['prog', *sys.argv[1:]])"

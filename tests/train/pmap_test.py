@@ -12,12 +12,13 @@ the learner's length buckets (a `lax.switch` on the global longest completion, `
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from r1jax._testing import xla_env
 
 SCRIPT = textwrap.dedent("""
     import json, sys, jax, numpy as np
@@ -90,9 +91,7 @@ def script(tmp_path_factory):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_pmap_matches_one_device_jit(script, variant):
-    env = dict(
-        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8"
-    )
+    env = xla_env(devices=8)
     r = subprocess.run(
         [sys.executable, str(script), variant],
         check=False,
@@ -136,9 +135,7 @@ def test_pmap_path_trains_end_to_end_and_resumes_like_the_cli(tmp_path):
                               "devices": rep["devices"]}))
         """)
     )
-    env = dict(
-        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"
-    )
+    env = xla_env(devices=2)
     a, b = tmp_path / "a", tmp_path / "b"
     r = subprocess.run(
         [sys.executable, str(script), str(a), str(b)],

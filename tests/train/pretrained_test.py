@@ -13,9 +13,9 @@ from flax import nnx
 
 from r1jax._testing import gsm8k_tokenizer, write_gsm8k, write_tokenizer
 from r1jax.checkpoint import Checkpointer
+from r1jax.checkpoint_eval import evaluate_workdir
 from r1jax.config import ConfigError
 from r1jax.configs.gsm8k_qwen import get_config
-from r1jax.checkpoint_eval import evaluate_workdir
 from r1jax.models.hf import load_pretrained_params, save_pretrained
 from r1jax.models.transformer import CausalLM, ModelConfig
 from r1jax.tasks.gsm8k import R1_SYSTEM_PROMPT

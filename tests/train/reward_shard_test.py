@@ -5,12 +5,13 @@ call's, with reward noise and surface perturbation on (every draw is keyed by th
 global row index)."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
+
+from r1jax._testing import xla_env
 
 SCRIPT = textwrap.dedent("""
     import json
@@ -57,9 +58,7 @@ SCRIPT = textwrap.dedent("""
 def test_per_shard_rewards_equal_the_global_call(tmp_path):
     script = tmp_path / "per_shard.py"
     script.write_text(SCRIPT)
-    env = dict(
-        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8"
-    )
+    env = xla_env(devices=8)
     r = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=900
     )

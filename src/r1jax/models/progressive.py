@@ -69,6 +69,7 @@ API:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -233,9 +234,12 @@ class ProgressiveLM(nnx.Module):
         return logits if tokens_only else (logits, cache)
 
 
+@functools.lru_cache(maxsize=64)
 def progressive_graphdef(cfg: ModelConfig, n_columns: int, column: int):
     """Task `column`'s static graph definition, built abstractly (no array allocated);
-    merges with `init_progressive_params(cfg, n_columns, seed)` for any `column`."""
+    merges with `init_progressive_params(cfg, n_columns, seed)` for any `column`.
+    Cached (a graph definition is immutable; building one traces every column's init,
+    ~1 s for ten columns), so training and evaluating a column build it once."""
     _check(cfg, n_columns, column)
     return nnx.graphdef(
         nnx.eval_shape(lambda: ProgressiveLM(cfg, n_columns, column, rngs=nnx.Rngs(0)))

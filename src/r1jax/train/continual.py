@@ -389,13 +389,29 @@ class _Run:
         return time.perf_counter() - self.t0
 
 
+@functools.lru_cache(maxsize=8)
+def _shared_programs(cfg, lr, warmup, steps, weight_decay, grad_clip, fisher_chunk):
+    """`(graphdef, tx, jitted SFT step, jitted Fisher)` of the shared-model methods, built
+    once per setting so the methods and λ values of an experiment (one process) reuse
+    the compiled programs instead of compiling them again per run."""
+    pgraph = nnx.graphdef(nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0))))
+    graphs = Graphs(pgraph, None, cfg)
+    tx = make_optimizer(
+        lr, warmup=warmup, total=steps, weight_decay=weight_decay, grad_clip=grad_clip
+    )
+    step = jax.jit(functools.partial(sft_step, graphs=graphs, tx=tx), donate_argnums=0)
+    logp = functools.partial(sequence_logp, graphs)
+    fisher_fn = jax.jit(lambda p, rows: ewc_lib.fisher_diagonal(logp, p, rows, chunk=fisher_chunk))
+    return pgraph, tx, step, fisher_fn
+
+
 def _run_shared(run: _Run, progress: _Progress, base):
     """naive / ewc / online_ewc: one model trained on every task in turn."""
     c, cfg, tok, tasks, seed, method = run.c, run.cfg, run.tok, run.tasks, run.seed, run.method
-    pgraph = nnx.graphdef(nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0))))
-    graphs = Graphs(pgraph, None, cfg)
+    pgraph, tx, step, fisher_fn = _shared_programs(
+        cfg, c.lr, c.warmup, c.steps_per_task, c.weight_decay, c.grad_clip, c.fisher_chunk
+    )
     policy = jax.tree.map(jnp.array, base)  # a copy: the steps donate their state
-    tx = _optimizer(c)
     state = create_state(
         policy, {}, tx, tx, seed=seed, eps_low=0.2, eps_high=0.2, entropy_coef=1e-3, kl_coef=0.0
     )
@@ -408,13 +424,8 @@ def _run_shared(run: _Run, progress: _Progress, base):
     start, restored = progress.resume(saved(state))
     if restored is not None:
         state = state.replace(**restored)
-    step = jax.jit(functools.partial(sft_step, graphs=graphs, tx=tx), donate_argnums=0)
     greedy = make_decoder(pgraph, **run.decode_kw)
     sampler = make_decoder(pgraph, temperature=1.0, **run.decode_kw)
-    logp = functools.partial(sequence_logp, graphs)
-    fisher_fn = jax.jit(
-        lambda p, rows: ewc_lib.fisher_diagonal(logp, p, rows, chunk=c.fisher_chunk)
-    )
     for i in range(start, len(tasks)):
         task = tasks[i]
         state = state.replace(policy_opt=tx.init(state.policy))
