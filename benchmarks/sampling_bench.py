@@ -304,7 +304,7 @@ def main():
     assert roll.tokens_bt.shape == (b, t) and bool(np.asarray(roll.mask_bt).all())
 
     logit_err = None
-    t_hf = None
+    t_hf = t_hf_no_p = None
     hf_times = {}  # torch threads (0: torch's default) -> seconds
     if hf is not None:
         import torch
@@ -318,14 +318,14 @@ def main():
         ours_last = np.asarray(box["p"][0], np.float32)
         logit_err = float(np.abs(hf_last - ours_last).max() / (np.abs(hf_last).max() + 1e-9))
 
-        def theirs():
+        def theirs(top_p=args.top_p):
             with torch.inference_mode():
                 out = hf.generate(
                     input_ids=ids,
                     attention_mask=am,
                     do_sample=args.temperature > 0,
                     temperature=args.temperature if args.temperature > 0 else None,
-                    top_p=args.top_p if args.temperature > 0 else None,
+                    top_p=top_p if args.temperature > 0 else None,
                     top_k=0,
                     max_new_tokens=t,
                     min_new_tokens=t,
@@ -339,8 +339,12 @@ def main():
             torch.set_num_threads(n or default_threads)
             hf_times[n] = _median(theirs, args.repeats, tsync)
             assert tuple(box["hf"].shape) == (b, p + t), box["hf"].shape
-        torch.set_num_threads(default_threads)
         t_hf = min(hf_times.values())
+        # The same without the nucleus (top_p = 1 on both sides), at the faster thread count.
+        fastest = min(hf_times, key=hf_times.get)
+        torch.set_num_threads(fastest or default_threads)
+        t_hf_no_p = _median(lambda: theirs(top_p=1.0), args.repeats, tsync)
+        torch.set_num_threads(default_threads)
 
     peak_flops, peak_bw = None, None
     for name, (f, bw) in PEAKS.items():
@@ -382,6 +386,16 @@ def main():
         )
     if ratio:
         print(f"\nours / fastest transformers: {ratio:.1f}x")
+    t_ours_no_p = breakdown["generate with top_p=1 (no nucleus), whole call"]
+    print(f"\nwithout the nucleus (top_p = 1 on both sides, {b} x {t} tokens):\n")
+    print("| impl | tokens/s | ms | ratio ours/HF |")
+    print("|---|---|---|---|")
+    print(f"| r1jax `generate` (jit) | {tok / t_ours_no_p:,.0f} | {t_ours_no_p * 1e3:.1f} | – |")
+    if t_hf_no_p:
+        print(
+            f"| transformers `generate` | {tok / t_hf_no_p:,.0f} | {t_hf_no_p * 1e3:.1f} | "
+            f"{t_hf_no_p / t_ours_no_p:.1f}x |"
+        )
     print()
     fmt = lambda x: f"{x:.1%}" if x is not None else "n/a"
     print("| ours | value |")
@@ -433,6 +447,9 @@ def main():
             "hf_s_by_torch_threads": hf_times,
             "hf_tokens_per_s": tok / t_hf if t_hf else None,
             "ratio": ratio,
+            "ours_no_top_p_s": t_ours_no_p,
+            "hf_no_top_p_s": t_hf_no_p,
+            "ratio_no_top_p": t_hf_no_p / t_ours_no_p if t_hf_no_p else None,
             "compile_s": t_compile,
             "prefill_s": t_pre,
             "prefill_mfu": mfu,
