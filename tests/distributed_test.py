@@ -297,7 +297,6 @@ def test_two_real_processes_join_on_cpu(tmp_path):
     base = {k: v for k, v in os.environ.items() if not k.startswith(_CLUSTER_PREFIXES)}
     base = xla_env(env=base)  # one CPU device per process
     base.update(
-        JAX_PLATFORMS="cpu",
         R1JAX_COORDINATOR=f"localhost:{_free_port()}",
         R1JAX_NUM_PROCESSES="2",
         PYTHONPATH=os.path.join(ROOT, "src") + os.pathsep + base.get("PYTHONPATH", ""),

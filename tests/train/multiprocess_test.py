@@ -38,7 +38,7 @@ def _free_port() -> int:
 def _start(workdir: str, logs: str) -> list[subprocess.Popen]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CLUSTER_PREFIXES)}
     env = xla_env(env=env)  # one CPU device per process
-    env.update(JAX_PLATFORMS="cpu", R1JAX_COORDINATOR=f"localhost:{_free_port()}")
+    env.update(R1JAX_COORDINATOR=f"localhost:{_free_port()}")
     env.update(R1JAX_NUM_PROCESSES="2")
     code = "import sys; from r1jax.main import train_entry; train_entry(['prog', *sys.argv[1:]])"
     args = [f"--config={SMOKE}", f"--workdir={workdir}", *_FLAGS]
