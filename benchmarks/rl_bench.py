@@ -1,6 +1,6 @@
 """Throughput of the embedded default: rollout tokens/s, SFT step and RL iteration time.
 
-  python benchmarks/rl_bench.py [--iters=5] [--config=...]
+  python benchmarks/rl_bench.py [--iters=5] [--variant=smoke] [--host_call=io_callback]
 
 Prints a markdown table (paste into BENCHMARKS.md with the machine and date). Times are
 medians over `--iters` calls after one warm-up (compile) call, measured with
@@ -36,6 +36,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--variant", default="", help="config variant ('' or 'smoke')")
+    ap.add_argument(
+        "--host_call",
+        default="split",
+        help="reward.host_call: 'split' (two programs, the host reward between) or 'io_callback'",
+    )
     args = ap.parse_args()
 
     from r1jax.configs.arith_tiny import get_config
@@ -44,6 +49,7 @@ def main():
     from r1jax.train.experiment import Experiment
 
     c = get_config(args.variant)
+    c.reward.host_call = args.host_call
     exp = Experiment(c, tempfile.mkdtemp())
     try:
         state = exp.init_state
@@ -101,7 +107,8 @@ def main():
     )
     print(f"| SFT step ({c.sft.rows} packed rows, {examples} examples) | {t_sft * 1e3:.0f} ms |")
     print(
-        f"| RL iteration ({c.rl.algo}, N={n}, K={c.rl.epochs}, M={c.rl.num_minibatches}) | "
+        f"| RL iteration ({c.rl.algo}, N={n}, K={c.rl.epochs}, M={c.rl.num_minibatches}, "
+        f"host_call={args.host_call}) | "
         f"{t_rl * 1e3:.0f} ms |"
     )
     print(f"| RL iteration first call (compile + run) | {t_compile:.1f} s |")

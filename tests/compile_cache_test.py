@@ -91,3 +91,37 @@ def test_an_unwritable_cache_folder_exits_2_naming_the_flag(entry, tmp_path):
     assert r.returncode == 2, r.stderr[-2000:]
     assert "--compile_cache=" in r.stderr and "off" in r.stderr
     assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
+
+
+def test_a_training_run_caches_the_rl_iteration_and_a_second_compiles_nothing(tmp_path):
+    """The RL iteration runs as two programs without host callbacks (`train.split_rl`),
+    which JAX writes to the persistent cache (it never writes a program with an
+    `io_callback`): after one smoke run the cache holds the rollout and the learner, and a
+    second run in a new work directory loads every program it needs (no new entry)."""
+    cache = tmp_path / "cache"
+    code = "import sys; from r1jax.main import train_entry; train_entry(['prog', *sys.argv[1:]])"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+
+    def train(workdir):
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                code,
+                "--config=" + os.path.join(ROOT, "experiments", "arith_tiny.py") + ":smoke",
+                f"--workdir={tmp_path / workdir}",
+                f"--compile_cache={cache}",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=False,
+        )
+        assert r.returncode == 0, r.stderr[-3000:]
+        return sorted(os.listdir(cache))
+
+    first = train("a")
+    names = {e.split("-")[0] for e in first}
+    assert {"jit_rollout", "jit_learn", "jit_sft_step"} <= names, names
+    assert train("b") == first

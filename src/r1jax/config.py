@@ -368,6 +368,13 @@ def validate(c: ml_collections.ConfigDict) -> None:
         c.reward.verify_where,
         "must be 'auto' (per shard when there are several processes), 'per_shard' or 'global'",
     )
+    _require(
+        c.reward.host_call in ("split", "io_callback"),
+        "reward.host_call",
+        c.reward.host_call,
+        "must be 'split' (rollout and learner as two cached programs, the host reward "
+        "between them) or 'io_callback' (one program calling the host reward)",
+    )
     if c.parallelism == "pmap":
         m = c.mesh
         _require(

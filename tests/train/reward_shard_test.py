@@ -2,7 +2,8 @@
 verified by its own host call (what a multi-process run needs: a host scores only the
 samples it holds), once per tensor group, and the RL numbers equal the single global
 call's, with reward noise and surface perturbation on (every draw is keyed by the
-global row index)."""
+global row index). Both ways of calling the host (between two programs, the default, or
+an io_callback inside one) give the same calls and the same numbers."""
 
 import json
 import subprocess
@@ -20,13 +21,14 @@ SCRIPT = textwrap.dedent("""
     from r1jax.configs.arith_tiny import get_config
     from r1jax.train.experiment import Experiment
 
-    def run(shape, where):
+    def run(shape, where, host_call="split"):
         c = get_config("smoke")
         with c.unlocked():
             c.sft.rows = 8
             c.rl.prompts_per_iter = 8
             c.reward.num_workers = 0
             c.reward.verify_where = where
+            c.reward.host_call = host_call
             c.reward.noise_std = 0.1
             c.reward.perturb_prob = 0.5
             c.model.n_heads = 4
@@ -51,7 +53,9 @@ SCRIPT = textwrap.dedent("""
     if __name__ == "__main__":
         one, one_calls = run((1, 1, 1), "global")
         shard, shard_calls = run((2, 2, 2), "per_shard")
-        print(json.dumps(dict(one=one, shard=shard, one_calls=one_calls, shard_calls=shard_calls)))
+        cb, cb_calls = run((2, 2, 2), "per_shard", "io_callback")
+        print(json.dumps(dict(one=one, shard=shard, one_calls=one_calls, shard_calls=shard_calls,
+                              cb=cb, cb_calls=cb_calls)))
 """)
 
 
@@ -70,3 +74,7 @@ def test_per_shard_rewards_equal_the_global_call(tmp_path):
     assert res["shard_calls"] == sorted([[r0, 4] for r0 in (0, 4, 8, 12)] * 2)
     # Equal up to float reassociation (losses near zero get an absolute tolerance).
     np.testing.assert_allclose(res["shard"], res["one"], rtol=1e-4, atol=1e-6)
+    # The one-program iteration (io_callback inside a shard_map) makes the same calls and
+    # computes the same numbers as the split one (host calls between two programs).
+    assert res["cb_calls"] == res["shard_calls"]
+    assert res["cb"] == res["shard"]

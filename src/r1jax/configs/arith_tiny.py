@@ -172,6 +172,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             deadline_s=2.0,  # hard per-item verification deadline (seconds)
             verify_where="auto",  # "per_shard": each host verifies the batch shards it
             # holds; "global": one call on the whole batch; "auto": per_shard if multi-process
+            host_call="split",  # "split": the RL iteration runs as two compiled programs,
+            # rollout then learner, with the host reward between them (both kept in the
+            # persistent compile cache); "io_callback": one program calling the host reward
+            # inside it (JAX never caches a program with host callbacks: recompiled per start)
         )
     )
 

@@ -1,6 +1,8 @@
-"""The host side of the RL step's ``io_callback``: from sampled tokens to token rewards.
+"""The host side of the RL iteration's reward: from sampled tokens to token rewards.
 
-``HostReward`` is the callable the jitted RL iteration calls with ``io_callback``. For a
+``HostReward`` is the callable the RL iteration calls on the host: between its rollout
+and learner programs (``train.split_rl``, the default), or from inside one program with
+``io_callback`` (``train.reward_callback``). For a
 batch of ``N = B·G`` completions (the ``G`` samples of one prompt are adjacent) it:
 
 1. decodes the completions (with the token that wrote each character) and looks up

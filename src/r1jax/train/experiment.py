@@ -36,6 +36,7 @@ from r1jax.rewards.scoring import TaskScorer, unused_parts
 from r1jax.tasks import get_task, sample_mixture
 from r1jax.tokenizer import CharTokenizer
 from r1jax.train.pmap import make_pmap_steps, shard_batch
+from r1jax.train import split_rl
 from r1jax.train.rl_step import PromptBatch, rl_iteration
 from r1jax.train.sft_step import SFTBatch, pack_examples, sft_step
 from r1jax.train.state import (
@@ -214,16 +215,28 @@ class Experiment:
         where = c.reward.verify_where
         per_shard = where == "per_shard" or (where == "auto" and jax.process_count() > 1)
         self.reward_mesh = self.mesh if per_shard else None
-        self.rl_fn = jax.jit(
-            self.rl_step(
-                data_sharding=self.data_sh,
-                sampler_shardings=sampler_sh,
-                reward_mesh=self.reward_mesh,
-            ),
-            in_shardings=(self.state_sh, self.data_sh),
-            out_shardings=(self.state_sh, self.repl),
-            donate_argnums=0,
-        )
+        self.split = c.reward.host_call == "split"
+        if self.split:  # rollout and learner programs, the host reward between them
+            self.rl_fn = split_rl.jit_split(
+                self.rl_step(data_sharding=self.data_sh, sampler_shardings=sampler_sh).keywords,
+                reward_fn=self.host_reward,
+                num_fields=len(SCORE_FIELDS),
+                state_sh=self.state_sh,
+                data_sh=self.data_sh,
+                repl=self.repl,
+                per_shard=per_shard,
+            )
+        else:
+            self.rl_fn = jax.jit(
+                self.rl_step(
+                    data_sharding=self.data_sh,
+                    sampler_shardings=sampler_sh,
+                    reward_mesh=self.reward_mesh,
+                ),
+                in_shardings=(self.state_sh, self.data_sh),
+                out_shardings=(self.state_sh, self.repl),
+                donate_argnums=0,
+            )
         # State placement for the step functions: identity on the jit path; on the pmap
         # path a replicated copy per local device (`put_state`) and back (`host_state`).
         self.put_state = self.host_state = lambda state: state
@@ -448,7 +461,10 @@ def compile_report(c, mesh=None) -> dict:
     """Ahead-of-time check: lowers and compiles the SFT step and the RL iteration for the
     configured mesh from shapes alone (no state allocated, no weights read, no reward
     worker started), and reports memory per device (bytes, from XLA's memory analysis;
-    None where the backend does not report it). Writes nothing."""
+    None where the backend does not report it). Writes nothing. With
+    `reward.host_call="split"` the RL iteration's entry holds its two programs
+    (`rollout`, `learn`) and, at the top, the larger of their figures (the rollout's
+    outputs are the learner's inputs: the iteration's peak is the larger program's)."""
     exp = Experiment(c, "/nonexistent-compile-only", mesh, load_weights=False, shapes_only=True)
     try:
         shape = lambda tree: jax.tree.map(
@@ -460,21 +476,24 @@ def compile_report(c, mesh=None) -> dict:
             "mesh": {k: int(v) for k, v in exp.mesh.shape.items()},
             "backend": jax.default_backend(),
         }
-        steps = (
-            ("sft_step", exp.sft_fn, exp.sft_batch(0)),
-            ("rl_iteration", exp.rl_fn, exp.rl_batch(0)),
-        )
+        rl_batch = shape(exp.rl_batch(0))
+        steps = [("sft_step", exp.sft_fn, (state, shape(exp.sft_batch(0))))]
+        rl_fn = exp.rl_fn
         if exp.pmap is not None:  # the raw pmapped steps: a leading device axis everywhere
             d = exp.pmap.n_devices
             state = jax.tree.map(lambda x: jax.ShapeDtypeStruct((d, *x.shape), x.dtype), state)
             out["devices"] = d
-            steps = (
-                ("sft_step", exp.pmap.sft_pmapped, shard_batch(exp.sft_batch(0), d)),
-                ("rl_iteration", exp.pmap.rl_pmapped, shard_batch(exp.rl_batch(0), d)),
-            )
-        for name, fn, batch in steps:
+            rl_batch = shape(shard_batch(exp.rl_batch(0), d))
+            sft_batch = shape(shard_batch(exp.sft_batch(0), d))
+            steps = [("sft_step", exp.pmap.sft_pmapped, (state, sft_batch))]
+            rl_fn = exp.pmap.rl_pmapped
+        if isinstance(rl_fn, split_rl.SplitIteration):
+            steps += [(f"rl_{k}", f, a) for k, f, a in rl_fn.programs(state, rl_batch)]
+        else:
+            steps.append(("rl_iteration", rl_fn, (state, rl_batch)))
+        for name, fn, args in steps:
             t = time.time()
-            compiled = fn.lower(state, shape(batch)).compile()
+            compiled = fn.lower(*args).compile()
             mem = compiled.memory_analysis()
             get = lambda k, mem=mem: None if mem is None else int(getattr(mem, k, 0) or 0)
             out[name] = {
@@ -488,6 +507,14 @@ def compile_report(c, mesh=None) -> dict:
                 out[name]["peak_bytes_estimate"] = sum(
                     out[name][k] for k in ("argument_bytes", "output_bytes", "temp_bytes")
                 )
+        if "rl_rollout" in out:  # the split iteration: its two programs, and the largest
+            parts = {k: out.pop(f"rl_{k}") for k in ("rollout", "learn")}
+            rl = {"compile_seconds": round(sum(p["compile_seconds"] for p in parts.values()), 2)}
+            for k in parts["learn"]:
+                if k != "compile_seconds":
+                    vals = [p[k] for p in parts.values() if p.get(k) is not None]
+                    rl[k] = max(vals) if vals else None
+            out["rl_iteration"] = {**rl, **parts}
         return out
     finally:
         exp.close()

@@ -94,6 +94,7 @@ RESUMABLE_CHANGES = (
     "reward.num_workers",
     "reward.deadline_s",
     "reward.verify_where",
+    "reward.host_call",
     "eval.batch_size",
     "parallelism",
     "mesh.data",

@@ -32,6 +32,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from r1jax.train import split_rl
 from r1jax.train.sft_step import sft_step
 from r1jax.train.state import start_rl
 
@@ -99,7 +100,7 @@ class PmapSteps(NamedTuple):
     devices: tuple
     n_devices: int
     sft_pmapped: Callable  # the raw pmapped steps ([n_devices, rows/n, ...] batches); .lower
-    rl_pmapped: Callable
+    rl_pmapped: Callable  # with reward.host_call="split": the `split_rl.SplitIteration`
 
 
 def check_sizes(c, n_devices: int) -> None:
@@ -139,8 +140,6 @@ def make_pmap_steps(exp, devices=None) -> PmapSteps:
             grad_accum=c.sft.grad_accum,
         )
     )
-    rl_p = pmap(exp.rl_step(axis_name=AXIS))
-    start_p = pmap(functools.partial(start_rl, policy_tx=exp.policy_tx, value_tx=exp.value_tx))
 
     def wrap(fn):
         def step(state_r, batch):
@@ -149,9 +148,25 @@ def make_pmap_steps(exp, devices=None) -> PmapSteps:
 
         return step
 
+    if getattr(exp, "split", False):  # rollout and learner programs (train.split_rl)
+        rl_p = split_rl.pmap_split(
+            exp.rl_step().keywords,
+            reward_fn=exp.host_reward,
+            num_fields=exp.rl_step().keywords["num_score_fields"],
+            axis=AXIS,
+            devices=devices,
+            shard=lambda batch: shard_batch(batch, n, devices),
+            unreplicate=unreplicate,
+        )
+        rl_fn = rl_p
+    else:
+        rl_p = pmap(exp.rl_step(axis_name=AXIS))
+        rl_fn = wrap(rl_p)
+    start_p = pmap(functools.partial(start_rl, policy_tx=exp.policy_tx, value_tx=exp.value_tx))
+
     return PmapSteps(
         sft_fn=wrap(sft_p),
-        rl_fn=wrap(rl_p),
+        rl_fn=rl_fn,
         start_rl=start_p,
         replicate=functools.partial(replicate, devices=devices),
         unreplicate=unreplicate,

@@ -1,9 +1,15 @@
-"""One RL iteration as one compiled program.
+"""One RL iteration, as one compiled program or as two.
 
-rollout (KV-cache sampler) → rewards on the host (`io_callback` into the verifier pool)
-→ advantages (GAE with the critic, or group-relative for GRPO) → K epochs of policy
+rollout (KV-cache sampler) → rewards on the host (the verifier pool) → advantages (GAE with the critic, or group-relative for GRPO) → K epochs of policy
 minibatch updates (`lax.scan`) and the critic's own epochs at its own learning rate
 → adaptive clip and entropy controllers. The state is donated; metrics stay on device.
+
+`rollout` is the first phase, `learn` the rest (reference pass onwards). `rl_iteration`
+joins them in one program, calling the host reward through `io_callback`
+(`reward.host_call="io_callback"`); `train.split_rl` runs them as two programs with the
+host reward in Python between them (`"split"`, the default), which JAX's persistent
+compilation cache can keep (it never writes a program with host callbacks). Same
+functions, same inputs: the same numbers (tests/train/split_rl_test.py).
 
 Data parallelism with `pmap` (`axis_name`, see `r1jax.train.pmap`): the same function
 runs on every device with the state replicated and the prompts split into contiguous
@@ -65,7 +71,7 @@ from r1jax.train.reductions import Axis, global_mean
 from r1jax.train.reward_callback import host_rewards
 from r1jax.train.state import Graphs, TrainState, policy_params
 
-__all__ = ["PromptBatch", "RLHyper", "rl_iteration"]
+__all__ = ["PromptBatch", "RLHyper", "Rollout", "learn", "rl_iteration", "rollout"]
 
 
 @flax.struct.dataclass
@@ -120,46 +126,54 @@ def _ref_logp(graphs, state, hp, plan: Minibatches, ax: Axis, batch, rep, tokens
     ).reshape(tokens.shape)
 
 
-def rl_iteration(
-    state: TrainState,
-    batch: PromptBatch,
-    *,
-    graphs: Graphs,
-    hp: RLHyper,
-    policy_tx,
-    value_tx,
-    reward_fn: Callable,
-    num_score_fields: int,
-    data_sharding=None,
-    sampler_shardings=None,
-    reward_mesh=None,
-    axis_name: str | None = None,
-):
-    """Runs one RL iteration; returns (new_state, metrics dict of device scalars).
+@flax.struct.dataclass
+class Rollout:
+    """The rollout phase's output, rows in global batch order (this device's rows under
+    `pmap`): what the host reward reads (`tokens`, `ref`, `step`) and what the learner
+    phase takes from the sampler."""
 
-    `axis_name`: inside `pmap` over that axis, `batch` is this device's block of prompts
-    and the state is replicated; the result equals the jit path on the global batch
-    (module docstring).
-    `sampler_shardings`: the policy's parameter layout for the rollout (the sampler rules,
-    `parallel.sampler_rules`): on an FSDP mesh the weights are gathered once for the
-    whole rollout instead of once per decode step; None keeps the learner layout.
-    `reward_mesh`: verify each batch shard on the host that holds it (multi-process
-    runs); None makes one host call on the global batch.
-    """
-    ax = Axis(axis_name)
-    algo = rl.get_algorithm(hp.algo)
-    g = hp.group_size
-    key = jax.random.fold_in(state.rng, state.step)
-    k_sample, k_policy_mb, k_value_mb = jax.random.split(key, 3)
+    tokens: jax.Array  # [N, T] int32 completions (padded after EOS)
+    mask: jax.Array  # [N, T] bool, completion tokens up to and including EOS
+    logp: jax.Array  # [N, T] float32 log π_old of the sampled tokens (the sampler's)
+    entropy: jax.Array  # [N, T] float32 the sampler's per-token entropy
+    ref: jax.Array  # [N, 2] int32 reference ids of each row's problem (the host reward's)
+    step: jax.Array  # [] int32 the iteration's state.step (the host reward keys its draws)
+
+
+def _keys(state):
+    """(k_sample, k_policy_mb, k_value_mb) of this iteration: the same in both phases."""
+    return jax.random.split(jax.random.fold_in(state.rng, state.step), 3)
+
+
+def _repeat(batch: PromptBatch, g: int, data_sharding) -> PromptBatch:
+    """The prompt batch with each prompt repeated for its G samples (rows b·G … b·G+G−1)."""
     rep = PromptBatch(
         *(jnp.repeat(x, g, axis=0) for x in (batch.prompt, batch.prompt_mask, batch.ref))
     )
     if data_sharding is not None:
         rep = jax.lax.with_sharding_constraint(rep, data_sharding)
-    n_local = rep.prompt.shape[0]
-    n = n_local * ax.size  # global number of completions
+    return rep
 
-    # 1. Rollout with the KV cache.
+
+def rollout(
+    state: TrainState,
+    batch: PromptBatch,
+    *,
+    graphs: Graphs,
+    hp: RLHyper,
+    data_sharding=None,
+    sampler_shardings=None,
+    axis_name: str | None = None,
+    **_,
+) -> Rollout:
+    """Phase 1 of the RL iteration: G samples per prompt with the KV cache (the state is
+    read, not changed). Keyword arguments as `rl_iteration`'s (the ones it does not use
+    are ignored, so one partial serves both phases)."""
+    ax = Axis(axis_name)
+    g = hp.group_size
+    k_sample, _, _ = _keys(state)
+    rep = _repeat(batch, g, data_sharding)
+    n_local = rep.prompt.shape[0]
     sampler_params = policy_params(graphs, state.policy, state.base)
     if sampler_shardings is not None:
         sampler_params = jax.lax.with_sharding_constraint(sampler_params, sampler_shardings)
@@ -177,16 +191,97 @@ def rl_iteration(
     )
     # The sampler's log-probs serve as π_old: same code and dtype as the learner (they agree
     # to ~1e-6, tested), which saves a full forward pass per iteration.
-    tokens, mask_b, old_logp, entropy = roll.tokens_bt, roll.mask_bt, roll.logp_bt, roll.entropy_bt
-    mask = mask_b.astype(jnp.float32)
+    return Rollout(roll.tokens_bt, roll.mask_bt, roll.logp_bt, roll.entropy_bt, rep.ref, state.step)
 
+
+def rl_iteration(
+    state: TrainState,
+    batch: PromptBatch,
+    *,
+    graphs: Graphs,
+    hp: RLHyper,
+    policy_tx,
+    value_tx,
+    reward_fn: Callable,
+    num_score_fields: int,
+    data_sharding=None,
+    sampler_shardings=None,
+    reward_mesh=None,
+    axis_name: str | None = None,
+):
+    """Runs one RL iteration as one program; returns (new_state, metrics dict of device
+    scalars): `rollout`, the host reward through `io_callback`
+    (`train.reward_callback`), then `learn`. `reward.host_call="split"` runs the same two
+    phases as two programs with the host reward between them (`train.split_rl`).
+
+    `axis_name`: inside `pmap` over that axis, `batch` is this device's block of prompts
+    and the state is replicated; the result equals the jit path on the global batch
+    (module docstring).
+    `sampler_shardings`: the policy's parameter layout for the rollout (the sampler rules,
+    `parallel.sampler_rules`): on an FSDP mesh the weights are gathered once for the
+    whole rollout instead of once per decode step; None keeps the learner layout.
+    `reward_mesh`: verify each batch shard on the host that holds it (multi-process
+    runs); None makes one host call on the global batch.
+    """
+    ax = Axis(axis_name)
+    roll = rollout(
+        state,
+        batch,
+        graphs=graphs,
+        hp=hp,
+        data_sharding=data_sharding,
+        sampler_shardings=sampler_shardings,
+        axis_name=axis_name,
+    )
     # 2. Rewards on the host (the task's verifier, through io_callback).
     # scores: SCORE_FIELDS per completion; token_rewards: where PPO's rewards land (the
     # outcome on the last token, optional dense step rewards; rewards.bridge).
     # Under pmap `scores` are global (all rows, for the metrics), `token_rewards` local.
     scores, token_rewards = host_rewards(
-        reward_fn, num_score_fields, tokens, rep.ref, state.step, ax, reward_mesh
+        reward_fn, num_score_fields, roll.tokens, roll.ref, state.step, ax, reward_mesh
     )
+    return learn(
+        state,
+        batch,
+        roll,
+        scores,
+        token_rewards,
+        graphs=graphs,
+        hp=hp,
+        policy_tx=policy_tx,
+        value_tx=value_tx,
+        data_sharding=data_sharding,
+        axis_name=axis_name,
+    )
+
+
+def learn(
+    state: TrainState,
+    batch: PromptBatch,
+    roll: Rollout,
+    scores: jax.Array,
+    token_rewards: jax.Array,
+    *,
+    graphs: Graphs,
+    hp: RLHyper,
+    policy_tx,
+    value_tx,
+    data_sharding=None,
+    axis_name: str | None = None,
+    **_,
+):
+    """Phases 3-6 of the RL iteration, from the rollout and its host rewards (`scores`
+    [N_global, F], `token_rewards` [N, T] this device's rows): returns (new_state,
+    metrics)."""
+    ax = Axis(axis_name)
+    algo = rl.get_algorithm(hp.algo)
+    g = hp.group_size
+    _, k_policy_mb, k_value_mb = _keys(state)
+    rep = _repeat(batch, g, data_sharding)
+    n_local = rep.prompt.shape[0]
+    n = n_local * ax.size  # global number of completions
+    tokens, mask_b, old_logp, entropy = roll.tokens, roll.mask, roll.logp, roll.entropy
+    mask = mask_b.astype(jnp.float32)
     reward_n = ax.local_rows(scores[:, 0], n_local)
 
     # 3-6 run on the completion axis cut to the smallest length bucket that holds the

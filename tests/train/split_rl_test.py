@@ -1,0 +1,98 @@
+"""The RL iteration as two programs with the host reward between them
+(`reward.host_call="split"`, `train.split_rl`) computes what the one program with the
+`io_callback` computes, bit for bit; a failing host reward raises before the learner
+runs, so the state (donated only to the learner) survives; the compile report lists both
+programs. The pmap and per-shard layouts are compared in `pmap_test` and
+`reward_shard_test`; that both programs land in the persistent compilation cache, in
+`compile_cache_test`."""
+
+import jax
+import numpy as np
+import pytest
+
+from r1jax.configs.arith_tiny import get_config
+from r1jax.errors import RewardError
+from r1jax.train import experiment, split_rl
+from r1jax.train.experiment import Experiment
+
+
+def _config(host_call, **rl):
+    c = get_config("smoke")
+    with c.unlocked():
+        c.sft.rows = 8
+        c.rl.prompts_per_iter = 8
+        c.reward.num_workers = 0
+        c.reward.noise_std = 0.5  # non-zero rewards, advantages and updates from the start
+        c.reward.host_call = host_call
+        c.rl.update(warmup=1, policy_lr=1e-3, **rl)
+    return c
+
+
+def _run(c, tmp_path, iterations=2):
+    exp = Experiment(c, str(tmp_path))
+    try:
+        state = exp.start_rl(exp.init_state)
+        metrics = []
+        for i in range(iterations):
+            state, m = exp.rl_fn(state, exp.rl_batch(i))
+            metrics.append(jax.tree.map(np.asarray, m))
+        assert exp.rl_fn._cache_size() == 1  # one compile of each program
+        return metrics, [np.asarray(x) for x in jax.tree.leaves((state.policy, state.value))]
+    finally:
+        exp.close()
+
+
+@pytest.mark.parametrize("rl", [{}, {"algo": "grpo", "prioritized": True}], ids=["ppo", "grpo"])
+def test_split_iteration_equals_the_one_program(tmp_path, rl):
+    split = _run(_config("split", **rl), tmp_path / "split")
+    one = _run(_config("io_callback", **rl), tmp_path / "one")
+    for a, b in zip(split[0], one[0]):
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert any(abs(float(m["pg_loss"])) > 0 for m in split[0])  # something was learned
+    for a, b in zip(split[1], one[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_failing_reward_raises_before_the_learner_and_keeps_the_state(tmp_path):
+    exp = Experiment(_config("split"), str(tmp_path))
+    try:
+        assert isinstance(exp.rl_fn, split_rl.SplitIteration)
+        state = exp.start_rl(exp.init_state)
+        score = exp.host_reward._score
+
+        def broken(*a):
+            raise ZeroDivisionError("verifier bug")
+
+        exp.host_reward._score = broken
+        with pytest.raises(RewardError, match=r"RL iteration 0: ZeroDivisionError: verifier bug"):
+            exp.rl_fn(state, exp.rl_batch(0))
+        assert exp.host_reward.error is None  # taken: a later iteration does not re-raise it
+        assert not any(x.is_deleted() for x in jax.tree.leaves(state))  # not donated
+        exp.host_reward._score = score
+        state, m = exp.rl_fn(state, exp.rl_batch(0))  # the same iteration runs from it
+        assert int(state.step) == int(exp.init_state.step) + 1 and np.isfinite(float(m["loss"]))
+    finally:
+        exp.close()
+
+
+def test_a_reward_of_the_wrong_shape_is_a_clear_error(tmp_path):
+    exp = Experiment(_config("split"), str(tmp_path))
+    try:
+        state = exp.start_rl(exp.init_state)
+        score = exp.host_reward._score
+        exp.host_reward._score = lambda *a: tuple(x[:1] for x in score(*a))
+        with pytest.raises(RewardError, match=r"host reward returned shapes \(1, \d+\)"):
+            exp.rl_fn(state, exp.rl_batch(0))
+    finally:
+        exp.close()
+
+
+def test_compile_report_lists_both_programs_and_the_larger_figures():
+    rep = experiment.compile_report(_config("split"))["rl_iteration"]
+    parts = rep["rollout"], rep["learn"]
+    assert all(p["argument_bytes"] > 0 for p in parts)
+    for k in ("argument_bytes", "temp_bytes", "peak_bytes_estimate"):
+        assert rep[k] == max(p[k] for p in parts)
+    assert rep["compile_seconds"] == pytest.approx(sum(p["compile_seconds"] for p in parts))
