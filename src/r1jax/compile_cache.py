@@ -70,7 +70,8 @@ def enable(flag: str | None = None, min_compile_seconds: float = 0.0) -> str | N
     import jax
 
     path = resolve(flag)
-    if path is None:
+    if path is None:  # off, also when JAX_COMPILATION_CACHE_DIR would turn it on
+        jax.config.update("jax_compilation_cache_dir", None)
         return None
     os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", path)
