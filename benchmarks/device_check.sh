@@ -26,6 +26,12 @@ fi
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true) | tee "$OUT/gpu.txt"
 python3 -c "import jax; print(jax.__version__, jax.devices())" | tee -a "$OUT/gpu.txt"
 
+# 0. cuDNN flash attention against the einsum path (numerics; model.attention).
+if [ "$PRESET" != tiny ]; then
+  JAX_PLATFORMS="" R1JAX_TEST_ATTENTION=cudnn timeout 120 python3 -m pytest -q -p no:cacheprovider \
+    tests/models/attention_impl_test.py 2>&1 | tail -n 15 | tee "$OUT/attention.log"
+fi
+
 # 1. The RL iteration: compile cold/warm, seconds per iteration, tokens/s, MFU, memory.
 small=()
 if [ "$PRESET" = tiny ]; then

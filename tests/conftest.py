@@ -31,6 +31,7 @@ if os.environ.get("R1JAX_TEST_CACHE", "1") != "0":
     # programs that compile in under 0.2 s are cheaper to compile than to look up
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
+
 def pytest_sessionfinish(session):
     if os.environ.get("PYTEST_XDIST_WORKER") is None:  # the controller, after the workers
         shutil.rmtree(_CACHE, ignore_errors=True)

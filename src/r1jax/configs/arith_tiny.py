@@ -58,6 +58,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             dtype="float32",  # compute dtype: "bfloat16" = bf16 matmuls, fp32 master
             # weights and fp32 softmax / logits / log-probs / losses (accelerators)
             remat="none",  # rematerialise blocks in training: none | full | dots | dots_saveable
+            attention="auto",  # multi-position passes: "auto" (cuDNN flash attention on a
+            # GPU in bf16, else "einsum"), "einsum", "xla" or "cudnn" (jax.nn.dot_product_attention)
         )
     )
     c.lora = ml_collections.ConfigDict(

@@ -33,6 +33,26 @@ REMAT_POLICIES = {
     "dots_saveable": jax.checkpoint_policies.dots_saveable,
 }
 
+# Attention implementations of the passes over several positions (training forward and
+# backward, reference and critic passes, prefill); a decode step (one position against
+# the KV cache) always runs the einsum path.
+#   einsum: our two einsums and a float32 softmax (the reference; the CPU path);
+#   xla:    jax.nn.dot_product_attention(implementation="xla") (same math; checks the
+#           call on any backend);
+#   cudnn:  jax.nn.dot_product_attention(implementation="cudnn"): cuDNN's fused flash
+#           attention on NVIDIA GPUs (bf16/fp16, head_dim a multiple of 8 up to 128),
+#           never forming the [B, H, L, S] scores in memory;
+#   auto:   cudnn where it applies (GPU backend, bf16/fp16, head_dim fits), else einsum.
+ATTENTION = ("auto", "einsum", "xla", "cudnn")
+
+
+def attention_impl(cfg: ModelConfig) -> str:
+    """The implementation `cfg.attention` resolves to on the default backend."""
+    if cfg.attention != "auto":
+        return cfg.attention
+    fits = cfg.dtype in ("bfloat16", "float16") and cfg.head_dim % 8 == 0 and cfg.head_dim <= 128
+    return "cudnn" if fits and jax.default_backend() == "gpu" else "einsum"
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -52,6 +72,9 @@ class ModelConfig:
     tie_embeddings: bool = True  # share input embedding and output projection
     dtype: str = "float32"  # compute dtype (params stay float32)
     remat: str = "none"  # activation rematerialisation of each block, see REMAT_POLICIES
+    # Attention of the multi-position passes (training, reference, prefill), see
+    # ATTENTION: "auto" = cuDNN's fused kernel on GPUs in bf16/fp16, else "einsum".
+    attention: str = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "rope_scaling", _check_rope_scaling(self.rope_scaling))
@@ -74,6 +97,10 @@ class ModelConfig:
         if self.remat not in REMAT_POLICIES:
             raise ValueError(
                 f"model.remat={self.remat!r} is unknown: use one of {sorted(REMAT_POLICIES)}"
+            )
+        if self.attention not in ATTENTION:
+            raise ValueError(
+                f"model.attention={self.attention!r} is unknown: use one of {sorted(ATTENTION)}"
             )
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(
@@ -223,7 +250,10 @@ class Attention(nnx.Module):
         k = rope(k, positions_bl, cfg.rope_theta, cfg.rope_scaling)
         g = cfg.n_heads // cfg.n_kv_heads
         q_blkgd = q.reshape(b, l, cfg.n_kv_heads, g, cfg.head_dim)
-        if cache_kv is None:  # keys and values of this chunk only
+        impl = attention_impl(cfg)
+        if cache_kv is None and impl != "einsum":  # keys and values of this chunk only
+            return self.o_proj(self._fused(q, k, v, mask_bls, impl).reshape(b, l, -1)), None
+        if cache_kv is None:
             scores = jnp.einsum("blkgd,bskd->bkgls", q_blkgd, k).astype(jnp.float32)
             probs = self._probs(scores, mask_bls[:, None, None, :, :], v.dtype)
             out = jnp.einsum("bkgls,bskd->blkgd", probs, v)
@@ -239,6 +269,10 @@ class Attention(nnx.Module):
         v = jax.lax.dynamic_update_slice_in_dim(
             cv, v.transpose(0, 2, 1, 3).astype(cv.dtype), cache_index, axis=2
         )
+        if l > 1 and impl != "einsum":  # prefill, grouped training: over the whole cache
+            ks, vs = k.transpose(0, 3, 1, 2), v.transpose(0, 2, 1, 3)  # [B, S, K, Dh]
+            out = self._fused(q, ks, vs, mask_bls, impl)
+            return self.o_proj(out.reshape(b, l, -1)), (k, v)
         q_bkmd = q_blkgd.transpose(0, 2, 1, 3, 4).reshape(b, cfg.n_kv_heads, l * g, -1)
         scores = jnp.einsum("bkmd,bkds->bkms", q_bkmd, k).astype(jnp.float32)
         scores = scores.reshape(b, cfg.n_kv_heads, l, g, -1)
@@ -246,6 +280,19 @@ class Attention(nnx.Module):
         out = jnp.einsum("bkms,bksd->bkmd", probs.reshape(b, cfg.n_kv_heads, l * g, -1), v)
         out = out.reshape(b, cfg.n_kv_heads, l, g, -1).transpose(0, 2, 1, 3, 4)
         return self.o_proj(out.reshape(b, l, -1)), (k, v)
+
+    def _fused(self, q_blhd, k_bskd, v_bskd, mask_bls, impl):
+        """`jax.nn.dot_product_attention` (grouped-query: H query heads over K key/value
+        heads) with the boolean mask `[B, L, S]`; `[B, L, H, Dh]` in the value dtype. A
+        query row with no allowed key (left padding) gets finite values, as the einsum
+        path (its output is never read)."""
+        return jax.nn.dot_product_attention(
+            q_blhd,
+            k_bskd.astype(q_blhd.dtype),
+            v_bskd.astype(q_blhd.dtype),
+            mask=mask_bls[:, None, :, :],
+            implementation=impl,
+        )
 
     def _probs(self, scores, mask, dtype):
         """softmax(scores / sqrt(Dh)) over keys, masked entries excluded; in `dtype`."""

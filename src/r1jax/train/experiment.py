@@ -278,7 +278,7 @@ class Experiment:
             pcfg = load_config(src, dtype=c.model.dtype)
         except (FileNotFoundError, ValueError) as e:
             raise config_lib.ConfigError(f"config.pretrained={self.pretrained!r}: {e}") from e
-        pcfg = dataclasses.replace(pcfg, remat=c.model.remat)
+        pcfg = dataclasses.replace(pcfg, remat=c.model.remat, attention=c.model.attention)
         if self.tokenizer.vocab_size > pcfg.vocab_size:
             raise config_lib.ConfigError(
                 f"config.pretrained={self.pretrained!r}: the tokenizer has "

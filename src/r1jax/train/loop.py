@@ -101,6 +101,7 @@ RESUMABLE_CHANGES = (
     "mesh.fsdp",
     "mesh.tensor",
     "model.remat",
+    "model.attention",
     "rl.logp_chunk",
     "rl.logit_chunk",
     "pretrained",

@@ -1,0 +1,117 @@
+"""`model.attention`: jax.nn.dot_product_attention (cuDNN's flash attention on GPUs)
+against our einsum path, the reference. On the CPU the "xla" implementation runs the
+same call as "cudnn" does on a GPU (`benchmarks/device_check.sh` compares cuDNN there):
+logits, gradients, prefill and the grouped training pass agree within float32 / bf16
+tolerances, with left padding, packed segments and grouped-query heads.
+`R1JAX_TEST_ATTENTION=cudnn` (with `JAX_PLATFORMS=` on a GPU machine) tests cuDNN's
+kernel instead (bf16 only: cuDNN has no float32 flash attention)."""
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from r1jax.models import CausalLM, ModelConfig
+from r1jax.models.transformer import attention_impl, causal_mask, positions_from_mask
+from r1jax.sampling import grouped_hidden, prefill
+
+CFG = ModelConfig(vocab_size=50, d_model=48, n_layers=2, n_heads=6, n_kv_heads=2, head_dim=16)
+TOL = {"float32": 2e-5, "bfloat16": 3e-2}
+IMPL = os.environ.get("R1JAX_TEST_ATTENTION", "xla")
+FP32 = "bfloat16" if IMPL == "cudnn" else "float32"  # the float32 tests' dtype
+
+
+def _models(dtype):
+    """The same weights under the einsum and the xla attention."""
+    cfg = dataclasses.replace(CFG, dtype=dtype, attention="einsum")
+    ref = CausalLM(cfg, rngs=nnx.Rngs(0))
+    graph, state = nnx.split(ref)
+    xla = CausalLM(dataclasses.replace(cfg, attention=IMPL), rngs=nnx.Rngs(1))
+    nnx.update(xla, state)  # the einsum model's weights
+    return ref, xla, graph, state
+
+
+def _left_padded(b=3, length=12, seed=0):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(1, CFG.vocab_size, (b, length)).astype(np.int32)
+    valid = np.ones((b, length), bool)
+    for i, pad in enumerate((0, 3, 7)[:b]):
+        valid[i, :pad] = False
+    return jnp.asarray(tokens), jnp.asarray(valid)
+
+
+@pytest.mark.parametrize("dtype", sorted({FP32, "bfloat16"}))
+def test_logits_and_gradients_match_the_einsum_path(dtype):
+    ref, xla, graph, state = _models(dtype)
+    tokens, valid = _left_padded()
+    pos, mask = positions_from_mask(valid), causal_mask(valid)
+    a, _ = ref(tokens, pos, mask)
+    b, _ = xla(tokens, pos, mask)
+    assert np.isfinite(np.asarray(b, np.float32)).all()  # padding rows too
+    m = np.asarray(valid)
+    np.testing.assert_allclose(
+        np.asarray(b, np.float32)[m], np.asarray(a, np.float32)[m], atol=TOL[dtype], rtol=TOL[dtype]
+    )
+
+    def loss(model):
+        lg, _ = model(tokens, pos, mask)
+        return (jax.nn.log_softmax(lg.astype(jnp.float32))[..., 1] * valid).sum()
+
+    ga = nnx.state(nnx.grad(loss)(ref), nnx.Param)
+    gb = nnx.state(nnx.grad(loss)(xla), nnx.Param)
+    for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+        scale = max(1.0, float(jnp.abs(x).max()))
+        assert float(jnp.abs(x - y).max()) <= 10 * TOL[dtype] * scale
+
+
+def test_packed_segments_match():
+    """SFT rows: several examples per row, each attending only within itself."""
+    ref, xla, _, _ = _models(FP32)
+    seg = jnp.asarray([[1, 1, 1, 2, 2, 2, 2, 3, 3, 0, 0, 0]])
+    tokens = jnp.arange(12, dtype=jnp.int32)[None] % CFG.vocab_size + 1
+    pos = jnp.asarray([[0, 1, 2, 0, 1, 2, 3, 0, 1, 0, 0, 0]])
+    mask = (
+        jnp.tril(jnp.ones((12, 12), bool))[None]
+        & (seg[:, :, None] == seg[:, None, :])
+        & (seg[:, None, :] > 0)
+    )
+    a, _ = ref(tokens, pos, mask)
+    b, _ = xla(tokens, pos, mask)
+    keep = np.asarray(seg[0] > 0)
+    np.testing.assert_allclose(
+        np.asarray(b, np.float32)[0, keep], np.asarray(a, np.float32)[0, keep], atol=TOL[FP32]
+    )
+
+
+def test_prefill_and_grouped_pass_match():
+    """Passes that write the KV cache and attend over it (prefill, the learner's
+    prompt-once-per-group pass) use the fused call too."""
+    ref, xla, _, _ = _models(FP32)
+    tol = TOL[FP32]
+    prompt, pmask = _left_padded(b=2, length=10)
+    (la, ca, *_), (lb, cb, *_) = (prefill(m, prompt, pmask, 6) for m in (ref, xla))
+    np.testing.assert_allclose(np.asarray(lb), np.asarray(la), atol=tol)
+    for x, y in zip(jax.tree.leaves(ca), jax.tree.leaves(cb)):  # the cache the decode reads
+        np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(x, np.float32), atol=tol)
+    comp = jnp.asarray(np.random.default_rng(1).integers(1, 50, (4, 6)), jnp.int32)
+    cmask = jnp.ones((4, 6), bool).at[1, 4:].set(False)
+    ha = grouped_hidden(ref.model, prompt, pmask, comp, cmask)
+    hb = grouped_hidden(xla.model, prompt, pmask, comp, cmask)
+    np.testing.assert_allclose(np.asarray(hb, np.float32), np.asarray(ha, np.float32), atol=tol)
+
+
+@pytest.mark.skipif(IMPL != "xla", reason="CPU-side logic: run with the default")
+def test_auto_picks_cudnn_only_where_it_applies(monkeypatch):
+    bf16 = dataclasses.replace(CFG, dtype="bfloat16", attention="auto")
+    assert attention_impl(bf16) == "einsum"  # this CPU
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert attention_impl(bf16) == "cudnn"
+    assert attention_impl(dataclasses.replace(bf16, dtype="float32")) == "einsum"
+    assert attention_impl(dataclasses.replace(bf16, head_dim=12)) == "einsum"
+    assert attention_impl(dataclasses.replace(bf16, attention="xla")) == "xla"
+    with pytest.raises(ValueError, match="model.attention='flash' is unknown"):
+        ModelConfig(attention="flash")
