@@ -106,3 +106,65 @@ def test_masked_vocabulary_keeps_values_and_gradients_finite():
     g, g_ref = jax.grad(ours)(logits), jax.grad(reference)(logits)
     assert np.isfinite(np.asarray(g)).all()
     np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=1e-6)
+
+
+def _sft_setup(vocab=512, rows=4, length=24):
+    from r1jax.train.sft_step import pack_examples
+    from r1jax.train.state import Graphs
+
+    cfg = ModelConfig(
+        vocab_size=vocab, d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=16, mlp_dim=64
+    )
+    gdef, params = nnx.split(CausalLM(cfg, rngs=nnx.Rngs(0)))
+    rng = np.random.default_rng(0)
+    examples = [
+        (rng.integers(1, vocab, 3).tolist(), rng.integers(1, vocab, int(n)).tolist())
+        for n in rng.integers(2, 9, 12)
+    ]
+    batch = jax.tree.map(jnp.asarray, pack_examples(examples, rows, length, 0))
+    return Graphs(policy=gdef, value=None, model_cfg=cfg), params, batch
+
+
+@pytest.mark.parametrize("chunk", [5, 24])
+def test_sft_loss_in_chunks_equals_whole_logits(chunk):
+    """`sft.logit_chunk`: packed rows (segments), loss, token accuracy and gradients."""
+    from r1jax.train.sft_step import sft_loss
+
+    graphs, params, batch = _sft_setup()
+
+    def run(c):
+        f = lambda p: sft_loss(p, batch, graphs, logit_chunk=c)
+        return jax.jit(jax.value_and_grad(f, has_aux=True))(params)
+
+    (l0, aux0), g0 = run(0)
+    (l1, aux1), g1 = run(chunk)
+    assert float(aux0["tokens"]) > 20
+    np.testing.assert_allclose(l1, l0, rtol=1e-5)
+    np.testing.assert_allclose(aux1["token_accuracy"], aux0["token_accuracy"])
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g0)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_sft_step_in_chunks_keeps_no_logits_tensor():
+    """A compiled SFT update (gradient + AdamW) with a 32k vocabulary: chunks of 8
+    positions need a fraction of the whole-logits update's temporaries."""
+    import optax
+
+    from r1jax.train.sft_step import sft_loss
+
+    graphs, params, batch = _sft_setup(vocab=32768, rows=8, length=64)
+    tx = optax.adamw(1e-3)
+
+    def temp_bytes(chunk):
+        def update(p, opt):
+            g = jax.grad(lambda q: sft_loss(q, batch, graphs, logit_chunk=chunk)[0])(p)
+            updates, opt = tx.update(g, opt, p)
+            return optax.apply_updates(p, updates), opt
+
+        compiled = jax.jit(update).lower(params, tx.init(params)).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    logits_bytes = 8 * 64 * 32768 * 4
+    whole, chunked = temp_bytes(0), temp_bytes(8)
+    assert whole >= logits_bytes
+    assert chunked < whole / 4 and chunked < logits_bytes, (whole, chunked)

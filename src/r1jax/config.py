@@ -122,6 +122,7 @@ _RANGES = {
     "sft.weight_decay": (0, _INF, False, " (0 = none)"),
     "sft.grad_clip": (0, _INF, False, ""),
     "sft.grad_accum": (1, _INF, False, " (1 = no accumulation)"),
+    "sft.logit_chunk": (0, _INF, False, " (0 = whole logits)"),
     "rl.iterations": (1, _INF, False, ""),
     "rl.prompts_per_iter": (1, _INF, False, ""),
     "rl.group_size": (1, _INF, False, ""),

@@ -284,9 +284,22 @@ def token_logp_entropy(model, h_ntd, tokens_nt, temperature=1.0, chunk: int = 0)
     `token_logp` and `losses.entropy_from_logits` give the same numbers up to float
     rounding (log π = logit − logsumexp here instead of a log-softmax)."""
     temp = jnp.where(jnp.asarray(temperature, jnp.float32) > 0, temperature, 1.0)
-    n, t, _ = h_ntd.shape
     if not chunk:
         return _logp_entropy(_lm_head(model, h_ntd) / temp, tokens_nt)
+    return map_position_chunks(
+        lambda h_c, tok_c: _logp_entropy(_lm_head(model, h_c) / temp, tok_c),
+        h_ntd,
+        tokens_nt,
+        chunk,
+    )
+
+
+def map_position_chunks(fn, h_ntd, tokens_nt, chunk: int):
+    """`fn(h [N, c, D], tokens [N, c]) -> tuple of [N, c]` over `chunk` positions at a
+    time (`lax.map`; one chunk when `chunk` >= T), each chunk under `jax.checkpoint`, so
+    neither pass holds more than one chunk of whatever `fn` forms inside (the `[N, c, V]`
+    logits); returns the tuple joined back to `[N, T]`."""
+    n, t, _ = h_ntd.shape
     chunk = min(chunk, t)
     k = -(-t // chunk)
     pad = k * chunk - t
@@ -296,12 +309,11 @@ def token_logp_entropy(model, h_ntd, tokens_nt, temperature=1.0, chunk: int = 0)
 
     @jax.checkpoint
     def one(xs):
-        h_c, tok_c = xs
-        return _logp_entropy(_lm_head(model, h_c) / temp, tok_c)
+        return fn(*xs)
 
-    logp, ent = jax.lax.map(one, (split(h), split(tok)))
+    out = jax.lax.map(one, (split(h), split(tok)))
     join = lambda y: jnp.moveaxis(y, 0, 1).reshape(n, k * chunk)[:, :t]
-    return join(logp), join(ent)
+    return tuple(join(y) for y in out)
 
 
 def sequence_logits(model, prompt_bp, prompt_mask_bp, completion_bt, completion_mask_bt):

@@ -89,6 +89,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             weight_decay=0.01,  # AdamW decoupled weight decay
             grad_clip=1.0,  # global-norm gradient clip
             grad_accum=1,  # microbatches per step (gradients summed, one update)
+            logit_chunk=0,  # > 0: the loss from the hidden states, this many positions at
+            # a time (no [rows, S, V] logits tensor; large vocabularies); 0 = whole logits
         )
     )
 

@@ -46,7 +46,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.model.update(dtype="bfloat16", remat="dots")
     # Full-parameter RL; LoRA: --config.lora.rank=16 --config.lora.alpha=32 (and
     # --config.rl.policy_lr=1e-5).
-    c.sft.update(steps=0)  # R1-Zero: RL straight from the checkpoint
+    c.sft.update(steps=0, logit_chunk=64)  # R1-Zero: RL straight from the checkpoint (an
+    # SFT cold start, sft.steps > 0, forms [rows, 64, V] logits at a time, not [rows, S, V])
     c.rl.update(
         algo="grpo",
         iterations=200,

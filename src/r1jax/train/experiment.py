@@ -197,7 +197,11 @@ class Experiment:
         )
         self.sft_fn = jax.jit(
             functools.partial(
-                sft_step, graphs=self.graphs, tx=self.sft_tx, grad_accum=c.sft.grad_accum
+                sft_step,
+                graphs=self.graphs,
+                tx=self.sft_tx,
+                grad_accum=c.sft.grad_accum,
+                logit_chunk=c.sft.logit_chunk,
             ),
             in_shardings=(self.state_sh, self.data_sh),
             out_shardings=(self.state_sh, self.repl),

@@ -104,6 +104,7 @@ RESUMABLE_CHANGES = (
     "model.attention",
     "rl.logp_chunk",
     "rl.logit_chunk",
+    "sft.logit_chunk",
     "pretrained",
     "task_module",
 )

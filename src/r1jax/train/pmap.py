@@ -138,6 +138,7 @@ def make_pmap_steps(exp, devices=None) -> PmapSteps:
             tx=exp.sft_tx,
             axis_name=AXIS,
             grad_accum=c.sft.grad_accum,
+            logit_chunk=c.sft.logit_chunk,
         )
     )
 

@@ -12,12 +12,15 @@ loss and gradient, so every device applies the jit path's update.
 
 from __future__ import annotations
 
+import functools
+
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from r1jax.sampling import _lm_head, map_position_chunks
 from r1jax.train.state import Graphs, TrainState, add_ewc_penalty, guarded_update, policy_model
 
 
@@ -68,9 +71,19 @@ def _global_tokens(batch: SFTBatch, axis_name):
 
 
 def sft_loss(
-    params, batch: SFTBatch, graphs: Graphs, axis_name: str | None = None, n_tok=None, base=None
+    params,
+    batch: SFTBatch,
+    graphs: Graphs,
+    axis_name: str | None = None,
+    n_tok=None,
+    base=None,
+    logit_chunk: int = 0,
 ):
     """(loss, aux): token-mean cross-entropy; with `axis_name`, this shard's contribution.
+
+    `logit_chunk` > 0: the loss from the hidden states, that many positions at a time
+    (`sampling.map_position_chunks`), so no `[rows, S, V]` logits tensor is formed in
+    either pass (`sft.logit_chunk`; same numbers up to float rounding).
 
     `n_tok`: the normalising token count (default: this batch's, global over the axis);
     gradient accumulation passes the whole batch's count to each microbatch.
@@ -84,18 +97,37 @@ def sft_loss(
         & (seg[:, :, None] == seg[:, None, :])
         & (seg[:, None, :] > 0)
     )  # [R, S, S]
-    logits, _ = model(batch.tokens, batch.positions, mask)  # [R, S, V]
     m = batch.loss_mask.astype(jnp.float32)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)
+    if logit_chunk:  # [R, chunk, V] logits at a time, recomputed in the backward pass
+        h, _ = model.model(batch.tokens, batch.positions, mask)  # [R, S, D]
+
+        def ce_hit(h_c, targets_c):
+            logits = _lm_head(model, h_c)
+            lse = jax.nn.logsumexp(logits, axis=-1)
+            picked = jnp.take_along_axis(logits, targets_c[..., None], axis=-1)[..., 0]
+            return lse - picked, jnp.argmax(logits, -1) == targets_c
+
+        ce, hit = map_position_chunks(ce_hit, h, batch.targets, logit_chunk)
+    else:
+        logits, _ = model(batch.tokens, batch.positions, mask)  # [R, S, V]
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)
+        hit = jnp.argmax(logits, -1) == batch.targets
     if n_tok is None:
         n_tok = _global_tokens(batch, axis_name)
     loss = (ce * m).sum() / n_tok
-    acc = ((jnp.argmax(logits, -1) == batch.targets) * m).sum() / n_tok
+    acc = (hit * m).sum() / n_tok
     return loss, dict(token_accuracy=acc, tokens=m.sum())
 
 
 def sft_step(
-    state: TrainState, batch: SFTBatch, *, graphs: Graphs, tx, axis_name=None, grad_accum=1
+    state: TrainState,
+    batch: SFTBatch,
+    *,
+    graphs: Graphs,
+    tx,
+    axis_name=None,
+    grad_accum=1,
+    logit_chunk=0,
 ):
     """One AdamW step on the policy; returns (new_state, metrics).
 
@@ -105,8 +137,9 @@ def sft_step(
     `axis_name`: inside `pmap`, `batch` is this device's rows and the state replicated.
     `grad_accum`: the rows are processed in that many sequential microbatches whose
     losses and gradients add up to the whole batch's (one update, less activation memory).
+    `logit_chunk`: positions per logits chunk (`sft_loss`; 0 = whole logits).
     """
-    grad = jax.value_and_grad(sft_loss, has_aux=True)
+    grad = jax.value_and_grad(functools.partial(sft_loss, logit_chunk=logit_chunk), has_aux=True)
     rows = batch.tokens.shape[0]
     if rows % grad_accum:
         raise ValueError(f"{rows} rows per device are not divisible by grad_accum={grad_accum}")
