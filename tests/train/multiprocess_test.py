@@ -1,9 +1,11 @@
 """The trainer across two processes (jax.distributed on localhost, CPU, per-shard reward
 verification): killed mid-RL and restarted, it ends with the metrics and summary of an
-uninterrupted two-process run, each process's host reward state restored."""
+uninterrupted two-process run, each process's host reward state restored; a host reward
+that fails in one process stops both with a clear error, neither left waiting."""
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -35,13 +37,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(workdir: str, logs: str) -> list[subprocess.Popen]:
+def _start(workdir: str, logs: str, extra=()) -> list[subprocess.Popen]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CLUSTER_PREFIXES)}
     env = xla_env(env=env)  # one CPU device per process
     env.update(R1JAX_COORDINATOR=f"localhost:{_free_port()}")
     env.update(R1JAX_NUM_PROCESSES="2")
     code = "import sys; from r1jax.main import train_entry; train_entry(['prog', *sys.argv[1:]])"
-    args = [f"--config={SMOKE}", f"--workdir={workdir}", *_FLAGS]
+    args = [f"--config={SMOKE}", f"--workdir={workdir}", *_FLAGS, *extra]
     procs = []
     for i in range(2):
         log = open(f"{logs}.{i}.log", "w")
@@ -56,7 +58,7 @@ def _start(workdir: str, logs: str) -> list[subprocess.Popen]:
     return procs
 
 
-def _finish(procs, logs: str, timeout: float = 240):
+def _finish(procs, logs: str, timeout: float = 240, codes=(0, 0)):
     deadline = time.time() + timeout
     try:
         for p in procs:
@@ -69,7 +71,7 @@ def _finish(procs, logs: str, timeout: float = 240):
                 p.kill()
                 p.wait()
     for i, p in enumerate(procs):
-        if p.returncode != 0:
+        if p.returncode != codes[i]:
             tail = open(f"{logs}.{i}.log").read()[-3000:]
             if "UNIMPLEMENTED" in tail and "collective" in tail.lower():
                 pytest.skip("this CPU backend cannot run cross-process collectives")
@@ -114,3 +116,48 @@ def test_two_processes_killed_mid_rl_resume_exactly(tmp_path):
     sb = json.load(open(os.path.join(run, "summary.json")))
     strip = lambda s: {k: v for k, v in s.items() if k != "wall_seconds"}
     assert strip(sa) == strip(sb)
+
+
+# A task whose parsing fails in process 1 only, and only inside the host reward (the
+# novelty paths of `rewards.bridge.HostReward`): evaluation and the verifier pool's
+# workers parse normally.
+FLAKY_TASK = """
+import os, sys
+from r1jax.rewards.verifier import EquationVerifier
+from r1jax.tasks import get_task, register_task
+
+class FlakyVerifier(EquationVerifier):
+    def parse(self, completion):
+        if (os.environ.get("R1JAX_PROCESS_ID") == "1"
+                and sys._getframe(1).f_code.co_name == "_add_novelty"):
+            raise RuntimeError("verifier bug in process 1")
+        return super().parse(completion)
+
+def make(**kw):
+    task = get_task("arithmetic", **kw)
+    task.verifier = FlakyVerifier()
+    return task
+
+register_task("flaky_arithmetic", make)
+"""
+
+
+def test_a_reward_failing_in_one_process_stops_both(tmp_path):
+    """Process 1's host reward raises at the first RL iteration; process 0's does not.
+    Both exit 1 (a `RewardError`) within the timeout: process 1 names the cause, process
+    0 says another process failed (the split iteration's host all-gather of the flag)."""
+    module = tmp_path / "flaky_task.py"
+    module.write_text(FLAKY_TASK)
+    logs = str(tmp_path / "flaky")
+    extra = (f"--config.task_module={module}", "--config.task=flaky_arithmetic")
+    _finish(_start(str(tmp_path / "run"), logs, extra), logs, timeout=240, codes=(1, 1))
+    out = [open(f"{logs}.{i}.log").read() for i in range(2)]
+    # (the iteration is named by the global step, SFT steps included: 6 in the smoke run)
+    assert re.search(
+        r"error: host reward failed at RL iteration \d+: RuntimeError: verifier bug in process 1",
+        out[1],
+    ), out[1][-2000:]
+    assert re.search(r"error: host reward failed in another process at RL iteration \d+", out[0]), (
+        out[0][-2000:]
+    )
+    assert "Traceback" not in out[0] + out[1]
