@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 22's GPU measurements as one prepared run (about 7 minutes on an H100/H200).
+# Issue 22's GPU measurements as one prepared run (estimated 7 minutes on an H100/H200: not
+# yet run on one; each step has its own timeout).
 #
 # On the lent device machine, from the repository root, with the wheels the image lacks
 # and a GSM8K copy carried (both git-ignored; prepare them once on this side):

@@ -45,25 +45,11 @@ import time
 
 T0 = time.perf_counter()  # process start (imports included in the start-up time)
 
-PRESETS = {
-    "tiny": dict(
-        vocab_size=8192,
-        hidden_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=768,
-    ),
-    "qwen0.5b": dict(
-        vocab_size=151936,
-        hidden_size=896,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        intermediate_size=4864,
-    ),
-}
-PEAK_FLOPS = {"H200": 989e12, "H100": 989e12}
+# Model shapes and peak FLOP/s by device kind: sampling_bench's (same folder).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sampling_bench import PEAKS, PRESETS
+
+PEAK_FLOPS = {kind: flops for kind, (flops, _) in PEAKS.items()}
 
 
 def _prepare(args, root: str) -> dict:
@@ -107,7 +93,6 @@ def _prepare(args, root: str) -> dict:
         model_type="qwen2",
         max_position_embeddings=4096,
         rms_norm_eps=1e-6,
-        rope_theta=1e6,
         tie_word_embeddings=True,
     )
     cfg = config_from_hf(hf, dtype="float32")

@@ -28,7 +28,7 @@ _CACHE = os.path.join(tempfile.gettempdir(), f"r1jax-test-jax-cache-{_RUN_ID}")
 if os.environ.get("R1JAX_TEST_CACHE", "1") != "0":
     os.environ.setdefault("R1JAX_COMPILE_CACHE", _CACHE)
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
-    # programs that compile in under 0.2 s are cheaper to compile than to look up
+    # tiny helper programs (under 0.2 s to compile) are compiled, not written
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 

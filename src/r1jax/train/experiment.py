@@ -25,7 +25,6 @@ import numpy as np
 from r1jax import config as config_lib
 from r1jax import parallel
 from r1jax.checkpoint import Checkpointer
-from r1jax.rl import get_algorithm
 from r1jax.evaluate import evaluate, evaluation_set, make_decoder
 from r1jax.hf_tokenizer import HFTokenizer
 from r1jax.models.hf import load_config, load_pretrained_params
@@ -33,10 +32,11 @@ from r1jax.models.lora import init_lora
 from r1jax.rewards.bridge import HostReward
 from r1jax.rewards.composite import SCORE_FIELDS
 from r1jax.rewards.scoring import TaskScorer, unused_parts
+from r1jax.rl import get_algorithm
 from r1jax.tasks import get_task, sample_mixture
 from r1jax.tokenizer import CharTokenizer
-from r1jax.train.pmap import make_pmap_steps, shard_batch
 from r1jax.train import split_rl
+from r1jax.train.pmap import make_pmap_steps, shard_batch
 from r1jax.train.rl_step import PromptBatch, rl_iteration
 from r1jax.train.sft_step import SFTBatch, pack_examples, sft_step
 from r1jax.train.state import (

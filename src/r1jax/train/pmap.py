@@ -150,10 +150,11 @@ def make_pmap_steps(exp, devices=None) -> PmapSteps:
         return step
 
     if getattr(exp, "split", False):  # rollout and learner programs (train.split_rl)
+        step_kw = exp.rl_step().keywords
         rl_p = split_rl.pmap_split(
-            exp.rl_step().keywords,
+            step_kw,
             reward_fn=exp.host_reward,
-            num_fields=exp.rl_step().keywords["num_score_fields"],
+            num_fields=step_kw["num_score_fields"],
             axis=AXIS,
             devices=devices,
             shard=lambda batch: shard_batch(batch, n, devices),

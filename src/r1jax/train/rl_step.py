@@ -164,11 +164,9 @@ def rollout(
     data_sharding=None,
     sampler_shardings=None,
     axis_name: str | None = None,
-    **_,
 ) -> Rollout:
     """Phase 1 of the RL iteration: G samples per prompt with the KV cache (the state is
-    read, not changed). Keyword arguments as `rl_iteration`'s (the ones it does not use
-    are ignored, so one partial serves both phases)."""
+    read, not changed). Keyword arguments as `rl_iteration`'s."""
     ax = Axis(axis_name)
     g = hp.group_size
     k_sample, _, _ = _keys(state)
@@ -268,7 +266,6 @@ def learn(
     value_tx,
     data_sharding=None,
     axis_name: str | None = None,
-    **_,
 ):
     """Phases 3-6 of the RL iteration, from the rollout and its host rewards (`scores`
     [N_global, F], `token_rewards` [N, T] this device's rows): returns (new_state,

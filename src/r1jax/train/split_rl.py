@@ -37,6 +37,7 @@ state, donated only to the learner, is still valid.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 
 import jax
@@ -46,6 +47,13 @@ from r1jax.errors import RewardError
 from r1jax.train.rl_step import Rollout, learn, rollout
 
 __all__ = ["SplitIteration", "jit_split", "pmap_split"]
+
+
+def _bind(fn, step_kw: dict, **extra):
+    """`fn` with the keyword arguments of `step_kw` (an `rl_iteration` partial's) that it
+    takes, and `extra`."""
+    names = inspect.signature(fn).parameters
+    return functools.partial(fn, **{k: v for k, v in step_kw.items() if k in names}, **extra)
 
 
 def _call_reward(reward_fn, *args):
@@ -78,11 +86,13 @@ class SplitIteration:
     learner program (module doc). `rollout_fn` and `learn_fn` are the compiled programs
     (for `lower`, `_cache_size`); `host` maps a rollout to the learner's reward inputs."""
 
-    def __init__(self, rollout_fn, learn_fn, host: Callable, arg_shapes: Callable, prep=None):
+    def __init__(
+        self, rollout_fn, learn_fn, host: Callable, arg_shapes: Callable, prep=None, post=None
+    ):
         self.rollout_fn, self.learn_fn = rollout_fn, learn_fn
         self._host, self._arg_shapes = host, arg_shapes
         self._prep = prep or (lambda state, batch: (state, batch))
-        self._post = lambda metrics: metrics
+        self._post = post or (lambda metrics: metrics)
 
     def __call__(self, state, batch):
         state, batch = self._prep(state, batch)
@@ -120,12 +130,12 @@ def jit_split(
     `sampler_shardings`); `per_shard`: each process scores the rows it holds."""
     roll_sh = Rollout(data_sh, data_sh, data_sh, data_sh, data_sh, repl)
     rollout_fn = jax.jit(
-        functools.partial(rollout, **step_kw),
+        _bind(rollout, step_kw),
         in_shardings=(state_sh, data_sh),
         out_shardings=roll_sh,
     )
     learn_fn = jax.jit(
-        functools.partial(learn, **step_kw),
+        _bind(learn, step_kw),
         in_shardings=(state_sh, data_sh, roll_sh, data_sh, data_sh),
         out_shardings=(state_sh, repl),
         donate_argnums=0,
@@ -204,8 +214,8 @@ def pmap_split(
     devices = tuple(devices)
     d = len(devices)
     pmap = functools.partial(jax.pmap, axis_name=axis, devices=devices)
-    rollout_fn = pmap(functools.partial(rollout, axis_name=axis, **step_kw))
-    learn_fn = pmap(functools.partial(learn, axis_name=axis, **step_kw), donate_argnums=0)
+    rollout_fn = pmap(_bind(rollout, step_kw, axis_name=axis))
+    learn_fn = pmap(_bind(learn, step_kw, axis_name=axis), donate_argnums=0)
 
     def shapes(roll):
         _, n_loc, t = roll.tokens.shape
@@ -234,8 +244,11 @@ def pmap_split(
             token_rewards.reshape(d, n_loc, t),
         )
 
-    split = SplitIteration(
-        rollout_fn, learn_fn, host, shapes, prep=lambda state, batch: (state, shard(batch))
+    return SplitIteration(
+        rollout_fn,
+        learn_fn,
+        host,
+        shapes,
+        prep=lambda state, batch: (state, shard(batch)),
+        post=unreplicate,
     )
-    split._post = unreplicate
-    return split
