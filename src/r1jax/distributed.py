@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping, Sequence
 
 from r1jax.errors import ConfigError
@@ -300,6 +301,44 @@ def _info() -> dict:
         "process_count": int(jax.process_count()),
         "initialized": True,
     }
+
+
+def is_multi_process() -> bool:
+    """True once `initialize` joined this process to a job of more than one process."""
+    return _result is not None and _result["process_count"] > 1
+
+
+# How a cross-process collective reports a peer that went away (Gloo on CPU).
+_PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+
+
+def peer_lost(e: BaseException | None) -> bool:
+    """True if ``e`` is a collective failing because another process of the job ended."""
+    text = str(e or "")
+    return type(e).__name__ == "JaxRuntimeError" and any(m in text for m in _PEER_LOST)
+
+
+def exit_now(code: int) -> None:
+    """Ends this process at once with ``code``, without JAX's cooperative shutdown.
+
+    At a normal exit JAX's distributed client waits at a shutdown barrier for every
+    other process (5 minutes by default). When one process fails on its own (an error
+    in its evaluation, its data, a save), the others are meanwhile blocked in their
+    next collective, which never comes: both wait out the barrier and abort. Leaving
+    without the barrier closes this process's connections, so the others' collective or
+    the coordination service's heartbeat check (``heartbeat_timeout_seconds``) fails
+    and they stop too. Streams and log handlers are flushed first; files the run writes
+    are already atomic (checkpoints by orbax, JSON by rename).
+    """
+    import logging as pylogging
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    pylogging.shutdown()
+    os._exit(code)
 
 
 def is_main_process() -> bool:

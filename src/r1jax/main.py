@@ -34,6 +34,15 @@ def _fail(msg: str, code: int = EXIT_USAGE):
 
         traceback.print_exc()
     print(f"error: {' '.join(str(msg).split())}", file=sys.stderr)
+    _exit(code)
+
+
+def _exit(code: int):
+    """`sys.exit(code)`; in a multi-process job an immediate exit instead, so that a
+    process failing on its own does not leave the others waiting (`distributed.exit_now`)."""
+    dist = sys.modules.get("r1jax.distributed")
+    if dist is not None and dist.is_multi_process():
+        dist.exit_now(code)
     sys.exit(code)
 
 
@@ -217,6 +226,34 @@ def train_entry(argv=None):
             "fix permissions there, then rerun the same command: the run resumes from its "
             "newest complete checkpoint"
         )
+    except Exception:
+        if not distributed.is_multi_process():
+            raise
+        # An error in this process only: say so, then leave at once (not through JAX's
+        # shutdown barrier, which would keep the others waiting in their next collective).
+        import traceback
+
+        import jax
+
+        me = jax.process_index()
+        if distributed.peer_lost(sys.exc_info()[1]):
+            if _debug():
+                traceback.print_exc()
+            print(
+                f"error: process {me} lost another process of the job mid-run (see the "
+                "other processes' logs for why); stopping too. Rerun the same command to "
+                "resume from the newest complete checkpoint",
+                file=sys.stderr,
+            )
+        else:
+            traceback.print_exc()
+            print(
+                f"error: process {me} failed (traceback above); stopping it so that the "
+                "other processes stop too. Rerun the same command, once fixed, to resume "
+                "from the newest complete checkpoint",
+                file=sys.stderr,
+            )
+        distributed.exit_now(1)
     if main:
         _print_summary(summary, workdir)
 

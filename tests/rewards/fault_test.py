@@ -119,7 +119,7 @@ def test_failing_items_score_as_failures_counted_and_logged(
     lines = [r.getMessage() for r in warnings_log]
     assert lines == [
         (
-            f"host reward, RL iteration 7: 2 of 6 items failed ({t} timeouts, {e} errors): "
+            f"host reward, global step 7: 2 of 6 items failed ({t} timeouts, {e} errors): "
             "scored as failures (rows 1, 4)"
         )
     ]
@@ -151,7 +151,7 @@ def test_worker_killed_from_outside_mid_batch_is_replaced(workers, warnings_log)
     assert h.failures == h.errors == 1 and h.restarts == 1
     assert [r.getMessage() for r in warnings_log] == [
         (
-            "host reward, RL iteration 3: 1 of 6 items failed (0 timeouts, 1 errors): "
+            "host reward, global step 3: 1 of 6 items failed (0 timeouts, 1 errors): "
             f"scored as failures (rows {failed.pop()})"
         )
     ]
@@ -194,8 +194,8 @@ def test_exception_in_the_callback_fails_the_jitted_call_with_a_clear_error(brk)
     with pytest.raises(jax.errors.JaxRuntimeError) as xla:
         jax.block_until_ready(fn(jnp.asarray(tokens), jnp.asarray(ref), jnp.int32(5)))
     assert time.monotonic() - t0 < 10
-    assert f"RewardError: host reward failed at RL iteration 5: {cause}" in str(xla.value)
-    with pytest.raises(RewardError, match=f"^host reward failed at RL iteration 5: {cause}") as e:
+    assert f"RewardError: host reward failed at global step 5: {cause}" in str(xla.value)
+    with pytest.raises(RewardError, match=f"^host reward failed at global step 5: {cause}") as e:
         h.raise_if_failed()
     assert type(e.value.__cause__).__name__ == cause and cause in e.value.traceback
     if text:
@@ -289,5 +289,5 @@ def test_callback_exception_fails_every_device_at_once(tmp_path):
     for name, got in res.items():
         assert got["raised"] == "JaxRuntimeError", (name, got)
         assert got["took"] < 10, (name, got)
-        assert got["message"].startswith("host reward failed at RL iteration 2: KeyError"), got
+        assert got["message"].startswith("host reward failed at global step 2: KeyError"), got
         assert got["ok"] == got["after"] > 0, (name, got)

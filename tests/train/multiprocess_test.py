@@ -152,12 +152,35 @@ def test_a_reward_failing_in_one_process_stops_both(tmp_path):
     extra = (f"--config.task_module={module}", "--config.task=flaky_arithmetic")
     _finish(_start(str(tmp_path / "run"), logs, extra), logs, timeout=240, codes=(1, 1))
     out = [open(f"{logs}.{i}.log").read() for i in range(2)]
-    # (the iteration is named by the global step, SFT steps included: 6 in the smoke run)
+    # (named by the global step of metrics.jsonl, SFT steps included: 6 in the smoke run)
     assert re.search(
-        r"error: host reward failed at RL iteration \d+: RuntimeError: verifier bug in process 1",
+        r"error: host reward failed at global step \d+: RuntimeError: verifier bug in process 1",
         out[1],
     ), out[1][-2000:]
-    assert re.search(r"error: host reward failed in another process at RL iteration \d+", out[0]), (
+    assert re.search(r"error: host reward failed in another process at global step \d+", out[0]), (
         out[0][-2000:]
     )
     assert "Traceback" not in out[0] + out[1]
+
+
+def test_an_error_in_one_process_outside_the_reward_stops_both(tmp_path):
+    """Process 1's parse fails everywhere, so it raises in its own held-out evaluation
+    (no collective agrees on it) while process 0 goes on to its next collective. Process
+    1 prints its traceback and leaves at once, not through JAX's shutdown barrier; process
+    0's collective then fails on the closed connection and it stops too: both exit 1 with
+    a clear line, neither waits out the barrier (5 minutes) nor aborts."""
+    module = tmp_path / "flaky_task.py"
+    task = FLAKY_TASK.replace(
+        '\n                and sys._getframe(1).f_code.co_name == "_add_novelty"', ""
+    )
+    assert task != FLAKY_TASK
+    module.write_text(task)
+    logs = str(tmp_path / "flaky")
+    extra = (f"--config.task_module={module}", "--config.task=flaky_arithmetic")
+    _finish(_start(str(tmp_path / "run"), logs, extra), logs, timeout=150, codes=(1, 1))
+    out = [open(f"{logs}.{i}.log").read() for i in range(2)]
+    assert "RuntimeError: verifier bug in process 1" in out[1], out[1][-2000:]
+    assert "error: process 1 failed (traceback above)" in out[1], out[1][-2000:]
+    assert "error: process 0 lost another process of the job mid-run" in out[0], out[0][-2000:]
+    assert "Traceback" not in out[0], out[0][-2000:]
+    assert "Check failure" not in out[0] + out[1]

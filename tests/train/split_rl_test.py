@@ -66,7 +66,7 @@ def test_a_failing_reward_raises_before_the_learner_and_keeps_the_state(tmp_path
             raise ZeroDivisionError("verifier bug")
 
         exp.host_reward._score = broken
-        with pytest.raises(RewardError, match=r"RL iteration 0: ZeroDivisionError: verifier bug"):
+        with pytest.raises(RewardError, match=r"global step 0: ZeroDivisionError: verifier bug"):
             exp.rl_fn(state, exp.rl_batch(0))
         assert exp.host_reward.error is None  # taken: a later iteration does not re-raise it
         assert not any(x.is_deleted() for x in jax.tree.leaves(state))  # not donated

@@ -188,9 +188,9 @@ class HostReward:
 
     def _as_reward_error(self, e: Exception, step) -> RewardError:
         try:
-            where = f"RL iteration {int(np.asarray(step))}"
+            where = f"global step {int(np.asarray(step))}"
         except Exception:  # noqa: BLE001  (the step itself may be what is broken)
-            where = f"RL iteration {step!r}"
+            where = f"global step {step!r}"
         err = RewardError(f"host reward failed at {where}: {type(e).__name__}: {e}")
         err.__cause__ = e
         err.traceback = traceback.format_exc()  # the original's, for logs and reports
@@ -207,7 +207,8 @@ class HostReward:
         so none waits in a collective) raises ``jax.errors.JaxRuntimeError`` (a
         ``RuntimeError``; jaxlib's ``XlaRuntimeError`` of older JAX) whose text is
         ``INTERNAL: CpuCallback error calling callback: Traceback ...`` ending in
-        ``RewardError: host reward failed at RL iteration N: <type>: <message>``. On CPU
+        ``RewardError: host reward failed at global step N: <type>: <message>`` (N as in
+        metrics.jsonl: SFT steps, then RL iterations). On CPU
         it raises at the call; with asynchronous dispatch (GPU, TPU) at the call or at
         the first read of any output of that iteration (``block_until_ready``,
         ``float(metric)``), and the outputs (the donated state) are lost. The process
@@ -264,7 +265,7 @@ class HostReward:
             shown = ", ".join(map(str, rows[:_MAX_ROWS_LOGGED]))
             more = ", ..." if len(rows) > _MAX_ROWS_LOGGED else ""
             _log.warning(
-                "host reward, RL iteration %d: %d of %d items failed (%d timeouts, %d errors)"
+                "host reward, global step %d: %d of %d items failed (%d timeouts, %d errors)"
                 ": scored as failures%s",
                 step,
                 t + e,

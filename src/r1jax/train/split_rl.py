@@ -202,7 +202,7 @@ def _agree(error: RewardError | None, step: int) -> None:
         raise error
     if failed:
         raise RewardError(
-            f"host reward failed in another process at RL iteration {step} (see its log)"
+            f"host reward failed in another process at global step {step} (see its log)"
         )
 
 
