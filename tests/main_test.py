@@ -135,3 +135,20 @@ def test_a_domain_trains_and_evaluates_from_the_command_line(tmp_path):
         cwd=ROOT,
     )
     assert bad.returncode == 2 and "test_fraction" in bad.stderr, bad.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "rl_steps, want",
+    [(1.89, "33% fewer steps"), (3.5, "25% more steps"), (2.81, "0% fewer steps")],
+)
+def test_the_summary_line_says_fewer_or_more_steps(rl_steps, want, capsys):
+    from r1jax.main import _print_summary
+
+    def row(acc, steps):
+        return {"accuracy": acc, "mean_steps": steps, "num_problems": 256}
+
+    _print_summary(
+        {"sft": row(0.598, 2.81), "rl": row(0.711, rl_steps), "wall_seconds": 382.0}, "w"
+    )
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("RL vs SFT"))
+    assert line == f"RL vs SFT: +11.3 accuracy points, {want}, 382 s wall", line

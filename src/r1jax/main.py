@@ -267,7 +267,8 @@ def _print_summary(s: dict, workdir: str):
     gain = 100 * (s["rl"]["accuracy"] - s["sft"]["accuracy"])
     sft_steps = s["sft"]["mean_steps"]
     if sft_steps > 0:
-        steps = f"{100 * (1 - s['rl']['mean_steps'] / sft_steps):+.0f}% fewer steps"
+        change = 100 * (1 - s["rl"]["mean_steps"] / sft_steps)
+        steps = f"{abs(change):.0f}% {'fewer' if change >= 0 else 'more'} steps"
     else:  # no parseable steps after SFT (e.g. the seconds-long smoke run)
         steps = "steps not comparable (SFT wrote none)"
     print(f"RL vs SFT: {gain:+.1f} accuracy points, {steps}, {s['wall_seconds']:.0f} s wall")
