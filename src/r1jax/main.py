@@ -18,7 +18,7 @@ import sys
 from absl import flags, logging
 from ml_collections import config_flags
 
-from r1jax import cli_errors
+from r1jax import cli_errors, distributed
 from r1jax.errors import ConfigError, RewardError, RunError
 
 # The embedded default lives inside the package so an installed r1jax runs with no files.
@@ -40,9 +40,8 @@ def _fail(msg: str, code: int = EXIT_USAGE):
 def _exit(code: int):
     """`sys.exit(code)`; in a multi-process job an immediate exit instead, so that a
     process failing on its own does not leave the others waiting (`distributed.exit_now`)."""
-    dist = sys.modules.get("r1jax.distributed")
-    if dist is not None and dist.is_multi_process():
-        dist.exit_now(code)
+    if distributed.is_multi_process():
+        distributed.exit_now(code)
     sys.exit(code)
 
 
@@ -188,8 +187,6 @@ def train_entry(argv=None):
         _enable_compile_cache(flags.FLAGS.compile_cache)
     # Before anything touches JAX: joins the other processes of a multi-host job (no-op for
     # one process). Only process 0 logs progress, prints and writes files.
-    from r1jax import distributed
-
     try:
         distributed.initialize(
             flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id
