@@ -1,7 +1,6 @@
 """Failure paths: bad input is one clear line and exit 2, a refused command never changes a
 run, unreadable checkpoints fall back, saves are atomic, a full disk is reported."""
 
-import concurrent.futures
 import hashlib
 import json
 import os
@@ -37,6 +36,67 @@ def _cli(fn: str, *args, prelude: str = "", timeout: int = 300):
         env=ENV,
         timeout=timeout,
     )
+
+
+# A parent that has imported what the CLI's validation needs (JAX, flax, the configs) and
+# forks one child per command line: each child runs the entry point on a pristine copy
+# of that parent, as the console script would after its imports, and exits with the
+# entry point's code. The bad-input test's 40+ command lines then skip 40 JAX imports
+# (about 2 s each). The parent never initialises a JAX backend (no threads to fork).
+_FORKER = """
+import json, os, sys, tempfile, traceback
+import jax, jax.numpy, flax.nnx, optax  # noqa: F401  (what validation imports)
+import r1jax.config, r1jax.main  # noqa: F401
+entry = getattr(r1jax.main, sys.argv[1])
+for line in sys.stdin:
+    args = json.loads(line)
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        sys.argv = ["-c", *args]  # config_flags reads overrides from sys.argv
+        code = 0
+        try:
+            entry(["prog", *args])
+        except SystemExit as e:
+            if e.code is None or isinstance(e.code, int):
+                code = e.code or 0
+            else:
+                print(e.code, file=sys.stderr)
+                code = 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    out.seek(0)
+    err.seek(0)
+    result = {"rc": os.waitstatus_to_exitcode(status), "stdout": out.read().decode(),
+              "stderr": err.read().decode()}
+    print(json.dumps(result), flush=True)
+"""
+
+
+def _cli_forked(fn: str, arg_lists, timeout: int = 900):
+    """`_cli(fn, *args)` for each of `arg_lists`, run by forks of one parent (`_FORKER`)."""
+    lines = "".join(json.dumps(list(a)) + "\n" for a in arg_lists)
+    p = subprocess.run(
+        [sys.executable, "-c", _FORKER, fn],
+        check=False,
+        input=lines,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+    assert len(out) == len(arg_lists), p.stderr[-3000:]
+    return [subprocess.CompletedProcess(a, r["rc"], r["stdout"], r["stderr"])
+            for a, r in zip(arg_lists, out)]
 
 
 def _digest(path) -> str:
@@ -173,16 +233,14 @@ def test_every_bad_input_is_one_clear_line_and_exit_2(tmp_path):
     cases = _bad_inputs(tmp_path)
     assert len(cases) >= 40
 
-    def run(i_case):
-        i, (args, needle) = i_case
+    def command(i, args):
         workdir = (
             [f"--workdir={tmp_path / f'w{i}'}"] if not any("--workdir" in a for a in args) else []
         )
         config = [] if any(a.startswith("--config=") for a in args) else [f"--config={SMOKE}"]
-        return _cli("train_entry", *config, *workdir, *args)
+        return [*config, *workdir, *args]
 
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(run, enumerate(cases)))
+    results = _cli_forked("train_entry", [command(i, a) for i, (a, _) in enumerate(cases)])
     problems = []
     for i, ((args, needle), r) in enumerate(zip(cases, results)):
         line = _error_line(r.stderr) if r.stderr.strip() else ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 
+from r1jax import cpu_threads
 from r1jax.tasks.gsm8k import R1_TEMPLATE
 
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
@@ -23,7 +24,8 @@ def xla_env(devices: int | None = None, env=None) -> dict:
     """The environment of a test subprocess that runs JAX on the CPU: ``env`` (default
     ``os.environ``, so the suite's XLA flags travel, `tests/conftest.py`) with
     ``JAX_PLATFORMS=cpu`` and ``devices`` fake CPU devices (None: one device), whose
-    collectives tolerate a loaded machine."""
+    collectives tolerate a loaded machine, with two CPU client threads per device
+    (``NPROC``, `r1jax.cpu_threads`: fewer can hang a collective for good)."""
     env = dict(os.environ if env is None else env)
     flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_FLAG)]
     if devices:
@@ -31,7 +33,7 @@ def xla_env(devices: int | None = None, env=None) -> dict:
         flags += [f for f in _COLLECTIVE_FLAGS if f.split("=")[0] not in " ".join(flags)]
     env["XLA_FLAGS"] = " ".join(flags)
     env["JAX_PLATFORMS"] = "cpu"
-    return env
+    return cpu_threads.pool_env(env)
 
 
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")

@@ -18,7 +18,7 @@ import sys
 from absl import flags, logging
 from ml_collections import config_flags
 
-from r1jax import cli_errors, distributed
+from r1jax import cli_errors, cpu_threads, distributed
 from r1jax.errors import ConfigError, RewardError, RunError
 
 # The embedded default lives inside the package so an installed r1jax runs with no files.
@@ -129,6 +129,7 @@ def _enable_compile_cache(value) -> None:
 
 def train_entry(argv=None):
     argv = list(sys.argv if argv is None else argv)
+    cpu_threads.pool_env()  # before JAX's CPU client exists (fake CPU devices)
     try:
         # config_flags reads `--config.*` overrides from sys.argv while defining the flag, so
         # both definition and parsing can raise on a bad override.
@@ -439,6 +440,7 @@ def _eval_workdir(F) -> dict:
 
 def eval_entry(argv=None):
     argv = list(sys.argv if argv is None else argv)
+    cpu_threads.pool_env()  # before JAX's CPU client exists (fake CPU devices)
     _define_eval_flags()
     _parse(argv)
     F = flags.FLAGS

@@ -60,9 +60,21 @@ def replicate(tree, devices):
     return jax.tree.map(one, tree)
 
 
-def unreplicate(tree):
-    """Device 0's copy of a replicated tree (for checkpoints, evaluation, logging)."""
+@jax.jit
+def _first(tree):
     return jax.tree.map(lambda x: x[0], tree)
+
+
+def unreplicate(tree):
+    """Device 0's copy of a replicated tree (for checkpoints, evaluation, logging).
+
+    One program for the whole tree, not one `x[0]` per leaf: every program over several
+    CPU devices is a gang-scheduled launch, and dispatching dozens of them back to back
+    (a 94-leaf state) can fill XLA:CPU's 32 in-flight slots per device; the next launch
+    then blocks a pool thread that a running collective needs (the hang is described
+    at `r1jax.parallel.cpu_pool_env`).
+    """
+    return _first(tree)
 
 
 def shard_batch(batch, n_devices: int, devices=None):
