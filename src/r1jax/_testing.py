@@ -22,14 +22,23 @@ _COLLECTIVE_FLAGS = (
 )
 
 
-def xla_env(devices: int | None = None, env=None) -> dict:
+# XLA flags the test suite sets to compile faster (`tests/conftest.py`) that change which
+# fusions XLA emits, so two differently structured programs that agree bit for bit under
+# XLA's defaults (what the trainer runs) may differ in the last bit under them.
+FUSION_FLAGS = ("--xla_cpu_use_fusion_emitters",)
+
+
+def xla_env(devices: int | None = None, env=None, bitwise: bool = False) -> dict:
     """The environment of a test subprocess that runs JAX on the CPU: ``env`` (default
     ``os.environ``, so the suite's XLA flags travel, `tests/conftest.py`) with
     ``JAX_PLATFORMS=cpu`` and ``devices`` fake CPU devices (None: one device), whose
     collectives tolerate a loaded machine, with two CPU client threads per device
-    (``NPROC``, `r1jax.cpu_threads`: fewer can hang a collective for good)."""
+    (``NPROC``, `r1jax.cpu_threads`: fewer can hang a collective for good). ``bitwise``:
+    without the suite's `FUSION_FLAGS`, for a check that two programs agree bit for bit
+    as the trainer compiles them."""
     env = dict(os.environ if env is None else env)
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_FLAG)]
+    drop = (_DEVICE_FLAG, *FUSION_FLAGS) if bitwise else (_DEVICE_FLAG,)
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(drop)]
     if devices:
         flags.append(f"{_DEVICE_FLAG}={devices}")
         flags += [f for f in _COLLECTIVE_FLAGS if f.split("=")[0] not in " ".join(flags)]

@@ -98,7 +98,8 @@ def script(tmp_path_factory):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_pmap_matches_one_device_jit(script, variant):
-    env = xla_env(devices=8)
+    # "ppo" also compares the one-program iteration bit for bit: XLA's own fusions there
+    env = xla_env(devices=8, bitwise=variant == "ppo")
     r = subprocess.run(
         [sys.executable, str(script), variant],
         check=False,
