@@ -50,4 +50,10 @@ for b in 32 128; do
     --prompt_len=128 --new_tokens="$tokens" --top_p=1.0 --repeats=3 --skip_hf \
     --json_out="$OUT/decode_$b.json" 2>&1 | tail -n 30 | tee "$OUT/decode_$b.log"
 done
+# 3. Compile time of 24 decoder blocks, unrolled against one lax.scan (model.layer_loop;
+#    the workload above runs the scan, the config's "auto" for 24 blocks).
+layers=24
+[ "$PRESET" = tiny ] && layers=8
+timeout 150 python3 benchmarks/scan_layers_bench.py --preset="$PRESET" --layers="$layers" \
+  --dtype=bfloat16 --remat 2>&1 | tail -n 8 | tee "$OUT/scan_layers.log"
 echo "done: $(ls "$OUT")"

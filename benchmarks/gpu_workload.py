@@ -113,6 +113,7 @@ def _config(args, paths):
         c.task_kwargs.path = paths["data"]
         c.max_prompt_len, c.max_new_tokens = args.prompt_len, args.new_tokens
         c.model.dtype = args.dtype
+        c.model.layer_loop = args.layer_loop
         c.rl.update(
             prompts_per_iter=args.prompts,
             group_size=args.samples,
@@ -183,6 +184,12 @@ def main() -> None:
     ap.add_argument("--prompt_len", type=int, default=128)
     ap.add_argument("--new_tokens", type=int, default=256)
     ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument(
+        "--layer_loop",
+        default="auto",
+        choices=["auto", "unroll", "scan"],
+        help="model.layer_loop (auto: one lax.scan over the 24 blocks)",
+    )
     ap.add_argument("--tokenizer_vocab", type=int, default=4096)
     ap.add_argument("--reward_workers", type=int, default=4)
     ap.add_argument("--peak_flops", type=float, default=0.0)
@@ -216,6 +223,7 @@ def main() -> None:
                     "prompt_len",
                     "new_tokens",
                     "dtype",
+                    "layer_loop",
                     "reward_workers",
                 )
             ]

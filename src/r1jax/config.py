@@ -341,6 +341,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice(c, "model.dtype", ("float32", "bfloat16", "float16"))
     _choice(c, "model.remat", ("none", "full", "dots", "dots_saveable"))
     _choice(c, "model.attention", ("auto", "einsum", "xla", "cudnn"))
+    _choice(c, "model.layer_loop", ("auto", "unroll", "scan"))
     _choice(c, "parallelism", ("jit", "pmap"))
     _check_inert(c)
     _require(

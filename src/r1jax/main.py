@@ -145,8 +145,9 @@ def train_entry(argv=None):
         flags.DEFINE_bool(
             "compile_only",
             False,
-            "Lower and compile the SFT step and the RL iteration for the configured mesh, "
-            "print memory per device as JSON, and exit without training or writing files.",
+            "Lower and compile the SFT step (if sft.steps > 0) and the RL iteration for the "
+            "configured mesh, print memory per device as JSON, and exit without training or "
+            "writing files.",
         )
         flags.DEFINE_string(
             "coordinator_address",

@@ -93,6 +93,23 @@ def test_chunked_logits_give_the_plain_step(tmp_path, baseline):
     assert _max_param_diff(params, base_params) < 1e-5
 
 
+def test_scanned_blocks_give_the_unrolled_step(tmp_path, monkeypatch):
+    """`model.layer_loop=scan`: the SFT step, the reference, policy and critic passes run
+    their two blocks as one `lax.scan` and compute what the unrolled loop computes."""
+    from r1jax.models import transformer
+
+    traced = []
+    real = transformer.scan_blocks
+    monkeypatch.setattr(transformer, "scan_blocks", lambda *a: traced.append(len(a[0])) or real(*a))
+    two = {"model__n_layers": 2, "value_model__n_layers": 2, "rl__logit_chunk": 5}
+    out_u, params_u = _run(tmp_path / "unroll", model__layer_loop="unroll", **two)
+    assert traced == []
+    out_s, params_s = _run(tmp_path / "scan", model__layer_loop="scan", **two)
+    assert traced and set(traced) == {2}  # the trainer's programs took the scan
+    np.testing.assert_allclose(out_s, out_u, rtol=1e-5, atol=1e-6)
+    assert _max_param_diff(params_s, params_u) < 1e-5
+
+
 def test_grpo_prioritized_accumulation_matches(tmp_path):
     kw = {"rl__algo": "grpo", "rl__prioritized": True}
     base_out, base_params = _run(tmp_path / "a", **kw)

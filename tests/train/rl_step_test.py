@@ -107,4 +107,10 @@ def test_compile_report_allocates_no_state_and_starts_no_reward_worker(monkeypat
     monkeypatch.setattr(experiment.Experiment, "__init__", spy)
     report = experiment.compile_report(_smoke())
     assert report["rl_iteration"]["argument_bytes"] > 0
+    assert report["sft_step"]["argument_bytes"] > 0
     assert built[0].init_state is None and built[0].state_shapes is not None
+    # No SFT phase (R1-Zero configs such as gsm8k_qwen): no SFT step to compile.
+    c = _smoke()
+    c.sft.steps = 0
+    report = experiment.compile_report(c)
+    assert report["sft_step"] is None and report["rl_iteration"]["argument_bytes"] > 0

@@ -60,6 +60,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             remat="none",  # rematerialise blocks in training: none | full | dots | dots_saveable
             attention="auto",  # multi-position passes: "auto" (cuDNN flash attention on a
             # GPU in bf16, else "einsum"), "einsum", "xla" or "cudnn" (jax.nn.dot_product_attention)
+            layer_loop="auto",  # blocks of the training/reference passes: "scan" (one
+            # lax.scan, compiles one block), "unroll", "auto" (scan from 8 blocks on)
         )
     )
     c.lora = ml_collections.ConfigDict(

@@ -42,7 +42,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.chat = False  # True: the R1 instruction through the checkpoint's chat template
     c.max_prompt_len = 384  # instruction + the longest GSM8K question, with margin
     c.max_new_tokens = 512  # reasoning + answer
-    # The architecture comes from the checkpoint's config.json; these two still apply.
+    # The architecture comes from the checkpoint's config.json; model.dtype, remat,
+    # attention and layer_loop still apply (layer_loop "auto": one lax.scan over its blocks).
     c.model.update(dtype="bfloat16", remat="dots")
     # Full-parameter RL; LoRA: --config.lora.rank=16 --config.lora.alpha=32 (and
     # --config.rl.policy_lr=1e-5).

@@ -45,6 +45,26 @@ REMAT_POLICIES = {
 #   auto:   cudnn where it applies (GPU backend, bf16/fp16, head_dim fits), else einsum.
 ATTENTION = ("auto", "einsum", "xla", "cudnn")
 
+# How the passes without a per-step KV cache (training forward and backward, reference
+# and critic passes, the shared-prompt training pass) run the decoder blocks:
+#   unroll: a Python loop, one copy of every block's code in the program;
+#   scan:   one `lax.scan` over the blocks' parameters stacked along a new leading axis
+#           (stacked inside the program: the params tree, checkpoints, sharding rules and
+#           LoRA keep one entry per block), so XLA compiles one block, not n_layers;
+#   auto:   scan from SCAN_MIN_LAYERS blocks on, else unroll.
+# Sampling (prefill and the decode loop) always unrolls: it updates each layer's cache
+# buffer in place. `benchmarks/scan_layers_bench.py`: on CPU the scan compiles faster from
+# ~8 blocks on (24 blocks of Qwen2.5-0.5B shapes: 3.8 -> 2.3 s), slower below.
+LAYER_LOOPS = ("auto", "unroll", "scan")
+SCAN_MIN_LAYERS = 8
+
+
+def layer_loop(cfg: ModelConfig) -> str:
+    """The loop `cfg.layer_loop` resolves to: "scan" or "unroll"."""
+    if cfg.layer_loop != "auto":
+        return cfg.layer_loop
+    return "scan" if cfg.n_layers >= SCAN_MIN_LAYERS else "unroll"
+
 
 def attention_impl(cfg: ModelConfig) -> str:
     """The implementation `cfg.attention` resolves to on the default backend."""
@@ -75,6 +95,9 @@ class ModelConfig:
     # Attention of the multi-position passes (training, reference, prefill), see
     # ATTENTION: "auto" = cuDNN's fused kernel on GPUs in bf16/fp16, else "einsum".
     attention: str = "auto"
+    # Decoder blocks of the passes without a per-step cache, see LAYER_LOOPS: "auto" =
+    # one lax.scan over the blocks from SCAN_MIN_LAYERS blocks on (faster compile).
+    layer_loop: str = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "rope_scaling", _check_rope_scaling(self.rope_scaling))
@@ -101,6 +124,10 @@ class ModelConfig:
         if self.attention not in ATTENTION:
             raise ValueError(
                 f"model.attention={self.attention!r} is unknown: use one of {sorted(ATTENTION)}"
+            )
+        if self.layer_loop not in LAYER_LOOPS:
+            raise ValueError(
+                f"model.layer_loop={self.layer_loop!r} is unknown: use one of {sorted(LAYER_LOOPS)}"
             )
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(
@@ -351,6 +378,29 @@ def apply_block(layer, x, positions, mask, kv, cache_index, remat: str | None):
     return layer(x, positions, mask, kv, cache_index)
 
 
+def scan_blocks(layers, x, positions, mask, cache, cache_index, remat: str | None):
+    """`layers` applied in order to `x` as one `lax.scan` over their parameters stacked
+    along a new leading axis (the same computation as the loop of `apply_block`s; XLA
+    compiles the block once). `cache`: a `KVCache` of `len(layers)` buffers, stacked
+    for the scan and returned as one buffer per layer again (a copy: passes that run
+    once per program, not the decode loop). `remat`: the policy applied to each block.
+    Returns `(x, new_cache or None)`."""
+    graphdef, _ = nnx.split(layers[0])
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(lay) for lay in layers])
+
+    def body(x, xs):
+        state, kv = xs
+        return nnx.merge(graphdef, state)(x, positions, mask, kv, cache_index)
+
+    if remat:
+        body = jax.checkpoint(body, policy=REMAT_POLICIES[remat])
+    kvs = None if cache is None else (jnp.stack(cache.k), jnp.stack(cache.v))
+    x, kv_out = jax.lax.scan(body, x, (stacked, kvs))
+    if cache is None:
+        return x, None
+    return x, KVCache(tuple(kv_out[0]), tuple(kv_out[1]))
+
+
 class Decoder(nnx.Module):
     """Token embedding, blocks and final norm; returns hidden states `[B, L, D]`."""
 
@@ -375,13 +425,17 @@ class Decoder(nnx.Module):
         """`train`: a differentiated pass that uses a cache (`sampling.grouped_hidden`);
         `cfg.remat` applies to it as to every pass without a cache. Sampling never remats."""
         x = self.embed(tokens_bl)
-        new_k, new_v = [], []
         remat = (cache is None or train) and self.cfg.remat != "none"
+        policy = self.cfg.remat if remat else None
+        if (cache is None or train) and layer_loop(self.cfg) == "scan":
+            x, new_cache = scan_blocks(
+                list(self.layers), x, positions_bl, mask_bls, cache, cache_index, policy
+            )
+            return self.norm(x), new_cache
+        new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
             kv = None if cache is None else (cache.k[i], cache.v[i])
-            x, kv = apply_block(
-                layer, x, positions_bl, mask_bls, kv, cache_index, self.cfg.remat if remat else None
-            )
+            x, kv = apply_block(layer, x, positions_bl, mask_bls, kv, cache_index, policy)
             if cache is not None:
                 new_k.append(kv[0])
                 new_v.append(kv[1])

@@ -282,7 +282,9 @@ class Experiment:
             pcfg = load_config(src, dtype=c.model.dtype)
         except (FileNotFoundError, ValueError) as e:
             raise config_lib.ConfigError(f"config.pretrained={self.pretrained!r}: {e}") from e
-        pcfg = dataclasses.replace(pcfg, remat=c.model.remat, attention=c.model.attention)
+        pcfg = dataclasses.replace(
+            pcfg, remat=c.model.remat, attention=c.model.attention, layer_loop=c.model.layer_loop
+        )
         if self.tokenizer.vocab_size > pcfg.vocab_size:
             raise config_lib.ConfigError(
                 f"config.pretrained={self.pretrained!r}: the tokenizer has "
@@ -468,7 +470,8 @@ def compile_report(c, mesh=None) -> dict:
     None where the backend does not report it). Writes nothing. With
     `reward.host_call="split"` the RL iteration's entry holds its two programs
     (`rollout`, `learn`) and, at the top, the larger of their figures (the rollout's
-    outputs are the learner's inputs: the iteration's peak is the larger program's)."""
+    outputs are the learner's inputs: the iteration's peak is the larger program's).
+    `sft_step` is None when `sft.steps` is 0: the run has no SFT phase to compile."""
     exp = Experiment(c, "/nonexistent-compile-only", mesh, load_weights=False, shapes_only=True)
     try:
         shape = lambda tree: jax.tree.map(
@@ -481,7 +484,8 @@ def compile_report(c, mesh=None) -> dict:
             "backend": jax.default_backend(),
         }
         rl_batch = shape(exp.rl_batch(0))
-        steps = [("sft_step", exp.sft_fn, (state, shape(exp.sft_batch(0))))]
+        sft = c.sft.steps > 0
+        steps = [("sft_step", exp.sft_fn, (state, shape(exp.sft_batch(0))))] if sft else []
         rl_fn = exp.rl_fn
         if exp.pmap is not None:  # the raw pmapped steps: a leading device axis everywhere
             d = exp.pmap.n_devices
@@ -489,12 +493,14 @@ def compile_report(c, mesh=None) -> dict:
             out["devices"] = d
             rl_batch = shape(shard_batch(exp.rl_batch(0), d))
             sft_batch = shape(shard_batch(exp.sft_batch(0), d))
-            steps = [("sft_step", exp.pmap.sft_pmapped, (state, sft_batch))]
+            steps = [("sft_step", exp.pmap.sft_pmapped, (state, sft_batch))] if sft else []
             rl_fn = exp.pmap.rl_pmapped
         if isinstance(rl_fn, split_rl.SplitIteration):
             steps += [(f"rl_{k}", f, a) for k, f, a in rl_fn.programs(state, rl_batch)]
         else:
             steps.append(("rl_iteration", rl_fn, (state, rl_batch)))
+        if not sft:
+            out["sft_step"] = None
         for name, fn, args in steps:
             t = time.time()
             compiled = fn.lower(*args).compile()

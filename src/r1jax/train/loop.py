@@ -102,6 +102,7 @@ RESUMABLE_CHANGES = (
     "mesh.tensor",
     "model.remat",
     "model.attention",
+    "model.layer_loop",
     "rl.logp_chunk",
     "rl.logit_chunk",
     "sft.logit_chunk",
