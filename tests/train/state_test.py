@@ -1,5 +1,6 @@
 """Non-finite updates are skipped and counted; SFT packing keeps examples apart."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -22,6 +23,29 @@ def test_guarded_update_skips_non_finite_and_counts():
     assert int(o2[0].count) == int(o1[0].count)  # optimizer state untouched too
     _, _, bad = guarded_update(tx, good, o1, p1, jnp.float32(jnp.inf))
     assert int(bad) == 1
+    # One non-finite value among many leaves, and an inf in another leaf.
+    many = {f"w{i}": jnp.ones(4) for i in range(12)}
+    o = tx.init(many)
+    grads = dict(many, w7=jnp.array([1.0, 1.0, -jnp.inf, 1.0]))
+    p3, _, bad = guarded_update(tx, grads, o, many, jnp.float32(1.0))
+    assert int(bad) == 1 and all(np.array_equal(p3[k], many[k]) for k in many)
+    p3, _, bad = guarded_update(tx, many, o, many, jnp.float32(1.0))
+    assert int(bad) == 0 and not np.array_equal(p3["w0"], many["w0"])
+
+
+def _compiled_lines(n_leaves):
+    params = {f"w{i}": jnp.ones(16) for i in range(n_leaves)}
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3))
+    step = jax.jit(lambda g, o, p: guarded_update(tx, g, o, p, jnp.float32(1.0)))
+    return step.lower(params, tx.init(params), params).compile().as_text().count("\n")
+
+
+def test_guarded_update_compiles_to_a_program_linear_in_the_leaves():
+    """The skip flag is computed once, not inside each leaf's update: the flag built by
+    `and`s over N leaves was fused into all 3N selects (N^2 ops; 250k for a 24-layer
+    model, most of its step's compile time)."""
+    small, large = _compiled_lines(20), _compiled_lines(80)
+    assert large < 5 * small, (small, large)  # 4x the leaves: ~4x the program
 
 
 def test_pack_examples_segments_positions_and_loss_mask():
