@@ -6,9 +6,10 @@
 Issue 22 asks whether scanning over layers cuts the RL iteration's cold compile. This
 measures the question on its own: `jit(value_and_grad(sum(stack(x)**2)))` over `L` of our
 `Block`s (the model's own decoder block, Qwen2 shapes), once as a Python loop over the
-blocks (what `CausalLM` compiles today) and once as one `lax.scan` over their stacked
-parameters, and prints trace+lower seconds, compile seconds, the step time after
-compilation and the largest loss difference between the two (the same computation).
+blocks (`model.layer_loop=unroll`) and once as one `lax.scan` over their parameters
+stacked inside the program (`scan`; `transformer.scan_blocks`), and prints trace+lower
+seconds, compile seconds, the step time after compilation and the largest loss
+difference between the two (the same computation).
 Nothing is cached (`jax_enable_compilation_cache` off).
 """
 
@@ -19,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from r1jax.models.transformer import Block, ModelConfig
+from r1jax.models.transformer import Block, ModelConfig, apply_block, scan_blocks
 
 PRESETS = {
     "tiny": {
@@ -47,28 +48,26 @@ def measure(preset, layers, batch, seq, dtype, remat):
     blocks = [Block(cfg, rngs=nnx.Rngs(i)) for i in range(layers)]
     gdef, _ = nnx.split(blocks[0])
     states = [nnx.state(b) for b in blocks]
-    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
     x = jax.random.normal(jax.random.key(0), (batch, seq, cfg.d_model))
     pos = jnp.broadcast_to(jnp.arange(seq), (batch, seq))
     mask = jnp.tril(jnp.ones((seq, seq), bool))[None].repeat(batch, 0)
+    policy = "full" if remat else None
 
-    def layer(st, x):
-        return nnx.merge(gdef, st)(x, pos, mask)[0]
-
-    if remat:
-        layer = jax.checkpoint(layer)
-
+    # The model's own two loops (`Decoder`): `apply_block` per block, or `scan_blocks`
+    # (the blocks' params stacked inside the program, as the trainer does).
     def unrolled(states, x):
         for st in states:
-            x = layer(st, x)
+            x, _ = apply_block(nnx.merge(gdef, st), x, pos, mask, None, None, policy)
         return jnp.sum(x.astype(jnp.float32) ** 2)
 
-    def scanned(stacked, x):
-        x, _ = jax.lax.scan(lambda x, st: (layer(st, x), None), x, stacked)
+    def scanned(states, x):
+        layers = [nnx.merge(gdef, st) for st in states]
+        x, _ = scan_blocks(layers, x, pos, mask, None, None, policy)
         return jnp.sum(x.astype(jnp.float32) ** 2)
 
     out = {}
-    for name, f, p in (("unrolled", unrolled, states), ("scan", scanned, stacked)):
+    p = states
+    for name, f in (("unrolled", unrolled), ("scan", scanned)):
         g = jax.jit(jax.value_and_grad(f))
         t0 = time.perf_counter()
         lowered = g.lower(p, x)
@@ -90,7 +89,7 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=64)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--remat", action="store_true", help="jax.checkpoint around each block")
+    ap.add_argument("--remat", action="store_true", help='remat "full" around each block')
     a = ap.parse_args()
     jax.config.update("jax_enable_compilation_cache", False)
     print(

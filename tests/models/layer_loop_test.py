@@ -126,9 +126,14 @@ def test_the_scanned_program_holds_one_block_whatever_the_depth():
     assert scanned[1] < unrolled[1]
 
 
-def test_sampling_is_unchanged_by_the_loop():
-    """Decoding (cache, no `train`) always unrolls: same tokens either way."""
+def test_sampling_is_unchanged_by_the_loop(monkeypatch):
+    """Decoding (cache, no `train`) always unrolls: no scan is traced, same tokens."""
+    from r1jax.models import transformer
     from r1jax.sampling import generate
+
+    traced = []
+    real = transformer.scan_blocks
+    monkeypatch.setattr(transformer, "scan_blocks", lambda *a: traced.append(1) or real(*a))
 
     toks = _tokens(2, 4, seed=5)
     mask = jnp.ones(toks.shape, bool)
@@ -148,5 +153,6 @@ def test_sampling_is_unchanged_by_the_loop():
                 pad_id=0,
             )
         )
+    assert traced == []
     for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1])):
         np.testing.assert_array_equal(a, b)

@@ -53,8 +53,11 @@ ATTENTION = ("auto", "einsum", "xla", "cudnn")
 #           LoRA keep one entry per block), so XLA compiles one block, not n_layers;
 #   auto:   scan from SCAN_MIN_LAYERS blocks on, else unroll.
 # Sampling (prefill and the decode loop) always unrolls: it updates each layer's cache
-# buffer in place. `benchmarks/scan_layers_bench.py`: on CPU the scan compiles faster from
-# ~8 blocks on (24 blocks of Qwen2.5-0.5B shapes: 3.8 -> 2.3 s), slower below.
+# buffer in place. The RL learner of Qwen2.5-0.5B shapes (`gsm8k_qwen`, CPU) compiles in
+# 26 s instead of 57 s with 24 blocks, 16 s instead of 23 s with 8 (BENCHMARKS.md,
+# session 19); a single forward+backward alone (`benchmarks/scan_layers_bench.py`)
+# compiles slower with the scan: the stacking is paid per pass, the one block saved per
+# pass pays back only in programs with many passes, as the learner.
 LAYER_LOOPS = ("auto", "unroll", "scan")
 SCAN_MIN_LAYERS = 8
 
@@ -425,9 +428,9 @@ class Decoder(nnx.Module):
         """`train`: a differentiated pass that uses a cache (`sampling.grouped_hidden`);
         `cfg.remat` applies to it as to every pass without a cache. Sampling never remats."""
         x = self.embed(tokens_bl)
-        remat = (cache is None or train) and self.cfg.remat != "none"
-        policy = self.cfg.remat if remat else None
-        if (cache is None or train) and layer_loop(self.cfg) == "scan":
+        training = cache is None or train  # not a sampling pass
+        policy = self.cfg.remat if training and self.cfg.remat != "none" else None
+        if training and layer_loop(self.cfg) == "scan":
             x, new_cache = scan_blocks(
                 list(self.layers), x, positions_bl, mask_bls, cache, cache_index, policy
             )
