@@ -257,7 +257,7 @@ def main():
     # Where decode time goes: generate without the nucleus (top_p=1 skips it), and the
     # sampling math timed alone on one step's logits (on a GPU a lone call also pays
     # kernel launches that the compiled decode loop mostly avoids).
-    from r1jax.sampling import _scaled_logp, categorical_two_level, nucleus_logp
+    from r1jax.sampling import _scaled_logp, categorical_two_level, nucleus_logp, sample_softmax
 
     gen_no_p = jax.jit(lambda st, pr, m, k: run_gen(st, pr, m, k, top_p=1.0))
     logits_bv = jnp.asarray(box["p"][0])
@@ -275,6 +275,10 @@ def main():
         "alone: categorical draw (two-level Gumbel, per-row keys)": (
             jax.jit(jax.vmap(categorical_two_level)),
             (keys_b, logits_bv),
+        ),
+        "alone: no-nucleus draw + log-normaliser + entropy (one exp pass)": (
+            jax.jit(sample_softmax),
+            (keys_b, logits_bv.astype(jnp.float32)),
         ),
     }
     breakdown = {}

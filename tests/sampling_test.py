@@ -15,8 +15,10 @@ from r1jax.sampling import (
     generate,
     grouped_hidden,
     grouped_sequence_logits,
+    logp_at,
     nucleus_logp,
     prefill,
+    sample_softmax,
     sequence_logits,
     token_logp,
 )
@@ -240,6 +242,40 @@ def test_two_level_categorical_draws_from_the_softmax():
         p = np.asarray(jnp.exp(logp), np.float64)
         sd = np.sqrt(p * (1 - p) / len(draws))
         assert (np.abs(freq - p) <= 5 * sd + 1e-9).all(), (v, freq, p)
+
+
+def test_one_pass_draw_samples_the_softmax_and_returns_its_logp_and_entropy():
+    # sample_softmax (the sampler without a nucleus): chunk masses from one exponential,
+    # one Gumbel vector per row. Frequencies match the softmax, whichever way V is cut
+    # (1 chunk, a divisor of V, or padding), and log π and the entropy are the
+    # log-softmax's (float32 rounding).
+    from r1jax.sampling import _chunking
+
+    for v in (1, 2, 7, 64, 104, 8192):
+        n, c = _chunking(v)
+        assert n * c >= v and n * c - v < c and c * c >= v, (v, n, c)
+        logits = jax.random.normal(jax.random.PRNGKey(v), (v,)) * 2.0
+        rows = 50_000 if v <= 104 else 256
+        keys = jax.random.split(jax.random.PRNGKey(0), rows)
+        tok, m, log_s, ent = jax.jit(sample_softmax)(keys, jnp.tile(logits, (rows, 1)))
+        draws = np.asarray(tok)
+        assert draws.min() >= 0 and draws.max() < v
+        logp = jax.nn.log_softmax(logits)
+        p = np.asarray(jnp.exp(logp), np.float64)
+        if v <= 104:  # frequencies (8,192 outcomes: only the range and the numbers)
+            freq = np.bincount(draws, minlength=v) / rows
+            sd = np.sqrt(p * (1 - p) / rows)
+            assert (np.abs(freq - p) <= 5 * sd + 1e-9).all(), (v, freq, p)
+        x = jnp.tile(logits, (rows, 1))
+        np.testing.assert_allclose(logp_at(x, m, log_s, tok), logp[draws], atol=2e-6)
+        want_ent = -np.sum(p * np.asarray(logp, np.float64))
+        np.testing.assert_allclose(np.asarray(ent), want_ent, rtol=1e-5, atol=1e-6)
+    # Rows keep their own keys: a row's draw does not depend on the others.
+    x = jax.random.normal(jax.random.PRNGKey(1), (6, 104)) * 3.0
+    keys = jax.random.split(jax.random.PRNGKey(2), 6)
+    whole = sample_softmax(keys, x)[0]
+    halves = [sample_softmax(keys[i : i + 3], x[i : i + 3])[0] for i in (0, 3)]
+    np.testing.assert_array_equal(whole, np.concatenate(halves))
 
 
 def test_prefill_logits_are_the_full_forwards_last_position():

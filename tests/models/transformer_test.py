@@ -14,7 +14,7 @@ from r1jax.models import (
     positions_from_mask,
     rope,
 )
-from r1jax.models.transformer import extend_cache
+from r1jax.models.transformer import RopeTables, extend_cache, rope_tables
 
 CFG = ModelConfig(
     vocab_size=48, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, mlp_dim=64
@@ -119,6 +119,27 @@ def test_rope_scores_depend_only_on_relative_position():
     np.testing.assert_allclose(
         jnp.linalg.norm(rope(q, jnp.array([[7]]), 1e4)), jnp.linalg.norm(q), rtol=1e-5
     )
+
+
+def test_rope_tables_computed_once_give_the_same_rotation_and_model_output():
+    # The sampler passes precomputed cos/sin (RopeTables) where positions go; every
+    # layer must then rotate exactly as from the positions (also with rope scaling).
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(2, 5, 3, 16)), jnp.float32)
+    pos = jnp.asarray(rng.integers(0, 500, size=(2, 5)), jnp.int32)
+    for scaling in (None, (("factor", 4.0), ("rope_type", "linear"))):
+        tables = rope_tables(pos, 16, 1e6, scaling)
+        assert isinstance(tables, RopeTables) and tables.cos_blf.shape == (2, 5, 8)
+        np.testing.assert_array_equal(rope(x, tables, 1e6, scaling), rope(x, pos, 1e6, scaling))
+    cfg = ModelConfig(
+        vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, mlp_dim=64
+    )
+    m = CausalLM(cfg, rngs=nnx.Rngs(0))
+    tok = jnp.asarray(rng.integers(1, 50, size=(2, 5)), jnp.int32)
+    mask = jnp.tril(jnp.ones((5, 5), bool))[None].repeat(2, 0)
+    want, _ = m(tok, pos, mask)
+    got, _ = m(tok, rope_tables(pos, 8, cfg.rope_theta), mask)
+    np.testing.assert_array_equal(got, want)
 
 
 def test_gqa_requires_divisible_heads():

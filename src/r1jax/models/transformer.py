@@ -216,16 +216,34 @@ def rope_inv_freq(dh: int, theta: float, scaling=None) -> jax.Array:
     return jnp.where(medium, smoothed, scaled)
 
 
-def rope(x_blhd: jax.Array, positions_bl: jax.Array, theta: float, scaling=None) -> jax.Array:
+class RopeTables(NamedTuple):
+    """cos and sin of the rotary angles `[B, L, Dh/2]` (float32), computed once
+    (`rope_tables`) where positions would be passed: every layer's `rope` reads them
+    instead of evaluating cos and sin again. XLA fuses the angles' cos/sin into each
+    consumer and evaluates them per element there (per head, per layer): in the CPU
+    decode step that was ~1 ms of 19 (`benchmarks/sampling_bench.py`)."""
+
+    cos_blf: jax.Array
+    sin_blf: jax.Array
+
+
+def rope_tables(positions_bl: jax.Array, dh: int, theta: float, scaling=None) -> RopeTables:
+    """`RopeTables` of integer positions `[B, L]` for head dimension `dh`."""
+    ang_blf = positions_bl[..., None].astype(jnp.float32) * rope_inv_freq(dh, theta, scaling)
+    return RopeTables(jnp.cos(ang_blf), jnp.sin(ang_blf))
+
+
+def rope(x_blhd: jax.Array, positions_bl, theta: float, scaling=None) -> jax.Array:
     """Rotary embedding, rotate-half layout (first half pairs with second half).
 
+    `positions_bl`: integer positions `[B, L]`, or their `RopeTables`.
     `scaling`: optional frequency scaling (`ModelConfig.rope_scaling`).
     """
     dh = x_blhd.shape[-1]
-    inv_freq = rope_inv_freq(dh, theta, scaling)  # [Dh/2]
-    ang_blf = positions_bl[..., None].astype(jnp.float32) * inv_freq
-    cos = jnp.cos(ang_blf)[:, :, None, :]
-    sin = jnp.sin(ang_blf)[:, :, None, :]
+    if not isinstance(positions_bl, RopeTables):
+        positions_bl = rope_tables(positions_bl, dh, theta, scaling)
+    cos = positions_bl.cos_blf[:, :, None, :]
+    sin = positions_bl.sin_blf[:, :, None, :]
     x1, x2 = jnp.split(x_blhd.astype(jnp.float32), 2, axis=-1)
     out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
     return out.astype(x_blhd.dtype)
