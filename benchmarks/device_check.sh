@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 22's GPU measurements as one prepared run (estimated 7 minutes on an H100/H200: not
+# Issue 22's GPU measurements as one prepared run (estimated 8 minutes on an H100/H200: not
 # yet run on one; each step has its own timeout).
 #
 # On the lent device machine, from the repository root, with the wheels the image lacks
@@ -50,6 +50,14 @@ for b in 32 128; do
     --prompt_len=128 --new_tokens="$tokens" --top_p=1.0 --repeats=3 --skip_hf \
     --json_out="$OUT/decode_$b.json" 2>&1 | tail -n 30 | tee "$OUT/decode_$b.log"
 done
+#    The same at batch 128 with q/k/v and gate/up as one matmul each (as on CPU; fewer
+#    kernels per layer, if XLA hoists the kernels' concatenation out of the loop).
+tokens=256
+[ "$PRESET" = tiny ] && tokens=16
+timeout 100 python3 benchmarks/sampling_bench.py --preset="$PRESET" --batch=128 \
+  --prompt_len=128 --new_tokens="$tokens" --top_p=1.0 --repeats=3 --skip_hf \
+  --fused_projections=on --json_out="$OUT/decode_128_fused.json" 2>&1 | tail -n 30 \
+  | tee "$OUT/decode_128_fused.log"
 # 3. Compile time of 24 decoder blocks, unrolled against one lax.scan (model.layer_loop;
 #    the workload above runs the scan, the config's "auto" for 24 blocks).
 layers=24

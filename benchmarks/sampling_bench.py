@@ -3,7 +3,7 @@
   python benchmarks/sampling_bench.py [--preset=tiny|qwen0.5b] [--batch=64]
       [--prompt_len=32] [--new_tokens=64] [--top_p=0.95] [--temperature=1.0]
       [--repeats=5] [--dtype=float32|bfloat16] [--torch_threads=1,2] [--hlo_check]
-      [--json_out=PATH]
+      [--fused_projections=auto|on] [--json_out=PATH]
 
 On a GPU machine: `PYTHONPATH=src python3 benchmarks/sampling_bench.py --preset=qwen0.5b`
 (bfloat16 on both sides by default there; the torch model goes on `cuda`).
@@ -183,6 +183,13 @@ def main():
         help="comma-separated torch CPU thread counts to time transformers at (default: "
         "torch's own); the ratio is against the fastest",
     )
+    ap.add_argument(
+        "--fused_projections",
+        default="auto",
+        choices=("auto", "on"),
+        help="on: the decode step's q/k/v and gate/up as one matmul each on any backend "
+        "(auto: on CPU only; models.transformer.SIDE_BY_SIDE_BACKENDS)",
+    )
     ap.add_argument("--json_out", default="")
     ap.add_argument(
         "--hlo_check",
@@ -190,6 +197,10 @@ def main():
         help="count copies/transposes of KV-cache-sized buffers in the compiled decode loop",
     )
     args = ap.parse_args()
+    if args.fused_projections == "on":
+        from r1jax.models import transformer
+
+        transformer.SIDE_BY_SIDE_BACKENDS = ("cpu", "gpu", "cuda", "rocm", "tpu")
 
     dev = jax.devices()[0]
     on_cpu = dev.platform == "cpu"
@@ -444,6 +455,7 @@ def main():
             "new_tokens": t,
             "temperature": args.temperature,
             "top_p": args.top_p,
+            "fused_projections": args.fused_projections,
             "repeats": args.repeats,
             "ours_s": t_ours,
             "ours_tokens_per_s": tok / t_ours,

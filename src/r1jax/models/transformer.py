@@ -249,6 +249,9 @@ def rope(x_blhd: jax.Array, positions_bl, theta: float, scaling=None) -> jax.Arr
     return out.astype(x_blhd.dtype)
 
 
+SIDE_BY_SIDE_BACKENDS = ("cpu",)  # where `_side_by_side` fuses q/k/v and gate/up
+
+
 def _side_by_side(x, layers):
     """`[layer(x) for layer in layers]` (`nnx.Linear`s on the same input), on XLA:CPU as
     one matmul with the kernels side by side: the same products (up to float summation
@@ -256,8 +259,10 @@ def _side_by_side(x, layers):
     rate, and q/k/v and gate/up fused took ~60% of the time of the separate ones
     (BENCHMARKS.md, "Sampling vs transformers"). Elsewhere the layers run one by one
     (on accelerators nothing was measured, and concatenated tensor-sharded kernels
-    would need resharding). Used in cached (sampling) forwards only."""
-    if jax.default_backend() != "cpu" or any(
+    would need resharding). Used in cached (sampling) forwards only, on the backends in
+    `SIDE_BY_SIDE_BACKENDS` (`benchmarks/sampling_bench.py --fused_projections=on` adds
+    the accelerators, to measure them)."""
+    if jax.default_backend() not in SIDE_BY_SIDE_BACKENDS or any(
         getattr(lay, "preferred_element_type", None) is not None for lay in layers
     ):
         return [lay(x) for lay in layers]
