@@ -42,22 +42,18 @@ timeout 360 python3 benchmarks/gpu_workload.py --preset="$PRESET" --gsm8k=.gsm8k
   --json_out="$OUT/workload.json" "${small[@]}" 2>&1 | tee "$OUT/workload.log"
 
 # 2. Decode: ms per step and the share of HBM bandwidth at batch 32 and 128 (our sampler
-#    alone, no top-p, prompt 128 + 256 new tokens as the workload).
-for b in 32 128; do
-  tokens=256
-  [ "$PRESET" = tiny ] && tokens=16
-  timeout 100 python3 benchmarks/sampling_bench.py --preset="$PRESET" --batch="$b" \
-    --prompt_len=128 --new_tokens="$tokens" --top_p=1.0 --repeats=3 --skip_hf \
-    --json_out="$OUT/decode_$b.json" 2>&1 | tail -n 30 | tee "$OUT/decode_$b.log"
-done
-#    The same at batch 128 with q/k/v and gate/up as one matmul each (as on CPU; fewer
-#    kernels per layer, if XLA hoists the kernels' concatenation out of the loop).
+#    alone, no top-p, prompt 128 + 256 new tokens as the workload); batch 128 again with
+#    q/k/v and gate/up as one matmul each (as on CPU: fewer kernels per layer, if XLA
+#    hoists the kernels' concatenation out of the loop).
 tokens=256
 [ "$PRESET" = tiny ] && tokens=16
-timeout 100 python3 benchmarks/sampling_bench.py --preset="$PRESET" --batch=128 \
-  --prompt_len=128 --new_tokens="$tokens" --top_p=1.0 --repeats=3 --skip_hf \
-  --fused_projections=on --json_out="$OUT/decode_128_fused.json" 2>&1 | tail -n 30 \
-  | tee "$OUT/decode_128_fused.log"
+for spec in 32:auto:32 128:auto:128 128:on:128_fused; do
+  IFS=: read -r b fused name <<<"$spec"
+  timeout 100 python3 benchmarks/sampling_bench.py --preset="$PRESET" --batch="$b" \
+    --prompt_len=128 --new_tokens="$tokens" --top_p=1.0 --repeats=3 --skip_hf \
+    --fused_projections="$fused" --json_out="$OUT/decode_$name.json" 2>&1 | tail -n 30 \
+    | tee "$OUT/decode_$name.log"
+done
 # 3. Compile time of 24 decoder blocks, unrolled against one lax.scan (model.layer_loop;
 #    the workload above runs the scan, the config's "auto" for 24 blocks).
 layers=24

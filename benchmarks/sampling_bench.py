@@ -200,7 +200,7 @@ def main():
     if args.fused_projections == "on":
         from r1jax.models import transformer
 
-        transformer.SIDE_BY_SIDE_BACKENDS = ("cpu", "gpu", "cuda", "rocm", "tpu")
+        transformer.SIDE_BY_SIDE_BACKENDS = ("cpu", "gpu", "tpu")  # jax.default_backend()
 
     dev = jax.devices()[0]
     on_cpu = dev.platform == "cpu"

@@ -220,8 +220,10 @@ class RopeTables(NamedTuple):
     """cos and sin of the rotary angles `[B, L, Dh/2]` (float32), computed once
     (`rope_tables`) where positions would be passed: every layer's `rope` reads them
     instead of evaluating cos and sin again. XLA fuses the angles' cos/sin into each
-    consumer and evaluates them per element there (per head, per layer): in the CPU
-    decode step that was ~1 ms of 19 (`benchmarks/sampling_bench.py`)."""
+    consumer and evaluates them per element there (per head, per layer): in a profile of
+    the CPU decode step (tiny preset, batch 128) those fusions took ~0.6 ms of ~19; the
+    whole `generate` call gained 0-2.5% from the tables, within the machine's spread
+    (BENCHMARKS.md, session 20)."""
 
     cos_blf: jax.Array
     sin_blf: jax.Array
