@@ -1,5 +1,6 @@
-"""Continual learning over ten reasoning domains: naive fine-tuning, EWC, online EWC and
-progressive networks, same seeds and budget per task (`r1jax.train.continual`).
+"""Continual learning over ten reasoning domains: naive fine-tuning, EWC, online EWC,
+progressive networks and experience replay, same seeds and budget per task
+(`r1jax.train.continual`).
 
   python experiments/continual.py --workdir=runs/continual              # the measured run
   python experiments/continual.py --workdir=/tmp/cl --smoke             # seconds per method
@@ -28,7 +29,9 @@ import sys
 from absl import app, flags, logging
 
 flags.DEFINE_string("workdir", None, "Output directory (continual.json, heat maps).")
-flags.DEFINE_list("methods", ["naive", "ewc", "online_ewc", "progressive"], "Methods to run.")
+flags.DEFINE_list(
+    "methods", ["naive", "ewc", "online_ewc", "progressive", "replay"], "Methods to run."
+)
 flags.DEFINE_list("seeds", ["0"], "Seeds (model init, data); R is averaged over them.")
 flags.DEFINE_list("lambdas", ["0.03", "0.3", "3"], "EWC λ sweep (ewc and online_ewc).")
 flags.DEFINE_bool("smoke", False, "Tiny model, 2 steps per task, 8 held-out problems.")

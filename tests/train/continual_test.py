@@ -70,7 +70,7 @@ def test_smoke_writes_every_method_with_consistent_metrics(smoke):
     w, out = smoke
     res = json.loads((w / "continual.json").read_text())
     assert res["domains"] == list(DOMAINS)  # in curriculum order
-    for method in ("naive", "ewc", "online_ewc", "progressive"):
+    for method in ("naive", "ewc", "online_ewc", "progressive", "replay"):
         r = res[method]
         R = np.asarray(r["R"])
         assert R.shape == (10, 10) and ((R >= 0) & (R <= 1)).all()
@@ -87,7 +87,7 @@ def test_smoke_writes_every_method_with_consistent_metrics(smoke):
         assert res[method]["lambda"] in (10.0, 1000.0)
     # Progressive networks hold a column per task, more than one shared model.
     assert res["progressive"]["params"] > 5 * res["naive"]["params"]
-    assert res["naive"]["params"] == res["ewc"]["params"]
+    assert res["naive"]["params"] == res["ewc"]["params"] == res["replay"]["params"]
 
 
 def test_a_rerun_reuses_the_finished_cells(smoke):
@@ -104,7 +104,7 @@ def test_a_rerun_reuses_the_finished_cells(smoke):
     "args, message",
     [
         ((), "--workdir is required"),
-        (("--workdir=W", "--methods=naive,replay"), "unknown ['replay']"),
+        (("--workdir=W", "--methods=naive,rehearse"), "unknown ['rehearse']"),
         (("--workdir=W", "--lambdas=ten"), "--lambdas"),
         (("--workdir=W", "--override=steps=3"), "--override='steps=3'"),
         (("--workdir=W", "--override=steps_per_task=many"), "not a int"),
@@ -203,3 +203,53 @@ def test_fisher_rows_and_sequence_logp():
     batch = pack_examples([(seq[:n_prompt], seq[n_prompt:])], 1, length, tok.pad_id)
     ce, _ = sft_loss(params, batch, graphs)
     assert lp == pytest.approx(-float(ce) * n_tok, rel=1e-4)
+
+
+def test_replay_batches_mix_the_earlier_tasks_memory_at_the_set_share():
+    """`replay`'s batch of task i: about `replay_fraction` of its examples come from the
+    memories of tasks 0..i-1 (problems fixed per task and seed), the rest are task i's;
+    a pure function of (seed, task, step); the first task's batch is naive's."""
+    import jax
+
+    from r1jax.configs.continual import get_config
+    from r1jax.tasks import get_task
+    from r1jax.tokenizer import CharTokenizer
+    from r1jax.train.continual import _memory, _replay_batch, _sft_batch
+
+    c = get_config()
+    c.replay_examples = 16
+    tok = CharTokenizer()
+    tasks = [get_task(n) for n in DOMAINS]
+    first = _replay_batch(c, tasks, tok, 0, 0, 5)
+    naive = _sft_batch(c, tasks[0], tok, 0, 0, 5)
+    same = jax.tree.map(np.array_equal, first, naive)
+    assert all(jax.tree.leaves(same))
+
+    def questions(batch):  # the prompt of every packed example
+        out = []
+        for row, seg in zip(batch.tokens, batch.segments):
+            for s in range(1, int(seg.max()) + 1):
+                text = tok.decode(row[seg == s].tolist())
+                out.append(text[: text.index("\n") + 1])
+        return out
+
+    memory = {j: {q for q, _ in _memory(tasks[j], 0, j, 16)} for j in range(3)}
+    old, new, replayed = 0, 0, set()
+    for step in range(4):
+        batch = _replay_batch(c, tasks, tok, 0, 3, step)
+        again = _replay_batch(c, tasks, tok, 0, 3, step)
+        assert all(jax.tree.leaves(jax.tree.map(np.array_equal, batch, again)))
+        for q in questions(batch):
+            owner = [j for j in range(4) if q.split(":")[0] in tasks[j].headers]
+            assert len(owner) == 1, q
+            if owner[0] < 3:  # an earlier domain's question comes from its memory
+                assert q in memory[owner[0]], q
+                old += 1
+                replayed.add(owner[0])
+            else:
+                new += 1
+    assert abs(old / (old + new) - c.replay_fraction) < 0.08, (old, new)
+    assert replayed == {0, 1, 2}  # every finished task is replayed
+    c.replay_fraction = 0.0
+    plain = questions(_replay_batch(c, tasks, tok, 0, 3, 0))
+    assert all(q.split(":")[0] in tasks[3].headers for q in plain)

@@ -37,6 +37,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.fisher_kind = "true"  # "true": the policy's own samples; "empirical": references
     c.fisher_examples = 256  # examples per Fisher estimate
     c.fisher_chunk = 16  # per-example gradients held at once
+    c.replay_examples = 256  # replay: train problems kept per finished task
+    c.replay_fraction = 0.25  # replay: share of each batch's examples from that memory
     if arg == "smoke":
         c.model.update(d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=16, mlp_dim=64)
         c.steps_per_task = 2
@@ -48,6 +50,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.eval_batch = 8
         c.fisher_examples = 8
         c.fisher_chunk = 4
+        c.replay_examples = 8
     elif arg:
         raise ValueError(f"unknown variant {arg!r} of continual; use '' or 'smoke'")
     return c

@@ -14,7 +14,12 @@ column j = task j). Methods (``METHODS``):
 * ``online_ewc``: online EWC (Schwarz et al. 2018), F ← γF + F_k, the last anchor;
 * ``progressive``: progressive networks (Rusu et al. 2016, ``models.progressive``): a
   new column per task with lateral connections from the frozen earlier ones; the task
-  id selects the column, so earlier tasks' outputs cannot change.
+  id selects the column, so earlier tasks' outputs cannot change;
+* ``replay``: experience replay, the reference baseline of the field (e.g. Chaudhry et
+  al. 2019): after each task ``c.replay_examples`` of its train problems are kept, and
+  ``c.replay_fraction`` of every later batch's examples are drawn from that memory
+  (uniformly over the finished tasks); the rest of the batch, the steps and the
+  optimizer are naive fine-tuning's.
 
 The Fisher is the true Fisher (``c.fisher_kind="true"``: log-likelihood gradients of
 completions the policy samples itself) or the empirical Fisher (``"empirical"``: of the
@@ -64,7 +69,7 @@ __all__ = [
 
 log = logging.getLogger("r1jax")
 
-METHODS = ("naive", "ewc", "online_ewc", "progressive")
+METHODS = ("naive", "ewc", "online_ewc", "progressive", "replay")
 FISHER_KINDS = ("true", "empirical")
 
 
@@ -171,6 +176,38 @@ def _sft_batch(c, task, tok: CharTokenizer, seed: int, task_index: int, step: in
     return pack_examples(examples, c.rows, c.max_prompt_len + c.max_new_tokens, tok.pad_id)
 
 
+@functools.lru_cache(maxsize=64)
+def _memory(task, seed: int, task_index: int, n: int) -> tuple:
+    """The replay memory of a finished task: ``n`` of its train problems, a pure function
+    of (seed, task), as the ``(prompt, solution)`` texts ``_sft_batch`` encodes."""
+    rng = np.random.default_rng([seed, 11, task_index])
+    return tuple((task.format_prompt(p), p.solution) for p in sample_mixture(task, rng, n, "train"))
+
+
+def _replay_batch(c, tasks, tok: CharTokenizer, seed: int, task_index: int, step: int):
+    """Task ``task_index``'s SFT batch with ``round(c.replay_fraction * c.max_examples)``
+    of its examples drawn from the earlier tasks' memories (``_memory``), the new and the
+    replayed examples in a random order (packing drops what does not fit, so neither
+    kind always loses). The first task's batch is ``_sft_batch``'s."""
+    if task_index == 0:
+        return _sft_batch(c, tasks[0], tok, seed, 0, step)
+    rng = np.random.default_rng([seed, 12, task_index, step])
+    n_old = round(c.replay_fraction * c.max_examples)
+    task = tasks[task_index]
+    texts = [
+        (task.format_prompt(p), p.solution)
+        for p in sample_mixture(task, rng, c.max_examples - n_old, "train")
+    ]
+    for k in rng.integers(task_index * c.replay_examples, size=n_old):
+        j, m = divmod(int(k), c.replay_examples)
+        texts.append(_memory(tasks[j], seed, j, c.replay_examples)[m])
+    examples = [
+        (tok.encode(texts[int(k)][0]), tok.encode(texts[int(k)][1]) + [tok.eos_id])
+        for k in rng.permutation(len(texts))
+    ]
+    return pack_examples(examples, c.rows, c.max_prompt_len + c.max_new_tokens, tok.pad_id)
+
+
 def _optimizer(c):
     return make_optimizer(
         c.lr,
@@ -259,8 +296,11 @@ def check_config(c) -> None:
         raise ValueError(f"online_gamma must be in [0, 1], got {c.online_gamma}")
     if c.ewc_lambda < 0:
         raise ValueError(f"ewc_lambda must be >= 0, got {c.ewc_lambda}")
+    if not 0.0 <= c.replay_fraction < 1.0:
+        raise ValueError(f"replay_fraction must be in [0, 1), got {c.replay_fraction}")
     positive = ("steps_per_task", "rows", "max_examples", "eval_problems", "eval_batch")
     positive += ("fisher_examples", "fisher_chunk", "max_prompt_len", "max_new_tokens")
+    positive += ("replay_examples",)
     for name in positive:
         if c[name] <= 0:
             raise ValueError(f"{name} must be positive, got {c[name]}")
@@ -363,6 +403,8 @@ def run_method(
     }
     if progress.penalties:
         out["ewc_penalty"] = progress.penalties
+    if method == "replay":  # problems kept in the memory at the end
+        out["memory_examples"] = (len(tasks) - 1) * c.replay_examples
     out.update(forgetting_metrics(R))
     if keep_state:
         out["state"] = jax.device_get(state)
@@ -406,7 +448,7 @@ def _shared_programs(cfg, lr, warmup, steps, weight_decay, grad_clip, fisher_chu
 
 
 def _run_shared(run: _Run, progress: _Progress, base):
-    """naive / ewc / online_ewc: one model trained on every task in turn."""
+    """naive / ewc / online_ewc / replay: one model trained on every task in turn."""
     c, cfg, tok, tasks, seed, method = run.c, run.cfg, run.tok, run.tasks, run.seed, run.method
     pgraph, tx, step, fisher_fn = _shared_programs(
         cfg, c.lr, c.warmup, c.steps_per_task, c.weight_decay, c.grad_clip, c.fisher_chunk
@@ -415,11 +457,12 @@ def _run_shared(run: _Run, progress: _Progress, base):
     state = create_state(
         policy, {}, tx, tx, seed=seed, eps_low=0.2, eps_high=0.2, entropy_coef=1e-3, kl_coef=0.0
     )
-    if method != "naive":
+    uses_ewc = method in ("ewc", "online_ewc")
+    if uses_ewc:
         state = state.replace(ewc=ewc_lib.init_ewc(policy, c.ewc_lambda))
 
     def saved(st):  # what a checkpoint holds: the params, and the EWC Fisher and anchor
-        return {"policy": st.policy, "ewc": st.ewc} if method != "naive" else {"policy": st.policy}
+        return {"policy": st.policy, "ewc": st.ewc} if uses_ewc else {"policy": st.policy}
 
     start, restored = progress.resume(saved(state))
     if restored is not None:
@@ -431,14 +474,18 @@ def _run_shared(run: _Run, progress: _Progress, base):
         state = state.replace(policy_opt=tx.init(state.policy))
         metrics = None
         for s in range(c.steps_per_task):
-            state, metrics = step(state, _sft_batch(c, task, tok, seed, i, s))
+            if method == "replay":
+                batch = _replay_batch(c, tasks, tok, seed, i, s)
+            else:
+                batch = _sft_batch(c, task, tok, seed, i, s)
+            state, metrics = step(state, batch)
         if metrics is not None and "ewc_penalty" in metrics:
             progress.penalties.append(float(metrics["ewc_penalty"]))
         progress.R[i] = [run.ev.accuracy(state.policy, greedy, j) for j in range(len(tasks))]
         log.info(
             "%s seed %d after task %d (%s): %s", method, seed, i, task.name, _fmt(progress.R[i])
         )
-        if method != "naive" and i < len(tasks) - 1:
+        if uses_ewc and i < len(tasks) - 1:
             rows = fisher_rows(c, task, tok, seed, sampler=sampler, params=state.policy)
             fisher = fisher_fn(state.policy, jax.tree.map(jnp.asarray, rows))
             mode = "online" if method == "online_ewc" else "offline"
