@@ -155,6 +155,40 @@ def test_a_stopped_run_resumes_exactly(tmp_path):
     assert float(np.sum(jax.tree.leaves(resumed["state"]["ewc"].fisher)[0])) > 0
 
 
+def test_a_stopped_replay_run_resumes_exactly(tmp_path):
+    """Replay's memory and batches are functions of (seed, task, step): a run stopped
+    after task 2 ends, once started again, with the uninterrupted run's R and params."""
+    import jax
+
+    from r1jax.configs.continual import get_config
+    from r1jax.train.continual import pretrain_base, run_method
+
+    c = get_config("smoke")
+    c.domains = tuple(DOMAINS[:4])
+    c.steps_per_task = 3
+    base = pretrain_base(c, 0)
+    full = run_method(c, "replay", 0, base=base, keep_state=True)
+    assert full["memory_examples"] == 3 * c.replay_examples
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_2(i, row):
+        if i == 2:
+            raise Stop
+
+    d = str(tmp_path / "ckpt")
+    with pytest.raises(Stop):
+        run_method(c, "replay", 0, base=base, ckpt_dir=d, on_task=stop_after_2)
+    resumed = run_method(c, "replay", 0, base=base, ckpt_dir=d, keep_state=True)
+    assert resumed["R"] == full["R"]
+    same = jax.tree.map(lambda a, b: np.array_equal(a, b), full["state"], resumed["state"])
+    assert all(jax.tree.leaves(same))
+    naive = run_method(c, "naive", 0, base=base, keep_state=True)  # replay changed the steps
+    moved = jax.tree.map(lambda a, b: np.array_equal(a, b), naive["state"], full["state"])
+    assert not all(jax.tree.leaves(moved))
+
+
 def test_fisher_rows_and_sequence_logp():
     """The empirical Fisher's rows are the reference solutions; the true Fisher's rows are
     what the policy's sampler wrote; `sequence_logp` is minus the SFT cross-entropy of
