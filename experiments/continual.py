@@ -166,6 +166,8 @@ def main(argv):
         out = {"R": R.tolist(), **continual.forgetting_metrics(R)}
         out["params"] = runs[0]["params"]
         out["stored_floats"] = runs[0]["stored_floats"]
+        if "memory_examples" in runs[0]:  # replay: problems kept at the end
+            out["memory_examples"] = runs[0]["memory_examples"]
         out["seconds"] = float(sum(r["seconds"] for r in runs))
         out["per_seed"] = [
             {k: r[k] for k in ("R", "acc", "diag", "bwt", "forgetting", "retention", "seconds")}

@@ -88,6 +88,7 @@ def test_smoke_writes_every_method_with_consistent_metrics(smoke):
     # Progressive networks hold a column per task, more than one shared model.
     assert res["progressive"]["params"] > 5 * res["naive"]["params"]
     assert res["naive"]["params"] == res["ewc"]["params"] == res["replay"]["params"]
+    assert res["replay"]["memory_examples"] == 9 * 8  # smoke: 8 problems per finished task
 
 
 def test_a_rerun_reuses_the_finished_cells(smoke):
