@@ -30,10 +30,12 @@ from absl import app, flags, logging
 
 flags.DEFINE_string("workdir", None, "Output directory (continual.json, heat maps).")
 flags.DEFINE_list(
-    "methods", ["naive", "ewc", "online_ewc", "progressive", "replay"], "Methods to run."
+    "methods",
+    ["naive", "ewc", "online_ewc", "progressive", "replay"],
+    "Methods to run (also: ewc_replay, EWC on replay's batches).",
 )
 flags.DEFINE_list("seeds", ["0"], "Seeds (model init, data); R is averaged over them.")
-flags.DEFINE_list("lambdas", ["0.03", "0.3", "3"], "EWC λ sweep (ewc and online_ewc).")
+flags.DEFINE_list("lambdas", ["0.03", "0.3", "3"], "EWC λ sweep (ewc, online_ewc and ewc_replay).")
 flags.DEFINE_bool("smoke", False, "Tiny model, 2 steps per task, 8 held-out problems.")
 flags.DEFINE_enum(
     "select", "acc", ["acc", "retention"], "Which λ of the sweep is reported as the method's."
@@ -185,7 +187,7 @@ def main(argv):
     out_path = os.path.join(FLAGS.workdir, "continual.json")
     rows = []
     for method in FLAGS.methods:
-        if method in ("ewc", "online_ewc"):
+        if method in continual.EWC_METHODS:
             sweep = []
             for lam in lambdas:
                 s = summary([cell(method, lam, seed) for seed in seeds])

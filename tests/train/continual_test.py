@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from r1jax.tasks import DOMAINS
-from r1jax.train.continual import forgetting_metrics
+from r1jax.train.continual import METHODS, forgetting_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "experiments", "continual.py")
@@ -61,7 +61,7 @@ def _run(*args, timeout=600):
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     w = tmp_path_factory.mktemp("continual")
-    out = _run(f"--workdir={w}", "--smoke", "--lambdas=10,1000")
+    out = _run(f"--workdir={w}", "--smoke", "--lambdas=10,1000", f"--methods={','.join(METHODS)}")
     assert out.returncode == 0, out.stderr[-3000:]
     return w, out
 
@@ -70,7 +70,7 @@ def test_smoke_writes_every_method_with_consistent_metrics(smoke):
     w, out = smoke
     res = json.loads((w / "continual.json").read_text())
     assert res["domains"] == list(DOMAINS)  # in curriculum order
-    for method in ("naive", "ewc", "online_ewc", "progressive", "replay"):
+    for method in METHODS:
         r = res[method]
         R = np.asarray(r["R"])
         assert R.shape == (10, 10) and ((R >= 0) & (R <= 1)).all()
@@ -81,14 +81,16 @@ def test_smoke_writes_every_method_with_consistent_metrics(smoke):
         assert (w / f"R_{method}.png").stat().st_size > 1000
         assert method in out.stdout
     # The λ sweep: both values reported, the chosen one among them.
-    for method in ("ewc", "online_ewc"):
+    for method in ("ewc", "online_ewc", "ewc_replay"):
         sweep = res[method]["sweep"]
         assert [s["lambda"] for s in sweep] == [10.0, 1000.0]
         assert res[method]["lambda"] in (10.0, 1000.0)
     # Progressive networks hold a column per task, more than one shared model.
     assert res["progressive"]["params"] > 5 * res["naive"]["params"]
     assert res["naive"]["params"] == res["ewc"]["params"] == res["replay"]["params"]
-    assert res["replay"]["memory_examples"] == 9 * 8  # smoke: 8 problems per finished task
+    for method in ("replay", "ewc_replay"):  # smoke: 8 problems per finished task
+        assert res[method]["memory_examples"] == 9 * 8
+    assert res["ewc_replay"]["stored_floats"] == 3 * res["ewc_replay"]["params"]
 
 
 def test_a_rerun_reuses_the_finished_cells(smoke):

@@ -19,7 +19,8 @@ column j = task j). Methods (``METHODS``):
   al. 2019): after each task ``c.replay_examples`` of its train problems are kept, and
   ``c.replay_fraction`` of every later batch's examples are drawn from that memory
   (uniformly over the finished tasks); the rest of the batch, the steps and the
-  optimizer are naive fine-tuning's.
+  optimizer are naive fine-tuning's;
+* ``ewc_replay``: offline EWC trained on replay's batches (both at once).
 
 The Fisher is the true Fisher (``c.fisher_kind="true"``: log-likelihood gradients of
 completions the policy samples itself) or the empirical Fisher (``"empirical"``: of the
@@ -59,8 +60,10 @@ from r1jax.train.sft_step import pack_examples, sft_loss, sft_step
 from r1jax.train.state import Graphs, create_state, guarded_update, init_params, make_optimizer
 
 __all__ = [
+    "EWC_METHODS",
     "FISHER_KINDS",
     "METHODS",
+    "REPLAY_METHODS",
     "fisher_rows",
     "forgetting_metrics",
     "run_method",
@@ -69,7 +72,9 @@ __all__ = [
 
 log = logging.getLogger("r1jax")
 
-METHODS = ("naive", "ewc", "online_ewc", "progressive", "replay")
+METHODS = ("naive", "ewc", "online_ewc", "progressive", "replay", "ewc_replay")
+EWC_METHODS = ("ewc", "online_ewc", "ewc_replay")  # the methods with a penalty (and λ)
+REPLAY_METHODS = ("replay", "ewc_replay")  # the methods with a replay memory
 FISHER_KINDS = ("true", "empirical")
 
 
@@ -394,7 +399,7 @@ def run_method(
         run.ev.close()
         progress.close()
     R = progress.R
-    stored = params_count * (3 if method in ("ewc", "online_ewc") else 1)  # + Fisher, anchor
+    stored = params_count * (3 if method in EWC_METHODS else 1)  # + Fisher, anchor
     out = {
         "R": R.tolist(),
         "params": int(params_count),
@@ -403,7 +408,7 @@ def run_method(
     }
     if progress.penalties:
         out["ewc_penalty"] = progress.penalties
-    if method == "replay":  # problems kept in the memory at the end
+    if method in REPLAY_METHODS:  # problems kept in the memory at the end
         out["memory_examples"] = (len(tasks) - 1) * c.replay_examples
     out.update(forgetting_metrics(R))
     if keep_state:
@@ -448,7 +453,8 @@ def _shared_programs(cfg, lr, warmup, steps, weight_decay, grad_clip, fisher_chu
 
 
 def _run_shared(run: _Run, progress: _Progress, base):
-    """naive / ewc / online_ewc / replay: one model trained on every task in turn."""
+    """naive / ewc / online_ewc / replay / ewc_replay: one model trained on every task in
+    turn."""
     c, cfg, tok, tasks, seed, method = run.c, run.cfg, run.tok, run.tasks, run.seed, run.method
     pgraph, tx, step, fisher_fn = _shared_programs(
         cfg, c.lr, c.warmup, c.steps_per_task, c.weight_decay, c.grad_clip, c.fisher_chunk
@@ -457,7 +463,7 @@ def _run_shared(run: _Run, progress: _Progress, base):
     state = create_state(
         policy, {}, tx, tx, seed=seed, eps_low=0.2, eps_high=0.2, entropy_coef=1e-3, kl_coef=0.0
     )
-    uses_ewc = method in ("ewc", "online_ewc")
+    uses_ewc = method in EWC_METHODS
     if uses_ewc:
         state = state.replace(ewc=ewc_lib.init_ewc(policy, c.ewc_lambda))
 
@@ -474,7 +480,7 @@ def _run_shared(run: _Run, progress: _Progress, base):
         state = state.replace(policy_opt=tx.init(state.policy))
         metrics = None
         for s in range(c.steps_per_task):
-            if method == "replay":
+            if method in REPLAY_METHODS:
                 batch = _replay_batch(c, tasks, tok, seed, i, s)
             else:
                 batch = _sft_batch(c, task, tok, seed, i, s)
