@@ -122,6 +122,43 @@ def test_bad_command_lines_exit_2(args, message, tmp_path):
     assert not (tmp_path / "w" / "continual.json").exists()
 
 
+def _same(a, b) -> bool:
+    """Two pytrees of arrays equal bit for bit."""
+    import jax
+
+    return all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
+
+
+def _stop_and_resume(c, method, base, stop_after: int, ckpt_dir):
+    """``(uninterrupted run, resumed run, tasks trained by the resumed process)``: the
+    second run of ``method`` is stopped after task ``stop_after`` and started again from
+    its checkpoints in ``ckpt_dir``; both keep their final state."""
+    from r1jax.train.continual import run_method
+
+    full = run_method(c, method, 0, base=base, keep_state=True)
+
+    class Stop(Exception):
+        pass
+
+    def stop(i, row):
+        if i == stop_after:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_method(c, method, 0, base=base, ckpt_dir=ckpt_dir, on_task=stop)
+    seen = []
+    resumed = run_method(
+        c,
+        method,
+        0,
+        base=base,
+        ckpt_dir=ckpt_dir,
+        keep_state=True,
+        on_task=lambda i, r: seen.append(i),
+    )
+    return full, resumed, seen
+
+
 def test_a_stopped_run_resumes_exactly(tmp_path):
     """EWC's Fisher and anchor are checkpointed after each task: a run stopped after task
     4 and started again ends with the uninterrupted run's params, Fisher, anchor and R,
@@ -129,40 +166,24 @@ def test_a_stopped_run_resumes_exactly(tmp_path):
     import jax
 
     from r1jax.configs.continual import get_config
-    from r1jax.train.continual import pretrain_base, run_method
+    from r1jax.train.continual import pretrain_base
 
     c = get_config("smoke")
     c.steps_per_task = 3
     base = pretrain_base(c, 0)
-    full = run_method(c, "ewc", 0, base=base, keep_state=True)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_4(i, row):
-        if i == 4:
-            raise Stop
-
-    d = str(tmp_path / "ckpt")
-    with pytest.raises(Stop):
-        run_method(c, "ewc", 0, base=base, ckpt_dir=d, on_task=stop_after_4)
-    seen = []
-    resumed = run_method(
-        c, "ewc", 0, base=base, ckpt_dir=d, keep_state=True, on_task=lambda i, r: seen.append(i)
-    )
+    full, resumed, seen = _stop_and_resume(c, "ewc", base, 4, str(tmp_path / "ckpt"))
     assert seen == [5, 6, 7, 8, 9]  # tasks 0-4 were not trained again
     assert resumed["R"] == full["R"] and resumed["ewc_penalty"] == full["ewc_penalty"]
-    same = jax.tree.map(lambda a, b: np.array_equal(a, b), full["state"], resumed["state"])
-    assert all(jax.tree.leaves(same))
+    assert _same(full["state"], resumed["state"])
     assert int(resumed["state"]["ewc"].tasks) == 9  # consolidated after tasks 0..8
     assert float(np.sum(jax.tree.leaves(resumed["state"]["ewc"].fisher)[0])) > 0
 
 
-def test_a_stopped_replay_run_resumes_exactly(tmp_path):
-    """Replay's memory and batches are functions of (seed, task, step): a run stopped
-    after task 2 ends, once started again, with the uninterrupted run's R and params."""
-    import jax
-
+def test_a_stopped_ewc_replay_run_resumes_exactly_and_uses_both(tmp_path):
+    """Replay's memory and batches are functions of (seed, task, step): an `ewc_replay`
+    run stopped after task 2 ends, once started again, with the uninterrupted run's R,
+    penalties and params; those differ from both `replay`'s (the penalty acts) and
+    `ewc`'s (the replayed examples act)."""
     from r1jax.configs.continual import get_config
     from r1jax.train.continual import pretrain_base, run_method
 
@@ -170,26 +191,15 @@ def test_a_stopped_replay_run_resumes_exactly(tmp_path):
     c.domains = tuple(DOMAINS[:4])
     c.steps_per_task = 3
     base = pretrain_base(c, 0)
-    full = run_method(c, "replay", 0, base=base, keep_state=True)
+    full, resumed, seen = _stop_and_resume(c, "ewc_replay", base, 2, str(tmp_path / "ckpt"))
+    assert seen == [3]
     assert full["memory_examples"] == 3 * c.replay_examples
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_2(i, row):
-        if i == 2:
-            raise Stop
-
-    d = str(tmp_path / "ckpt")
-    with pytest.raises(Stop):
-        run_method(c, "replay", 0, base=base, ckpt_dir=d, on_task=stop_after_2)
-    resumed = run_method(c, "replay", 0, base=base, ckpt_dir=d, keep_state=True)
-    assert resumed["R"] == full["R"]
-    same = jax.tree.map(lambda a, b: np.array_equal(a, b), full["state"], resumed["state"])
-    assert all(jax.tree.leaves(same))
-    naive = run_method(c, "naive", 0, base=base, keep_state=True)  # replay changed the steps
-    moved = jax.tree.map(lambda a, b: np.array_equal(a, b), naive["state"], full["state"])
-    assert not all(jax.tree.leaves(moved))
+    assert len(full["ewc_penalty"]) == 4 and full["ewc_penalty"][-1] > 0
+    assert resumed["R"] == full["R"] and resumed["ewc_penalty"] == full["ewc_penalty"]
+    assert _same(full["state"], resumed["state"])
+    for other in ("replay", "ewc"):
+        alone = run_method(c, other, 0, base=base, keep_state=True)
+        assert not _same(alone["state"]["policy"], full["state"]["policy"]), other
 
 
 def test_fisher_rows_and_sequence_logp():
@@ -246,8 +256,6 @@ def test_replay_batches_mix_the_earlier_tasks_memory_at_the_set_share():
     """`replay`'s batch of task i: about `replay_fraction` of its examples come from the
     memories of tasks 0..i-1 (problems fixed per task and seed), the rest are task i's;
     a pure function of (seed, task, step); the first task's batch is naive's."""
-    import jax
-
     from r1jax.configs.continual import get_config
     from r1jax.tasks import get_task
     from r1jax.tokenizer import CharTokenizer
@@ -259,8 +267,7 @@ def test_replay_batches_mix_the_earlier_tasks_memory_at_the_set_share():
     tasks = [get_task(n) for n in DOMAINS]
     first = _replay_batch(c, tasks, tok, 0, 0, 5)
     naive = _sft_batch(c, tasks[0], tok, 0, 0, 5)
-    same = jax.tree.map(np.array_equal, first, naive)
-    assert all(jax.tree.leaves(same))
+    assert _same(first, naive)
 
     def questions(batch):  # the prompt of every packed example
         out = []
@@ -275,7 +282,7 @@ def test_replay_batches_mix_the_earlier_tasks_memory_at_the_set_share():
     for step in range(4):
         batch = _replay_batch(c, tasks, tok, 0, 3, step)
         again = _replay_batch(c, tasks, tok, 0, 3, step)
-        assert all(jax.tree.leaves(jax.tree.map(np.array_equal, batch, again)))
+        assert _same(batch, again)
         for q in questions(batch):
             owner = [j for j in range(4) if q.split(":")[0] in tasks[j].headers]
             assert len(owner) == 1, q

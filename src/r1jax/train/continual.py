@@ -172,21 +172,28 @@ def fisher_rows(c, task, tok: CharTokenizer, seed: int, *, sampler=None, params=
 # ------------------------------------------------------------------------------ training
 
 
+def _texts(task, problems) -> list:
+    """``(prompt, solution)`` texts of ``task``'s problems, as an SFT example holds them."""
+    return [(task.format_prompt(p), p.solution) for p in problems]
+
+
+def _pack(c, tok: CharTokenizer, texts):
+    """The packed SFT batch of ``(prompt, solution)`` texts (solutions end with EOS)."""
+    examples = [(tok.encode(q), tok.encode(a) + [tok.eos_id]) for q, a in texts]
+    return pack_examples(examples, c.rows, c.max_prompt_len + c.max_new_tokens, tok.pad_id)
+
+
 def _sft_batch(c, task, tok: CharTokenizer, seed: int, task_index: int, step: int):
     rng = np.random.default_rng([seed, 1, task_index, step])
-    examples = [
-        (tok.encode(task.format_prompt(p)), tok.encode(p.solution) + [tok.eos_id])
-        for p in sample_mixture(task, rng, c.max_examples, "train")
-    ]
-    return pack_examples(examples, c.rows, c.max_prompt_len + c.max_new_tokens, tok.pad_id)
+    return _pack(c, tok, _texts(task, sample_mixture(task, rng, c.max_examples, "train")))
 
 
 @functools.lru_cache(maxsize=64)
 def _memory(task, seed: int, task_index: int, n: int) -> tuple:
     """The replay memory of a finished task: ``n`` of its train problems, a pure function
-    of (seed, task), as the ``(prompt, solution)`` texts ``_sft_batch`` encodes."""
+    of (seed, task), as ``(prompt, solution)`` texts."""
     rng = np.random.default_rng([seed, 11, task_index])
-    return tuple((task.format_prompt(p), p.solution) for p in sample_mixture(task, rng, n, "train"))
+    return tuple(_texts(task, sample_mixture(task, rng, n, "train")))
 
 
 def _replay_batch(c, tasks, tok: CharTokenizer, seed: int, task_index: int, step: int):
@@ -199,18 +206,11 @@ def _replay_batch(c, tasks, tok: CharTokenizer, seed: int, task_index: int, step
     rng = np.random.default_rng([seed, 12, task_index, step])
     n_old = round(c.replay_fraction * c.max_examples)
     task = tasks[task_index]
-    texts = [
-        (task.format_prompt(p), p.solution)
-        for p in sample_mixture(task, rng, c.max_examples - n_old, "train")
-    ]
+    texts = _texts(task, sample_mixture(task, rng, c.max_examples - n_old, "train"))
     for k in rng.integers(task_index * c.replay_examples, size=n_old):
         j, m = divmod(int(k), c.replay_examples)
         texts.append(_memory(tasks[j], seed, j, c.replay_examples)[m])
-    examples = [
-        (tok.encode(texts[int(k)][0]), tok.encode(texts[int(k)][1]) + [tok.eos_id])
-        for k in rng.permutation(len(texts))
-    ]
-    return pack_examples(examples, c.rows, c.max_prompt_len + c.max_new_tokens, tok.pad_id)
+    return _pack(c, tok, [texts[int(k)] for k in rng.permutation(len(texts))])
 
 
 def _optimizer(c):
@@ -230,12 +230,11 @@ def _base_batch(c, tasks, tok: CharTokenizer, seed: int, step: int):
     """Pretraining text: reference solutions (step equations and the answer line) of
     train problems of every domain, without their questions."""
     rng = np.random.default_rng([seed, 3, step])
-    prompt = tok.encode(BASE_PROMPT)
-    examples = []
+    texts = []
     for k in rng.integers(len(tasks), size=c.max_examples):
         (p,) = sample_mixture(tasks[int(k)], rng, 1, "train")
-        examples.append((prompt, tok.encode(p.solution) + [tok.eos_id]))
-    return pack_examples(examples, c.rows, c.max_prompt_len + c.max_new_tokens, tok.pad_id)
+        texts.append((BASE_PROMPT, p.solution))
+    return _pack(c, tok, texts)
 
 
 def pretrain_base(c: ml_collections.ConfigDict, seed: int):
