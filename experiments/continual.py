@@ -6,6 +6,8 @@ progressive networks and experience replay, same seeds and budget per task
   python experiments/continual.py --workdir=/tmp/cl --smoke             # seconds per method
   python experiments/continual.py --workdir=W --methods=naive,ewc --seeds=0,1 \
       --lambdas=1,10 --override=steps_per_task=100
+  python experiments/continual.py --workdir=W --methods=naive,ewc,online_ewc \
+      --override=adapter_rank=8        # with the task id: a LoRA adapter per task
 
 Writes `W/continual.json`: per method the accuracy matrix `R` (row i = after task i,
 column j = task j; the mean over seeds), `acc`, `bwt`, `forgetting`, `retention`,
@@ -31,11 +33,17 @@ from absl import app, flags, logging
 flags.DEFINE_string("workdir", None, "Output directory (continual.json, heat maps).")
 flags.DEFINE_list(
     "methods",
-    ["naive", "ewc", "online_ewc", "progressive", "replay"],
-    "Methods to run (also: ewc_replay, EWC on replay's batches).",
+    [],
+    "Methods to run (default: naive, ewc, online_ewc, progressive; with "
+    "--override=adapter_rank=0 also replay; ewc_replay: EWC on replay's batches).",
 )
 flags.DEFINE_list("seeds", ["0"], "Seeds (model init, data); R is averaged over them.")
-flags.DEFINE_list("lambdas", ["0.03", "0.3", "3"], "EWC λ sweep (ewc, online_ewc and ewc_replay).")
+flags.DEFINE_list(
+    "lambdas",
+    [],
+    "EWC λ sweep of ewc, online_ewc and ewc_replay (default 0.1,1,10 with the task "
+    "adapters; 0.03,0.3,3 with --override=adapter_rank=0, one shared model).",
+)
 flags.DEFINE_bool("smoke", False, "Tiny model, 2 steps per task, 8 held-out problems.")
 flags.DEFINE_enum(
     "select", "acc", ["acc", "retention"], "Which λ of the sweep is reported as the method's."
@@ -127,14 +135,25 @@ def main(argv):
     bad = [m for m in FLAGS.methods if m not in continual.METHODS]
     if bad:
         _usage(f"--methods: unknown {bad}; use some of {','.join(continual.METHODS)}")
+    c = _config()
+    # Each setting's defaults: with the task id (adapters) every method but replay's, and
+    # the λ range that spans free to stiff there; one shared model: replay too.
+    methods = FLAGS.methods or ["naive", "ewc", "online_ewc", "progressive"] + (
+        [] if c.adapter_rank else ["replay"]
+    )
     try:
         seeds = [int(s) for s in FLAGS.seeds]
-        lambdas = [float(x) for x in FLAGS.lambdas]
+        lambdas = [float(x) for x in FLAGS.lambdas] or (
+            [0.1, 1.0, 10.0] if c.adapter_rank else [0.03, 0.3, 3.0]
+        )
     except ValueError as e:
         _usage(f"--seeds are integers and --lambdas numbers ({e})")
-    if not seeds or not lambdas or min(lambdas) < 0:
-        _usage("give at least one seed and one λ >= 0")
-    c = _config()
+    if not seeds or min(lambdas) < 0:
+        _usage("give at least one seed, and λ values >= 0")
+    try:
+        continual.check_adapters(c, methods)
+    except ValueError as e:
+        _usage(f"--methods / --override: {e}")
     os.makedirs(os.path.join(FLAGS.workdir, "cells"), exist_ok=True)
 
     bases = {}
@@ -186,7 +205,7 @@ def main(argv):
     }
     out_path = os.path.join(FLAGS.workdir, "continual.json")
     rows = []
-    for method in FLAGS.methods:
+    for method in methods:
         if method in continual.EWC_METHODS:
             sweep = []
             for lam in lambdas:

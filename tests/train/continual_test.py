@@ -58,43 +58,70 @@ def _run(*args, timeout=600):
     )
 
 
+SHARED = ("naive", "replay", "ewc_replay")  # run with one shared model (adapter_rank=0)
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
+    """The default setting (task adapters; the default methods) in one workdir, and one
+    shared model (``--override=adapter_rank=0``) with the replay methods in another."""
     w = tmp_path_factory.mktemp("continual")
-    out = _run(f"--workdir={w}", "--smoke", "--lambdas=10,1000", f"--methods={','.join(METHODS)}")
+    out = _run(f"--workdir={w}", "--smoke", "--lambdas=10,1000")
     assert out.returncode == 0, out.stderr[-3000:]
-    return w, out
+    w0 = tmp_path_factory.mktemp("continual_shared")
+    out0 = _run(
+        f"--workdir={w0}",
+        "--smoke",
+        "--lambdas=10,1000",
+        "--override=adapter_rank=0",
+        f"--methods={','.join(SHARED)}",
+    )
+    assert out0.returncode == 0, out0.stderr[-3000:]
+    return w, out, w0, out0
 
 
 def test_smoke_writes_every_method_with_consistent_metrics(smoke):
-    w, out = smoke
+    w, out, w0, out0 = smoke
     res = json.loads((w / "continual.json").read_text())
-    assert res["domains"] == list(DOMAINS)  # in curriculum order
-    for method in METHODS:
-        r = res[method]
-        R = np.asarray(r["R"])
-        assert R.shape == (10, 10) and ((R >= 0) & (R <= 1)).all()
-        got = forgetting_metrics(R)
-        for k in ("acc", "diag", "bwt", "forgetting", "retention"):
-            assert r[k] == pytest.approx(got[k]), (method, k)
-        assert r["seconds"] > 0 and r["params"] > 0
-        assert (w / f"R_{method}.png").stat().st_size > 1000
-        assert method in out.stdout
+    shared = json.loads((w0 / "continual.json").read_text())
+    assert res["config"]["adapter_rank"] > 0 and shared["config"]["adapter_rank"] == 0
+    assert {"naive", "ewc", "online_ewc", "progressive"} <= set(res)  # the defaults
+    assert "replay" not in res  # it needs one shared model
+    assert set(METHODS) <= set(res) | set(shared)
+    for results, workdir, stdout, methods in (
+        (res, w, out.stdout, ("naive", "ewc", "online_ewc", "progressive")),
+        (shared, w0, out0.stdout, SHARED),
+    ):
+        assert results["domains"] == list(DOMAINS)  # in curriculum order
+        for method in methods:
+            r = results[method]
+            R = np.asarray(r["R"])
+            assert R.shape == (10, 10) and ((R >= 0) & (R <= 1)).all()
+            got = forgetting_metrics(R)
+            for k in ("acc", "diag", "bwt", "forgetting", "retention"):
+                assert r[k] == pytest.approx(got[k]), (method, k)
+            assert r["seconds"] > 0 and r["params"] > 0
+            assert (workdir / f"R_{method}.png").stat().st_size > 1000
+            assert method in stdout
     # The λ sweep: both values reported, the chosen one among them.
-    for method in ("ewc", "online_ewc", "ewc_replay"):
-        sweep = res[method]["sweep"]
+    for results, method in ((res, "ewc"), (res, "online_ewc"), (shared, "ewc_replay")):
+        sweep = results[method]["sweep"]
         assert [s["lambda"] for s in sweep] == [10.0, 1000.0]
-        assert res[method]["lambda"] in (10.0, 1000.0)
-    # Progressive networks hold a column per task, more than one shared model.
-    assert res["progressive"]["params"] > 5 * res["naive"]["params"]
-    assert res["naive"]["params"] == res["ewc"]["params"] == res["replay"]["params"]
+        assert results[method]["lambda"] in (10.0, 1000.0)
+    # With the task id: the trunk and an adapter per task; EWC stores the trunk's Fisher
+    # and anchor. Progressive networks hold a column per task, more than either.
+    trunk = shared["naive"]["params"]
+    assert res["naive"]["params"] == res["ewc"]["params"] > trunk
+    assert res["ewc"]["stored_floats"] == res["ewc"]["params"] + 2 * trunk
+    assert res["progressive"]["params"] > 5 * trunk
+    assert shared["replay"]["params"] == shared["ewc_replay"]["params"] == trunk
     for method in ("replay", "ewc_replay"):  # smoke: 8 problems per finished task
-        assert res[method]["memory_examples"] == 9 * 8
-    assert res["ewc_replay"]["stored_floats"] == 3 * res["ewc_replay"]["params"]
+        assert shared[method]["memory_examples"] == 9 * 8
+    assert shared["ewc_replay"]["stored_floats"] == 3 * trunk
 
 
 def test_a_rerun_reuses_the_finished_cells(smoke):
-    w, _ = smoke
+    w = smoke[0]
     before = (w / "continual.json").read_text()
     out = _run(f"--workdir={w}", "--smoke", "--lambdas=10,1000", "--methods=naive,ewc")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -113,6 +140,8 @@ def test_a_rerun_reuses_the_finished_cells(smoke):
         (("--workdir=W", "--override=steps_per_task=many"), "not a int"),
         (("--workdir=W", "--override=steps_per_task=2.5"), "not a int"),
         (("--workdir=W", "--override=online_gamma=2"), "online_gamma must be in [0, 1]"),
+        (("--workdir=W", "--override=adapter_rank=-1"), "adapter_rank must be an int >= 0"),
+        (("--workdir=W", "--methods=naive,replay"), "does not apply to ['replay']"),
     ],
 )
 def test_bad_command_lines_exit_2(args, message, tmp_path):
@@ -170,6 +199,7 @@ def test_a_stopped_run_resumes_exactly(tmp_path):
 
     c = get_config("smoke")
     c.steps_per_task = 3
+    c.adapter_rank = 0  # one shared model (the adapters' resume: the test below)
     base = pretrain_base(c, 0)
     full, resumed, seen = _stop_and_resume(c, "ewc", base, 4, str(tmp_path / "ckpt"))
     assert seen == [5, 6, 7, 8, 9]  # tasks 0-4 were not trained again
@@ -190,6 +220,7 @@ def test_a_stopped_ewc_replay_run_resumes_exactly_and_uses_both(tmp_path):
     c = get_config("smoke")
     c.domains = tuple(DOMAINS[:4])
     c.steps_per_task = 3
+    c.adapter_rank = 0  # replay's batches mix tasks: one shared model
     base = pretrain_base(c, 0)
     full, resumed, seen = _stop_and_resume(c, "ewc_replay", base, 2, str(tmp_path / "ckpt"))
     assert seen == [3]
@@ -297,3 +328,43 @@ def test_replay_batches_mix_the_earlier_tasks_memory_at_the_set_share():
     c.replay_fraction = 0.0
     plain = questions(_replay_batch(c, tasks, tok, 0, 3, 0))
     assert all(q.split(":")[0] in tasks[3].headers for q in plain)
+
+
+def test_task_adapters_are_kept_per_task_and_a_stopped_run_resumes_exactly(tmp_path):
+    """`adapter_rank > 0`: each task trains the shared trunk and its own LoRA adapter. A
+    finished task's adapter is never trained again (bit-identical after two more tasks,
+    while the trunk moves), EWC's Fisher and anchor cover the trunk only and its penalty
+    acts (another trunk than naive's), and a stopped run resumes exactly."""
+    import jax
+
+    from r1jax.configs.continual import get_config
+    from r1jax.train.continual import pretrain_base, run_method
+
+    c = get_config("smoke")
+    c.domains = tuple(DOMAINS[:4])
+    c.steps_per_task = 3
+    c.adapter_rank = 4
+    base = pretrain_base(c, 0)
+    full, resumed, seen = _stop_and_resume(c, "ewc", base, 1, str(tmp_path / "ckpt"))
+    assert seen == [2, 3]
+    assert resumed["R"] == full["R"] and resumed["ewc_penalty"] == full["ewc_penalty"]
+    assert _same(full["state"], resumed["state"])
+    st = full["state"]
+    assert sorted(st["adapters"]) == ["0", "1", "2", "3"]
+    assert jax.tree.structure(st["ewc"].fisher) == jax.tree.structure(base)  # the trunk's
+    assert full["ewc_penalty"][-1] > 0
+    trunk = sum(x.size for x in jax.tree.leaves(base))
+    adapter = sum(x.size for x in jax.tree.leaves(st["adapters"]["0"]))
+    assert (
+        full["params"] == trunk + 4 * adapter and full["stored_floats"] == 3 * trunk + 4 * adapter
+    )
+
+    c2 = c.copy_and_resolve_references()
+    c2.domains = tuple(DOMAINS[:2])
+    two = run_method(c2, "ewc", 0, base=base, keep_state=True)["state"]
+    for j in ("0", "1"):  # the same after tasks 2 and 3 trained
+        assert _same(two["adapters"][j], st["adapters"][j]), j
+    assert not _same(two["trunk"], st["trunk"])
+    naive = run_method(c, "naive", 0, base=base, keep_state=True)["state"]
+    assert "ewc" not in naive and not _same(naive["trunk"], st["trunk"])
+    assert not _same(naive["adapters"]["3"], st["adapters"]["3"])

@@ -39,6 +39,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.fisher_chunk = 16  # per-example gradients held at once
     c.replay_examples = 256  # replay: train problems kept per finished task
     c.replay_fraction = 0.25  # replay: share of each batch's examples from that memory
+    c.adapter_rank = 8  # > 0: naive / ewc / online_ewc get the task id, as progressive
+    # networks do: a LoRA adapter of this rank per task beside the shared trunk (the
+    # task-incremental setting); 0: one shared model, no task id (replay needs it)
     if arg == "smoke":
         c.model.update(d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=16, mlp_dim=64)
         c.steps_per_task = 2
@@ -51,6 +54,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.fisher_examples = 8
         c.fisher_chunk = 4
         c.replay_examples = 8
+        c.adapter_rank = 2
     elif arg:
         raise ValueError(f"unknown variant {arg!r} of continual; use '' or 'smoke'")
     return c

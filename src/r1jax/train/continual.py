@@ -22,6 +22,13 @@ column j = task j). Methods (``METHODS``):
   optimizer are naive fine-tuning's;
 * ``ewc_replay``: offline EWC trained on replay's batches (both at once).
 
+``c.adapter_rank > 0`` gives naive, ewc and online_ewc the task id, as progressive
+networks have it (the task-incremental setting, van de Ven & Tolias 2019): each task
+trains its own LoRA adapter (``models.lora``, rank ``c.adapter_rank``, every projection)
+together with the shared trunk, and the task id selects the adapter at evaluation; the
+EWC penalty, Fisher and anchor cover the trunk (a finished task's adapter is never
+trained again). Without it (the default) one model must serve every domain unaided.
+
 The Fisher is the true Fisher (``c.fisher_kind="true"``: log-likelihood gradients of
 completions the policy samples itself) or the empirical Fisher (``"empirical"``: of the
 reference solutions), per example (``rl.ewc.fisher_diagonal``).
@@ -51,13 +58,21 @@ from r1jax.checkpoint import Checkpointer
 from r1jax.config import model_config
 from r1jax.evaluate import evaluate, make_decoder
 from r1jax.models import progressive as prog
+from r1jax.models.lora import LoraConfig, apply_lora, init_lora, lora_param_count
 from r1jax.models.transformer import CausalLM
 from r1jax.rewards.scoring import TaskScorer
 from r1jax.rl import ewc as ewc_lib
 from r1jax.tasks import get_task, heldout_set, list_tasks, sample_mixture
 from r1jax.tokenizer import CharTokenizer
 from r1jax.train.sft_step import pack_examples, sft_loss, sft_step
-from r1jax.train.state import Graphs, create_state, guarded_update, init_params, make_optimizer
+from r1jax.train.state import (
+    Graphs,
+    add_ewc_penalty,
+    create_state,
+    guarded_update,
+    init_params,
+    make_optimizer,
+)
 
 __all__ = [
     "EWC_METHODS",
@@ -300,6 +315,10 @@ def check_config(c) -> None:
         raise ValueError(f"online_gamma must be in [0, 1], got {c.online_gamma}")
     if c.ewc_lambda < 0:
         raise ValueError(f"ewc_lambda must be >= 0, got {c.ewc_lambda}")
+    if not isinstance(c.adapter_rank, int) or c.adapter_rank < 0:
+        raise ValueError(
+            f"adapter_rank must be an int >= 0 (0: no task adapters), got {c.adapter_rank}"
+        )
     if not 0.0 <= c.replay_fraction < 1.0:
         raise ValueError(f"replay_fraction must be in [0, 1), got {c.replay_fraction}")
     positive = ("steps_per_task", "rows", "max_examples", "eval_problems", "eval_batch")
@@ -382,6 +401,7 @@ def run_method(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
     check_config(c)
+    check_adapters(c, [method])
     t0 = time.perf_counter()
     tok = CharTokenizer()
     tasks = [get_task(name) for name in c.domains]
@@ -392,13 +412,16 @@ def run_method(
             base = pretrain_base(c, seed)
         if method == "progressive":
             params_count, state = _run_progressive(run, progress, base)
+        elif c.adapter_rank:
+            params_count, state = _run_adapters(run, progress, base)
         else:
             params_count, state = _run_shared(run, progress, base)
     finally:
         run.ev.close()
         progress.close()
     R = progress.R
-    stored = params_count * (3 if method in EWC_METHODS else 1)  # + Fisher, anchor
+    trunk = sum(x.size for x in jax.tree.leaves(base))  # EWC's Fisher and anchor cover it
+    stored = params_count + (2 * trunk if method in EWC_METHODS else 0)
     out = {
         "R": R.tolist(),
         "params": int(params_count),
@@ -413,6 +436,18 @@ def run_method(
     if keep_state:
         out["state"] = jax.device_get(state)
     return out
+
+
+def check_adapters(c, methods) -> None:
+    """Raises ``ValueError`` when ``c.adapter_rank`` is set for a method it cannot serve:
+    replay's batches mix tasks, which one adapter per step cannot route."""
+    bad = [m for m in methods if m in REPLAY_METHODS]
+    if c.adapter_rank and bad:
+        raise ValueError(
+            f"adapter_rank={c.adapter_rank} (task adapters) does not apply to {bad}: their "
+            "batches mix tasks; run them with adapter_rank=0 (--override=adapter_rank=0: "
+            "one shared model, no task id)"
+        )
 
 
 class _Run:
@@ -493,14 +528,117 @@ def _run_shared(run: _Run, progress: _Progress, base):
         if uses_ewc and i < len(tasks) - 1:
             rows = fisher_rows(c, task, tok, seed, sampler=sampler, params=state.policy)
             fisher = fisher_fn(state.policy, jax.tree.map(jnp.asarray, rows))
-            mode = "online" if method == "online_ewc" else "offline"
-            state = state.replace(
-                ewc=ewc_lib.consolidate(
-                    state.ewc, fisher, state.policy, mode=mode, gamma=c.online_gamma
-                )
-            )
+            state = state.replace(ewc=_consolidate(run, state.ewc, fisher, state.policy))
         progress.task_done(i, saved(state), run.elapsed())
     return sum(x.size for x in jax.tree.leaves(state.policy)), saved(state)
+
+
+def _consolidate(run: _Run, ewc, fisher, params):
+    """The EWC state after a task: its Fisher added (offline, or online with γ)."""
+    mode = "online" if run.method == "online_ewc" else "offline"
+    return ewc_lib.consolidate(ewc, fisher, params, mode=mode, gamma=run.c.online_gamma)
+
+
+def _adapter_config(rank: int) -> LoraConfig:
+    """A task adapter: LoRA on every projection, alpha = 2 · rank."""
+    return LoraConfig(rank=rank, alpha=2.0 * rank, targets=("all",))
+
+
+@functools.lru_cache(maxsize=8)
+def _adapter_programs(cfg, lr, warmup, steps, weight_decay, grad_clip, fisher_chunk, rank):
+    """`(graphdef, tx, step, Fisher, merge)`, jitted, of the task-adapter methods: the step
+    trains ``{"trunk", "adapter"}`` on the SFT loss of trunk + adapter plus the EWC
+    penalty of the trunk (metric ``ewc_penalty``); the Fisher is the trunk's, through the
+    task's adapter; ``merge(trunk, adapter)`` the full params a decoder runs."""
+    pgraph = nnx.graphdef(nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0))))
+    graphs = Graphs(pgraph, None, cfg)
+    lcfg = _adapter_config(rank)
+    tx = make_optimizer(
+        lr, warmup=warmup, total=steps, weight_decay=weight_decay, grad_clip=grad_clip
+    )
+
+    def one_step(train, opt, ewc, batch):
+        def loss_fn(tp):
+            return sft_loss(apply_lora(tp["trunk"], tp["adapter"], lcfg), batch, graphs)
+
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(train)
+        loss, trunk_grads, aux = add_ewc_penalty(ewc, train["trunk"], loss, grads["trunk"], aux)
+        grads = {"trunk": trunk_grads, "adapter": grads["adapter"]}
+        train, opt, _ = guarded_update(tx, grads, opt, train, loss)
+        return train, opt, dict(aux, loss=loss)
+
+    def fisher(trunk, adapter, rows):
+        def logp(p, row):
+            return sequence_logp(graphs, apply_lora(p, adapter, lcfg), row)
+
+        return ewc_lib.fisher_diagonal(logp, trunk, rows, chunk=fisher_chunk)
+
+    step = jax.jit(one_step, donate_argnums=(0, 1))
+    return pgraph, tx, step, jax.jit(fisher), jax.jit(functools.partial(apply_lora, cfg=lcfg))
+
+
+def _run_adapters(run: _Run, progress: _Progress, base):
+    """naive / ewc / online_ewc with the task id (``c.adapter_rank > 0``): a shared trunk
+    and one LoRA adapter per task (``adapters[str(j)]``, initialised from (seed, j)); task
+    i trains the trunk and its adapter, domain j is evaluated with the trunk and adapter
+    j (a domain not yet trained: with the newest adapter)."""
+    c, cfg, tok, tasks, seed, method = run.c, run.cfg, run.tok, run.tasks, run.seed, run.method
+    pgraph, tx, step, fisher_fn, merged = _adapter_programs(
+        cfg,
+        c.lr,
+        c.warmup,
+        c.steps_per_task,
+        c.weight_decay,
+        c.grad_clip,
+        c.fisher_chunk,
+        c.adapter_rank,
+    )
+    lcfg = _adapter_config(c.adapter_rank)
+    key = jax.random.PRNGKey(seed)
+    adapters = {
+        str(j): init_lora(base, lcfg, jax.random.fold_in(key, 1000 + j)) for j in range(len(tasks))
+    }
+    uses_ewc = method in EWC_METHODS
+    saved = {"trunk": jax.tree.map(jnp.array, base), "adapters": adapters}
+    if uses_ewc:
+        saved["ewc"] = ewc_lib.init_ewc(base, c.ewc_lambda)
+    start, restored = progress.resume(saved)
+    if restored is not None:
+        saved = restored
+    trunk, adapters, ewc = saved["trunk"], dict(saved["adapters"]), saved.get("ewc", {})
+    greedy = make_decoder(pgraph, **run.decode_kw)
+    sampler = make_decoder(pgraph, temperature=1.0, **run.decode_kw)
+    for i in range(start, len(tasks)):
+        task = tasks[i]
+        train = jax.tree.map(jnp.array, {"trunk": trunk, "adapter": adapters[str(i)]})
+        opt = tx.init(train)
+        metrics = None
+        for s in range(c.steps_per_task):
+            train, opt, metrics = step(train, opt, ewc, _sft_batch(c, task, tok, seed, i, s))
+        trunk, adapters[str(i)] = train["trunk"], train["adapter"]
+        if metrics is not None and "ewc_penalty" in metrics:
+            progress.penalties.append(float(metrics["ewc_penalty"]))
+        progress.R[i] = [
+            run.ev.accuracy(merged(trunk, adapters[str(min(j, i))]), greedy, j)
+            for j in range(len(tasks))
+        ]
+        log.info(
+            "%s+adapters seed %d after task %d (%s): %s",
+            method,
+            seed,
+            i,
+            task.name,
+            _fmt(progress.R[i]),
+        )
+        if uses_ewc and i < len(tasks) - 1:
+            params = merged(trunk, adapters[str(i)])
+            rows = fisher_rows(c, task, tok, seed, sampler=sampler, params=params)
+            fisher = fisher_fn(trunk, adapters[str(i)], jax.tree.map(jnp.asarray, rows))
+            ewc = _consolidate(run, ewc, fisher, trunk)
+        saved = {"trunk": trunk, "adapters": adapters} | ({"ewc": ewc} if uses_ewc else {})
+        progress.task_done(i, saved, run.elapsed())
+    count = sum(x.size for x in jax.tree.leaves(trunk)) + lora_param_count(adapters)
+    return count, saved
 
 
 def _run_progressive(run: _Run, progress: _Progress, base):
