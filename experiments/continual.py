@@ -1,6 +1,8 @@
-"""Continual learning over ten reasoning domains: naive fine-tuning, EWC, online EWC,
-progressive networks and experience replay, same seeds and budget per task
-(`r1jax.train.continual`).
+"""Continual learning over ten reasoning domains: naive fine-tuning, EWC, online EWC and
+progressive networks, same seeds and budget per task (`r1jax.train.continual`). Every
+method has the task id (naive and EWC through a LoRA adapter per task beside the shared
+trunk, `adapter_rank`); `--override=adapter_rank=0` trains one shared model without it,
+where experience replay (`replay`, `ewc_replay`) runs too.
 
   python experiments/continual.py --workdir=runs/continual              # the measured run
   python experiments/continual.py --workdir=/tmp/cl --smoke             # seconds per method

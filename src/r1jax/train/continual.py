@@ -27,7 +27,9 @@ networks have it (the task-incremental setting, van de Ven & Tolias 2019): each 
 trains its own LoRA adapter (``models.lora``, rank ``c.adapter_rank``, every projection)
 together with the shared trunk, and the task id selects the adapter at evaluation; the
 EWC penalty, Fisher and anchor cover the trunk (a finished task's adapter is never
-trained again). Without it (the default) one model must serve every domain unaided.
+trained again); the experiment's default (``configs/continual.py``: rank 8). With
+``c.adapter_rank = 0`` one shared model must serve every domain without the task id
+(the domain-incremental setting; replay's batches mix tasks, so it runs only there).
 
 The Fisher is the true Fisher (``c.fisher_kind="true"``: log-likelihood gradients of
 completions the policy samples itself) or the empirical Fisher (``"empirical"``: of the
