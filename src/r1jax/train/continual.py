@@ -645,7 +645,8 @@ def _run_adapters(run: _Run, progress: _Progress, base):
 
 def _run_progressive(run: _Run, progress: _Progress, base):
     """A column per task (``models.progressive``), each starting from the base model
-    (laterals from zero); only the new column trains."""
+    (laterals from zero); only the new column trains. R's entries above the diagonal
+    (tasks whose column is not trained yet) are the base model's accuracy."""
     c, cfg, tok, tasks, seed = run.c, run.cfg, run.tok, run.tasks, run.seed
     n = len(tasks)
     params = prog.init_progressive_params(cfg, n, seed)
@@ -656,6 +657,10 @@ def _run_progressive(run: _Run, progress: _Progress, base):
         params = restored["params"]
     tx = _optimizer(c)
     greedy = {}
+    # A column not trained yet computes the base model (its weights are the base's, its
+    # laterals zero), so the tasks ahead are evaluated once, with the base model, not
+    # through every earlier column at every row.
+    untrained, base_greedy = {}, None
     for i in range(start, n):
         task = tasks[i]
         gdef = prog.progressive_graphdef(cfg, n, i)
@@ -677,6 +682,16 @@ def _run_progressive(run: _Run, progress: _Progress, base):
         params = prog.merge_trainable(train, frozen)
         row = []
         for j in range(n):
+            if j > i:  # column j untrained: the base model, whatever task i did
+                if j not in untrained:
+                    if base_greedy is None:
+                        base_greedy = make_decoder(
+                            nnx.graphdef(nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0)))),
+                            **run.decode_kw,
+                        )
+                    untrained[j] = run.ev.accuracy(base, base_greedy, j)
+                row.append(untrained[j])
+                continue
             if j not in greedy:
                 greedy[j] = make_decoder(prog.progressive_graphdef(cfg, n, j), **run.decode_kw)
             row.append(run.ev.accuracy(params, greedy[j], j))
