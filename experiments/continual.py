@@ -10,6 +10,7 @@ where experience replay (`replay`, `ewc_replay`) runs too.
       --lambdas=1,10 --override=steps_per_task=100
   python experiments/continual.py --workdir=W --methods=naive,ewc,online_ewc \
       --override=adapter_rank=8        # with the task id: a LoRA adapter per task
+  python experiments/continual.py --workdir=W --plan   # what would run, what is done
 
 Writes `W/continual.json`: per method the accuracy matrix `R` (row i = after task i,
 column j = task j; the mean over seeds), `acc`, `bwt`, `forgetting`, `retention`,
@@ -47,6 +48,12 @@ flags.DEFINE_list(
     "adapters; 0.03,0.3,3 with --override=adapter_rank=0, one shared model).",
 )
 flags.DEFINE_bool("smoke", False, "Tiny model, 2 steps per task, 8 held-out problems.")
+flags.DEFINE_bool(
+    "plan",
+    False,
+    "Print the cells (method, λ, seed) the command would compute and which of them are "
+    "already finished in --workdir, then exit without training or writing anything.",
+)
 flags.DEFINE_enum(
     "select", "acc", ["acc", "retention"], "Which λ of the sweep is reported as the method's."
 )
@@ -156,6 +163,39 @@ def main(argv):
         continual.check_adapters(c, methods)
     except ValueError as e:
         _usage(f"--methods / --override: {e}")
+    plan = [
+        (method, lam, seed)
+        for method in methods
+        for lam in (lambdas if method in continual.EWC_METHODS else [None])
+        for seed in seeds
+    ]
+
+    def cell_path(method, lam, seed):
+        c_run = c.copy_and_resolve_references()
+        if lam is not None:
+            c_run.ewc_lambda = lam
+        # The config's hash in the name: a changed setting never reuses another's cells.
+        digest = hashlib.blake2b(
+            json.dumps(c_run.to_dict(), sort_keys=True).encode(), digest_size=4
+        ).hexdigest()
+        name = f"{method}-seed{seed}" + ("" if lam is None else f"-lambda{lam:g}") + f"-{digest}"
+        return c_run, os.path.join(FLAGS.workdir, "cells", name + ".json")
+
+    if FLAGS.plan:
+        print(f"adapter_rank {c.adapter_rank}: {len(plan)} cells")
+        print(f"{'method':<12} {'lambda':>7} {'seed':>5}  state     cell")
+        for method, lam, seed in plan:
+            path = cell_path(method, lam, seed)[1]
+            state = (
+                "done"
+                if os.path.isfile(path)
+                else "partial"
+                if os.path.isdir(path[: -len(".json")] + ".ckpt")
+                else "pending"
+            )
+            lam_s = "-" if lam is None else f"{lam:g}"
+            print(f"{method:<12} {lam_s:>7} {seed:>5}  {state:<8}  {os.path.basename(path)}")
+        return
     os.makedirs(os.path.join(FLAGS.workdir, "cells"), exist_ok=True)
 
     bases = {}
@@ -166,19 +206,11 @@ def main(argv):
         return bases[seed]
 
     def cell(method, lam, seed):
-        c_run = c.copy_and_resolve_references()
-        if lam is not None:
-            c_run.ewc_lambda = lam
-        # The config's hash in the name: a changed setting never reuses another's cells.
-        digest = hashlib.blake2b(
-            json.dumps(c_run.to_dict(), sort_keys=True).encode(), digest_size=4
-        ).hexdigest()
-        name = f"{method}-seed{seed}" + ("" if lam is None else f"-lambda{lam:g}") + f"-{digest}"
-        path = os.path.join(FLAGS.workdir, "cells", name + ".json")
+        c_run, path = cell_path(method, lam, seed)
         if os.path.isfile(path):
             with open(path) as f:
                 return json.load(f)
-        ckpt_dir = os.path.join(FLAGS.workdir, "cells", name + ".ckpt")  # after each task
+        ckpt_dir = path[: -len(".json")] + ".ckpt"  # a checkpoint after each task
         res = continual.run_method(c_run, method, seed, base=base(seed), ckpt_dir=ckpt_dir)
         _write_json(path, res)
         shutil.rmtree(ckpt_dir, ignore_errors=True)

@@ -130,6 +130,56 @@ def test_a_rerun_reuses_the_finished_cells(smoke):
     assert res["naive"] == old["naive"] and res["ewc"] == old["ewc"]
 
 
+def _plan(*args):
+    """``(adapter_rank line, [(method, λ or None, seed, state)])`` of ``--plan``."""
+    out = _run("--plan", *args, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    head, _, *lines = out.stdout.splitlines()
+    cells = []
+    for line in lines:
+        method, lam, seed, state, name = line.split()
+        assert name.startswith(f"{method}-seed{seed}") and name.endswith(".json")
+        cells.append((method, None if lam == "-" else float(lam), int(seed), state))
+    return head, cells
+
+
+def test_plan_shows_each_settings_default_cells_and_writes_nothing(tmp_path):
+    w = tmp_path / "w"
+    head, cells = _plan(f"--workdir={w}")
+    assert head.startswith("adapter_rank 8:")
+    grid = [(m, lam) for m, lam, _, _ in cells]
+    assert grid == [("naive", None)] + [
+        (m, lam) for m in ("ewc", "online_ewc") for lam in (0.1, 1.0, 10.0)
+    ] + [("progressive", None)]
+    assert {s for *_, s in cells} == {"pending"}
+    head, cells = _plan(f"--workdir={w}", "--override=adapter_rank=0", "--seeds=0,3")
+    assert head.startswith("adapter_rank 0:")
+    assert [(m, lam, seed) for m, lam, seed, _ in cells] == [
+        (m, lam, seed)
+        for m, lams in (
+            ("naive", [None]),
+            ("ewc", [0.03, 0.3, 3.0]),
+            ("online_ewc", [0.03, 0.3, 3.0]),
+            ("progressive", [None]),
+            ("replay", [None]),
+        )
+        for lam in lams
+        for seed in (0, 3)
+    ]
+    assert not w.exists()
+
+
+def test_plan_marks_the_finished_cells_done(smoke):
+    w = smoke[0]
+    _, cells = _plan(f"--workdir={w}", "--smoke", "--lambdas=10,1000")
+    assert len(cells) == 6 and {s for *_, s in cells} == {"done"}
+    _, cells = _plan(f"--workdir={w}", "--smoke", "--lambdas=10,100")  # a new λ
+    assert [(m, lam) for m, lam, _, s in cells if s != "done"] == [
+        ("ewc", 100.0),
+        ("online_ewc", 100.0),
+    ]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
