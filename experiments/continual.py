@@ -70,7 +70,6 @@ def _usage(msg: str):
 
 def _config():
     from r1jax.configs import continual as cfg_lib
-    from r1jax.train import continual
 
     c = cfg_lib.get_config("smoke" if FLAGS.smoke else "")
     for item in FLAGS.override:
@@ -90,7 +89,7 @@ def _config():
             _usage(f"--override={item!r}: {text!r} is not a {type(old).__name__}")
         c[key] = value
     try:
-        continual.check_config(c)
+        cfg_lib.check_config(c)
     except ValueError as e:
         _usage(f"--override: {e}")
     return c
@@ -137,13 +136,12 @@ def main(argv):
         _usage(f"unexpected arguments {argv[1:]}")
     if not FLAGS.workdir:
         _usage("--workdir is required: the directory to write continual.json to")
-    import numpy as np
+    # The command line is checked (and --plan answered) before JAX is imported.
+    from r1jax.configs import continual as cfg_lib
 
-    from r1jax.train import continual
-
-    bad = [m for m in FLAGS.methods if m not in continual.METHODS]
+    bad = [m for m in FLAGS.methods if m not in cfg_lib.METHODS]
     if bad:
-        _usage(f"--methods: unknown {bad}; use some of {','.join(continual.METHODS)}")
+        _usage(f"--methods: unknown {bad}; use some of {','.join(cfg_lib.METHODS)}")
     c = _config()
     # Each setting's defaults: with the task id (adapters) every method but replay's, and
     # the λ range that spans free to stiff there; one shared model: replay too.
@@ -160,13 +158,13 @@ def main(argv):
     if not seeds or min(lambdas) < 0:
         _usage("give at least one seed, and λ values >= 0")
     try:
-        continual.check_adapters(c, methods)
+        cfg_lib.check_adapters(c, methods)
     except ValueError as e:
         _usage(f"--methods / --override: {e}")
     plan = [
         (method, lam, seed)
         for method in methods
-        for lam in (lambdas if method in continual.EWC_METHODS else [None])
+        for lam in (lambdas if method in cfg_lib.EWC_METHODS else [None])
         for seed in seeds
     ]
 
@@ -196,6 +194,10 @@ def main(argv):
             lam_s = "-" if lam is None else f"{lam:g}"
             print(f"{method:<12} {lam_s:>7} {seed:>5}  {state:<8}  {os.path.basename(path)}")
         return
+    import numpy as np
+
+    from r1jax.train import continual
+
     os.makedirs(os.path.join(FLAGS.workdir, "cells"), exist_ok=True)
 
     bases = {}

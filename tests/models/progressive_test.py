@@ -77,6 +77,10 @@ def test_params_structure_is_the_same_for_every_column(params):
         assert jax.tree.structure(own) == struct
         merged = nnx.to_pure_dict(nnx.split(nnx.merge(GRAPHS[k], params))[1])
         assert _bytes(merged) == _bytes(params)
+        # The cached graph definition (derived from column 0's, the column switched) is
+        # the one of a model built for column k.
+        assert GRAPHS[k] == nnx.graphdef(model) and hash(GRAPHS[k]) == hash(nnx.graphdef(model))
+        assert GRAPHS[k] != GRAPHS[(k + 1) % N]
     # Laterals exist into columns k > 0 only, from each j < k, at L + 1 points, all zero.
     cols = params["model"]["columns"]
     assert "laterals" not in cols[0]

@@ -238,6 +238,45 @@ def _stop_and_resume(c, method, base, stop_after: int, ckpt_dir):
     return full, resumed, seen
 
 
+def test_progressive_measures_the_diagonal_and_the_last_row(monkeypatch):
+    """Progressive networks evaluate column i after task i and every column after the
+    last task; between, a frozen column's entry is its diagonal one. The accuracy here
+    is a checksum of the active columns' weights, so the last row equals the diagonal
+    only if no earlier column moved."""
+    import jax
+
+    from r1jax.configs.continual import get_config
+    from r1jax.train import continual
+
+    c = get_config("smoke")
+    c.domains = c.domains[:4]
+    n = len(c.domains)
+    row, seen = [0], []
+
+    def checksum(self, params, greedy, j):
+        seen.append((row[0], j))
+        if "columns" not in params["model"]:  # the base model (columns not trained yet)
+            return 0.0
+        cols = [params["model"]["columns"][k] for k in range(j + 1)]
+        total = sum(float(np.abs(np.asarray(x, np.float64)).sum()) for x in jax.tree.leaves(cols))
+        return total % 1.0
+
+    monkeypatch.setattr(continual._Evaluator, "accuracy", checksum)
+    base = continual.pretrain_base(c, 0)
+
+    def on_task(i, r):
+        row[0] = i + 1
+
+    R = np.asarray(continual.run_method(c, "progressive", 0, base=base, on_task=on_task)["R"])
+    trained = sorted((i, j) for i, j in seen if j <= i)
+    assert trained == sorted({(i, i) for i in range(n)} | {(n - 1, j) for j in range(n)})
+    assert len({float(R[j, j]) for j in range(n)}) == n  # the checksums differ by column
+    for i in range(n):
+        for j in range(i):
+            assert R[i, j] == R[j, j], (i, j)  # the last row measured: bit-identical columns
+        assert all(R[i, j] == 0.0 for j in range(i + 1, n))  # the base model's
+
+
 def test_a_stopped_run_resumes_exactly(tmp_path):
     """EWC's Fisher and anchor are checkpointed after each task: a run stopped after task
     4 and started again ends with the uninterrupted run's params, Fisher, anchor and R,

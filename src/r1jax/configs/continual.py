@@ -8,7 +8,15 @@ measured setting, BENCHMARKS.md) and "smoke" (seconds per method; the tests).
 
 import ml_collections
 
+from r1jax.tasks import list_tasks
 from r1jax.tasks.domains import DOMAINS
+
+# The methods of `r1jax.train.continual` (defined here with the config's checks, so a
+# command line is checked without importing JAX).
+METHODS = ("naive", "ewc", "online_ewc", "progressive", "replay", "ewc_replay")
+EWC_METHODS = ("ewc", "online_ewc", "ewc_replay")  # the methods with a penalty (and λ)
+REPLAY_METHODS = ("replay", "ewc_replay")  # the methods with a replay memory
+FISHER_KINDS = ("true", "empirical")
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -59,3 +67,43 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     elif arg:
         raise ValueError(f"unknown variant {arg!r} of continual; use '' or 'smoke'")
     return c
+
+
+def check_config(c) -> None:
+    """Raises ``ValueError`` naming the first field of a continual config that is out of
+    range (``r1jax/configs/continual.py``)."""
+    if c.fisher_kind not in FISHER_KINDS:
+        raise ValueError(f"fisher_kind must be one of {FISHER_KINDS}, got {c.fisher_kind!r}")
+    if not 0.0 <= c.online_gamma <= 1.0:
+        raise ValueError(f"online_gamma must be in [0, 1], got {c.online_gamma}")
+    if c.ewc_lambda < 0:
+        raise ValueError(f"ewc_lambda must be >= 0, got {c.ewc_lambda}")
+    if not isinstance(c.adapter_rank, int) or c.adapter_rank < 0:
+        raise ValueError(
+            f"adapter_rank must be an int >= 0 (0: no task adapters), got {c.adapter_rank}"
+        )
+    if not 0.0 <= c.replay_fraction < 1.0:
+        raise ValueError(f"replay_fraction must be in [0, 1), got {c.replay_fraction}")
+    positive = ("steps_per_task", "rows", "max_examples", "eval_problems", "eval_batch")
+    positive += ("fisher_examples", "fisher_chunk", "max_prompt_len", "max_new_tokens")
+    positive += ("replay_examples",)
+    for name in positive:
+        if c[name] <= 0:
+            raise ValueError(f"{name} must be positive, got {c[name]}")
+    if c.base_steps < 0 or c.warmup < 0 or c.lr <= 0:
+        raise ValueError("base_steps and warmup must be >= 0 and lr > 0")
+    unknown = [d for d in c.domains if d not in list_tasks()]
+    if unknown or not c.domains:
+        raise ValueError(f"domains {unknown or '()'} are not registered tasks")
+
+
+def check_adapters(c, methods) -> None:
+    """Raises ``ValueError`` when ``c.adapter_rank`` is set for a method it cannot serve:
+    replay's batches mix tasks, which one adapter per step cannot route."""
+    bad = [m for m in methods if m in REPLAY_METHODS]
+    if c.adapter_rank and bad:
+        raise ValueError(
+            f"adapter_rank={c.adapter_rank} (task adapters) does not apply to {bad}: their "
+            "batches mix tasks; run them with adapter_rank=0 (--override=adapter_rank=0: "
+            "one shared model, no task id)"
+        )

@@ -150,12 +150,19 @@ class ProgressiveDecoder(nnx.Module):
     def __init__(self, cfg: ModelConfig, n_columns: int, column: int, *, rngs: nnx.Rngs):
         _check(cfg, n_columns, column)
         self.column_cfg = cfg
-        self.cfg = dataclasses.replace(cfg, n_layers=(column + 1) * cfg.n_layers)
         self.n_columns = n_columns
-        self.column = column
         # Built in order, one column at a time: column k's init depends on the seed and
         # on k only, not on n_columns.
         self.columns = nnx.List([Column(cfg, k, rngs=rngs) for k in range(n_columns)])
+        self._select(column)
+
+    def _select(self, column: int) -> None:
+        """Make `column` the active one (the static attributes that depend on it)."""
+        _check(self.column_cfg, self.n_columns, column)
+        self.cfg = dataclasses.replace(
+            self.column_cfg, n_layers=(column + 1) * self.column_cfg.n_layers
+        )
+        self.column = column
 
     @property
     def embed(self) -> nnx.Embed:
@@ -214,9 +221,14 @@ class ProgressiveLM(nnx.Module):
     def __init__(self, cfg: ModelConfig, n_columns: int, column: int, *, rngs: nnx.Rngs):
         _check(cfg, n_columns, column)
         self.model = ProgressiveDecoder(cfg, n_columns, column, rngs=rngs)
-        self.cfg = self.model.cfg
         self.column_cfg = cfg
         self.n_columns = n_columns
+        self._select(column)
+
+    def _select(self, column: int) -> None:
+        """Make `column` the active one; the params are untouched."""
+        self.model._select(column)
+        self.cfg = self.model.cfg
         self.column = column
 
     def __call__(self, tokens_bl, positions_bl=None, mask_bls=None, cache=None, cache_index=None):
@@ -234,16 +246,24 @@ class ProgressiveLM(nnx.Module):
         return logits if tokens_only else (logits, cache)
 
 
+@functools.lru_cache(maxsize=8)
+def _abstract_split(cfg: ModelConfig, n_columns: int):
+    """`nnx.split` of an abstract `ProgressiveLM(cfg, n_columns, 0)`: tracing every
+    column's init takes ~0.8 s for ten small columns, so it is done once per shape."""
+    return nnx.split(nnx.eval_shape(lambda: ProgressiveLM(cfg, n_columns, 0, rngs=nnx.Rngs(0))))
+
+
 @functools.lru_cache(maxsize=64)
 def progressive_graphdef(cfg: ModelConfig, n_columns: int, column: int):
     """Task `column`'s static graph definition, built abstractly (no array allocated);
     merges with `init_progressive_params(cfg, n_columns, seed)` for any `column`.
-    Cached (a graph definition is immutable; building one traces every column's init,
-    ~1 s for ten columns), so training and evaluating a column build it once."""
+    Cached (a graph definition is immutable), and derived from one abstract model per
+    (cfg, n_columns) with its active column switched (the graph definition of
+    `ProgressiveLM(cfg, n_columns, column)`, ~0.1 s instead of ~0.8 s)."""
     _check(cfg, n_columns, column)
-    return nnx.graphdef(
-        nnx.eval_shape(lambda: ProgressiveLM(cfg, n_columns, column, rngs=nnx.Rngs(0)))
-    )
+    model = nnx.merge(*_abstract_split(cfg, n_columns))  # a new module: the cache stays
+    model._select(column)
+    return nnx.graphdef(model)
 
 
 def init_progressive_params(cfg: ModelConfig, n_columns: int, seed: int):

@@ -58,13 +58,21 @@ from flax import nnx
 
 from r1jax.checkpoint import Checkpointer
 from r1jax.config import model_config
+from r1jax.configs.continual import (  # the config's checks (light: the experiment's CLI)
+    EWC_METHODS,
+    FISHER_KINDS,
+    METHODS,
+    REPLAY_METHODS,
+    check_adapters,
+    check_config,
+)
 from r1jax.evaluate import evaluate, make_decoder
 from r1jax.models import progressive as prog
 from r1jax.models.lora import LoraConfig, apply_lora, init_lora, lora_param_count
 from r1jax.models.transformer import CausalLM
 from r1jax.rewards.scoring import TaskScorer
 from r1jax.rl import ewc as ewc_lib
-from r1jax.tasks import get_task, heldout_set, list_tasks, sample_mixture
+from r1jax.tasks import get_task, heldout_set, sample_mixture
 from r1jax.tokenizer import CharTokenizer
 from r1jax.train.sft_step import pack_examples, sft_loss, sft_step
 from r1jax.train.state import (
@@ -88,11 +96,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("r1jax")
-
-METHODS = ("naive", "ewc", "online_ewc", "progressive", "replay", "ewc_replay")
-EWC_METHODS = ("ewc", "online_ewc", "ewc_replay")  # the methods with a penalty (and λ)
-REPLAY_METHODS = ("replay", "ewc_replay")  # the methods with a replay memory
-FISHER_KINDS = ("true", "empirical")
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -308,34 +311,6 @@ class _Evaluator:
             s.close()
 
 
-def check_config(c) -> None:
-    """Raises ``ValueError`` naming the first field of a continual config that is out of
-    range (``r1jax/configs/continual.py``)."""
-    if c.fisher_kind not in FISHER_KINDS:
-        raise ValueError(f"fisher_kind must be one of {FISHER_KINDS}, got {c.fisher_kind!r}")
-    if not 0.0 <= c.online_gamma <= 1.0:
-        raise ValueError(f"online_gamma must be in [0, 1], got {c.online_gamma}")
-    if c.ewc_lambda < 0:
-        raise ValueError(f"ewc_lambda must be >= 0, got {c.ewc_lambda}")
-    if not isinstance(c.adapter_rank, int) or c.adapter_rank < 0:
-        raise ValueError(
-            f"adapter_rank must be an int >= 0 (0: no task adapters), got {c.adapter_rank}"
-        )
-    if not 0.0 <= c.replay_fraction < 1.0:
-        raise ValueError(f"replay_fraction must be in [0, 1), got {c.replay_fraction}")
-    positive = ("steps_per_task", "rows", "max_examples", "eval_problems", "eval_batch")
-    positive += ("fisher_examples", "fisher_chunk", "max_prompt_len", "max_new_tokens")
-    positive += ("replay_examples",)
-    for name in positive:
-        if c[name] <= 0:
-            raise ValueError(f"{name} must be positive, got {c[name]}")
-    if c.base_steps < 0 or c.warmup < 0 or c.lr <= 0:
-        raise ValueError("base_steps and warmup must be >= 0 and lr > 0")
-    unknown = [d for d in c.domains if d not in list_tasks()]
-    if unknown or not c.domains:
-        raise ValueError(f"domains {unknown or '()'} are not registered tasks")
-
-
 class _Progress:
     """One run's accuracy rows, EWC penalties and per-task checkpoints: after each task
     the state (params, and the EWC Fisher and anchor) and the rows so far are saved, so
@@ -438,18 +413,6 @@ def run_method(
     if keep_state:
         out["state"] = jax.device_get(state)
     return out
-
-
-def check_adapters(c, methods) -> None:
-    """Raises ``ValueError`` when ``c.adapter_rank`` is set for a method it cannot serve:
-    replay's batches mix tasks, which one adapter per step cannot route."""
-    bad = [m for m in methods if m in REPLAY_METHODS]
-    if c.adapter_rank and bad:
-        raise ValueError(
-            f"adapter_rank={c.adapter_rank} (task adapters) does not apply to {bad}: their "
-            "batches mix tasks; run them with adapter_rank=0 (--override=adapter_rank=0: "
-            "one shared model, no task id)"
-        )
 
 
 class _Run:
@@ -646,7 +609,13 @@ def _run_adapters(run: _Run, progress: _Progress, base):
 def _run_progressive(run: _Run, progress: _Progress, base):
     """A column per task (``models.progressive``), each starting from the base model
     (laterals from zero); only the new column trains. R's entries above the diagonal
-    (tasks whose column is not trained yet) are the base model's accuracy."""
+    (tasks whose column is not trained yet) are the base model's accuracy.
+
+    Evaluated: the diagonal (column i after task i), the base model once per task, and
+    every column again after the last task (the row the final metrics read). Between,
+    a frozen column's entry R[i][j] (j < i) is R[j][j]: columns 0..j are bit-identical
+    after task j (``split_trainable``) and the same greedy decoder gives the same
+    answers; the last row measures it (``retention`` 1 only if it held)."""
     c, cfg, tok, tasks, seed = run.c, run.cfg, run.tok, run.tasks, run.seed
     n = len(tasks)
     params = prog.init_progressive_params(cfg, n, seed)
@@ -667,7 +636,9 @@ def _run_progressive(run: _Run, progress: _Progress, base):
         graphs = Graphs(gdef, None, cfg)
         train, frozen = prog.split_trainable(params, i)
 
-        def one_step(train, opt, batch, frozen=frozen, graphs=graphs):
+        # `frozen` is an argument, not a closure: closed-over arrays would be baked into
+        # the program as constants (every earlier column's weights, slower to compile).
+        def one_step(train, opt, frozen, batch, graphs=graphs):
             def loss_fn(tp):
                 return sft_loss(prog.merge_trainable(tp, frozen), batch, graphs)
 
@@ -678,7 +649,7 @@ def _run_progressive(run: _Run, progress: _Progress, base):
         step = jax.jit(one_step, donate_argnums=(0, 1))
         opt = tx.init(train)
         for s in range(c.steps_per_task):
-            train, opt = step(train, opt, _sft_batch(c, task, tok, seed, i, s))
+            train, opt = step(train, opt, frozen, _sft_batch(c, task, tok, seed, i, s))
         params = prog.merge_trainable(train, frozen)
         row = []
         for j in range(n):
@@ -691,6 +662,9 @@ def _run_progressive(run: _Run, progress: _Progress, base):
                         )
                     untrained[j] = run.ev.accuracy(base, base_greedy, j)
                 row.append(untrained[j])
+                continue
+            if j < i < n - 1:  # a frozen column: its accuracy after task j (docstring)
+                row.append(progress.R[j][j])
                 continue
             if j not in greedy:
                 greedy[j] = make_decoder(prog.progressive_graphdef(cfg, n, j), **run.decode_kw)
