@@ -89,6 +89,34 @@ def test_a_checkpoint_from_before_the_kl_state_still_restores(tmp_path):
         exp.close()
 
 
+def test_small_states_save_through_host_memory_and_restore_the_same(tmp_path, monkeypatch):
+    """A single-process state under `HOST_COPY_MAX_BYTES` is copied to numpy before Orbax
+    writes it (a faster save); a larger one goes through Orbax's device path. Both
+    checkpoints restore to the same arrays, as device arrays with the target's sharding."""
+    from r1jax import checkpoint
+    from r1jax.checkpoint import Checkpointer
+
+    exp = Experiment(_smoke(), str(tmp_path))
+    ckpt = Checkpointer(str(tmp_path))
+    try:
+        view = exp.checkpoint_view(exp.init_state)
+        host = checkpoint._host_copy(view)
+        assert all(isinstance(x, np.ndarray) for x in jax.tree.leaves(host))
+        ckpt.save("rl", 1, view, {"phase": "rl"})
+        monkeypatch.setattr(checkpoint, "HOST_COPY_MAX_BYTES", 0)
+        assert checkpoint._host_copy(view) is view  # too large: Orbax's own path
+        ckpt.save("rl", 2, view, {"phase": "rl"})
+        (a, _), (b, _) = exp.restore(ckpt, "rl", 1), exp.restore(ckpt, "rl", 2)
+        assert len(jax.tree.leaves(a)) == len(jax.tree.leaves(exp.init_state)) > 50
+        for x, y, z in zip(jax.tree.leaves(a), jax.tree.leaves(b), jax.tree.leaves(exp.init_state)):
+            assert isinstance(x, jax.Array) and x.sharding == z.sharding
+            assert np.array_equal(np.asarray(x), np.asarray(y))
+            assert np.array_equal(np.asarray(x), np.asarray(z))
+    finally:
+        ckpt.close()
+        exp.close()
+
+
 def test_compile_report_allocates_no_state_and_starts_no_reward_worker(monkeypatch):
     from r1jax.rewards.host import RewardPool
     from r1jax.train import experiment
