@@ -48,12 +48,12 @@ HOST_COPY_MAX_BYTES = 256 << 20
 
 def _host_copy(state: Any) -> Any:
     leaves = jax.tree.leaves(state)
-    if jax.process_count() > 1 or any(
-        isinstance(x, jax.Array) and not x.is_fully_addressable for x in leaves
-    ):
-        return state
-    if sum(int(np.prod(np.shape(x))) * np.dtype(x.dtype).itemsize for x in leaves) > (
-        HOST_COPY_MAX_BYTES
+    arrays = [x for x in leaves if isinstance(x, jax.Array)]
+    if (
+        jax.process_count() > 1
+        or any(not x.is_fully_addressable for x in arrays)
+        or any(jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) for x in arrays)
+        or sum(x.nbytes for x in arrays) > HOST_COPY_MAX_BYTES
     ):
         return state
     return jax.device_get(state)
