@@ -169,6 +169,7 @@ def main(argv):
     ]
 
     def cell_path(method, lam, seed):
+        """``(config, result JSON, checkpoint dir)`` of one cell."""
         c_run = c.copy_and_resolve_references()
         if lam is not None:
             c_run.ewc_lambda = lam
@@ -177,20 +178,16 @@ def main(argv):
             json.dumps(c_run.to_dict(), sort_keys=True).encode(), digest_size=4
         ).hexdigest()
         name = f"{method}-seed{seed}" + ("" if lam is None else f"-lambda{lam:g}") + f"-{digest}"
-        return c_run, os.path.join(FLAGS.workdir, "cells", name + ".json")
+        stem = os.path.join(FLAGS.workdir, "cells", name)
+        return c_run, stem + ".json", stem + ".ckpt"  # a checkpoint after each task
 
     if FLAGS.plan:
         print(f"adapter_rank {c.adapter_rank}: {len(plan)} cells")
         print(f"{'method':<12} {'lambda':>7} {'seed':>5}  state     cell")
         for method, lam, seed in plan:
-            path = cell_path(method, lam, seed)[1]
-            state = (
-                "done"
-                if os.path.isfile(path)
-                else "partial"
-                if os.path.isdir(path[: -len(".json")] + ".ckpt")
-                else "pending"
-            )
+            _, path, ckpt_dir = cell_path(method, lam, seed)
+            done, started = os.path.isfile(path), os.path.isdir(ckpt_dir)
+            state = "done" if done else "partial" if started else "pending"
             lam_s = "-" if lam is None else f"{lam:g}"
             print(f"{method:<12} {lam_s:>7} {seed:>5}  {state:<8}  {os.path.basename(path)}")
         return
@@ -208,11 +205,10 @@ def main(argv):
         return bases[seed]
 
     def cell(method, lam, seed):
-        c_run, path = cell_path(method, lam, seed)
+        c_run, path, ckpt_dir = cell_path(method, lam, seed)
         if os.path.isfile(path):
             with open(path) as f:
                 return json.load(f)
-        ckpt_dir = path[: -len(".json")] + ".ckpt"  # a checkpoint after each task
         res = continual.run_method(c_run, method, seed, base=base(seed), ckpt_dir=ckpt_dir)
         _write_json(path, res)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
