@@ -103,13 +103,11 @@ def _write_json(path: str, obj) -> None:
 
 
 def _heatmap(path: str, title: str, R, names) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the Agg canvas savefig picks
 
     n = len(R)
-    fig, ax = plt.subplots(figsize=(1 + 0.62 * n, 0.8 + 0.55 * n))
+    fig = Figure(figsize=(1 + 0.62 * n, 0.8 + 0.55 * n))
+    ax = fig.subplots()
     im = ax.imshow(R, vmin=0, vmax=1, cmap="viridis")
     for i in range(n):
         for j in range(n):
@@ -128,7 +126,6 @@ def _heatmap(path: str, title: str, R, names) -> None:
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv):

@@ -21,6 +21,9 @@ from r1jax.train.metrics import read_metrics
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMOKE = os.path.join(ROOT, "experiments", "arith_tiny.py") + ":smoke"
 _CLUSTER_PREFIXES = ("SLURM_", "OMPI_", "PMI_", "R1JAX_", "TPU_")
+# Not a cluster setting: the suite's compilation cache (tests/conftest.py). Without it the
+# trainer's processes would compile into the user's ~/.cache.
+_KEEP = ("R1JAX_COMPILE_CACHE",)
 
 pytestmark = pytest.mark.skipif(
     not hasattr(jax.config, "jax_cpu_collectives_implementation"),
@@ -38,7 +41,7 @@ def _free_port() -> int:
 
 
 def _start(workdir: str, logs: str, extra=()) -> list[subprocess.Popen]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_CLUSTER_PREFIXES)}
+    env = {k: v for k, v in os.environ.items() if k in _KEEP or not k.startswith(_CLUSTER_PREFIXES)}
     env = xla_env(env=env)  # one CPU device per process
     env.update(R1JAX_COORDINATOR=f"localhost:{_free_port()}")
     env.update(R1JAX_NUM_PROCESSES="2")
