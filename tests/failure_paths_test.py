@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 
+from r1jax._testing import cli_forked
 from r1jax.checkpoint import Checkpointer, restore_readable
 from r1jax.configs.arith_tiny import get_config
 from r1jax.errors import ConfigError, RunError
@@ -38,65 +39,9 @@ def _cli(fn: str, *args, prelude: str = "", timeout: int = 300):
     )
 
 
-# A parent that has imported what the CLI's validation needs (JAX, flax, the configs) and
-# forks one child per command line: each child runs the entry point on a pristine copy
-# of that parent, as the console script would after its imports, and exits with the
-# entry point's code. The bad-input test's 40+ command lines then skip 40 JAX imports
-# (about 2 s each). The parent never initialises a JAX backend (no threads to fork).
-_FORKER = """
-import json, os, sys, tempfile, traceback
-import jax, jax.numpy, flax.nnx, optax  # noqa: F401  (what validation imports)
-import r1jax.config, r1jax.main  # noqa: F401
-entry = getattr(r1jax.main, sys.argv[1])
-for line in sys.stdin:
-    args = json.loads(line)
-    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-    pid = os.fork()
-    if pid == 0:
-        os.dup2(out.fileno(), 1)
-        os.dup2(err.fileno(), 2)
-        sys.argv = ["-c", *args]  # config_flags reads overrides from sys.argv
-        code = 0
-        try:
-            entry(["prog", *args])
-        except SystemExit as e:
-            if e.code is None or isinstance(e.code, int):
-                code = e.code or 0
-            else:
-                print(e.code, file=sys.stderr)
-                code = 1
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    out.seek(0)
-    err.seek(0)
-    result = {"rc": os.waitstatus_to_exitcode(status), "stdout": out.read().decode(),
-              "stderr": err.read().decode()}
-    print(json.dumps(result), flush=True)
-"""
-
-
 def _cli_forked(fn: str, arg_lists, timeout: int = 900):
-    """`_cli(fn, *args)` for each of `arg_lists`, run by forks of one parent (`_FORKER`)."""
-    lines = "".join(json.dumps(list(a)) + "\n" for a in arg_lists)
-    p = subprocess.run(
-        [sys.executable, "-c", _FORKER, fn],
-        check=False,
-        input=lines,
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=timeout,
-    )
-    assert p.returncode == 0, p.stderr[-3000:]
-    out = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
-    assert len(out) == len(arg_lists), p.stderr[-3000:]
-    return [subprocess.CompletedProcess(a, r["rc"], r["stdout"], r["stderr"])
-            for a, r in zip(arg_lists, out)]
+    """`_cli(fn, *args)` for each of `arg_lists`, run by forks of one parent."""
+    return cli_forked(fn, arg_lists, env=ENV, timeout=timeout)
 
 
 def _digest(path) -> str:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from r1jax._testing import xla_env
+from r1jax._testing import cli_forked, xla_env
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,29 +25,39 @@ def _run(module_fn, *args, cwd=None):
     )
 
 
-@pytest.mark.parametrize(
-    "args, needle",
-    [
-        (["--no_such_flag=1"], "no_such_flag"),
-        (["--config.rl.algo=sac"], "rl.algo"),
-        (["--config.rl.num_minibatches=7"], "rl.num_minibatches"),
-        (["--config.sft.lr=-1"], "sft.lr"),
-        (["--config.rl.no_such_field=1"], "no_such_field"),
-        (["--config=/no/such/file.py"], "config"),
-        (["--config.max_new_tokens=10"], "max_new_tokens"),
-        (["--config.rl.level_weights=(1.0,-1.0,0.0)"], "level_weights"),
-        (["--config.reward.dense_mix=2"], "reward.dense_mix"),
-        (["--config.reward.noise_std=-0.1"], "reward.noise_std"),
-        (["--config.reward.step_shaping=0.3", "--config.rl.gamma=0.9"], "step_shaping"),
-    ],
-)
-def test_train_rejects_bad_input_with_exit_2(args, needle, tmp_path):
-    r = _run("train_entry", f"--workdir={tmp_path / 'w'}", *args)
+BAD_INPUTS = [
+    (["--no_such_flag=1"], "no_such_flag"),
+    (["--config.rl.algo=sac"], "rl.algo"),
+    (["--config.rl.num_minibatches=7"], "rl.num_minibatches"),
+    (["--config.sft.lr=-1"], "sft.lr"),
+    (["--config.rl.no_such_field=1"], "no_such_field"),
+    (["--config=/no/such/file.py"], "config"),
+    (["--config.max_new_tokens=10"], "max_new_tokens"),
+    (["--config.rl.level_weights=(1.0,-1.0,0.0)"], "level_weights"),
+    (["--config.reward.dense_mix=2"], "reward.dense_mix"),
+    (["--config.reward.noise_std=-0.1"], "reward.noise_std"),
+    (["--config.reward.step_shaping=0.3", "--config.rl.gamma=0.9"], "step_shaping"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(tmp_path_factory):
+    """`r1jax-train` on each bad command line of BAD_INPUTS (the embedded default config),
+    each in a fork of one parent that imported JAX once (`_testing.cli_forked`)."""
+    base = tmp_path_factory.mktemp("bad_inputs")
+    cmds = [[f"--workdir={base / f'w{i}'}", *args] for i, (args, _) in enumerate(BAD_INPUTS)]
+    return base, cli_forked("train_entry", cmds, env=ENV)
+
+
+@pytest.mark.parametrize("i", range(len(BAD_INPUTS)), ids=[n for _, n in BAD_INPUTS])
+def test_train_rejects_bad_input_with_exit_2(bad_input_runs, i):
+    base, runs = bad_input_runs
+    needle, r = BAD_INPUTS[i][1], runs[i]
     assert r.returncode == 2, r.stderr[-2000:]
     assert needle in r.stderr
     assert "Traceback" not in r.stderr
     # Nothing half-written: no checkpoint was started.
-    assert not os.path.exists(tmp_path / "w" / "checkpoints")
+    assert not os.path.exists(base / f"w{i}" / "checkpoints")
 
 
 def test_eval_requires_an_existing_run(tmp_path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 from r1jax import cpu_threads
 from r1jax.tasks.gsm8k import R1_TEMPLATE
@@ -99,3 +101,71 @@ def write_tokenizer(tok, path, eos_token: str = "<|endoftext|>") -> None:
     tok.save(os.path.join(path, "tokenizer.json"))
     with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
         json.dump({"eos_token": eos_token}, f)
+
+
+# A parent that has imported what the CLI's validation needs (JAX, flax, the configs) and
+# forks one child per command line: each child runs the entry point on a pristine copy
+# of that parent, as the console script would after its imports, and exits with the
+# entry point's code. The bad-input tests' command lines then skip a JAX import each
+# (about 2 s). The parent never initialises a JAX backend (no threads to fork).
+_FORKER = """
+import json, os, sys, tempfile, traceback
+import jax, jax.numpy, flax.nnx, optax  # noqa: F401  (what validation imports)
+import r1jax.config, r1jax.main  # noqa: F401
+entry = getattr(r1jax.main, sys.argv[1])
+for line in sys.stdin:
+    args = json.loads(line)
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        sys.argv = ["-c", *args]  # config_flags reads overrides from sys.argv
+        code = 0
+        try:
+            entry(["prog", *args])
+        except SystemExit as e:
+            if e.code is None or isinstance(e.code, int):
+                code = e.code or 0
+            else:
+                print(e.code, file=sys.stderr)
+                code = 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    out.seek(0)
+    err.seek(0)
+    result = {"rc": os.waitstatus_to_exitcode(status), "stdout": out.read().decode(),
+              "stderr": err.read().decode()}
+    print(json.dumps(result), flush=True)
+"""
+
+
+def cli_forked(fn: str, arg_lists, env=None, timeout: int = 900):
+    """Runs the entry point `r1jax.main.<fn>` once per command line of `arg_lists`, each
+    in a fork of one parent that imported JAX and the CLI (`_FORKER`); returns a
+    `subprocess.CompletedProcess` (exit code, stdout, stderr) per command line, in order.
+    `env`: the parent's environment (default `os.environ`)."""
+    lines = "".join(json.dumps(list(a)) + "\n" for a in arg_lists)
+    p = subprocess.run(
+        [sys.executable, "-c", _FORKER, fn],
+        check=False,
+        input=lines,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    if p.returncode != 0:
+        raise RuntimeError(f"the forking parent failed: {p.stderr[-3000:]}")
+    out = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+    if len(out) != len(arg_lists):
+        raise RuntimeError(f"{len(out)} results for {len(arg_lists)} commands: {p.stderr[-3000:]}")
+    return [
+        subprocess.CompletedProcess(a, r["rc"], r["stdout"], r["stderr"])
+        for a, r in zip(arg_lists, out)
+    ]
