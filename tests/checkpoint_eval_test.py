@@ -14,7 +14,13 @@ import pytest
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("torch")
 
-from r1jax._testing import GSM8K_PROBLEMS, gsm8k_tokenizer, write_gsm8k, write_tokenizer
+from r1jax._testing import (
+    GSM8K_PROBLEMS,
+    cli_forked,
+    gsm8k_tokenizer,
+    write_gsm8k,
+    write_tokenizer,
+)
 from r1jax.checkpoint_eval import evaluate_hf as _evaluate_hf
 from r1jax.errors import ConfigError
 from r1jax.evaluate import answer_key, majority_vote, score_decoded
@@ -149,14 +155,24 @@ def test_cli_writes_json_and_rejects_bad_command_lines(dirs, tmp_path):
     assert written == json.loads(json.dumps(evaluate_hf(ckpt, data, **EVAL_KW)))
     assert [p.name for p in out.parent.iterdir()] == ["gsm8k.json"]  # no temp file left
 
-    r = _run_eval(f"--hf_checkpoint={ckpt}", f"--workdir={tmp_path}")
-    assert r.returncode == 2 and "--hf_checkpoint" in r.stderr and "--workdir" in r.stderr
+    # The bad command lines, each in a fork of one parent that imported JAX once.
     missing = tmp_path / "no_such_ckpt"
-    r = _run_eval(f"--hf_checkpoint={missing}", f"--gsm8k_dir={data}")
-    assert r.returncode == 2 and str(missing) in r.stderr and "Traceback" not in r.stderr
-    r = _run_eval(f"--hf_checkpoint={ckpt}", f"--gsm8k_dir={tmp_path / 'nodata'}")
-    assert r.returncode == 2 and "--data_dir" in r.stderr and "train.jsonl" in r.stderr
-    r = _run_eval(f"--workdir={tmp_path}", "--dtype=bfloat16")
-    assert r.returncode == 2 and "--dtype" in r.stderr and "own settings" in r.stderr
-    r = _run_eval(f"--hf_checkpoint={ckpt}", "--task=gsm8k")  # no data directory given
-    assert r.returncode == 2 and "--data_dir" in r.stderr and "Traceback" not in r.stderr
+    both, no_ckpt, no_data, own, no_dir = cli_forked(
+        "eval_entry",
+        [
+            [f"--hf_checkpoint={ckpt}", f"--workdir={tmp_path}"],
+            [f"--hf_checkpoint={missing}", f"--gsm8k_dir={data}"],
+            [f"--hf_checkpoint={ckpt}", f"--gsm8k_dir={tmp_path / 'nodata'}"],
+            [f"--workdir={tmp_path}", "--dtype=bfloat16"],
+            [f"--hf_checkpoint={ckpt}", "--task=gsm8k"],  # no data directory given
+        ],
+        env=ENV,
+    )
+    assert both.returncode == 2 and "--hf_checkpoint" in both.stderr and "--workdir" in both.stderr
+    assert no_ckpt.returncode == 2 and str(missing) in no_ckpt.stderr
+    assert no_data.returncode == 2 and "--data_dir" in no_data.stderr
+    assert "train.jsonl" in no_data.stderr
+    assert own.returncode == 2 and "--dtype" in own.stderr and "own settings" in own.stderr
+    assert no_dir.returncode == 2 and "--data_dir" in no_dir.stderr
+    for r in (both, no_ckpt, no_data, own, no_dir):
+        assert "Traceback" not in r.stderr, r.stderr[-2000:]
