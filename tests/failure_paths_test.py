@@ -208,25 +208,45 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in r.stderr and "error: --config.rl.gamma=2" in r.stderr
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["--config.rl.algo=grpo"],  # drops the critic
-        ["--config.seed=1"],  # same shapes, another run
-        ["--config.rl.policy_lr=1e-3"],
-        ["--config.model.d_model=48", "--config.model.head_dim=24"],
-        ["--config.rl.weight_decay=-5"],  # invalid on its own
-        ["--config.rl.algo=grpo", "--config.reward.dense_mix=0.5"],
-    ],
-)
-def test_a_refused_resume_leaves_the_run_byte_identical(finished_run, args):
-    before = _digest(finished_run)
-    r = _cli("train_entry", f"--config={SMOKE}", f"--workdir={finished_run}", *args)
+REFUSED_RESUMES = [
+    ["--config.rl.algo=grpo"],  # drops the critic
+    ["--config.seed=1"],  # same shapes, another run
+    ["--config.rl.policy_lr=1e-3"],
+    ["--config.model.d_model=48", "--config.model.head_dim=24"],
+    ["--config.rl.weight_decay=-5"],  # invalid on its own
+    ["--config.rl.algo=grpo", "--config.reward.dense_mix=0.5"],
+]
+
+
+@pytest.fixture(scope="module")
+def refused_resumes(finished_run, tmp_path_factory):
+    """Each of REFUSED_RESUMES on its own copy of the finished run (forks of one parent,
+    `_cli_forked`): [(digest before, result, digest after)]."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("refused")
+    runs = [str(base / f"run{i}") for i in range(len(REFUSED_RESUMES))]
+    for run in runs:
+        shutil.copytree(finished_run, run)
+    before = [_digest(run) for run in runs]
+    results = _cli_forked(
+        "train_entry",
+        [
+            [f"--config={SMOKE}", f"--workdir={run}", *args]
+            for run, args in zip(runs, REFUSED_RESUMES)
+        ],
+    )
+    return [(b, r, _digest(run)) for b, r, run in zip(before, results, runs)]
+
+
+@pytest.mark.parametrize("i", range(len(REFUSED_RESUMES)))
+def test_a_refused_resume_leaves_the_run_byte_identical(refused_resumes, i):
+    before, r, after = refused_resumes[i]
     assert r.returncode == 2, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     line = _error_line(r.stderr)
     assert line.startswith("error: --config.") and any(w in line for w in FIX_WORDS), line
-    assert _digest(finished_run) == before
+    assert after == before
 
 
 def test_eval_still_works_after_a_refused_resume(finished_run):
