@@ -119,10 +119,41 @@ def test_verify_wrong_answer_and_wrong_step():
         ("forty-one", "41", False),
         ("50%", "50", False),
         ("", "0", False),
+        ("- 10.0", "-10", True),
+        ("-5 / 6", "-5/6", True),
+        ("2/9", "0.2222", False),
+        # The answer states a number; restating the computation is not an answer (a
+        # policy could copy the question's arithmetic instead of doing it).
+        ("14+7-5", "16", False),
+        ("26 - 7 + 3 + 5 - 14", "13", False),
+        ("(7/9 * 2 + 1 - 2) * 2/5", "2/9", False),
+        ("2*3", "6", False),
+        ("8/4", "2", False),  # a fraction is in lowest terms and not a whole number
+        ("4/18", "2/9", False),
+        ("2/1", "2", False),
+        ("2^3", "8", False),
     ],
 )
 def test_verify_answer_comparison(answer, reference, correct):
     assert verify(f"1+1=2\n#### {answer}", reference).answer_correct is correct
+
+
+@pytest.mark.parametrize(
+    "completion, answer",
+    [
+        ("<think>\n8/4=2\n</think>\n<answer>2</answer>", "2"),
+        ("<think>\n8/4=2\n</think>\n<answer>\n2\n</answer>", "2"),  # on its own line
+        ("<think>\n8/4=2\n</think>\n<answer>  2\n\n</answer>\n", "2"),
+        ("<think>\n8/4=2\n</think>\n<answer>2\nnot closed", "2"),  # the rest of its line
+        ("<think>\n8/4=2\n</think>\n<answer>2\n3\n</answer>", "2\n3"),  # not one number
+        ("<think>\n8/4=2\n</think>\n<answer></answer>", ""),
+    ],
+)
+def test_answer_tag_content_across_lines(completion, answer):
+    parsed = verifier.parse_solution(completion, answer_tag=True)
+    assert parsed == ParsedSolution(steps=("8/4=2",), answer=answer)
+    verdict = verifier.EquationVerifier(answer_tag=True).verify(completion, "2")
+    assert verdict.answer_correct is (answer == "2") and verdict.valid_steps == 1
 
 
 def test_verify_no_answer_line():

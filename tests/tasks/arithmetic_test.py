@@ -7,6 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from r1jax.rewards import score_completions
 from r1jax.tasks import (
     ArithmeticTask,
     Problem,
@@ -353,3 +354,29 @@ def test_subgoals_are_the_shortest_solutions_intermediate_values(task):
         p = t.sample(rng, 2, "train")
         lines = p.solution.splitlines()[:-1]
         assert tuple(line.split("=")[-1] for line in lines[:-1]) == p.subgoals
+
+
+@pytest.mark.parametrize("style", ["plain", "r1"])
+def test_restating_the_computation_is_not_an_answer(style):
+    """The last step's left side as the answer (the arithmetic restated, not done) is
+    scored wrong through the trainer's reward path, in both layouts; the number, written
+    in the answer tag on a line of its own too, is right."""
+    task = get_task("arithmetic", solution_style=style)
+    rng = np.random.default_rng(5)
+    problems = [task.sample(rng, lvl, "train") for lvl in (1, 2, 3) for _ in range(10)]
+    completions = []
+    for p in problems:
+        steps = [s for s in p.solution.split("\n") if "=" in s]
+        lhs = steps[-1].split("=")[0]
+        if style == "r1":
+            think = "<think>\n" + "\n".join(steps[:-1]) + "\n</think>\n"
+            completions += [
+                think + f"<answer>{lhs}</answer>",
+                think + f"<answer>\n{p.answer}\n</answer>",
+            ]
+        else:
+            completions += ["\n".join(steps[:-1] + [f"#### {lhs}"]), f"#### {p.answer}"]
+    rows = score_completions(task, [p for p in problems for _ in range(2)], completions)
+    for i, p in enumerate(problems):
+        assert rows[2 * i]["answer_correct"] == 0.0, (p, completions[2 * i])
+        assert rows[2 * i + 1]["answer_correct"] == 1.0, (p, completions[2 * i + 1])

@@ -226,6 +226,26 @@ def test_wrong_completions_score_lower(name, samples):
         assert bad_step["valid_steps"] == ref["valid_steps"] - 1, p
 
 
+@pytest.mark.parametrize("name", DOMAINS)
+def test_restating_the_computation_is_not_an_answer(name, samples):
+    """The last step's left side after "####" (the arithmetic restated, not done) scores
+    as a wrong answer through the trainer's reward path; the number itself is right."""
+    task = get_task(name)
+    problems, completions = [], []
+    for p in (samples[name][lvl][i] for lvl in (1, 2, 3) for i in range(15)):
+        *steps, _ = p.solution.split("\n")
+        lhs = steps[-1].split("=")[0]
+        if re.fullmatch(r"-?\d+", lhs.strip()):
+            continue  # a restated value, not a computation
+        problems += [p, p]
+        completions += ["\n".join(steps[:-1] + [f"#### {lhs}"]), f"#### {p.answer}"]
+    assert len(problems) >= 30, name
+    rows = score_completions(task, problems, completions)
+    for i in range(0, len(rows), 2):
+        assert rows[i]["answer_correct"] == 0.0, (problems[i], completions[i])
+        assert rows[i + 1]["answer_correct"] == 1.0, problems[i]
+
+
 def test_debugging_shows_exactly_one_false_step(samples):
     for p in _all(samples, "debugging"):
         body = QUESTION.match(p.question)[2]
@@ -296,9 +316,11 @@ def test_the_trainer_accepts_the_domain(name, tmp_path):
     from r1jax import config as config_lib
     from r1jax.configs.arith_tiny import get_config
 
-    c = config_lib.with_overrides(get_config("smoke"), {"task": name}) if hasattr(
-        config_lib, "with_overrides"
-    ) else None
+    c = (
+        config_lib.with_overrides(get_config("smoke"), {"task": name})
+        if hasattr(config_lib, "with_overrides")
+        else None
+    )
     if c is None:
         c = get_config("smoke")
         c.task, c.task_kwargs = name, {}

@@ -26,6 +26,7 @@ through a binary float. ``^`` means power (the usual meaning in maths text, not 
 from __future__ import annotations
 
 import ast
+import math
 import re
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -39,8 +40,8 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_EXPONENT",
     "MAX_EXPR_CHARS",
-    "parse_answer",
     "parens_ok",
+    "parse_answer",
     "parse_answer_fraction",
     "safe_eval",
     "safe_eval_fraction",
@@ -199,6 +200,16 @@ def safe_eval(expr: str) -> sympy.Rational | None:
     return _to_rational(safe_eval_fraction(expr))
 
 
+# A final answer is a number written out: an integer or decimal (thousands separators
+# allowed) or a fraction a/b in lowest terms, with an optional sign. Not an expression:
+# "26 - 7 + 3" or "8/4" would let a policy copy the question's arithmetic after "####"
+# instead of doing it, and be scored correct (found in review).
+_ANSWER_RE = re.compile(
+    r"(?:[+-][ \t]*)?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"  # 41, - 1,200, 1.50
+    r"|(?:[+-][ \t]*)?(\d+)[ \t]*/[ \t]*(\d+)"  # 3/4, -5 / 6
+)
+
+
 def _normalize_answer(text: str) -> str | None:
     if not isinstance(text, str) or len(text) > 4 * MAX_EXPR_CHARS:
         return None
@@ -215,16 +226,27 @@ def _normalize_answer(text: str) -> str | None:
 def parse_answer_fraction(text: str) -> Fraction | None:
     """``parse_answer`` returning a ``Fraction`` (no sympy)."""
     s = _normalize_answer(text)
-    if s is None:
+    if s is None or len(s) > MAX_EXPR_CHARS:
         return None
+    m = _ANSWER_RE.fullmatch(s)
+    if m is None:
+        return None
+    num, den = m.group(1), m.group(2)
+    if den is not None:  # a fraction: in lowest terms, and not a whole number
+        n, d = int(num), int(den)
+        if d < 2 or math.gcd(n, d) != 1:
+            return None
     return safe_eval_fraction(s)
 
 
 def parse_answer(text: str) -> sympy.Rational | None:
     """Parses a final answer such as ``"$1,200"``, ``"12."``, ``" 3/4 "``, ``"-5"``, ``"1.50"``.
 
-    Removes currency signs and a sentence-final period, then applies ``safe_eval``.
-    Percentages (``"50%"``) are refused (``None``): whether they mean 50 or 1/2 depends on
-    the question, which a later, fuller verifier can take into account.
+    Removes currency signs and a sentence-final period; what is left must be a number
+    written out (an integer or decimal, or a fraction in lowest terms), which
+    ``safe_eval`` then reads exactly. An expression (``"14+7-5"``, ``"8/4"``) is refused
+    (``None``): the answer states the result, it does not restate the computation.
+    Percentages (``"50%"``) are refused too: whether they mean 50 or 1/2 depends on the
+    question, which a later, fuller verifier can take into account.
     """
     return _to_rational(parse_answer_fraction(text))

@@ -10,7 +10,8 @@ Lines before the first line starting with ``####`` that contain ``=`` are *steps
 lines (prose, blank lines) are ignored. The text after ``####`` is the *answer*. A step
 is valid when every side of its (possibly chained) equation evaluates, through the
 whitelisted ``safe_math`` evaluator, to the same exact rational. The answer is correct
-when it equals the reference answer exactly.
+when it is a number written out (``safe_math.parse_answer``: ``23``, ``1,200``, ``3/4``;
+not an expression such as ``28-5``) equal to the reference answer exactly.
 
 In the R1 layout (``EquationVerifier(answer_tag=True)``) the answer is the content of
 ``<answer>...</answer>`` instead, and the steps are the equation lines before it::
@@ -20,6 +21,8 @@ In the R1 layout (``EquationVerifier(answer_tag=True)``) the answer is the conte
     28-5=23
     </think>
     <answer>23</answer>
+
+The tag's content may span lines (``<answer>\n23\n</answer>``).
 
 Extension point: a task says how its completions are scored by its ``verifier``
 (``tasks.Task``), an object with ``verify(completion, reference) -> Verdict`` (the
@@ -91,15 +94,15 @@ class Verifier(Protocol):
     def verify(self, completion: str, reference: str) -> Verdict: ...
 
 
-def _tag_answer(line: str) -> str | None:
-    """The text after ``<answer>`` on ``line`` up to ``</answer>`` (or the line's end);
-    None without the tag."""
-    at = line.find(ANSWER_OPEN)
-    if at < 0:
-        return None
-    rest = line[at + len(ANSWER_OPEN) :]
-    end = rest.find(ANSWER_CLOSE)
-    return (rest if end < 0 else rest[:end]).strip()
+def _tag_answer(text: str, start: int) -> str:
+    """The answer in ``text`` after the ``<answer>`` that ends at ``start``: everything up
+    to ``</answer>``, across lines (``<answer>\n23\n</answer>`` holds ``23``), or the
+    rest of its line when the tag is never closed."""
+    end = text.find(ANSWER_CLOSE, start)
+    if end < 0:
+        rest = text[start:].splitlines()
+        return rest[0].strip() if rest else ""
+    return text[start:end].strip()
 
 
 def parse_solution(text: str, answer_tag: bool = False) -> ParsedSolution:
@@ -110,16 +113,18 @@ def parse_solution(text: str, answer_tag: bool = False) -> ParsedSolution:
         return ParsedSolution(steps=(), answer=None)
     steps = []
     answer = None
-    for raw in text.splitlines():
+    pos = 0
+    for raw in text.splitlines(keepends=True):
         line = raw.strip()
         if line.startswith(ANSWER_MARKER):
             answer = line[len(ANSWER_MARKER) :].strip()
             break
-        if answer_tag and (tagged := _tag_answer(line)) is not None:
-            answer = tagged
+        if answer_tag and (at := raw.find(ANSWER_OPEN)) >= 0:
+            answer = _tag_answer(text, pos + at + len(ANSWER_OPEN))
             break
         if "=" in line:
             steps.append(line)
+        pos += len(raw)
     return ParsedSolution(steps=tuple(steps), answer=answer)
 
 
