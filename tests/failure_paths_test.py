@@ -446,6 +446,23 @@ def test_a_failing_save_is_a_run_error_naming_the_intact_checkpoint(tmp_path, mo
     ck.close()
 
 
+def test_rerunning_a_finished_run_changes_neither_metrics_nor_summary(finished_run, tmp_path):
+    """The same command again on a finished run: it resumes at the last checkpoint and
+    evaluates again; metrics.jsonl holds that final evaluation once, as before."""
+    import shutil
+
+    run = tmp_path / "again"
+    shutil.copytree(finished_run, run)
+    before = _strip_timing(read_metrics(os.path.join(finished_run, "metrics.jsonl")))
+    summary = train(get_config("smoke"), str(run))
+    after = _strip_timing(read_metrics(str(run / "metrics.jsonl")))
+    assert after == before and sum(r["phase"] == "eval" for r in after) == 2
+    with open(os.path.join(finished_run, "summary.json")) as f:
+        ref = json.load(f)
+    strip = lambda s: {k: v for k, v in s.items() if k != "wall_seconds"}
+    assert strip(summary) == strip(ref)
+
+
 def test_a_run_written_by_an_older_version_resumes_and_evaluates(finished_run, tmp_path):
     """Fields an older version wrote into config.json (and this one lacks) are ignored:
     neither a resume nor r1jax-eval refuses the run for them."""

@@ -37,6 +37,8 @@ BAD_INPUTS = [
     (["--config.reward.dense_mix=2"], "reward.dense_mix"),
     (["--config.reward.noise_std=-0.1"], "reward.noise_std"),
     (["--config.reward.step_shaping=0.3", "--config.rl.gamma=0.9"], "step_shaping"),
+    (["--config.task_kwargs.max_operan=5"], "did you mean --config.task_kwargs.max_operand?"),
+    (["--config.task_kwargs.nonexist=3"], "--config.task_kwargs.nonexist is not among"),
 ]
 
 
@@ -67,6 +69,41 @@ def test_eval_requires_an_existing_run(tmp_path):
     assert r.returncode == 2 and "r1jax-train" in r.stderr
     r = _run("eval_entry", "--step=abc", f"--workdir={tmp_path}")
     assert r.returncode == 2 and "step" in r.stderr
+
+
+def test_eval_checks_output_before_evaluating(tmp_path):
+    """A bad --output is refused in one line before any evaluation (the workdir holds no
+    run, so an evaluation would fail with another message), and nothing is written."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out, needle in [(tmp_path, "is a directory"), (afile / "x.json", "is not a directory")]:
+        r = _run("eval_entry", f"--workdir={tmp_path / 'nope'}", f"--output={out}")
+        assert r.returncode == 2 and needle in r.stderr, r.stderr[-2000:]
+        assert "Traceback" not in r.stderr and f"--output={out}" in r.stderr
+    assert afile.read_text() == "x" and sorted(os.listdir(tmp_path)) == ["afile"]
+
+
+def test_an_interrupted_run_says_how_to_resume(tmp_path):
+    """Ctrl-C during training: one line that says how to resume, exit code 130 (no
+    traceback); the training itself is replaced by one that is interrupted at once."""
+    code = (
+        "import sys, r1jax.train.loop as loop\n"
+        "def train(*a, **k): raise KeyboardInterrupt\n"
+        "loop.train = train\n"
+        "from r1jax.main import train_entry; train_entry(['prog', *sys.argv[1:]])"
+    )
+    w = tmp_path / "w"
+    r = subprocess.run(
+        [sys.executable, "-c", code, f"--workdir={w}"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+    assert r.returncode == 130, r.stderr[-2000:]
+    assert f"interrupted: rerun the same command to resume --workdir={w}" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_compile_only_reports_memory_for_a_sharded_mesh_and_writes_nothing(tmp_path):

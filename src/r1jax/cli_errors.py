@@ -128,10 +128,32 @@ def config_load_error(e: Exception, argv) -> str:
         return config_file_error(given or default_config_file(), text)
     if unknown:
         return unknown
+    if isinstance(e, (KeyError, AttributeError)):
+        task_arg = _unknown_task_kwarg(text, argv)
+        if task_arg:
+            return task_arg
     return (
         f"bad --config or --config.* override: {' '.join(_last_line(text).split())} "
         f"(the fields are in {default_config_file()})"
     )
+
+
+def _unknown_task_kwarg(text: str, argv) -> str | None:
+    """A message for a `--config.task_kwargs.NAME` override that the config file's
+    `task_kwargs` lacks (ml_collections' KeyError text `'NAME'`, maybe with its "Did you
+    mean" hint); None when `text` is about something else."""
+    for name, _ in overrides(argv):
+        key = name[len("task_kwargs.") :] if name.startswith("task_kwargs.") else ""
+        if not key or not re.search(rf"'{re.escape(key)}\\?'", text):
+            continue
+        near = re.search(r'Did you mean "([^"]+)"', text)
+        hint = f": did you mean --config.task_kwargs.{near.group(1)}?" if near else ""
+        return (
+            f"--config.{name} is not among the config file's task_kwargs{hint} (the task "
+            "arguments a command line can set are the ones the config file lists; add "
+            "others to its task_kwargs)"
+        )
+    return None
 
 
 def as_written(e: ConfigError, argv) -> str:

@@ -216,6 +216,17 @@ def train_entry(argv=None):
         _fail(cli_errors.as_written(e, argv))
     except RunError as e:
         _fail(str(e))
+    except KeyboardInterrupt:
+        if _debug():
+            import traceback
+
+            traceback.print_exc()
+        print(
+            f"interrupted: rerun the same command to resume --workdir={workdir} from its "
+            "newest complete checkpoint",
+            file=sys.stderr,
+        )
+        _exit(130)
     except RewardError as e:
         _fail(str(e), code=1)
     except OSError as e:  # e.g. the disk filled up while writing metrics or a checkpoint
@@ -377,6 +388,22 @@ def _write_json_atomic(path: str, text: str):
         raise
 
 
+def _check_output(path: str) -> None:
+    """Fails (exit 2) unless ``--output=path`` can be written: not a directory, and its
+    nearest existing parent a writable directory. Checked before the evaluation runs."""
+    full = os.path.abspath(path)
+    if os.path.isdir(full):
+        _fail(f"--output={path} is a directory: give a file path, e.g. {path}/eval.json")
+    parent = os.path.dirname(full)
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        why = "not a directory" if not os.path.isdir(parent) else "not writable"
+        _fail(
+            f"cannot write --output={path}: {parent} is {why}; pass a path in a writable directory"
+        )
+
+
 def _task_kwargs(F) -> dict:
     """--task_kwargs (a JSON object), with --data_dir as its "path"."""
     from r1jax.tasks import parse_task_kwargs
@@ -452,6 +479,8 @@ def eval_entry(argv=None):
             "--workdir is required (the directory r1jax-train wrote), or "
             "--hf_checkpoint=DIR for a Hugging Face checkpoint on --task (default gsm8k)"
         )
+    if F.output:
+        _check_output(F.output)
     _setup_logging()
     _enable_compile_cache(F.compile_cache)
     try:
@@ -459,9 +488,12 @@ def eval_entry(argv=None):
     except (FileNotFoundError, ConfigError, RunError) as e:
         _fail(str(e))
     text = json.dumps(result, sort_keys=True)
+    print(text, flush=True)  # first: a failed write below does not lose the result
     if F.output:
-        _write_json_atomic(F.output, text + "\n")
-    print(text)
+        try:
+            _write_json_atomic(F.output, text + "\n")
+        except OSError as e:
+            _fail(f"cannot write --output={F.output}: {e}; the result is printed above")
 
 
 if __name__ == "__main__":

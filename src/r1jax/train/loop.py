@@ -246,7 +246,15 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
     host = exp.host_state  # the canonical (single) state, for evaluation and checkpoints
     prior_wall = float(meta.get("wall_seconds", 0.0))
     wall = lambda: prior_wall + time.time() - t0
-    writer = MetricsWriter(workdir, resume_step, enabled=is_main_process())
+    # Resumed from the last checkpoint (a finished run, or one stopped before its final
+    # evaluation was written): that evaluation is written again, so an earlier copy goes.
+    # It is the only "eval" row at that step (rl.iterations >= 1; periodic ones stop
+    # before the end).
+    end = c.sft.steps + c.rl.iterations
+    evals_at_resume = 0 if resume_step == end else None
+    writer = MetricsWriter(
+        workdir, resume_step, enabled=is_main_process(), evals_at_resume=evals_at_resume
+    )
     stopped = lambda s: stop_after is not None and s >= stop_after
     try:
         step = int(host(state).step)
