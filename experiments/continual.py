@@ -64,8 +64,44 @@ FLAGS = flags.FLAGS
 
 
 def _usage(msg: str):
-    print(f"error: {msg}", file=sys.stderr)
+    """One line `error: ...` on stderr and exit code 2, as `r1jax-train` does."""
+    print(f"error: {' '.join(str(msg).split())}", file=sys.stderr)
     sys.exit(2)
+
+
+def _parse_flags(argv):
+    """absl's flag parsing with `r1jax-train`'s answer to a bad flag (unknown, malformed,
+    missing value): one line and exit code 2, not absl's FATAL and exit code 1."""
+    from r1jax import cli_errors
+
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _usage(f"{cli_errors.flag_error(e, argv)}: drop it or use a flag --helpfull lists")
+
+
+def _check_workdir(path: str) -> None:
+    """Exit 2 unless --workdir can hold the experiment: an existing directory (a rerun
+    reuses its finished cells), or a path that can be made one. Checked before --plan
+    reads it and before anything is written or trained."""
+    from r1jax import cli_errors
+    from r1jax.errors import ConfigError
+
+    flag = f"--workdir={path}"
+    if os.path.isdir(path):
+        cells = os.path.join(path, "cells")
+        if os.path.lexists(cells) and not os.path.isdir(cells):
+            _usage(
+                f"{flag}: {cells} is not a directory (the finished cells are kept there): "
+                "move it away or pass another --workdir"
+            )
+        if not FLAGS.plan and not os.access(path, os.W_OK | os.X_OK):
+            _usage(f"{flag} is not writable by this user: pass a directory you can write")
+        return
+    try:  # not a directory yet: r1jax-train's checks (a file, below a file, not writable)
+        cli_errors.check_workdir(path)
+    except ConfigError as e:
+        _usage(str(e))
 
 
 def _config():
@@ -133,6 +169,7 @@ def main(argv):
         _usage(f"unexpected arguments {argv[1:]}")
     if not FLAGS.workdir:
         _usage("--workdir is required: the directory to write continual.json to")
+    _check_workdir(FLAGS.workdir)
     # The command line is checked (and --plan answered) before JAX is imported.
     from r1jax.configs import continual as cfg_lib
 
@@ -192,7 +229,10 @@ def main(argv):
 
     from r1jax.train import continual
 
-    os.makedirs(os.path.join(FLAGS.workdir, "cells"), exist_ok=True)
+    try:
+        os.makedirs(os.path.join(FLAGS.workdir, "cells"), exist_ok=True)
+    except OSError as e:  # what the checks above cannot see (a read-only mount, a race)
+        _usage(f"--workdir={FLAGS.workdir}: cannot create {e.filename or 'it'} ({e.strerror or e})")
 
     bases = {}
 
@@ -281,4 +321,4 @@ def main(argv):
 
 if __name__ == "__main__":
     logging.set_verbosity(logging.WARNING)
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

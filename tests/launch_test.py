@@ -17,6 +17,7 @@ SCRIPTS = sorted(
 )
 TPU_POD = os.path.join(LAUNCH, "tpu_pod.sh")
 SBATCH = os.path.join(LAUNCH, "slurm_gpu.sbatch")
+LOCAL = os.path.join(LAUNCH, "local.sh")
 SMOKE = "--config=experiments/arith_tiny.py:smoke"
 
 
@@ -141,6 +142,33 @@ def test_tpu_pod_dry_run_create_git_source_and_gcs_logs():
 def test_tpu_pod_rejects_bad_options(args, needle):
     r = _run([TPU_POD, "--dry_run", *args])
     assert r.returncode == 2 and needle in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, workdir, rest",
+    [
+        ([], "runs/arith_tiny", []),
+        (["runs/grpo", "--config.rl.algo=grpo"], "runs/grpo", ["--config.rl.algo=grpo"]),
+        # A leading flag is a flag, not the workdir: the default workdir, the flags intact.
+        (["--config.rl.algo=grpo"], "runs/arith_tiny", ["--config.rl.algo=grpo"]),
+        (
+            ["--config.rl.algo=grpo", "--config.seed=3"],
+            "runs/arith_tiny",
+            ["--config.rl.algo=grpo", "--config.seed=3"],
+        ),
+        (["-v=1", "two words"], "runs/arith_tiny", ["-v=1", "two words"]),
+    ],
+)
+def test_local_sh_passes_workdir_and_flags_to_r1jax_train(tmp_path, args, workdir, rest):
+    bin_dir, cwd = tmp_path / "bin", tmp_path / "cwd"
+    bin_dir.mkdir()
+    cwd.mkdir()
+    _write_exe(bin_dir / "r1jax-train", '#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    r = _run([LOCAL, *args], env=_clean_env(PATH=f"{bin_dir}:{os.environ['PATH']}"), cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    config = os.path.join(LAUNCH, "..", "experiments", "arith_tiny.py")
+    assert r.stdout.splitlines() == [f"--workdir={workdir}", f"--config={config}", *rest]
+    assert os.listdir(cwd) == []  # the launcher itself creates nothing
 
 
 _FAKE_GCLOUD = r"""#!/usr/bin/env bash

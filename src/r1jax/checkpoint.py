@@ -267,10 +267,12 @@ class Checkpointer:
 
 
 def _reason(e: BaseException) -> str:
+    """One short clause for a failed restore: the exception's first line, without the
+    TensorStore spec dump Orbax appends to read errors (a bound-method repr)."""
     if isinstance(e, UnreadableCheckpoint):
         return str(e)
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    text = lines[0] if lines else ""
+    text = lines[0].split(" See full TensorStore details")[0].rstrip(".") if lines else ""
     return f"{type(e).__name__}: {text[:240]}" if text else type(e).__name__
 
 

@@ -54,7 +54,12 @@ def test_forgetting_metrics_on_a_known_matrix():
 
 def _run(*args, timeout=600):
     return subprocess.run(
-        [sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        [sys.executable, SCRIPT, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
 
 
@@ -199,6 +204,38 @@ def test_bad_command_lines_exit_2(args, message, tmp_path):
     out = _run(*args, timeout=120)
     assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
     assert not (tmp_path / "w" / "continual.json").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--workdir={F}", "--smoke"), "--workdir={F} is a file, not a directory"),
+        (("--workdir={F}/sub", "--smoke"), "--workdir={F}/sub: {F} is a file, so no directory"),
+        (("--workdir={F}", "--plan"), "--workdir={F} is a file, not a directory"),
+        (("--workdir={F}/sub", "--plan"), "--workdir={F}/sub: {F} is a file, so no directory"),
+        (("--workdir={C}", "--smoke"), "{C}/cells is not a directory"),
+        (("--workdir={C}", "--plan"), "{C}/cells is not a directory"),
+        (("--workdir={W}", "--smoke", "--bogus"), "Unknown command line flag 'bogus'"),
+        (("--workdir={W}", "--smoke=3"), "flag --smoke=3"),
+        (("--workdir={W}", "--seeds"), "Missing value for flag --seeds"),
+        (("--workdir={W}", "--select=best"), "flag --select=best"),
+    ],
+)
+def test_bad_workdirs_and_flags_exit_2_with_one_line_before_writing(args, message, tmp_path):
+    """A --workdir that is (or is below) a file, or whose `cells` is a file, and a flag absl
+    cannot parse: one `error:` line, exit code 2, nothing written, whether --plan or not."""
+    afile, cdir = tmp_path / "afile", tmp_path / "c"
+    afile.write_text("keep me\n")
+    cdir.mkdir()
+    (cdir / "cells").write_text("not a directory\n")
+    paths = {"F": afile, "C": cdir, "W": tmp_path / "w"}
+    out = _run(*(a.format(**paths) for a in args), timeout=120)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
+    assert lines[0].startswith("error: ") and message.format(**paths) in lines[0], lines[0]
+    assert out.stdout == ""  # --plan printed no cells
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "c"]  # no w/
+    assert afile.read_text() == "keep me\n" and os.listdir(cdir) == ["cells"]
 
 
 def _same(a, b) -> bool:
