@@ -493,6 +493,22 @@ def test_rerunning_a_finished_run_changes_neither_metrics_nor_summary(finished_r
     assert strip(summary) == strip(ref)
 
 
+def test_checkpoints_without_their_config_json_are_not_resumed(finished_run, tmp_path):
+    """A run whose config.json is gone is refused (it would resume under this command's
+    settings, a new seed included), and nothing in it changes."""
+    import shutil
+
+    run = tmp_path / "nocfg"
+    shutil.copytree(finished_run, run)
+    os.remove(run / "config.json")
+    before = _digest(str(run))
+    changed = get_config("smoke")
+    changed.seed = 7
+    with pytest.raises(ConfigError, match=r"holds checkpoints \(sft/6, rl/8, rl/10\) but no"):
+        train(changed, str(run))
+    assert _digest(str(run)) == before
+
+
 def test_a_run_written_by_an_older_version_resumes_and_evaluates(finished_run, tmp_path):
     """Fields an older version wrote into config.json (and this one lacks) are ignored:
     neither a resume nor r1jax-eval refuses the run for them."""

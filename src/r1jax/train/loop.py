@@ -117,6 +117,22 @@ def check_resume(c, workdir: str) -> None:
     continues the same computation. Reads only."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
+        # Every run writes config.json before its first checkpoint: checkpoints without it
+        # would resume under whatever settings this command has.
+        ckdir = os.path.join(workdir, "checkpoints")
+        made = [
+            f"{phase}/{d}"
+            for phase in ("sft", "rl")
+            if os.path.isdir(os.path.join(ckdir, phase))
+            for d in sorted(os.listdir(os.path.join(ckdir, phase)), key=lambda d: (len(d), d))
+            if d.isdigit()
+        ]
+        if made:
+            raise ConfigError(
+                f"--workdir={workdir} holds checkpoints ({', '.join(made)}) but no config.json "
+                "(the settings they were made with): put the run's config.json back to "
+                "resume it, or pass a new --workdir"
+            )
         return
     try:
         with open(path) as f:
