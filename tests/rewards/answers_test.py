@@ -412,3 +412,120 @@ def test_parse_value_refuses_review(text):
 )
 def test_decide_squashes_only_two_unparseable_answers(pred, ref, want):
     assert answers.decide(pred, ref) is want
+
+
+# ----------------------------------------------------------- free-form review regressions
+@pytest.mark.parametrize(
+    "pred, ref, want",
+    [
+        ("0.30000000000000004", "0.3", True),  # float round-off: the last digits only
+        ("2.9999999999999996", "3", True),
+        ("0.7999999999999999", "4/5", True),
+        ("100000000000099.0", "100000000000000", False),  # a float holds these digits
+        ("123456789012345.6", "123456789012345", False),
+        ("1.000000000000002", "1", False),  # 9 units in the last place: no round-off
+    ],
+)
+def test_float_noise_is_round_off_only(pred, ref, want):
+    for p, r in ((pred, ref), (ref, pred)):
+        assert answers.decide(p, r) is want
+        assert verify_answer(f"<answer>{p}</answer>", r) is want
+
+
+_SET = "{" + ", ".join(str(i) for i in range(100, 150)) + "}"  # a reference of 50 numbers
+
+
+@pytest.mark.parametrize(
+    "completion, reference, want",
+    [
+        ("The solutions are \\boxed{1} and \\boxed{2}.", "1, 2", True),
+        ("The solutions are \\boxed{1} and \\boxed{2}.", "2, 1", True),
+        ("\\boxed{1}, \\boxed{2}", "\\{1, 2\\}", True),
+        ("The solutions are \\boxed{1} and \\boxed{2}.", "1", False),  # a guess per box
+        ("The solutions are \\boxed{1} and \\boxed{3}.", "1, 2", False),
+        ("The answer is 5 or 6.", "6", False),  # a hedge never pays
+        ("<answer>5 or 6</answer>", "5", False),
+        ("#### 5 and 6", "5", False),
+        ("<think>9 * 2 = 18</think><answer>18</answer>", "18", True),
+        ("<answer>17</answer>", "18", False),
+        ("She makes 9 * 2 = $18.", "18", False),  # no marker: no answer
+        (f"<answer>{_SET}</answer>", _SET, True),  # a long reference is itself ...
+        ("<answer>149</answer>", _SET, False),  # ... not its last number
+        ("#### 1,000", " 1000\n", True),
+    ],
+)
+def test_free_form_verifier_agrees_with_verify_answer(completion, reference, want):
+    from r1jax.rewards.free_form import FreeFormVerifier
+
+    verdict = FreeFormVerifier().verify(completion, reference).answer_correct
+    assert verdict is verify_answer(completion, reference, fallback=False) is want
+
+
+@pytest.mark.parametrize(
+    "pred, ref, want",
+    [
+        ("\\boxed{x = 5 = 6}", "6", False),  # two numbers that differ: no answer
+        ("\\boxed{x \\approx 5 \\approx 6}", "6", False),
+        ("<answer>x = 5 = 6</answer>", "6", False),
+        ("The answer is x = 5 = 6.", "6", False),
+        ("Answer: so x = 5 = 6", "6", False),  # nor is the last number of the sentence
+        ("The answer is 7 = 5.", "5", False),
+        ("\\boxed{x = 2 + 3 = 5}", "5", True),
+        ("\\boxed{x = 10/2 = 5}", "5", True),
+        ("\\boxed{x = 5 = 5.0}", "5", True),
+        ("\\boxed{x \\approx 5 \\approx 5.0}", "5", True),
+    ],
+)
+def test_contradictory_chains_are_no_answer(pred, ref, want):
+    assert verify_answer(pred, ref) is want
+    assert verify_answer(pred, ref, fallback=False) is want
+
+
+@pytest.mark.parametrize("text", ["x = 5 = 6", "x \\approx 5 \\approx 6", "x ≈ 5 ≈ 6", "5 = 6 = 6"])
+def test_parse_value_refuses_contradictory_chains(text):
+    assert answers.parse_value(text) is None
+
+
+@pytest.mark.parametrize("text", ["x = 2 + 3 = 5", "x = 10/2 = 5", "x ≈ 5 ≈ 5"])
+def test_parse_value_chains_that_agree(text):
+    assert answers.parse_value(text) == Equation(Expr("x"), Num(Fraction(5), None), True)
+
+
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("<answer>Janet makes $18 every day.</answer>", "$18"),  # a sentence is refined
+        ("<answer>She makes 9 * 2 = $18 every day.</answer>", "$18"),
+        ("<answer>The largest $n$ is 34</answer>", "34"),
+        ("<answer>18</answer>", "18"),  # an answer that parses is kept as it is
+        ("<answer>\\frac{1}{2}</answer>", "\\frac{1}{2}"),
+        ("<answer>She makes $18 or $20.</answer>", "She makes $18 or $20"),  # a hedge: kept
+        ("<answer>12 minus 3</answer>", "12 minus 3"),
+    ],
+)
+def test_answer_tag_sentence_is_refined(text, want):
+    assert extract_answer(text) == want
+
+
+@pytest.mark.parametrize(
+    "pred, ref",
+    [
+        ("<answer>12 minus 3</answer>", "3"),  # an operand is not the answer
+        ("Answer: 12 minus 3", "3"),
+        ("12 minus 3", "3"),
+        ("<answer>She divides 12 by 4</answer>", "4"),
+        ("<answer>She makes $18 or $20.</answer>", "20"),  # nor is one of two guesses
+    ],
+)
+def test_a_sentence_number_after_a_connective_is_no_answer(pred, ref):
+    assert verify_answer(pred, ref) is False
+    assert verify_answer(pred, ref, fallback=False) is False
+
+
+def test_answer_tag_sentence_scores_like_an_answer_phrase():
+    from r1jax.rewards.free_form import FreeFormVerifier
+
+    for text in ("<answer>Janet makes $18 every day.</answer>", "The answer is $18."):
+        assert verify_answer(text, "18", fallback=False)
+        assert FreeFormVerifier().verify(text, "18").answer_correct
+    assert not verify_answer("<answer>She makes $18 or $20.</answer>", "20")

@@ -18,8 +18,9 @@ verdicts encode the policy, not what any implementation happens to do:
 * Numbers: fractions, mixed numbers, roots, ``\\pi``, scientific notation, thousands
   separators, a decimal comma only when unambiguous (4+ digits before it, not exactly 3
   after). A decimal matches an exact value rounded or truncated to its written places
-  with at least two significant digits; otherwise only float noise (relative 1e-9) is
-  forgiven. A plain numeral matches a base-b reference written with the same digits.
+  with at least two significant digits; otherwise only float noise (round-off in the
+  last digits of a float printed in full) is forgiven. A plain numeral matches a base-b
+  reference written with the same digits.
 * Sets and bare lists are unordered, tuples and points ordered, intervals compare ends
   and openness, unions are unordered, inequalities compare as the set they describe,
   chains compare as orderings, matrices entry by entry, expressions through sympy.
@@ -27,9 +28,14 @@ verdicts encode the policy, not what any implementation happens to do:
   name, a wrong last box after a right one, unfinished arithmetic in words.
 """
 
+import json
+import subprocess
+import sys
+import time
+
 import pytest
 
-from r1jax.rewards import verify_answer
+from r1jax.rewards import symbolic, verify_answer
 
 
 def _lines(*parts: str) -> str:
@@ -692,6 +698,17 @@ CASES = [
     (r"\boxed{1-i}", "$1+i$", False, "complex"),
     (r"\boxed{\text{Monday}}", r"$\text{Tuesday}$", False, "text-answer"),
     (r"\boxed{\$1,\!000}", r"$\$1000$", True, "thousands"),
+    (r"\boxed{2^{10}}", "$1024$", True, "exp-power"),
+    (r"\boxed{\exp(2)}", r"$\exp(1)^2$", True, "exp-power"),
+    (r"\boxed{\exp(\ln 5)}", "$5$", True, "exp-power"),
+    (r"\boxed{e^{x}e^{x}}", "$e^{2x}$", True, "exp-power"),
+    (r"\boxed{\exp(x)\exp(x)}", r"$\exp(2x)$", True, "exp-power"),
+    (r"\boxed{\exp(\exp(2))}", r"$\exp(\exp(1)^2)$", True, "exp-power"),
+    (r"\boxed{\sqrt{2}^{4}}", "$4$", True, "exp-power"),
+    (r"\boxed{\exp(-1000)}", r"$\frac{1}{\exp(1000)}$", True, "exp-power"),
+    (r"\boxed{\exp(3)}", r"$\exp(2)$", False, "exp-power"),
+    (r"\boxed{\exp(\exp(\exp(100)))}", "$5$", False, "exp-power"),  # refused, not evaluated
+    (r"\boxed{\pi^{\pi^{\pi^{9}}}}", r"$\pi$", False, "exp-power"),
 ]
 
 
@@ -724,3 +741,65 @@ def test_table_shape():
     for prediction, reference, expected, rule in CASES:
         assert isinstance(prediction, str) and isinstance(reference, str)
         assert isinstance(expected, bool) and rule
+
+
+# ------------------------------------------------------------------ towers sympy cannot evaluate
+# Short answers whose value has astronomically many digits: sympy's numeric test would need
+# unbounded precision (issue: each variant cost a worker's deadline and a respawn).
+TOWERS = [
+    r"\exp(\exp(\exp(100)))",
+    r"\exp(\exp(\exp(101)))",
+    r"\exp(\exp(\exp(102)))",
+    r"\pi^{\pi^{\pi^{9}}}",
+    r"\left|\sin(\exp(\exp(100)))\right|",  # sympy evaluates while building this one
+    r"\exp(\exp(\exp(x+100)))",  # huge at every test point
+]
+ORDINARY = [  # exp and powers that still compare equal
+    (r"\exp(2)", r"\exp(1)^2"),
+    ("2^{10}", "1024"),
+    (r"e^{x}e^{x}", "e^{2x}"),
+    (r"\exp(\exp(2))", r"\exp(\exp(1)^2)"),
+    (r"\exp(23000)^{\frac{1}{2}}", r"\exp(11500)"),  # big, but within the bound
+]
+
+
+def test_towers_are_refused_in_process_well_under_the_deadline():
+    """What a worker runs (``answers.settle``), run in a child interpreter so that a hang
+    fails this test instead of stalling the suite: each tower is refused in milliseconds."""
+    code = (
+        "import json, sys, time\n"
+        "from r1jax.rewards import answers, symbolic\n"
+        "symbolic.warm_sympy()\n"
+        "out = []\n"
+        "for pred, ref in json.loads(sys.argv[1]):\n"
+        "    t0 = time.monotonic()\n"
+        "    out.append((answers.settle(pred, ref), time.monotonic() - t0))\n"
+        "print(json.dumps(out))\n"
+    )
+    pairs = [(t, "5") for t in TOWERS] + [(t, r"\exp(2)") for t in TOWERS] + ORDINARY
+    r = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(pairs)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout)
+    for (pred, ref), (verdict, seconds) in zip(pairs, got):
+        assert verdict is ((pred, ref) in ORDINARY), (pred, ref)
+        if (pred, ref) not in ORDINARY:  # refused before any evaluation: far from a deadline
+            assert seconds < symbolic.DEADLINE_S / 3, (pred, ref, seconds)
+
+
+def test_towers_cost_no_worker_deadline():
+    from r1jax.rewards.free_form import FreeFormVerifier
+
+    pool = symbolic.default_pool().start()  # start-up is not part of any deadline
+    timeouts = pool.stats["timeouts"]
+    for k in range(200, 204):  # variants the verdict cache has not seen
+        t0 = time.monotonic()
+        verdict = FreeFormVerifier().verify(f"<answer>\\exp(\\exp(\\exp({k})))</answer>", "5")
+        assert verdict.has_answer and not verdict.answer_correct
+        assert time.monotonic() - t0 < symbolic.DEADLINE_S, k
+    assert pool.stats["timeouts"] == timeouts

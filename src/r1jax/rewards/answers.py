@@ -14,15 +14,19 @@ the last ``#### ...`` line, and otherwise whichever comes last of an answer line
 (``A: 72``, ``Answer: 72``, ``**Final answer:** 72``, ``Final Answer:`` mid-line too) and
 an answer phrase (``The answer is 72.``, up to the end of the sentence; of several
 phrases, on one line too, the last: ``The answer is 2. Wait, the answer is 3.`` is 3).
-An answer line or phrase that does not parse is refined (``_refine``): what follows its
-last `` is `` (``The largest $n$ is 34``), else its last math environment, else (plain
-text only) its last number. ``fallback=True`` (what ``verify_answer`` uses) adds, when
-there is no marker or the marked answer does not parse: a short one-line text that
-parses is the answer itself (``"18"``, ``"x = 3"``; not prose like ``it is 42``), else
-the last math environment that parses (``$..$`` and ``\\(..\\)`` on one line,
-``$$..$$``, ``\\[..\\]``), else the last number of the last line (standalone: not in
-``AZYUK2A``, not a denominator, not after a hedge ``or``; ``2/3`` whole), else a short
-word answer (``Evelyn``, ``12:00``). Answers longer than ``MAX_ANSWER_CHARS`` or holding
+An answer line or phrase, or an ``<answer>`` text, that does not parse is refined
+(``_refine``): what follows its last `` is `` (``The largest $n$ is 34``), else its last
+math environment, else (plain text only: no LaTeX command or math environment; a ``$``
+before a number is a price) its last number (``<answer>Janet makes $18 every
+day.</answer>`` is 18) if it stands alone: not after a hedge or connective (``5 or 6``,
+``12 minus 3``, ``divided by 4``) nor before one, nor ending an equation whose numbers
+differ (``The answer is 7 = 5.`` has none). ``fallback=True`` (what ``verify_answer``
+uses) adds, when there is no marker or the marked answer does not parse: a short
+one-line text that parses is the answer itself (``"18"``, ``"x = 3"``; not prose like
+``it is 42``), else the last math environment that parses (``$..$`` and ``\\(..\\)`` on
+one line, ``$$..$$``, ``\\[..\\]``), else the last number of the last line (standalone:
+not in ``AZYUK2A``, not a denominator, alone as above; ``2/3`` whole), else a short word
+answer (``Evelyn``, ``12:00``). Answers longer than ``MAX_ANSWER_CHARS`` or holding
 control characters are refused. Several boxes joined by list words (``\\boxed{1} and
 \\boxed{2}``, ``\\boxed{1},\\boxed{2}``) are also tried as one list (``answer_pairs``):
 they match a reference listing the same answers, while the last box alone still wins
@@ -36,15 +40,16 @@ a list), ``1.5e3``. Then ``x = 3``, ``f(x) = 2x``, ``a_3 = 2`` or ``\\frac{NO}{B
 (one side without digits or operators: ``3 = x`` too) is a *named* ``Equation``: it
 compares as its value, except against another named equation (``x = 3`` is not
 ``y = 3``) or an equation like ``2x = 6``; a chain ``x = 5+5+1 = 11`` is its last part
-(named by the first), while two numbers that differ (``7 = 5``) are no answer;
-``x ≈ 11`` reads as ``x = 11`` and ``x = 1/3 ≈ 0.33`` as its exact part; ``x = 1, y = 2``
-is a tuple. An equation with symbols on both sides stays an ``Equation``. ``{a, b}`` is a
-set, ``(a, b)`` a tuple (``(0;0;6)`` too), ``[a, b)`` (brackets that differ, or
-``[a, b]``) an interval, ``A ∪ B`` a union, ``a < b <= c`` a ``Relation`` (``x ∈ S``
-is S), ``7:32`` a ratio, ``\\begin{pmatrix}..`` a matrix, a bare ``a, b`` a list, as are
-``a and b``, ``a or b`` (a hedge ``5 or 6`` is then a list, never 6), ``a; b`` and
-``a ± b``. ``|x|`` is ``abs(x)``. Thousands separators (``1,234``) are read as such only
-outside brackets (so ``(1,234)`` is a pair). A leaf is a ``Num`` (exact ``Fraction``:
+(named by the first, even ``x = 2 + 1 = 4``), while two numbers that differ (``7 = 5``,
+``x = 5 = 6``) are no answer; ``x ≈ 11`` reads as ``x = 11`` (``x ≈ 5 ≈ 6`` as
+``x = 5 = 6``) and ``x = 1/3 ≈ 0.33`` as its exact part; ``x = 1, y = 2`` is a tuple. An
+equation with symbols on both sides stays an ``Equation``. ``{a, b}`` is a set, ``(a, b)``
+a tuple (``(0;0;6)`` too), ``[a, b)`` (brackets that differ, or ``[a, b]``) an interval,
+``A ∪ B`` a union, ``a < b <= c`` a ``Relation`` (``x ∈ S`` is S), ``7:32`` a ratio,
+``\\begin{pmatrix}..`` a matrix, a bare ``a, b`` a list, as are ``a and b``, ``a or b``
+(a hedge ``5 or 6`` is then a list, never 6), ``a; b`` and ``a ± b``. ``|x|`` is
+``abs(x)``. Thousands separators (``1,234``) are read as such only outside brackets (so
+``(1,234)`` is a pair). A leaf is a ``Num`` (exact ``Fraction``:
 ``$18.00``, ``18 eggs``, ``5 km/h``, ``1 1/2`` (numerator below the denominator),
 ``1 and 1/2``, ``-5``, ``50%``, ``50 percent``, ``\\frac{3}{2}``), a ``Based`` numeral
 (``204_5``) or an ``Expr`` (whitelisted Python text with symbols or functions, settled
@@ -123,7 +128,9 @@ _MATH_ENV_RE = re.compile(
     r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\(([^\n]+?)\\\)|\$([^$\n]+?)\$", re.DOTALL
 )
 _PROSE_RE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")  # "it is 42" is a sentence, not an answer
-_HEDGE_RE = re.compile(r"\b(?:or|nor|either)\W*$", re.IGNORECASE)  # "... or 6"
+_HEDGE_RE = re.compile(  # "... or 6", "12 minus 3", "divided by 4": not the answer
+    r"\b(?:or|nor|either|and|minus|plus|times|over|by|than|not)\W*$", re.IGNORECASE
+)
 _CONNECTIVE_TAIL_RE = re.compile(  # "12 minus 3": 12 is not the answer
     r"^\s*(?:or|and|minus|plus|times|divided|over|not)\b", re.IGNORECASE
 )
@@ -188,7 +195,7 @@ def _markers(text: str, depth: int = 0) -> str | None:
     opening = text.rfind("<answer>", 0, close if close >= 0 else len(text))
     if opening >= 0 and depth < 2:
         inner = text[opening + 8 : close if close >= 0 else len(text)]
-        return _markers(inner, depth + 1) or _finish(inner)
+        return _markers(inner, depth + 1) or _refine(_finish(inner))
     box_at = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
     if box_at >= 0 and (box := _box_at(text, box_at)) is not None:
         after = _phrase(text[box_at + len(box) :])  # "\\boxed{255} ... The answer is 10455."
@@ -233,26 +240,33 @@ def _last_math(text: str) -> str | None:
 
 
 def _refine(cand: str | None) -> str | None:
-    """An answer line or phrase that does not parse (``The largest $n$ is 34``): what
-    follows its last `` is ``, else its last math environment, else its last number."""
+    """An answer line or phrase, or an ``<answer>`` text, that does not parse (``The
+    largest $n$ is 34``): what follows its last `` is ``, else its last math environment,
+    else its last number if it stands alone (``makes $18 every day``; ``_stands_alone``)."""
     if cand is None or parse_value(cand) is not None:
         return cand
     if (i := cand.rfind(" is ")) >= 0 and parse_value(tail := cand[i + 4 :].strip()) is not None:
         return _finish(tail)
     if (found := _last_math(cand)) is not None:
         return found
-    if "\\" in cand or "$" in cand:
+    if "\\" in cand or _MATH_ENV_RE.search(cand):
         return cand  # LaTeX that does not parse: not a sentence to take a number from
     m = None
     for m in _LAST_NUMBER_RE.finditer(cand):
         pass
-    if (
-        m is None
-        or _HEDGE_RE.search(cand[: m.start()])
-        or _CONNECTIVE_TAIL_RE.search(cand[m.end() :])
-    ):
-        return cand
-    return _finish(m.group(0))
+    return _finish(m.group(0)) if m is not None and _stands_alone(cand, m) else cand
+
+
+def _stands_alone(text: str, m: re.Match) -> bool:
+    """Whether ``text``'s number ``m`` is an answer: not an alternative or an operand (a
+    hedge or a connective before it, ``5 or 6``, ``12 minus 3``, or a connective after
+    it, ``12 minus 3``), nor the end of an equation whose numbers differ (``7 = 5``,
+    ``so x = 5 = 6``: the parser's rule)."""
+    return not (
+        _HEDGE_RE.search(text[: m.start()])
+        or _CONNECTIVE_TAIL_RE.search(text[m.end() :])
+        or not _numbers_agree(_split_top(text[: m.end()], "="))
+    )
 
 
 def extract_answer(text: str, fallback: bool = False) -> str | None:
@@ -262,6 +276,12 @@ def extract_answer(text: str, fallback: bool = False) -> str | None:
     answer is returned as is, else the last number on the last line (not when a
     ``####``/``\\boxed``/``<answer>`` marker is there but its answer was refused).
     """
+    return _extract(text, fallback, MAX_BARE_CHARS)
+
+
+def _extract(text: str, fallback: bool, bare_chars: int) -> str | None:
+    """``extract_answer``, where a one-line text up to ``bare_chars`` long may be the
+    answer itself."""
     if not isinstance(text, str):
         return None
     try:
@@ -269,18 +289,18 @@ def extract_answer(text: str, fallback: bool = False) -> str | None:
         hard = any(m in text for m in _MARKERS)
         if not fallback or hard or (found is not None and parse_value(found) is not None):
             return found  # a marker whose answer was refused is not "no marker"
-        marked, found = found, _fallback(text)
+        marked, found = found, _fallback(text, bare_chars)
         return found if found is not None else marked
     except Exception:  # noqa: BLE001  (never raise on hostile text)
         return None
 
 
-def _fallback(text: str) -> str | None:
+def _fallback(text: str, bare_chars: int) -> str | None:
     """What ``extract_answer(fallback=True)`` takes from text without a marker: a short
     one-line answer, else the last math environment that parses, else the last number
     of the last line, else a short word answer."""
     bare = text.strip()
-    short = len(bare) <= MAX_BARE_CHARS and "\n" not in bare and not _PROSE_RE.search(bare)
+    short = len(bare) <= bare_chars and "\n" not in bare and not _PROSE_RE.search(bare)
     bare = _finish(bare) if short else None
     if bare is not None and parse_value(bare) is not None:
         return bare
@@ -292,9 +312,7 @@ def _fallback(text: str) -> str | None:
         pass
     if m is None:  # a short text without a number: a word answer ("Evelyn", "(C)", "12:00")
         return bare
-    if _HEDGE_RE.search(last_line[: m.start()]):
-        return None  # "5 or 6": a hedge is no answer
-    return _finish(m.group(0))
+    return _finish(m.group(0)) if _stands_alone(last_line, m) else None  # "5 or 6": none
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -343,6 +361,7 @@ _PLAIN_NUMBER_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _LIST_WORD_RE = re.compile(r"\s*,?\s*\b(?:and|or)\b\s*", re.IGNORECASE)
 _ABS_RE = re.compile(r"([^|]*)\|([^|]+)\|([^|]*)")
 _IN_RE = re.compile(r"[A-Za-z]\s*∈\s*(.+)", re.DOTALL)  # "x ∈ [2, 5)"
+_WORD_RE = re.compile(r"[A-Za-z]{2,}")
 
 
 def _close_of(s: str, i: int) -> int:
@@ -451,8 +470,19 @@ def _named(part: str) -> bool:
     )
 
 
+def _numbers_agree(parts: list[str]) -> bool:
+    """Whether the plain numbers among the parts of a chain ``a = b = ...`` agree, each
+    part read after its last word (a sentence's ``The answer is 7 = 5``): ``x = 5 = 6``
+    is no answer, while ``x = 2 + 1 = 4`` is its last part (Math-Verify's rule: a
+    chain's arithmetic is the steps' business, not the answer's)."""
+    tails = (_WORD_RE.split(part)[-1].strip() for part in parts)
+    return _consistent([tail for tail in tails if _NUM_RE.fullmatch(tail)])
+
+
 def _equation(parts: list[str], depth: int):
     if len(parts) > 2:  # a chain "x = 2 + 1 = 3": its last part, named by the first
+        if not _numbers_agree(parts):
+            return None
         parts = [parts[0], parts[-1]] if _named(parts[0]) else parts[-1:]
         if len(parts) == 1:
             return _structure(parts[0], depth + 1)
@@ -730,11 +760,13 @@ def _text_words(gap: str) -> str:
 
 def answer_pairs(prediction: str, reference: str, fallback: bool = True) -> list[tuple[str, str]]:
     """The ``(prediction answer, reference answer)`` pairs a verdict tries, in order: the
-    final answers (``extract_answer``); then, where a text has several boxed answers,
-    all of them as one list (a reference with several boxes is that list). Equal if any
-    pair is: several boxes match only a reference listing the same answers."""
+    final answers (``extract_answer``; the reference's with the fallback, and a reference
+    that is one answer on one line is itself up to ``MAX_ANSWER_CHARS``: a set of 50
+    numbers is not its last number); then, where a text has several boxed answers, all
+    of them as one list (a reference with several boxes is that list). Equal if any pair
+    is: several boxes match only a reference listing the same answers."""
     preds = [extract_answer(prediction, fallback=fallback), _joined_boxes(prediction)]
-    refs = [extract_answer(reference, fallback=True), _joined_boxes(reference)]
+    refs = [_extract(reference, True, MAX_ANSWER_CHARS), _joined_boxes(reference)]
     preds = [p for i, p in enumerate(preds) if p is not None and p not in preds[:i]]
     refs = [r for i, r in enumerate(refs) if r is not None and r not in refs[:i]]
     return [(p, r) for r in refs for p in preds]

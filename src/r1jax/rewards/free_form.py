@@ -6,10 +6,13 @@ uses: the R1 format (``<think>…</think><answer>18</answer>``), ``\\boxed{18}``
 
 * the **answer** is the completion's marked final answer (``answers.extract_answer``
   without the bare-number fallback: an unmarked number at the end is no answer, so the
-  policy is not paid for a lucky last number), compared with the reference answer as it
-  is (any length) by ``answers.equal_answers`` (exact numbers in-process; sympy for symbolic answers,
-  in a worker with a deadline, or in-process inside a reward-pool worker, which has its
-  own deadline);
+  policy is not paid for a lucky last number); its verdict is the one evaluation gives,
+  ``answers.verify_answer(completion, reference, fallback=False)``: exact numbers
+  in-process, sympy for symbolic answers (in a worker with a deadline, or in-process
+  inside a reward-pool worker, which has its own deadline); several boxed answers are
+  also tried as one list (``\\boxed{1} and \\boxed{2}`` answers ``1, 2``), and a
+  reference that is one answer is itself (up to ``answers.MAX_ANSWER_CHARS``), not its
+  last number;
 * the **steps** are the arithmetic equations anywhere in the text, found and checked
   exactly by ``steps.check_steps`` (``16 - 3 - 4 = 9``, ``$<<9*2=18>>18``, chains); a
   step is valid when ``check_steps`` verifies it. Their character spans place dense
@@ -69,7 +72,9 @@ class FreeFormVerifier:
             answer = answers.extract_answer(completion, fallback=False)
         except Exception:  # noqa: BLE001
             answer = None
-        correct = answer is not None and answers.equal_answers(answer, str(reference).strip())
+        correct = answer is not None and answers.verify_answer(
+            completion, str(reference), fallback=False
+        )
         return Verdict(
             answer_correct=bool(correct),
             num_steps=report.num_steps,

@@ -24,9 +24,11 @@ ratios only ratios; lists of named equations pair up by name in any order.
     has at least two significant digits (``decimal_close``: 0.33, 0.333, 0.67, 0.66 for
     1/3 and 2/3, not 0.34; 3.14 and 3.1416 for pi, not 3.15; 0.0 is not 1/30 nor 0.1
     1/7). In sympy the same rule holds against irrationals.
-  - *Float noise*: a decimal of ``FLOAT_DIGITS`` (15) or more significant digits (a
-    binary float printed in full) matches a value within ``REL_TOL`` (1e-12) relative
-    distance: 0.30000000000000004 is 3/10, while 142857143.0 is not 10**9/7.
+  - *Float noise*: a decimal of more significant digits than ``FLOAT_DIGITS`` (15, what
+    a binary float holds exactly: a longer one is a float printed in full) matches a
+    value within ``REL_TOL`` (4 float64 epsilons, a few roundings) relative distance:
+    0.30000000000000004 is 3/10 and 2.9999999999999996 is 3, while 142857143.0 is not
+    10**9/7, nor 100000000000099.0 10**14 (digits a float holds are never noise).
   Otherwise two decimals, or a decimal and a terminating value, must be equal (0.5 is
   0.50; 0.33 is not 0.333). Identical expression texts are equal; anything else raises
   ``NeedsSympy``.
@@ -35,7 +37,12 @@ ratios only ratios; lists of named equations pair up by name in any order.
   exact (``0.1`` -> 1/10) and at most ``MAX_LITERAL_DIGITS`` long; a power is refused
   before it is built if a rational base would give over ``MAX_RESULT_DIGITS`` digits
   (``9**9**9**9``) or another base an exponent over ``MAX_EXPONENT`` (``x^{99999999}``);
-  ``zoo``/``nan`` refuse. Equal when ``a - b`` is 0 after sympy's automatic
+  ``zoo``/``nan`` refuse. Each part of a number, as it is built, and each part of an
+  expression at the test points below is sized first (``_sized``: mpmath at low
+  precision, bottom-up) and refused beyond ``10**MAX_VALUE_DIGITS`` in magnitude: no
+  sympy evaluation can then need unbounded precision (``\\exp(\\exp(\\exp(100)))``,
+  ``\\pi^{\\pi^{\\pi^{9}}}``, ``e^{e^{e^{100}}}`` at x = 13/4), so such towers cost
+  microseconds, not a worker's deadline. Equal when ``a - b`` is 0 after sympy's automatic
   simplification, ``expand``, ``simplify`` or ``equals(0)``, after a numeric test at
   fixed rational points (30 digits) has cheaply rejected unequal pairs. The decimal rule
   holds against irrationals too (3.14 vs pi). Equations are equal if ``l1 - r1`` and
@@ -57,6 +64,7 @@ from __future__ import annotations
 import ast
 import atexit
 import collections
+import functools
 import math
 import multiprocessing
 import os
@@ -93,9 +101,10 @@ MAX_LITERAL_DIGITS = 60  # longest number literal
 MAX_EXPONENT = 100  # largest |n| in b**n for a base that is not a rational number
 MAX_RESULT_DIGITS = 2000  # largest exact rational power, in digits
 MAX_ROOT_INDEX = 100  # largest n in root(a, n) and largest q in b**(p/q)
-FLOAT_DIGITS = 15  # a decimal this long is a binary float printed in full: float noise
-REL_TOL = Fraction(1, 10**12)  # ... and within this relative distance of a value, it is it
+FLOAT_DIGITS = 15  # significant digits a float64 holds exactly; a longer decimal is noisy
+REL_TOL = Fraction(4, 2**52)  # ... and within this relative distance of a value, it is it
 MAX_BINOM = 1000  # largest n and k in binom(n, k) (integers only)
+MAX_VALUE_DIGITS = 10_000  # largest magnitude, in digits, of a number sympy evaluates
 _POINTS = ((3, 7), (-5, 11), (13, 4))  # fixed rational test points (num, den)
 
 
@@ -240,12 +249,14 @@ def decimal_close(decimal: Fraction, places: int, value: Fraction) -> bool:
 
 
 def _float_noise(d: Num, other: Num) -> bool:
-    """Whether ``d`` is a binary float printed in full (``FLOAT_DIGITS`` or more
-    significant digits) within ``REL_TOL`` of ``other``."""
+    """Whether ``d`` is a binary float printed in full (more significant digits than
+    ``FLOAT_DIGITS``) within ``REL_TOL`` of ``other``: round-off in its last digits,
+    never a difference that a float64 could have written (``123456789012345.6`` is not
+    123456789012345)."""
     if d.places is None:
         return False
-    digits = len(str(abs(d.value.numerator * 10**d.places // d.value.denominator)))
-    return digits >= FLOAT_DIGITS and abs(d.value - other.value) <= REL_TOL * abs(other.value)
+    digits = len(str(abs(d.value.numerator * 10**d.places // d.value.denominator)).rstrip("0"))
+    return digits > FLOAT_DIGITS and abs(d.value - other.value) <= REL_TOL * abs(other.value)
 
 
 class FastLeaves:
@@ -297,7 +308,73 @@ def _pow(sympy, base, exp):
     return sympy.Pow(base, exp)
 
 
-def _build(node, src: str, sympy):
+# The functions sympy builds from the whitelist -> mpmath's, for ``_sized``.
+_MPMATH = {"exp": "exp", "log": "log", "Abs": "fabs", "asin": "asin", "acos": "acos"}
+_MPMATH.update((f, f) for f in ("sin", "cos", "tan", "cot", "sec", "csc", "atan"))
+_MAX_MAG = math.ceil(MAX_VALUE_DIGITS * math.log2(10))  # in bits, as mpmath's mag()
+
+
+@functools.cache
+def _mp():
+    """A private mpmath context at 64 bits: sizes only, never a verdict's digits."""
+    import mpmath
+
+    mp = mpmath.MPContext()
+    mp.prec = 64
+    return mp
+
+
+def _sized(expr, at: dict, sizes: dict, sympy):
+    """``expr``'s value at the point ``at`` (symbol -> ``Rational``), estimated with mpmath
+    at low precision from its parts' values (kept in ``sizes``); ``None`` where unknown
+    (a symbol not in ``at``, ``oo``). ``Refused`` if it is beyond ``10**MAX_VALUE_DIGITS``
+    in magnitude, or not finite: sympy would need unbounded precision to evaluate it
+    (``exp(exp(exp(100)))``, whose integer part has 10**43 digits) or anything built on
+    it (``Abs(sin(exp(exp(100))))`` asks for a sign). Parts are sized before their
+    parent, so each estimate is a cheap step on sized numbers."""
+    if expr in sizes:
+        return sizes[expr]
+    mp = _mp()
+    args = [_sized(arg, at, sizes, sympy) for arg in expr.args]
+    try:
+        if expr.is_Symbol:
+            point = at.get(expr)
+            value = None if point is None else mp.mpf(point.p) / point.q
+        elif expr.is_Rational:
+            value = mp.mpf(expr.p) / expr.q
+        elif expr.is_NumberSymbol:  # pi, E
+            value = mp.convert(expr.evalf(20))
+        elif expr is sympy.I:
+            value = mp.j
+        elif expr.is_Atom or None in args:  # oo (zoo and nan refuse in to_sympy)
+            value = None
+        elif expr.is_Add:
+            value = mp.fsum(args)
+        elif expr.is_Mul:
+            value = mp.fprod(args)
+        elif expr.is_Pow:
+            value = mp.power(*args)
+        elif type(expr).__name__ in _MPMATH:
+            value = getattr(mp, _MPMATH[type(expr).__name__])(*args)
+        else:  # nothing the whitelist builds: a number that cannot be sized is not built
+            raise Refused(f"cannot size {type(expr).__name__}")
+    except (ZeroDivisionError, ValueError, OverflowError) as e:
+        raise Refused("not finite") from e
+    if value is not None and (not mp.isfinite(value) or mp.mag(value) > _MAX_MAG):
+        raise Refused("too large")
+    sizes[expr] = value
+    return value
+
+
+def _build(node, src: str, sympy, sizes: dict):
+    """The sympy expression of a whitelisted tree, each part sized (``_sized``) before
+    anything is built on it: sympy may evaluate a part while building its parent."""
+    expr = _node(node, src, sympy, sizes)
+    _sized(expr, {}, sizes, sympy)
+    return expr
+
+
+def _node(node, src: str, sympy, sizes: dict):
     if isinstance(node, ast.Constant):
         text = src[node.col_offset : node.end_col_offset]
         if len(text) > MAX_LITERAL_DIGITS:
@@ -308,10 +385,11 @@ def _build(node, src: str, sympy):
         constants = {"pi": sympy.pi, "oo": sympy.oo, "i": sympy.I}  # i: the imaginary unit
         return constants.get(node.id) or sympy.Symbol(node.id)
     if isinstance(node, ast.UnaryOp):
-        operand = _build(node.operand, src, sympy)
+        operand = _build(node.operand, src, sympy, sizes)
         return -operand if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.BinOp):
-        left, right, op = _build(node.left, src, sympy), _build(node.right, src, sympy), node.op
+        left, right = _build(node.left, src, sympy, sizes), _build(node.right, src, sympy, sizes)
+        op = node.op
         if isinstance(op, ast.Add):
             return left + right
         if isinstance(op, ast.Sub):
@@ -323,7 +401,7 @@ def _build(node, src: str, sympy):
         if right == 0:
             raise Refused("division by zero")
         return left / right
-    name, args = node.func.id, [_build(a, src, sympy) for a in node.args]  # ast.Call
+    name, args = node.func.id, [_build(a, src, sympy, sizes) for a in node.args]  # ast.Call
     if name == "sqrt":
         return _pow(sympy, args[0], sympy.Rational(1, 2))
     if name == "root":
@@ -351,7 +429,7 @@ def to_sympy(py_text: str):
     tree = latex.parse_tree(py_text)
     if tree is None:
         raise Refused("not whitelisted")
-    expr = _build(tree, py_text, sympy)
+    expr = _build(tree, py_text, sympy, {})
     if expr.has(sympy.zoo, sympy.nan):
         raise Refused("undefined")
     return expr
@@ -376,6 +454,9 @@ def _exprs_equal(a, b, sympy) -> bool:
     symbols = sorted(diff.free_symbols, key=str)  # none: one "point", the numbers themselves
     points = [{s: sympy.Rational(p, q) + i for i, s in enumerate(symbols)} for p, q in _POINTS]
     for at in points if symbols else [{}]:  # a cheap numeric test first rejects most pairs
+        sizes: dict = {}
+        for expr in (a, b):  # before sympy evaluates them there
+            _sized(expr, at, sizes, sympy)
         if not _close(_numeric(a.subs(at), sympy), _numeric(b.subs(at), sympy)):
             return False
     if sympy.expand(diff) == 0 or sympy.simplify(diff) == 0:
