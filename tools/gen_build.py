@@ -29,6 +29,7 @@ THIRD_PARTY = {
     "matplotlib": "matplotlib",
     "ml_collections": "ml-collections",
     "ml_dtypes": "ml-dtypes",
+    "mpmath": "mpmath",
     "numpy": "numpy",
     "optax": "optax",
     "orbax": "orbax-checkpoint",
