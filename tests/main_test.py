@@ -76,7 +76,10 @@ def test_eval_checks_output_before_evaluating(tmp_path):
     run, so an evaluation would fail with another message), and nothing is written."""
     afile = tmp_path / "afile"
     afile.write_text("x")
-    for out, needle in [(tmp_path, "is a directory"), (afile / "x.json", "is not a directory")]:
+    for out, needle in [
+        (tmp_path, "is a directory"),
+        (afile / "x.json", "is a file, so no file can be made"),
+    ]:
         r = _run("eval_entry", f"--workdir={tmp_path / 'nope'}", f"--output={out}")
         assert r.returncode == 2 and needle in r.stderr, r.stderr[-2000:]
         assert "Traceback" not in r.stderr and f"--output={out}" in r.stderr

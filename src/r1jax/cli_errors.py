@@ -166,6 +166,24 @@ def as_written(e: ConfigError, argv) -> str:
     return msg
 
 
+def check_can_create(path: str, flag: str, kind: str) -> str:
+    """Raises ConfigError unless a `kind` ("directory", "file") can be made in the
+    directory `path`: `path`, or its nearest existing parent (returned), must be a
+    directory this user can write."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise ConfigError(
+            f"{flag}: {probe} is a file, so no {kind} can be made below it: pass a {kind} path"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{flag}: {probe} is not writable by this user: pass a {kind} you can write"
+        )
+    return probe
+
+
 def check_workdir(path: str) -> None:
     """Raises ConfigError unless `path` can hold an r1jax run: a new directory (its
     nearest existing parent writable), an empty one, or an earlier run's workdir."""
@@ -178,18 +196,7 @@ def check_workdir(path: str) -> None:
         raise ConfigError(
             f"{flag} is a file, not a directory: pass a directory path (created if missing)"
         )
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe):
-        raise ConfigError(
-            f"{flag}: {probe} is a file, so no directory can be made below it: pass a "
-            "directory path"
-        )
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(
-            f"{flag}: {probe} is not writable by this user: pass a directory you can write"
-        )
+    probe = check_can_create(path, flag, "directory")
     if probe != os.path.abspath(path):
         return  # the workdir does not exist yet
     entries = [n for n in os.listdir(path) if not n.startswith(_IGNORED) and not n.endswith(".log")]

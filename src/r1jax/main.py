@@ -391,17 +391,13 @@ def _write_json_atomic(path: str, text: str):
 def _check_output(path: str) -> None:
     """Fails (exit 2) unless ``--output=path`` can be written: not a directory, and its
     nearest existing parent a writable directory. Checked before the evaluation runs."""
-    full = os.path.abspath(path)
-    if os.path.isdir(full):
+    if os.path.isdir(path):
         _fail(f"--output={path} is a directory: give a file path, e.g. {path}/eval.json")
-    parent = os.path.dirname(full)
-    while not os.path.lexists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        why = "not a directory" if not os.path.isdir(parent) else "not writable"
-        _fail(
-            f"cannot write --output={path}: {parent} is {why}; pass a path in a writable directory"
-        )
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        cli_errors.check_can_create(parent, f"--output={path}", "file")
+    except ConfigError as e:
+        _fail(str(e))
 
 
 def _task_kwargs(F) -> dict:

@@ -266,10 +266,9 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
     # evaluation was written): that evaluation is written again, so an earlier copy goes.
     # It is the only "eval" row at that step (rl.iterations >= 1; periodic ones stop
     # before the end).
-    end = c.sft.steps + c.rl.iterations
-    evals_at_resume = 0 if resume_step == end else None
+    at_end = resume_step == c.sft.steps + c.rl.iterations
     writer = MetricsWriter(
-        workdir, resume_step, enabled=is_main_process(), evals_at_resume=evals_at_resume
+        workdir, resume_step, enabled=is_main_process(), drop_evals_at_resume=at_end
     )
     stopped = lambda s: stop_after is not None and s >= stop_after
     try:

@@ -33,13 +33,12 @@ class MetricsWriter:
         workdir: str,
         resume_step: int | None = None,
         enabled: bool = True,
-        evals_at_resume: int | None = None,
+        drop_evals_at_resume: bool = False,
     ):
         """`resume_step`: the step of the checkpoint a resumed run starts from: the rows
-        after it are dropped (they are written again). `evals_at_resume`: keep only this
-        many "eval" rows at `resume_step` itself, the ones written before its checkpoint
-        (the final evaluation follows the last checkpoint, and a rerun of a finished run
-        writes it again); None keeps them all."""
+        after it are dropped (they are written again). `drop_evals_at_resume`: the "eval"
+        rows at `resume_step` itself go too (the final evaluation follows the last
+        checkpoint, and a rerun of a finished run writes it again)."""
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.enabled = enabled
         self._tb = None
@@ -48,16 +47,17 @@ class MetricsWriter:
         if resume_step is None:
             open(self.path, "w").close()
         else:
-            self._truncate(resume_step, evals_at_resume)
+            self._truncate(resume_step, drop_evals_at_resume)
         self._tb = summary_writer_class()(os.path.join(workdir, "tensorboard"), flush_secs=30)
 
-    def _truncate(self, step: int, evals_at_step: int | None = None):
+    def _truncate(self, step: int, drop_evals_at_step: bool = False):
         rows = read_metrics(self.path) if os.path.exists(self.path) else []
-        keep = [r for r in rows if r["step"] <= step]
-        if evals_at_step is not None:
-            evals = [i for i, r in enumerate(keep) if r["step"] == step and r["phase"] == "eval"]
-            drop = set(evals[evals_at_step:])
-            keep = [r for i, r in enumerate(keep) if i not in drop]
+        keep = [
+            r
+            for r in rows
+            if r["step"] < step
+            or (r["step"] == step and not (drop_evals_at_step and r["phase"] == "eval"))
+        ]
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in keep)
