@@ -59,6 +59,22 @@ def test_dense_mix_moves_step_credit_onto_step_ends_keeping_the_sum():
     assert not rewards[1].any()  # wrong answer: no step credit (gated), outcome 0
 
 
+def test_dense_mix_puts_nothing_on_an_idle_step():
+    """``1=1`` and a final check earn no step credit (``composite.score``), so no dense
+    reward lands on them either: the credit goes to the steps that make progress."""
+    cfg = RewardConfig(w_novelty=0.0)
+    h = _bridge(cfg, placement=Placement(dense_mix=1.0))
+    padded, checked = "1=1\n3+4=7\n7*2=14\n#### 14", "3+4=7\n7*2=14\n14-7=7\n#### 14"
+    scores, rewards = _call(h, _batch(["q1", "q1"], [padded, checked], ["14", "14"]), 0)
+    per_step = cfg.w_correctness * cfg.step_weight / 2  # two steps matter in each
+    for row, text, idle in ((0, padded, "1=1"), (1, checked, "14-7=7")):
+        ends = [text.index("3+4=7") + 4, text.index("7*2=14") + 5]
+        np.testing.assert_allclose(rewards[row, ends], [per_step, per_step], rtol=1e-6)
+        assert rewards[row, text.index(idle) + len(idle) - 1] == 0.0
+    np.testing.assert_allclose(rewards.sum(1), scores[:, COL["total"]], rtol=1e-6)
+    assert scores[0, COL["correctness"]] == pytest.approx(1.0)  # an idle step is neutral
+
+
 def test_step_shaping_adds_minus_alpha_once_per_completion():
     h = _bridge(RewardConfig(w_novelty=0.0), placement=Placement(step_shaping=0.25))
     scores, rewards = _call(h, _batch(["q1", "q1"], [GOOD, BAD], ["14", "14"]), 0)

@@ -295,3 +295,23 @@ def test_subgoal_credit_directly():
     assert subgoal_credit(("2+3=5",), ()) == 0.0
     assert subgoal_credit(("2+3=5",), ("x",)) == 0.0  # a subgoal that does not parse
     assert subgoal_credit(("10/4=5/2",), ("2.5",)) == 1.0  # exact rationals
+
+
+class _CountingVerifier:
+    """A user's verifier that says nothing of progress steps (``credited_steps`` None)."""
+
+    def __init__(self, credited=None):
+        self.credited = credited
+
+    def verify(self, completion, reference):
+        return Verdict(True, 4, 3, True, self.credited)
+
+
+def test_step_credit_counts_credited_steps_when_the_verifier_gives_them():
+    legacy = score("x", "1", verifier=_CountingVerifier())
+    assert legacy["correctness"] == pytest.approx(0.6 + 0.4 * 3 / 4)  # valid / n
+    two = score("x", "1", verifier=_CountingVerifier(credited=2))  # one valid step idle
+    assert two["correctness"] == pytest.approx(0.6 + 0.4 * 2 / 3)  # of the steps that matter
+    none = score("x", "1", verifier=_CountingVerifier(credited=0))
+    assert none["correctness"] == pytest.approx(0.6)
+    assert legacy["efficiency"] == two["efficiency"] == none["efficiency"] == pytest.approx(0.2)

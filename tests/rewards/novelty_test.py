@@ -269,6 +269,34 @@ def test_idle_steps_do_not_form_a_path():
     assert progress_steps(["x", "", "=3"], "3") == []  # never raises on junk
 
 
+@pytest.mark.parametrize(
+    "steps, answer, kept",
+    [
+        (["12/1=12", "x=12=12", "1*12/1=12", "12+0-0=12"], "12", []),  # restatements
+        (["10-5=5", "4/2=2", "3-5=-2"], "-2+5+2", [0, 1, 2]),  # real results of 5, 2, 1
+        (["6+7=13", "10+3=13"], "13", [1]),  # a recomputation: one use, one step
+        (["6+7=13", "6+7=13", "13+1=14"], "14", [1, 2]),
+        (["75*12/100=9", "25*36/100=9", "9+9=18"], "18", [0, 1, 2]),  # equal values
+        (["2*7=14", "28-14=14", "14/2=7"], "7", [0, 1, 2]),
+        (["5/9*3/4=5/12", "5/12+1/6=7/12"], "7/12", [0, 1]),  # fractions are terms
+        (["1/2*4=2", "2*3=6"], "6", [0, 1]),
+        (["3+4=7=7", "7*2=14"], "14", [0, 1]),  # a chain computes 7
+    ],
+)
+def test_progress_steps_cases(steps, answer, kept):
+    from r1jax.rewards.novelty import progress_steps
+
+    assert progress_steps(steps, answer) == [steps[i] for i in kept]
+
+
+def test_progress_steps_invalid_steps_use_but_are_never_kept():
+    from r1jax.rewards.novelty import progress_steps
+
+    steps = ["7*4=28", "28-5=24", "24+18=42"]
+    assert progress_steps(steps, "42", [True, False, True]) == ["7*4=28", "24+18=42"]
+    assert progress_steps(steps, "42", [False, True, True]) == ["28-5=24", "24+18=42"]
+
+
 def test_padding_a_common_solution_with_fresh_idle_steps_earns_no_novelty():
     # Review finding: a fresh valid equation prepended to a common solution used to score
     # as an unseen path on every sample and beat the honest solution after ~5 repeats.

@@ -186,3 +186,41 @@ def test_gsm8k_novelty_and_dense_rewards_through_the_host_reward(gsm8k):
         assert rewards[0, owner[end]] == pytest.approx(per_step)
     _, owner = tok.decode_with_offsets(tokens[2])
     assert rewards[2, owner[bad.index("= 18") + 3]] == pytest.approx(-0.1)  # the wrong step
+
+
+@pytest.mark.parametrize("style", ["plain", "r1"])
+def test_a_decorative_step_earns_no_step_credit(style):
+    """Review finding: ``1=1`` before the answer was a valid step and lifted a bare correct
+    answer from 0.66 to 0.75 (what a real step earns). Idle steps (restatements,
+    equations nothing uses) now earn no step credit; a real step still does."""
+    task = ArithmeticTask(solution_style=style)
+    p = heldout_set(task, 1, seed=3, level=1)[0]
+    a = p.answer
+
+    def text(steps):
+        body = "\n".join(steps)
+        return r1(body, a) if style == "r1" else "\n".join([*steps, f"#### {a}"])
+
+    real = p.solution.split("\n")[0] if style == "plain" else p.solution.split("\n")[1]
+    assert real.endswith(f"={a}")  # level 1: one step, its result is the answer
+    idle = [["1=1"], [f"{a}={a}"], [f"{a}*1={a}"], [f"0+{a}={a}"], ["1000+1=1001"]]
+    texts = [text([]), text([real])] + [text(s) for s in idle]
+    rows = score_completions(task, [p] * len(texts), texts)
+    bare, honest, *padded = (r["total"] for r in rows)
+    assert all(r["answer_correct"] == 1.0 and r["valid_steps"] == r["num_steps"] for r in rows)
+    assert honest > bare > max(padded)
+    # An idle step beside a real one is neutral for correctness (efficiency charges it).
+    checked = score_completions(task, [p], [text([real, f"{a}-1={int(a) - 1}"])])[0]
+    assert checked["correctness"] == rows[1]["correctness"]
+    assert checked["efficiency"] < rows[1]["efficiency"]
+
+
+def test_gsm8k_decorative_steps_earn_no_step_credit(gsm8k):
+    p = gsm8k.problems("test")[0]  # answer 17
+    honest = r1("4 * 3 = 12 pens in packs.\n5 + 12 = 17 pens.", "17")
+    bare = r1("I know it.", "17")
+    padded = [r1("So 17 + 0 = 17.", "17"), r1("17 = 17, 17 * 1 = 17.", "17"), r1("2+2=4", "17")]
+    rows = score_completions(gsm8k, [p] * 5, [honest, bare, *padded])
+    assert [r["answer_correct"] for r in rows] == [1] * 5
+    assert all(r["valid_steps"] >= 1 for r in rows[2:])
+    assert rows[0]["total"] > rows[1]["total"] > max(r["total"] for r in rows[2:])

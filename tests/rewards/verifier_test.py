@@ -92,14 +92,14 @@ def test_check_step_length_cap_is_cheap():
 
 def test_verify_example():
     assert verify(SOLUTION, "41") == Verdict(
-        answer_correct=True, num_steps=4, valid_steps=4, has_answer=True
+        answer_correct=True, num_steps=4, valid_steps=4, has_answer=True, credited_steps=4
     )
 
 
 def test_verify_wrong_answer_and_wrong_step():
     text = "7*4=28\n28-5=24\n#### 24"
-    assert verify(text, "23") == Verdict(
-        answer_correct=False, num_steps=2, valid_steps=1, has_answer=True
+    assert verify(text, "23") == Verdict(  # 28 moved the solution on, though 24 is wrong
+        answer_correct=False, num_steps=2, valid_steps=1, has_answer=True, credited_steps=1
     )
 
 
@@ -158,7 +158,9 @@ def test_answer_tag_content_across_lines(completion, answer):
 
 def test_verify_no_answer_line():
     verdict = verify("1+1=2", "2")
-    assert verdict == Verdict(answer_correct=False, num_steps=1, valid_steps=1, has_answer=False)
+    assert verdict == Verdict(  # nothing uses the step's result
+        answer_correct=False, num_steps=1, valid_steps=1, has_answer=False, credited_steps=0
+    )
     assert verify("1+1=2\n####  ", "2").has_answer is False
 
 
@@ -185,7 +187,7 @@ def test_verify_hostile_inputs_are_fast_and_safe():
 
 
 def test_verify_non_string_input():
-    assert verify(None, "2") == Verdict(False, 0, 0, False)  # type: ignore[arg-type]
+    assert verify(None, "2") == Verdict(False, 0, 0, False, 0)  # type: ignore[arg-type]
 
 
 def test_equation_verifier_is_a_picklable_verifier():
@@ -206,4 +208,6 @@ def test_subclass_extension_point():
     text = "She sold <<48/2=24>>24 clips\n#### 24"
     assert verify(text, "24").valid_steps == 0
     verdict = _AnnotatedVerifier().verify(text, "24")
-    assert verdict == Verdict(answer_correct=True, num_steps=1, valid_steps=1, has_answer=True)
+    assert verdict == Verdict(
+        answer_correct=True, num_steps=1, valid_steps=1, has_answer=True, credited_steps=1
+    )

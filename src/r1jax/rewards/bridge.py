@@ -21,9 +21,11 @@ batch of ``N = B·G`` completions (the ``G`` samples of one prompt are adjacent)
 5. optionally adds Gaussian noise to ``total`` (``RewardNoise.noisy_rewards``);
 6. places rewards on tokens (``[N, T]``), "dense + sparse":
      * ``dense_mix`` ∈ [0, 1] of the step credit (``w_correctness · step_weight /
-       num_steps`` per valid step, when step credit is earned) goes on the token that
-       ends each valid step; the rest of ``total`` goes on the last token (EOS, or the
-       last token of a truncated completion). The row sums to ``total``.
+       (credited + invalid steps)`` per credited step, when step credit is earned: the
+       valid steps that make progress, as ``composite.score`` counts them) goes on the
+       token that ends each credited step, so an idle ``1=1`` gets none; the rest of
+       ``total`` goes on the last token (EOS, or the last token of a truncated
+       completion). The row sums to ``total``.
      * ``step_shaping`` α adds the potential-based term of ``dense.step_shaping``
        (−α on the end of the first wrong step, else on the last token).
 
@@ -295,14 +297,31 @@ class HostReward:
         earned = row[_CORRECT] > 0 or not cfg.step_credit_requires_correct
         ends = self.step_ends(text) if p.dense_mix > 0 or p.step_shaping > 0 else []
         if p.dense_mix > 0 and cfg.step_weight > 0 and earned:
-            if ends:
-                per_step = p.dense_mix * cfg.w_correctness * cfg.step_weight / len(ends)
-                char_rewards += [(end, per_step) for end, valid in ends if valid]
+            credited, share = self._credited_ends(text, ends)
+            if credited:
+                per_step = p.dense_mix * cfg.w_correctness * cfg.step_weight / share
+                char_rewards += [(end, per_step) for end in credited]
         placed = sum(r for _, r in char_rewards)
         char_rewards.append((len(text), float(row[_TOTAL]) - placed))
         if p.step_shaping > 0:
             char_rewards += dense_lib.step_shaping(text, p.step_shaping, ends)
         return dense_lib.token_rewards(char_rewards, offsets, length)
+
+    def _credited_ends(self, text, ends) -> tuple[list[int], int]:
+        """The ends of the steps that earn step credit, and how many steps share it
+        (``composite.score``: the progress steps among the valid ones, plus the invalid
+        ones). A verifier without ``parse`` credits every valid step, as its score does
+        unless its ``Verdict`` counts ``credited_steps``."""
+        invalid = sum(1 for _, valid in ends if not valid)
+        if not hasattr(self.verifier, "parse"):
+            return [end for end, valid in ends if valid], len(ends)
+        parsed = self.verifier.parse(text)
+        steps = parsed.steps[: len(ends)]
+        if len(steps) != len(ends):  # a verifier whose steps and step ends disagree
+            return [end for end, valid in ends if valid], len(ends)
+        flags = novelty_lib.progress_flags(steps, parsed.answer, [v for _, v in ends])
+        credited = [end for (end, _), keep in zip(ends, flags) if keep]
+        return credited, len(credited) + invalid
 
     # Checkpointed state (the novelty trees).
     def state_dict(self) -> dict:

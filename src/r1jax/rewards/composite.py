@@ -2,7 +2,8 @@
 
 For one completion with verdict ``v`` (see ``verifier.Verdict``), ``n = v.num_steps``::
 
-    step_credit = step_weight * valid_steps / n                 (0 when n == 0)
+    step_credit = step_weight * c / (c + n - valid_steps)     (0 when c == 0)
+                  c = v.credited_steps: the valid steps that make progress
     correctness = (1 - step_weight) * answer_correct
                   + step_credit * answer_correct   when step_credit_requires_correct
                   + step_credit                    otherwise
@@ -18,6 +19,14 @@ For one completion with verdict ``v`` (see ``verifier.Verdict``), ``n = v.num_st
 
 A solution without step equations earns no step credit (its correctness is at most
 ``1 - step_weight``): showing no work is not rewarded as if all work were valid.
+Step credit is the share of valid steps among the steps that matter: the valid steps
+that make progress (``novelty.progress_steps``: not a restatement such as ``1=1`` or
+``13*1=13``, used by a later step or the answer, a recomputation used once) and the
+invalid ones. An idle valid step is neutral here (efficiency already charges it as a
+step), and a solution whose valid steps are all idle earns none: ``1=1`` before a bare
+answer scores 0.51, below the bare answer's 0.66 (it used to score 0.75, like a real
+step; found in review). A verifier that does not count progress steps
+(``Verdict.credited_steps`` None) gets ``c = valid_steps``.
 Efficiency is gated on a correct answer by default, otherwise the shortest way to reward
 is to answer at once and wrongly (one ``#### 0`` line scores efficiency 1).
 
@@ -241,9 +250,11 @@ def score(
     correct = 1.0 if verdict.answer_correct else 0.0
     n = int(verdict.num_steps)
     valid = int(verdict.valid_steps)
+    credited = getattr(verdict, "credited_steps", None)
+    credited = valid if credited is None else min(int(credited), valid)
     correctness = (1.0 - cfg.step_weight) * correct
-    if n > 0 and (correct or not cfg.step_credit_requires_correct):
-        correctness += cfg.step_weight * valid / n
+    if credited > 0 and (correct or not cfg.step_credit_requires_correct):
+        correctness += cfg.step_weight * credited / (credited + n - valid)
     parts = {
         "correctness": correctness,
         "efficiency": efficiency(n, verdict.answer_correct, cfg),

@@ -27,6 +27,7 @@ hostile: nothing here evaluates it except through ``safe_math``'s AST walk and t
 from __future__ import annotations
 
 from r1jax.rewards import answers
+from r1jax.rewards.novelty import progress_steps
 from r1jax.rewards.steps import VERIFIED, check_steps
 from r1jax.rewards.verifier import ParsedSolution, Verdict
 
@@ -75,11 +76,14 @@ class FreeFormVerifier:
         correct = answer is not None and answers.verify_answer(
             completion, str(reference), fallback=False
         )
+        texts = [_equation(c) for c in report.steps]
+        flags = [c.status == VERIFIED for c in report.steps]
         return Verdict(
             answer_correct=bool(correct),
             num_steps=report.num_steps,
             valid_steps=report.num_verified,
             has_answer=bool(answer),
+            credited_steps=len(progress_steps(texts, answer, flags)),
         )
 
     def __repr__(self) -> str:

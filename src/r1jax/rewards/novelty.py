@@ -57,7 +57,14 @@ import math
 import re
 from collections.abc import Sequence
 
-__all__ = ["MAX_KEY_CHARS", "NoveltyTracker", "canonical_step", "node_term", "progress_steps"]
+__all__ = [
+    "MAX_KEY_CHARS",
+    "NoveltyTracker",
+    "canonical_step",
+    "node_term",
+    "progress_flags",
+    "progress_steps",
+]
 
 MAX_KEY_CHARS = 128  # longest canonical step kept verbatim (then prefix + digest)
 STATE_VERSION = 1
@@ -123,31 +130,72 @@ def canonical_step(step: str) -> str:
     return text
 
 
-def progress_steps(steps: Sequence[str], answer: str | None) -> list[str]:
+def progress_steps(
+    steps: Sequence[str], answer: str | None, valid: Sequence[bool] | None = None
+) -> list[str]:
     """The steps that move a solution forward; only these form its novelty path.
 
-    A step is kept when its result (the canonical last side of its equation) is (a) not
-    among the numbers on its other sides (``28=28``, ``28+0=28``, ``28*1=28`` restate
-    a value), (b) not the result of an earlier kept step (recomputation), and (c) used
-    afterwards: it appears as a number in a later step's left side or in the answer.
+    A step's *result* is the canonical last side of its equation, a number or a fraction
+    (``28``, ``5/12``; a sign is ignored). A step is kept when its result
+
+    (a) is not a restatement: its other sides do not hold the result beside nothing but
+        0s and 1s (``28=28``, ``x=28=28``, ``28+0=28``, ``28*1=28``, ``12/1=12``
+        restate a value; ``10-5=5`` and ``4/2=2`` compute one), and
+    (b) is used afterwards: it appears as a term in a later step's left side or in the
+        answer. Each use counts for one step, the nearest before it, so a recomputation
+        is idle (``6+7=13``, ``10+3=13``, ``#### 13``: one step kept) while equal values
+        of different quantities are not (``75*12/100=9``, ``25*36/100=9``, ``9+9=18``:
+        both kept).
+
     Without this filter a policy could prepend a fresh, valid but idle equation
     (``1001=1001`` or ``1000+1=1001``) to a common solution and collect full novelty
-    for it on every sample (found in review; see ``tests/rewards/novelty_test.py``).
+    for it on every sample (found in review; see ``tests/rewards/novelty_test.py``); the
+    composite reward's step credit counts only these steps too
+    (``verifier.Verdict.credited_steps``), so ``1=1`` before the answer earns nothing.
+
+    ``valid`` (one flag per step): a step flagged False is never kept, but its left side
+    still uses earlier results (``7*4=28`` followed by a slip ``28-5=24`` moved the
+    solution forward). Linear in the text; never raises.
     """
-    canon = [canonical_step(s) for s in steps]
-    sides = [c.split("=") for c in canon]
-    results = [sd[-1] if len(sd) > 1 and "".join(sd[:-1]) else "" for sd in sides]
-    inputs = [set(_NUMBER_RE.findall("=".join(sd[:-1]))) for sd in sides]
-    answer_numbers = set(_NUMBER_RE.findall(canonical_step(answer or "")))
-    kept, produced = [], set()
-    for i, (res, ins) in enumerate(zip(results, inputs)):
-        if not res or res in ins or res in produced:
-            continue
-        used = res in answer_numbers or any(res in later for later in inputs[i + 1 :])
-        if used:
-            kept.append(steps[i])
-            produced.add(res)
-    return kept
+    return [s for s, keep in zip(steps, progress_flags(steps, answer, valid)) if keep]
+
+
+def progress_flags(
+    steps: Sequence[str], answer: str | None, valid: Sequence[bool] | None = None
+) -> list[bool]:
+    """One flag per step: True for the steps ``progress_steps`` keeps."""
+    sides = [canonical_step(s).split("=") for s in steps]
+    available = _uses(canonical_step(answer or ""))
+    flags = [False] * len(sides)
+    for i in range(len(sides) - 1, -1, -1):
+        left = "=".join(sides[i][:-1])
+        result = sides[i][-1].lstrip("+-") if left else ""
+        ok = (valid is None or valid[i]) and _TERM_RE.fullmatch(result) is not None
+        if ok and available[result] > 0 and not _restates(result, left):
+            flags[i] = True
+            available[result] -= 1
+        available.update(_uses(left))
+    return flags
+
+
+# A number, or a fraction of two numbers, standing alone as a term (not inside 1/2/3).
+_TERM_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:/[0-9]+(?:\.[0-9]+)?)?")
+_FRACTION_RE = re.compile(r"(?<![0-9./])[0-9]+(?:\.[0-9]+)?/[0-9]+(?:\.[0-9]+)?(?![0-9./])")
+
+
+def _uses(text: str) -> collections.Counter:
+    """The terms ``text`` uses: every number, and every fraction ``a/b`` as one term."""
+    return collections.Counter(_NUMBER_RE.findall(text) + _FRACTION_RE.findall(text))
+
+
+def _restates(result: str, left: str) -> bool:
+    """True when ``left`` holds ``result`` as a term and otherwise only 0s and 1s: the
+    step writes a value it already had (``28+0``, ``1*28/1``, ``x=28`` for ``28``)."""
+    match = re.search(rf"(?<![0-9.]){re.escape(result)}(?![0-9.])", left)
+    if match is None:
+        return False
+    rest = left[: match.start()] + " " + left[match.end() :]
+    return all(x in ("0", "1") for x in _NUMBER_RE.findall(rest))
 
 
 def node_term(parent_visits: int, node_visits: int) -> float:

@@ -47,6 +47,7 @@ from fractions import Fraction
 from typing import Protocol, runtime_checkable
 
 from r1jax.rewards import safe_math
+from r1jax.rewards.novelty import progress_steps
 
 __all__ = [
     "ANSWER_MARKER",
@@ -85,6 +86,11 @@ class Verdict:
     num_steps: int  # number of step equations found
     valid_steps: int  # how many of them check out
     has_answer: bool  # an answer line with non-empty text was found
+    # How many valid steps move the solution forward (``novelty.progress_steps``: not a
+    # restatement such as ``1=1`` or ``28*1=28``, not a recomputation, and used by a later
+    # step or the answer): step credit counts these (``composite.score``). None: the
+    # verifier does not say, and step credit counts ``valid_steps``.
+    credited_steps: int | None = None
 
 
 @runtime_checkable
@@ -195,7 +201,8 @@ class EquationVerifier:
     def verify(self, completion: str, reference: str) -> Verdict:
         parsed = self.parse(completion)
         steps = parsed.steps
-        valid = sum(1 for s in steps[:MAX_CHECKED_STEPS] if self.check_step(s))
+        checked = steps[:MAX_CHECKED_STEPS]
+        flags = [bool(self.check_step(s)) for s in checked]
         has_answer = bool(parsed.answer)
         correct = False
         if has_answer:
@@ -206,8 +213,9 @@ class EquationVerifier:
         return Verdict(
             answer_correct=correct,
             num_steps=len(steps),
-            valid_steps=valid,
+            valid_steps=sum(flags),
             has_answer=has_answer,
+            credited_steps=len(progress_steps(checked, parsed.answer, flags)),
         )
 
     def __repr__(self) -> str:
