@@ -20,7 +20,10 @@ Also `W/R_<method>.png` (heat maps) and a table on stdout. Finished cells (metho
 seed) are kept in `W/cells/` and skipped when the command is run again; a cell stopped
 midway resumes after its last finished task (a checkpoint per task: params, EWC Fisher
 and anchor, the rows of R so far), so an interrupted experiment continues where it
-stopped with the numbers it would have had.
+stopped with the numbers it would have had. Every file is replaced atomically (a
+temporary file, then a rename): an error mid-run (a full disk) prints one `error:` line
+and leaves each file complete or absent, so rerunning the command continues. --workdir
+is a local path (for a bucket, a gcsfuse mount), as for `r1jax-train`.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ flags.DEFINE_enum(
 flags.DEFINE_multi_string(
     "override", [], "A config field as key=value (r1jax/configs/continual.py), repeatable."
 )
+flags.DEFINE_bool(
+    "debug", False, "Print the Python traceback of an error before its one-line message."
+)
 FLAGS = flags.FLAGS
 
 
@@ -88,6 +94,8 @@ def _check_workdir(path: str) -> None:
     from r1jax.errors import ConfigError
 
     flag = f"--workdir={path}"
+    if "://" in path:  # a URL: os.path would make a local folder named after its scheme
+        _usage(cli_errors.remote_workdir_error(flag))
     if os.path.isdir(path):
         cells = os.path.join(path, "cells")
         if os.path.lexists(cells) and not os.path.isdir(cells):
@@ -131,11 +139,29 @@ def _config():
     return c
 
 
+def _replace_atomically(path: str, write) -> None:
+    """`write(tmp)` fills a temporary file beside `path`, which then replaces `path` in
+    one rename: a failure (a full disk) leaves `path` as it was and no temporary file."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+
+    _replace_atomically(path, write)
 
 
 def _heatmap(path: str, title: str, R, names) -> None:
@@ -161,7 +187,7 @@ def _heatmap(path: str, title: str, R, names) -> None:
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
 
 def main(argv):
@@ -225,28 +251,96 @@ def main(argv):
             lam_s = "-" if lam is None else f"{lam:g}"
             print(f"{method:<12} {lam_s:>7} {seed:>5}  {state:<8}  {os.path.basename(path)}")
         return
-    import numpy as np
-
-    from r1jax.train import continual
-
     try:
         os.makedirs(os.path.join(FLAGS.workdir, "cells"), exist_ok=True)
     except OSError as e:  # what the checks above cannot see (a read-only mount, a race)
         _usage(f"--workdir={FLAGS.workdir}: cannot create {e.filename or 'it'} ({e.strerror or e})")
 
+    now = {"doing": "starting"}  # what the experiment is doing, for an error's message
+    try:
+        _run(c, methods, seeds, lambdas, cell_path, now)
+    except BaseException as e:  # noqa: BLE001 - _failed re-raises what it cannot explain
+        _failed(e, now["doing"])
+
+
+class _CellError(Exception):
+    """A finished cell that cannot be reused; the message says which and the fix."""
+
+
+_RERUN = (
+    "rerun the same command: the finished cells are reused and a cell stopped midway "
+    "resumes after its last finished task"
+)
+
+
+def _failed(e: BaseException, doing: str):
+    """One `error:` line for an experiment stopped by `e` while `doing`, then exit 1 (130
+    for Ctrl-C): the files it writes are replaced atomically, so nothing is half-written
+    and a rerun continues. Anything else (a bug) is re-raised with its traceback."""
+    from r1jax.checkpoint import UnreadableCheckpoint
+    from r1jax.errors import ConfigError, RunError
+
+    workdir = f"--workdir={FLAGS.workdir}"
+    if isinstance(e, KeyboardInterrupt):
+        msg, code = f"interrupted while {doing}: {_RERUN}", 130
+    elif isinstance(e, OSError):
+        where = f" ({e.filename})" if e.filename and str(e.filename) not in doing else ""
+        msg = (
+            f"{workdir}: {doing} failed{where}: {e.strerror or e}; free space or fix "
+            f"permissions there, then {_RERUN}"
+        )
+        code = 1
+    elif isinstance(e, (RunError, ConfigError)):  # a checkpoint's save or restore
+        msg, code = f"{workdir}: {doing} failed: {e}", 1
+    elif isinstance(e, UnreadableCheckpoint):
+        msg = (
+            f"{workdir}: {doing} failed: its last checkpoint is unreadable ({e}): delete "
+            "that cell's .ckpt directory and rerun the same command (the cell starts over)"
+        )
+        code = 1
+    elif isinstance(e, _CellError):
+        msg, code = f"{workdir}: {e}", 1
+    else:
+        raise e
+    if FLAGS.debug:
+        import traceback
+
+        traceback.print_exception(e)
+    print(f"error: {' '.join(msg.split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _run(c, methods, seeds, lambdas, cell_path, now) -> None:
+    """Computes (or reuses) every cell, writes continual.json and the heat maps, and prints
+    the table; `now["doing"]` says what it is doing, for an error's message."""
+    import numpy as np
+
+    from r1jax.train import continual
+
     bases = {}
 
     def base(seed):  # the shared base model of a seed, pretrained once per process
         if seed not in bases:
+            now["doing"] = f"pretraining the base model of seed {seed}"
             bases[seed] = continual.pretrain_base(c, seed)
         return bases[seed]
 
     def cell(method, lam, seed):
         c_run, path, ckpt_dir = cell_path(method, lam, seed)
         if os.path.isfile(path):
-            with open(path) as f:
-                return json.load(f)
-        res = continual.run_method(c_run, method, seed, base=base(seed), ckpt_dir=ckpt_dir)
+            now["doing"] = f"reading the finished cell {path}"
+            try:
+                with open(path) as f:
+                    return json.load(f)
+            except ValueError as e:  # not what _write_json wrote (edited, or another tool's)
+                raise _CellError(
+                    f"the finished cell {path} is not readable JSON ({e}): delete it and rerun "
+                    "the same command (that cell is computed again)"
+                ) from e
+        start = base(seed)
+        now["doing"] = f"computing the cell {os.path.basename(path)[:-5]}"
+        res = continual.run_method(c_run, method, seed, base=start, ckpt_dir=ckpt_dir)
+        now["doing"] = f"writing {path}"
         _write_json(path, res)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         return res
@@ -297,9 +391,12 @@ def main(argv):
         else:
             results[method] = summary([cell(method, None, seed) for seed in seeds])
             rows.append((method, None, results[method]))
+        now["doing"] = f"writing {out_path}"
         _write_json(out_path, results)
+        png = os.path.join(FLAGS.workdir, f"R_{method}.png")
+        now["doing"] = f"writing {png}"
         _heatmap(
-            os.path.join(FLAGS.workdir, f"R_{method}.png"),
+            png,
             f"{method}: accuracy after each task (seeds {','.join(map(str, seeds))})",
             results[method]["R"],
             list(c.domains),
@@ -316,6 +413,7 @@ def main(argv):
             f"{s['bwt']:7.3f} {s['forgetting']:7.3f} {s['retention']:7.3f} "
             f"{s['diag']:6.3f} {s['params']:9d} {s['seconds']:8.1f}"
         )
+    now["doing"] = "printing the table"
     print(f"wrote {out_path}")
 
 

@@ -11,6 +11,7 @@ import difflib
 import json
 import os
 import re
+import tempfile
 
 from r1jax.errors import ConfigError
 
@@ -169,7 +170,9 @@ def as_written(e: ConfigError, argv) -> str:
 def check_can_create(path: str, flag: str, kind: str) -> str:
     """Raises ConfigError unless a `kind` ("directory", "file") can be made in the
     directory `path`: `path`, or its nearest existing parent (returned), must be a
-    directory this user can write."""
+    directory where this process can create entries. Permission bits are not the whole
+    answer (root passes `os.access` everywhere, yet nothing can be made in /proc, /sys or
+    on a read-only mount), so a hidden temporary entry is made there and removed."""
     probe = os.path.abspath(path)
     while not os.path.exists(probe):
         probe = os.path.dirname(probe)
@@ -177,11 +180,34 @@ def check_can_create(path: str, flag: str, kind: str) -> str:
         raise ConfigError(
             f"{flag}: {probe} is a file, so no {kind} can be made below it: pass a {kind} path"
         )
-    if not os.access(probe, os.W_OK | os.X_OK):
+    name = flag.split("=", 1)[0]
+    try:
+        if kind == "directory":
+            os.rmdir(tempfile.mkdtemp(prefix=".r1jax-probe-", dir=probe))
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=".r1jax-probe-", dir=probe)
+            os.close(fd)
+            os.remove(tmp)
+    except OSError as e:
+        there = kind == "directory" and probe == os.path.abspath(path)  # it exists already
         raise ConfigError(
-            f"{flag}: {probe} is not writable by this user: pass a {kind} you can write"
-        )
+            f"{flag}{': nothing can be written in it' if there else ' cannot be created'}: "
+            f"{probe} refuses new entries ({e.strerror or e}): pass a {name} in a directory "
+            "this user can write"
+        ) from None
     return probe
+
+
+def remote_workdir_error(flag: str) -> str:
+    """The message for a `--workdir` URL (gs://...): the run's files (config, metrics,
+    results) are written through the local file system, which would make a local folder
+    named after the URL's scheme (`gs:`) instead."""
+    scheme = flag.partition("=")[2].partition("://")[0]
+    return (
+        f"{flag}: URLs are not supported (the files are written through the local file "
+        f"system, which would make a local folder {scheme}:): pass a local directory, or "
+        "mount the bucket (e.g. with gcsfuse) and pass the mount's path"
+    )
 
 
 def check_workdir(path: str) -> None:
@@ -191,7 +217,7 @@ def check_workdir(path: str) -> None:
     if not path:
         raise ConfigError(f"{flag}: empty; pass a directory for the run's outputs")
     if "://" in path:
-        return  # a remote filesystem (gs://...): Orbax and the writers report problems
+        raise ConfigError(remote_workdir_error(flag))
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(
             f"{flag} is a file, not a directory: pass a directory path (created if missing)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 from absl import flags, logging
@@ -233,8 +234,7 @@ def train_entry(argv=None):
         where = e.filename or workdir
         _fail(
             f"--workdir={workdir}: writing {where} failed ({e.strerror or e}): free space or "
-            "fix permissions there, then rerun the same command: the run resumes from its "
-            "newest complete checkpoint"
+            f"fix permissions there, then rerun the same command: {_resume_note(workdir)}"
         )
     except Exception:
         if not distributed.is_multi_process():
@@ -266,6 +266,21 @@ def train_entry(argv=None):
         distributed.exit_now(1)
     if main:
         _print_summary(summary, workdir)
+
+
+def _resume_note(workdir: str) -> str:
+    """What a rerun does: resume from a checkpoint, or start over when none was written."""
+    steps = []
+    for phase in ("rl", "sft"):
+        try:
+            steps += [
+                n for n in os.listdir(os.path.join(workdir, "checkpoints", phase)) if n.isdigit()
+            ]
+        except OSError:
+            pass
+    if steps:
+        return "the run resumes from its newest complete checkpoint"
+    return "no checkpoint was written yet, so the run starts from the beginning"
 
 
 def _print_summary(s: dict, workdir: str):
@@ -400,6 +415,21 @@ def _check_output(path: str) -> None:
         _fail(str(e))
 
 
+# The evaluation library names its arguments (`max_new_tokens=...`); r1jax-eval's flags
+# have the same names.
+_EVAL_ARGS = ("max_new_tokens", "max_prompt_len", "num_problems", "batch_size", "temperature")
+_EVAL_ARGS += ("top_p", "k")
+
+
+def _as_eval_flags(msg: str) -> str:
+    """A library message with its arguments spelt as flags: `max_new_tokens=9` and a
+    leading `k must ...` become `--max_new_tokens=9`, `--k must ...` (a config field,
+    `config.max_new_tokens`, is left alone)."""
+    names = "|".join(_EVAL_ARGS)
+    msg = re.sub(rf"(?<![\w.-])({names})(?==)", r"--\1", msg)
+    return re.sub(rf"^({names}) must ", r"--\1 must ", msg)
+
+
 def _task_kwargs(F) -> dict:
     """--task_kwargs (a JSON object), with --data_dir as its "path"."""
     from r1jax.tasks import parse_task_kwargs
@@ -481,7 +511,9 @@ def eval_entry(argv=None):
     _enable_compile_cache(F.compile_cache)
     try:
         result = _eval_hf(F) if F.hf_checkpoint else _eval_workdir(F)
-    except (FileNotFoundError, ConfigError, RunError) as e:
+    except ConfigError as e:
+        _fail(_as_eval_flags(str(e)))
+    except (FileNotFoundError, RunError) as e:
         _fail(str(e))
     text = json.dumps(result, sort_keys=True)
     print(text, flush=True)  # first: a failed write below does not lose the result
