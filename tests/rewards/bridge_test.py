@@ -75,6 +75,26 @@ def test_dense_mix_puts_nothing_on_an_idle_step():
     assert scores[0, COL["correctness"]] == pytest.approx(1.0)  # an idle step is neutral
 
 
+def test_dense_credit_counts_unchecked_steps_as_the_score_does():
+    """Steps past ``MAX_CHECKED_STEPS`` are invalid for the score; the dense share per
+    credited step counts them too (it was 52 times the score's step credit)."""
+    from r1jax.rewards.verifier import MAX_CHECKED_STEPS
+
+    cfg = RewardConfig(w_novelty=0.0)
+    text = "3+4=7\n" + "1=1\n" * MAX_CHECKED_STEPS + "2+2=5\n" * 50 + "#### 7"
+    tok, T_long = CharTokenizer(), len(text) + 2
+    h = HostReward(TaskScorer(TASK, cfg), tok, group_size=1, placement=Placement(dense_mix=1.0))
+    c, _ = tok.encode_right_padded([text], T_long)
+    scores, rewards = h(c, h.register(0, [Problem("q", "7", "", 1, 1)], ["q"]), 0)
+    step_part = scores[0, COL["correctness"]] - (1 - cfg.step_weight)
+    # 1 credited; 51 invalid: the 1,001st step (unchecked) and the 50 wrong ones
+    assert step_part == pytest.approx(cfg.step_weight / 52, rel=1e-5)
+    assert rewards[0, text.index("=7") + 1] == pytest.approx(
+        cfg.w_correctness * step_part, rel=1e-5
+    )
+    np.testing.assert_allclose(rewards.sum(1), scores[:, COL["total"]], rtol=1e-5)
+
+
 def test_step_shaping_adds_minus_alpha_once_per_completion():
     h = _bridge(RewardConfig(w_novelty=0.0), placement=Placement(step_shaping=0.25))
     scores, rewards = _call(h, _batch(["q1", "q1"], [GOOD, BAD], ["14", "14"]), 0)

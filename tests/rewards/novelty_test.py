@@ -273,7 +273,19 @@ def test_idle_steps_do_not_form_a_path():
     "steps, answer, kept",
     [
         (["12/1=12", "x=12=12", "1*12/1=12", "12+0-0=12"], "12", []),  # restatements
-        (["10-5=5", "4/2=2", "3-5=-2"], "-2+5+2", [0, 1, 2]),  # real results of 5, 2, 1
+        (["10-5=5"], "5", [0]),  # these compute their result
+        (["4/2=2"], "2", [0]),
+        (["3-5=-2"], "-2", [0]),
+        (["6-5=1", "1*11=11"], "11", [0, 1]),  # a computed 1 is no identity
+        (["7*4=28", "28+0=28", "28-5=23"], "23", [0, 2]),  # but a computed result is
+        (["13+2-2=13", "13*2/2=13", "(13+13)/2=13", "13*1*1=13"], "13", []),  # rewritten
+        (["1/2+1/2=1", "3*(2/3)=2", "1+1=2"], "1+2", []),  # an expression answer uses nothing
+        (["1/2+1/2=1", "3*(2/3)=2", "1+2=3"], "3", [0, 1, 2]),
+        (["1+1=2", "2=2"], "13", []),  # an idle step passes no use on
+        (["1+1=2", "2+5=7"], "13", []),
+        (["1+1=2", "2*1=2"], "13", []),
+        (["20/4=$5", "$5*3=$15"], "$15.", [0, 1]),  # dollars and percent are numbers
+        (["40%+20%=60%"], "60%", [0]),
         (["6+7=13", "10+3=13"], "13", [1]),  # a recomputation: one use, one step
         (["6+7=13", "6+7=13", "13+1=14"], "14", [1, 2]),
         (["75*12/100=9", "25*36/100=9", "9+9=18"], "18", [0, 1, 2]),  # equal values
@@ -319,3 +331,24 @@ def test_a_path_shared_within_the_group_is_less_novel_than_a_lone_one():
     got = t.score_group("p", [(common, True)] * 3 + [(rare, True)])
     assert got[0] == got[1] == got[2] < got[3]
     assert t.score_group("q", [(common, True)]) == [1.0]  # alone in a fresh tree
+
+
+def test_progress_reads_whole_long_steps():
+    """A step longer than a novelty key (``MAX_KEY_CHARS``) keeps its result and uses."""
+    from r1jax.rewards.novelty import MAX_KEY_CHARS, progress_steps
+
+    big = "+".join(["100000000000000000000"] * 6)
+    steps = ["5+7=12", f"12*({big})=7200000000000000000000"]
+    assert len(steps[1]) > MAX_KEY_CHARS
+    assert progress_steps(steps, "7200000000000000000000") == steps
+
+
+def test_a_value_only_annotation_gives_way_to_its_prose():
+    """GSM8K's ``1.5 / .25 = <<6=6>>6``: the computation is in the prose."""
+    from r1jax.rewards import FreeFormVerifier
+
+    v = FreeFormVerifier()
+    text = "It takes 1.5 / .25 = <<6=6>>6 trips.\n#### 6"
+    assert v.parse(text).steps == ("1.5 / .25 = 6",)
+    verdict = v.verify(text, "6")
+    assert verdict.valid_steps == verdict.credited_steps == 1

@@ -219,8 +219,17 @@ def test_gsm8k_decorative_steps_earn_no_step_credit(gsm8k):
     p = gsm8k.problems("test")[0]  # answer 17
     honest = r1("4 * 3 = 12 pens in packs.\n5 + 12 = 17 pens.", "17")
     bare = r1("I know it.", "17")
-    padded = [r1("So 17 + 0 = 17.", "17"), r1("17 = 17, 17 * 1 = 17.", "17"), r1("2+2=4", "17")]
-    rows = score_completions(gsm8k, [p] * 5, [honest, bare, *padded])
-    assert [r["answer_correct"] for r in rows] == [1] * 5
+    padded = [
+        r1("So 17 + 0 = 17.", "17"),
+        r1("17 = 17, 17 * 1 = 17.", "17"),
+        r1("2+2=4", "17"),
+        r1("1+1=2, 2=2.", "17"),  # an idle step does not make an earlier one used
+        r1("1+1=2, 2+5=7.", "17"),
+        r1("17 + 2 - 2 = 17", "17"),  # the answer rewritten
+        "1+1=2. The answer is \\boxed{2*17/2}.",  # an answer as an expression uses nothing
+        "3-1=2. The answer is \\boxed{\\frac{34}{2}}.",
+    ]
+    rows = score_completions(gsm8k, [p] * (2 + len(padded)), [honest, bare, *padded])
+    assert [r["answer_correct"] for r in rows] == [1] * len(rows)
     assert all(r["valid_steps"] >= 1 for r in rows[2:])
     assert rows[0]["total"] > rows[1]["total"] > max(r["total"] for r in rows[2:])

@@ -284,7 +284,8 @@ class HostReward:
             group = []
             for i in range(start, start + g):
                 parsed = self.parse(texts[i])
-                path = novelty_lib.progress_steps(parsed.steps, parsed.answer)
+                steps = parsed.steps[: verifier_lib.MAX_CHECKED_STEPS]
+                path = novelty_lib.progress_steps(steps, parsed.answer)
                 group.append((path, bool(scores[i, _CORRECT])))
             for i, value in zip(range(start, start + g), self.novelty.score_group(key, group)):
                 scores[i, _NOVELTY] = value
@@ -321,7 +322,8 @@ class HostReward:
             return [end for end, valid in ends if valid], len(ends)
         flags = novelty_lib.progress_flags(steps, parsed.answer, [v for _, v in ends])
         credited = [end for (end, _), keep in zip(ends, flags) if keep]
-        return credited, len(credited) + invalid
+        unchecked = len(parsed.steps) - len(ends)  # past MAX_CHECKED_STEPS: invalid
+        return credited, len(credited) + invalid + unchecked
 
     # Checkpointed state (the novelty trees).
     def state_dict(self) -> dict:

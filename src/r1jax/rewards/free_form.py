@@ -26,6 +26,8 @@ hostile: nothing here evaluates it except through ``safe_math``'s AST walk and t
 
 from __future__ import annotations
 
+import re
+
 from r1jax.rewards import answers
 from r1jax.rewards.novelty import progress_steps
 from r1jax.rewards.steps import VERIFIED, check_steps
@@ -36,12 +38,21 @@ __all__ = ["FreeFormVerifier"]
 
 def _equation(step) -> str:
     """A step's equation text: the annotation's ``expr=value`` for a GSM8K-annotated
-    step, else the step as written."""
+    step, else the step as written. An annotation that only holds the value
+    (``1.5 / .25 = <<6=6>>6``) gives way to the prose around it (``1.5 / .25 = 6``),
+    which holds the computation."""
     if step.annotated:
         i, j = step.text.find("<<"), step.text.find(">>")
         if 0 <= i < j:
-            return step.text[i + 2 : j]
+            inner = step.text[i + 2 : j]
+            lhs = inner.split("=", 1)[0].strip()
+            if not _VALUE_RE.fullmatch(lhs):
+                return inner
+            return step.text[:i] + step.text[j + 2 :]
     return step.text
+
+
+_VALUE_RE = re.compile(r"[$]?[0-9][0-9,]*(?:\.[0-9]*)?%?|[$]?\.[0-9]+%?")
 
 
 class FreeFormVerifier:

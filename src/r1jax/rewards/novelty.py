@@ -56,6 +56,9 @@ import hashlib
 import math
 import re
 from collections.abc import Sequence
+from fractions import Fraction
+
+from r1jax.rewards import safe_math
 
 __all__ = [
     "MAX_KEY_CHARS",
@@ -101,6 +104,22 @@ def _side(side: str) -> str:
     return f"{a}{op}{b}"
 
 
+def _canonical_text(step: str) -> str:
+    """``canonical_step`` without the length cap (``progress_flags`` reads whole steps)."""
+    if not isinstance(step, str):
+        return ""
+    # Every operation below is total on str and linear: no int() or Fraction() (Python
+    # refuses int strings over 4300 digits), no backtracking regular expression.
+    text = "".join(step.split()).translate(_SYMBOLS).lower().replace("**", "^")
+    if "," in text:
+        text = _THOUSANDS_RE.sub("", text)
+    text = _NUMBER_RE.sub(_number, text)
+    text = "=".join(_side(s) for s in text.split("="))
+    if not text.isascii():  # lone surrogates ("\ud800") would break a UTF-8 JSON file
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def canonical_step(step: str) -> str:
     """Canonical form of one step equation, so surface variants share one tree node.
 
@@ -113,17 +132,7 @@ def canonical_step(step: str) -> str:
     prefix plus a 16-hex-digit BLAKE2 digest of the whole. Never raises; a non-string
     gives ``""``.
     """
-    if not isinstance(step, str):
-        return ""
-    # Every operation below is total on str and linear: no int() or Fraction() (Python
-    # refuses int strings over 4300 digits), no backtracking regular expression.
-    text = "".join(step.split()).translate(_SYMBOLS).lower().replace("**", "^")
-    if "," in text:
-        text = _THOUSANDS_RE.sub("", text)
-    text = _NUMBER_RE.sub(_number, text)
-    text = "=".join(_side(s) for s in text.split("="))
-    if not text.isascii():  # lone surrogates ("\ud800") would break a UTF-8 JSON file
-        text = text.encode("utf-8", "replace").decode("utf-8")
+    text = _canonical_text(step)
     if len(text) > MAX_KEY_CHARS:
         digest = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).hexdigest()
         text = f"{text[: MAX_KEY_CHARS - 17]}#{digest}"
@@ -136,26 +145,33 @@ def progress_steps(
     """The steps that move a solution forward; only these form its novelty path.
 
     A step's *result* is the canonical last side of its equation, a number or a fraction
-    (``28``, ``5/12``; a sign is ignored). A step is kept when its result
+    (``28``, ``5/12``; a sign, ``$`` and ``%`` are ignored). Going from the answer back
+    to the first step, a step is kept when
 
-    (a) is not a restatement: its other sides do not hold the result beside nothing but
-        0s and 1s (``28=28``, ``x=28=28``, ``28+0=28``, ``28*1=28``, ``12/1=12``
-        restate a value; ``10-5=5`` and ``4/2=2`` compute one), and
-    (b) is used afterwards: it appears as a term in a later step's left side or in the
-        answer. Each use counts for one step, the nearest before it, so a recomputation
-        is idle (``6+7=13``, ``10+3=13``, ``#### 13``: one step kept) while equal values
-        of different quantities are not (``75*12/100=9``, ``25*36/100=9``, ``9+9=18``:
-        both kept).
+    (a) its result is *used*: the answer is that one term (an answer written as an
+        expression, ``2*13/2``, uses nothing), or a number or fraction on the left side
+        of a later kept step, or of a later invalid step (``7*4=28`` then the slip
+        ``28-5=24`` moved the solution forward). Each use keeps one step, the nearest
+        before it, so a recomputation is idle (``6+7=13``, ``10+3=13``, ``#### 13``: one
+        step kept), while equal values of different quantities are not
+        (``75*12/100=9``, ``25*36/100=9``, ``9+9=18``: all kept). An idle step uses
+        nothing: ``1+1=2``, ``2=2`` (or ``2+5=7``), ``#### 13`` keeps no step;
+    (b) it is not a restatement: its left side is not the result beside nothing but 0s and
+        1s (``28=28``, ``x=28=28``, ``28+0=28``, ``12/1=12``) nor the result rewritten
+        (``13+2-2``, ``13*2/2``, ``(13+13)/2`` for ``13``); ``10-5=5`` and ``4/2=2``
+        compute a value, and so does a step that uses an earlier step's result
+        (``6-5=1``, ``1*11=11``: a net rate of 1 times 11 days).
 
     Without this filter a policy could prepend a fresh, valid but idle equation
     (``1001=1001`` or ``1000+1=1001``) to a common solution and collect full novelty
     for it on every sample (found in review; see ``tests/rewards/novelty_test.py``); the
     composite reward's step credit counts only these steps too
     (``verifier.Verdict.credited_steps``), so ``1=1`` before the answer earns nothing.
+    What it cannot tell without the question's numbers: a step that computes the answer
+    from numbers of its own choosing (``12+1=13``) looks like real work.
 
-    ``valid`` (one flag per step): a step flagged False is never kept, but its left side
-    still uses earlier results (``7*4=28`` followed by a slip ``28-5=24`` moved the
-    solution forward). Linear in the text; never raises.
+    ``valid``: one flag per step (None: all valid); an invalid step is never kept.
+    Linear in the text; never raises.
     """
     return [s for s, keep in zip(steps, progress_flags(steps, answer, valid)) if keep]
 
@@ -164,23 +180,48 @@ def progress_flags(
     steps: Sequence[str], answer: str | None, valid: Sequence[bool] | None = None
 ) -> list[bool]:
     """One flag per step: True for the steps ``progress_steps`` keeps."""
-    sides = [canonical_step(s).split("=") for s in steps]
-    available = _uses(canonical_step(answer or ""))
+    sides = [_canonical_text(s).split("=") for s in steps]
+    results = [_term(sd[-1]) if "".join(sd[:-1]) else "" for sd in sides]
+    first = {}  # result -> index of the first valid step that computes it
+    for i, result in enumerate(results):
+        if result and (valid is None or valid[i]):
+            first.setdefault(result, i)
+    available = collections.Counter(_answer_terms(answer))
     flags = [False] * len(sides)
     for i in range(len(sides) - 1, -1, -1):
-        left = "=".join(sides[i][:-1])
-        result = sides[i][-1].lstrip("+-") if left else ""
-        ok = (valid is None or valid[i]) and _TERM_RE.fullmatch(result) is not None
-        if ok and available[result] > 0 and not _restates(result, left):
+        left, result = "=".join(sides[i][:-1]), results[i]
+        ok = valid is None or bool(valid[i])
+        if ok and result and available[result] > 0:
+            restating = _restates(result, sides[i][:-1], lambda x, i=i: first.get(x, i) < i)
+        if ok and result and available[result] > 0 and not restating:
             flags[i] = True
             available[result] -= 1
-        available.update(_uses(left))
+        if flags[i] or not ok:
+            available.update(_uses(left))
     return flags
 
 
-# A number, or a fraction of two numbers, standing alone as a term (not inside 1/2/3).
+# A number, or a fraction of two numbers (canonical: no sign, no separators).
 _TERM_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:/[0-9]+(?:\.[0-9]+)?)?")
 _FRACTION_RE = re.compile(r"(?<![0-9./])[0-9]+(?:\.[0-9]+)?/[0-9]+(?:\.[0-9]+)?(?![0-9./])")
+_PROBE = Fraction(1000003, 7)  # stands for a result when testing "the result rewritten"
+
+
+def _term(side: str) -> str:
+    """``side`` as a term (``$18`` -> ``18``, ``-5/12`` -> ``5/12``, ``60%`` -> ``60``),
+    or "" when it is not one number or fraction."""
+    side = side.strip("$%").lstrip("+-").lstrip("$")
+    return side if _TERM_RE.fullmatch(side) else ""
+
+
+def _answer_terms(answer: str | None) -> list[str]:
+    """The one term an answer provides: the answer itself, or its only number
+    (``$18.``, ``18 dollars``); an expression (``2*13/2``, ``26/2+0``) provides none."""
+    text = _canonical_text(answer or "").rstrip(".")
+    if term := _term(text):
+        return [term]
+    numbers = _NUMBER_RE.findall(text)
+    return numbers if len(numbers) == 1 and "/" not in text else []
 
 
 def _uses(text: str) -> collections.Counter:
@@ -188,14 +229,42 @@ def _uses(text: str) -> collections.Counter:
     return collections.Counter(_NUMBER_RE.findall(text) + _FRACTION_RE.findall(text))
 
 
-def _restates(result: str, left: str) -> bool:
-    """True when ``left`` holds ``result`` as a term and otherwise only 0s and 1s: the
-    step writes a value it already had (``28+0``, ``1*28/1``, ``x=28`` for ``28``)."""
-    match = re.search(rf"(?<![0-9.]){re.escape(result)}(?![0-9.])", left)
-    if match is None:
+def _occurrences(text: str, term: str, apart: str) -> list[int]:
+    """Start indices of ``term`` in ``text`` as a whole term: no neighbour in ``apart``."""
+    out, i, n = [], text.find(term), len(term)
+    while i >= 0:
+        if (i == 0 or text[i - 1] not in apart) and (
+            i + n == len(text) or text[i + n] not in apart
+        ):
+            out.append(i)
+        i = text.find(term, i + 1)
+    return out
+
+
+def _restates(result: str, sides: list[str], computed) -> bool:
+    """True when the left ``sides`` only restate ``result`` (``progress_steps`` (b));
+    ``computed(x)``: number ``x`` is an earlier step's result (then it is no identity)."""
+    left = "=".join(sides)
+    found = _occurrences(left, result, "0123456789.")
+    if not found:
         return False
-    rest = left[: match.start()] + " " + left[match.end() :]
-    return all(x in ("0", "1") for x in _NUMBER_RE.findall(rest))
+    i = found[0]
+    rest = _NUMBER_RE.findall(left[:i] + " " + left[i + len(result) :])
+    if any(computed(x) for x in rest if x != result):
+        return False
+    if all(x in ("0", "1") for x in rest):
+        return True
+    # One side that is the result rewritten: put a probe value in the result's place
+    # (not beside "/": 1/2+1/2 and 3*(2/3) compute) and see whether the side keeps it.
+    spots = _occurrences(left, result, "0123456789./") if len(sides) == 1 else []
+    if not spots:
+        return False
+    parts, last = [], 0
+    for j in spots:
+        parts += [left[last:j], f"({_PROBE.numerator}/{_PROBE.denominator})"]
+        last = j + len(result)
+    probe = "".join([*parts, left[last:]]).replace("$", "").replace("%", "/100")
+    return safe_math.safe_eval_fraction(probe) == _PROBE
 
 
 def node_term(parent_visits: int, node_visits: int) -> float:
