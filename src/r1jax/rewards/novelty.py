@@ -191,9 +191,8 @@ def progress_flags(
     for i in range(len(sides) - 1, -1, -1):
         left, result = "=".join(sides[i][:-1]), results[i]
         ok = valid is None or bool(valid[i])
-        if ok and result and available[result] > 0:
-            restating = _restates(result, sides[i][:-1], lambda x, i=i: first.get(x, i) < i)
-        if ok and result and available[result] > 0 and not restating:
+        computed = lambda x, i=i: first.get(x, i) < i
+        if ok and result and available[result] and not _restates(result, sides[i][:-1], computed):
             flags[i] = True
             available[result] -= 1
         if flags[i] or not ok:
