@@ -28,11 +28,13 @@ is a local path (for a bucket, a gcsfuse mount), as for `r1jax-train`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 import sys
+import tempfile
 
 from absl import app, flags, logging
 
@@ -142,7 +144,8 @@ def _config():
 def _replace_atomically(path: str, write) -> None:
     """`write(tmp)` fills a temporary file beside `path`, which then replaces `path` in
     one rename: a failure (a full disk) leaves `path` as it was and no temporary file."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path))
+    os.close(fd)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -273,6 +276,13 @@ _RERUN = (
 )
 
 
+# What "free space or fix permissions there" can mend; other OSErrors (a broken pipe, a
+# timeout, a missing input file) keep their traceback.
+_DISK_ERRNOS = frozenset(
+    (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO)
+)
+
+
 def _failed(e: BaseException, doing: str):
     """One `error:` line for an experiment stopped by `e` while `doing`, then exit 1 (130
     for Ctrl-C): the files it writes are replaced atomically, so nothing is half-written
@@ -283,7 +293,7 @@ def _failed(e: BaseException, doing: str):
     workdir = f"--workdir={FLAGS.workdir}"
     if isinstance(e, KeyboardInterrupt):
         msg, code = f"interrupted while {doing}: {_RERUN}", 130
-    elif isinstance(e, OSError):
+    elif isinstance(e, OSError) and e.errno in _DISK_ERRNOS:
         where = f" ({e.filename})" if e.filename and str(e.filename) not in doing else ""
         msg = (
             f"{workdir}: {doing} failed{where}: {e.strerror or e}; free space or fix "

@@ -39,15 +39,7 @@ from r1jax.train.experiment import Experiment
 
 log = logging.getLogger("r1jax")
 
-__all__ = [
-    "PROMPT_ROUND",
-    "check_lengths",
-    "evaluate_checkpoint",
-    "evaluate_hf",
-    "evaluate_workdir",
-    "hf_position_limit",
-    "restored_run",
-]
+__all__ = ["PROMPT_ROUND", "evaluate_checkpoint", "evaluate_hf", "evaluate_workdir", "restored_run"]
 
 PROMPT_ROUND = 64  # an automatic prompt length is a multiple of this
 
@@ -63,75 +55,6 @@ def _check_sampling(k, temperature, top_p):
         raise ConfigError(f"temperature must be > 0 (the k samples), got {temperature!r}")
     if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
         raise ConfigError(f"top_p must be in (0, 1], got {top_p!r}")
-
-
-def hf_position_limit(checkpoint_dir: str) -> int | None:
-    """The positions a Hugging Face checkpoint holds: its config.json's
-    `max_position_embeddings` (None when absent or unreadable; loading reports that)."""
-    try:
-        with open(os.path.join(checkpoint_dir, "config.json")) as f:
-            value = json.load(f).get("max_position_embeddings")
-    except (OSError, ValueError, AttributeError):
-        return None
-    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-    return value if ok else None
-
-
-def check_lengths(
-    max_new_tokens: int, prompt_len: int, limit: int | None, why: str, prompt_given: bool = True
-) -> None:
-    """Raises ConfigError unless prompts of `prompt_len` tokens plus `max_new_tokens` new
-    ones fit the `limit` positions the model holds (`why` states the limit and where it
-    comes from), so an over-long decode is refused before anything is loaded or compiled.
-    `prompt_given`: `prompt_len` is the max_prompt_len argument (else the prompts' own)."""
-    if limit is None or prompt_len + max_new_tokens <= limit:
-        return
-    if prompt_len >= limit:
-        if prompt_given:
-            raise ConfigError(
-                f"max_prompt_len={prompt_len} leaves no room for new tokens: {why}; pass "
-                f"max_prompt_len={limit // 2} or another value below {limit}",
-                field="max_prompt_len",
-            )
-        raise ConfigError(
-            f"the longest prompt has {prompt_len} tokens, no room for new tokens: {why}; "
-            "evaluate a checkpoint that holds more positions, or a task with shorter prompts"
-        )
-    raise ConfigError(
-        f"max_new_tokens={max_new_tokens} is too long: {why}, and the prompts take "
-        f"{prompt_len}; pass max_new_tokens={limit - prompt_len} or less",
-        field="max_new_tokens",
-    )
-
-
-def _run_lengths(workdir: str) -> tuple[int, int, str] | None:
-    """`(prompt tokens, positions, why)` of a run's model, from its config.json
-    (None when unreadable: `restored_run` reports that): a pretrained model holds its
-    checkpoint's `max_position_embeddings` (the run's copy in `<workdir>/hf/`); a model
-    trained from scratch the positions it was trained on, max_prompt_len +
-    max_new_tokens (RoPE computes further ones, but the model never learnt them)."""
-    try:
-        with open(os.path.join(workdir, "config.json")) as f:
-            c = json.load(f)
-        prompt, new = int(c["max_prompt_len"]), int(c["max_new_tokens"])
-        pretrained = c.get("pretrained") or ""
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    if not pretrained:
-        why = (
-            f"the run's model was trained on {prompt + new} positions (its max_prompt_len "
-            f"{prompt} + max_new_tokens {new})"
-        )
-        return prompt, prompt + new, why
-    for d in (os.path.join(workdir, "hf"), pretrained):
-        limit = hf_position_limit(d)
-        if limit is not None:
-            why = (
-                f"the run's model holds {limit} positions ({os.path.join(d, 'config.json')} "
-                "max_position_embeddings)"
-            )
-            return prompt, limit, why
-    return None
 
 
 def _settings(k, temperature, top_p, max_new_tokens, max_prompt_len, batch_size, seed) -> dict:
@@ -218,9 +141,6 @@ def evaluate_workdir(
         if v is not None:
             _check_int(name, v)
     _check_sampling(k, temperature, top_p)
-    lengths = _run_lengths(workdir)
-    if max_new_tokens is not None and lengths is not None:
-        check_lengths(max_new_tokens, *lengths)
 
     def edit(c):
         for key, value in (task_kwargs or {}).items():
@@ -235,7 +155,7 @@ def evaluate_workdir(
         )
         t = int(c.max_new_tokens if max_new_tokens is None else max_new_tokens)
         b = int(c.eval.batch_size if batch_size is None else batch_size)
-        kw = {"max_new_tokens": t, "eos_id": exp.eos_id, "pad_id": exp.pad_id}
+        kw = dict(max_new_tokens=t, eos_id=exp.eos_id, pad_id=exp.pad_id)
         greedy = exp.greedy_fn if t == c.max_new_tokens else make_decoder(exp.graphs.policy, **kw)
         sampler = make_decoder(exp.graphs.policy, temperature=temperature, top_p=top_p, **kw)
         try:
@@ -269,19 +189,36 @@ def evaluate_checkpoint(workdir: str, step: int | None = None) -> dict:
     return evaluate_workdir(workdir, step)
 
 
-def _prompt_length(tokenizer, prompts, max_prompt_len, encode_kw, room=None) -> int:
-    """`max_prompt_len`, checked against the longest prompt; None: the longest prompt
-    rounded up to `PROMPT_ROUND` tokens, or to `room` (the positions the new tokens leave)
-    when that is less (never below the longest prompt)."""
+def _prompt_length(tokenizer, prompts, max_prompt_len, encode_kw) -> tuple[int, int]:
+    """`(max_prompt_len, longest prompt)`: `max_prompt_len` checked against the longest
+    prompt; None: the longest prompt rounded up to `PROMPT_ROUND` tokens."""
     longest = max(len(tokenizer.encode(p, **encode_kw)) for p in prompts)
     if max_prompt_len is None:
-        rounded = PROMPT_ROUND * math.ceil(longest / PROMPT_ROUND)
-        return rounded if room is None else max(longest, min(rounded, room))
+        return PROMPT_ROUND * math.ceil(longest / PROMPT_ROUND), longest
     if longest > max_prompt_len:
         raise ConfigError(
             f"max_prompt_len={max_prompt_len} is too short: the longest prompt has {longest} tokens"
         )
-    return max_prompt_len
+    return max_prompt_len, longest
+
+
+def positions_warning(checkpoint_dir, longest: int, max_new_tokens: int) -> str | None:
+    """A warning when the longest prompt plus `max_new_tokens` passes the checkpoint's
+    `max_position_embeddings` (its config.json); None otherwise. Not an error: these are
+    RoPE models (positions count from each prompt's first token, not the padding), which
+    compute any position, but past the ones the model was trained on its output degrades."""
+    try:
+        with open(os.path.join(checkpoint_dir, "config.json")) as f:
+            limit = json.load(f).get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(limit, int) or isinstance(limit, bool) or longest + max_new_tokens <= limit:
+        return None
+    return (
+        f"the longest prompt ({longest} tokens) plus max_new_tokens={max_new_tokens} passes "
+        f"the checkpoint's max_position_embeddings ({limit}): the model was not trained on "
+        f"those positions; pass --max_new_tokens={max(limit - longest, 1)} to stay within them"
+    )
 
 
 def evaluate_hf(
@@ -316,13 +253,6 @@ def evaluate_hf(
         raise ConfigError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
     if not os.path.isdir(ckpt):
         raise FileNotFoundError(f"checkpoint directory {ckpt!r} does not exist")
-    limit = hf_position_limit(ckpt)
-    why = (
-        f"the checkpoint holds {limit} positions ({os.path.join(ckpt, 'config.json')} "
-        "max_position_embeddings)"
-    )
-    if max_prompt_len is not None:  # else once the prompts are measured (below)
-        check_lengths(max_new_tokens, max_prompt_len, limit, why)
     try:
         import_task_module(task_module)
         the_task = get_task(task, **(task_kwargs or {}))
@@ -344,15 +274,11 @@ def evaluate_hf(
     # Plain-text prompts get the tokenizer's own special tokens (Llama's BOS), as
     # transformers' tokenizer(prompt) adds them; a chat template spells them itself.
     encode_kw = {} if chat else {"add_special_tokens": True}
-    given = max_prompt_len is not None
-    max_prompt_len = _prompt_length(
-        tokenizer,
-        [prompt_text(p) for p in problems],
-        max_prompt_len,
-        encode_kw,
-        room=None if limit is None else limit - max_new_tokens,
+    max_prompt_len, longest = _prompt_length(
+        tokenizer, [prompt_text(p) for p in problems], max_prompt_len, encode_kw
     )
-    check_lengths(max_new_tokens, max_prompt_len, limit, why, given)  # before the weights load
+    if warning := positions_warning(ckpt, longest, max_new_tokens):
+        log.warning(warning)
     try:
         model = load_pretrained(ckpt, dtype=dtype, param_dtype=dtype)
     except ValueError as e:
@@ -364,7 +290,7 @@ def evaluate_hf(
         )
     graphdef, params = nnx.split(model)
     del model
-    kw = {"max_new_tokens": max_new_tokens, "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id}
+    kw = dict(max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
     with TaskScorer(the_task) as scorer:
         result = evaluate(
             params,

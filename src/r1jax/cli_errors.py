@@ -8,6 +8,7 @@ input; the line names what the user wrote (`--config.rl.weight_decay=-5`,
 from __future__ import annotations
 
 import difflib
+import errno
 import json
 import os
 import re
@@ -181,20 +182,28 @@ def check_can_create(path: str, flag: str, kind: str) -> str:
             f"{flag}: {probe} is a file, so no {kind} can be made below it: pass a {kind} path"
         )
     name = flag.split("=", 1)[0]
+    made = None
     try:
         if kind == "directory":
-            os.rmdir(tempfile.mkdtemp(prefix=".r1jax-probe-", dir=probe))
+            made = tempfile.mkdtemp(prefix=".r1jax-probe-", dir=probe)
         else:
-            fd, tmp = tempfile.mkstemp(prefix=".r1jax-probe-", dir=probe)
+            fd, made = tempfile.mkstemp(prefix=".r1jax-probe-", dir=probe)
             os.close(fd)
-            os.remove(tmp)
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return probe  # a full disk is no bad command line: the run reports it
         there = kind == "directory" and probe == os.path.abspath(path)  # it exists already
         raise ConfigError(
             f"{flag}{': nothing can be written in it' if there else ' cannot be created'}: "
             f"{probe} refuses new entries ({e.strerror or e}): pass a {name} in a directory "
             "this user can write"
         ) from None
+    finally:
+        if made is not None:
+            try:
+                (os.rmdir if kind == "directory" else os.remove)(made)
+            except OSError:
+                pass  # e.g. an append-only directory: a hidden entry stays, harmless
     return probe
 
 

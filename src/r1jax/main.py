@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 
 from absl import flags, logging
@@ -415,19 +414,19 @@ def _check_output(path: str) -> None:
         _fail(str(e))
 
 
-# The evaluation library names its arguments (`max_new_tokens=...`); r1jax-eval's flags
-# have the same names.
+# The evaluation library names its arguments (`max_new_tokens`); r1jax-eval's flags have
+# the same names.
 _EVAL_ARGS = ("max_new_tokens", "max_prompt_len", "num_problems", "batch_size", "temperature")
 _EVAL_ARGS += ("top_p", "k")
 
 
-def _as_eval_flags(msg: str) -> str:
-    """A library message with its arguments spelt as flags: `max_new_tokens=9` and a
-    leading `k must ...` become `--max_new_tokens=9`, `--k must ...` (a config field,
-    `config.max_new_tokens`, is left alone)."""
-    names = "|".join(_EVAL_ARGS)
-    msg = re.sub(rf"(?<![\w.-])({names})(?==)", r"--\1", msg)
-    return re.sub(rf"^({names}) must ", r"--\1 must ", msg)
+def _as_eval_flags(e: ConfigError) -> str:
+    """The message of a library error about one argument (``e.field``), its leading name
+    spelt as the flag: `k must ...` -> `--k must ...`. Other text is left as it is."""
+    msg = str(e)
+    if e.field in _EVAL_ARGS and msg.startswith(e.field + " "):
+        return "--" + msg
+    return msg
 
 
 def _task_kwargs(F) -> dict:
@@ -512,7 +511,7 @@ def eval_entry(argv=None):
     try:
         result = _eval_hf(F) if F.hf_checkpoint else _eval_workdir(F)
     except ConfigError as e:
-        _fail(_as_eval_flags(str(e)))
+        _fail(_as_eval_flags(e))
     except (FileNotFoundError, RunError) as e:
         _fail(str(e))
     text = json.dumps(result, sort_keys=True)
