@@ -269,15 +269,13 @@ def train_entry(argv=None):
 
 def _resume_note(workdir: str) -> str:
     """What a rerun does: resume from a checkpoint, or start over when none was written."""
-    steps = []
-    for phase in ("rl", "sft"):
-        try:
-            steps += [
-                n for n in os.listdir(os.path.join(workdir, "checkpoints", phase)) if n.isdigit()
-            ]
-        except OSError:
-            pass
-    if steps:
+    from r1jax.train.loop import saved_checkpoints
+
+    try:
+        saved = saved_checkpoints(workdir)
+    except OSError:
+        saved = []
+    if saved:
         return "the run resumes from its newest complete checkpoint"
     return "no checkpoint was written yet, so the run starts from the beginning"
 
@@ -414,19 +412,15 @@ def _check_output(path: str) -> None:
         _fail(str(e))
 
 
-# The evaluation library names its arguments (`max_new_tokens`); r1jax-eval's flags have
-# the same names.
-_EVAL_ARGS = ("max_new_tokens", "max_prompt_len", "num_problems", "batch_size", "temperature")
-_EVAL_ARGS += ("top_p", "k")
+# The evaluation library's integer arguments (`checkpoint_eval._check_int`), named as
+# r1jax-eval's flags are.
+_EVAL_ARGS = ("max_new_tokens", "max_prompt_len", "num_problems", "batch_size", "k")
 
 
 def _as_eval_flags(e: ConfigError) -> str:
-    """The message of a library error about one argument (``e.field``), its leading name
-    spelt as the flag: `k must ...` -> `--k must ...`. Other text is left as it is."""
-    msg = str(e)
-    if e.field in _EVAL_ARGS and msg.startswith(e.field + " "):
-        return "--" + msg
-    return msg
+    """The message of a library error about one argument (``e.field``, which it starts
+    with), that name spelt as the flag: `k must ...` -> `--k must ...`."""
+    return f"--{e}" if e.field in _EVAL_ARGS else str(e)
 
 
 def _task_kwargs(F) -> dict:

@@ -111,6 +111,19 @@ RESUMABLE_CHANGES = (
 )
 
 
+def saved_checkpoints(workdir: str) -> list[str]:
+    """The checkpoint steps saved under `workdir` ("sft/600", "rl/30", ...), read from
+    the directory listing only (nothing is created or restored)."""
+    ckdir = os.path.join(workdir, "checkpoints")
+    return [
+        f"{phase}/{d}"
+        for phase in ("sft", "rl")
+        if os.path.isdir(os.path.join(ckdir, phase))
+        for d in sorted(os.listdir(os.path.join(ckdir, phase)), key=lambda d: (len(d), d))
+        if d.isdigit()
+    ]
+
+
 def check_resume(c, workdir: str) -> None:
     """Raises ConfigError if `workdir` holds a run whose `config.json` differs from `c`
     in a field a resume may not change (`RESUMABLE_CHANGES` may): a resumed run
@@ -119,14 +132,7 @@ def check_resume(c, workdir: str) -> None:
     if not os.path.exists(path):
         # Every run writes config.json before its first checkpoint: checkpoints without it
         # would resume under whatever settings this command has.
-        ckdir = os.path.join(workdir, "checkpoints")
-        made = [
-            f"{phase}/{d}"
-            for phase in ("sft", "rl")
-            if os.path.isdir(os.path.join(ckdir, phase))
-            for d in sorted(os.listdir(os.path.join(ckdir, phase)), key=lambda d: (len(d), d))
-            if d.isdigit()
-        ]
+        made = saved_checkpoints(workdir)
         if made:
             raise ConfigError(
                 f"--workdir={workdir} holds checkpoints ({', '.join(made)}) but no config.json "
