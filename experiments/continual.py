@@ -108,8 +108,9 @@ def _check_workdir(path: str) -> None:
         if not FLAGS.plan and not os.access(path, os.W_OK | os.X_OK):
             _usage(f"{flag} is not writable by this user: pass a directory you can write")
         return
-    try:  # not a directory yet: r1jax-train's checks (a file, below a file, not writable)
-        cli_errors.check_workdir(path)
+    try:  # not a directory yet: r1jax-train's checks (a file, below a file, not writable;
+        # --plan writes nothing, not even the writability probe, so it skips that one)
+        cli_errors.check_workdir(path, probe_write=not FLAGS.plan)
     except ConfigError as e:
         _usage(str(e))
 
@@ -136,8 +137,11 @@ def _config():
         c[key] = value
     try:
         cfg_lib.check_config(c)
+        warning = cfg_lib.check_lengths(c)
     except ValueError as e:
         _usage(f"--override: {e}")
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return c
 
 

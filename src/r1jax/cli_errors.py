@@ -168,12 +168,13 @@ def as_written(e: ConfigError, argv) -> str:
     return msg
 
 
-def check_can_create(path: str, flag: str, kind: str) -> str:
+def check_can_create(path: str, flag: str, kind: str, *, probe_write: bool = True) -> str:
     """Raises ConfigError unless a `kind` ("directory", "file") can be made in the
     directory `path`: `path`, or its nearest existing parent (returned), must be a
     directory where this process can create entries. Permission bits are not the whole
     answer (root passes `os.access` everywhere, yet nothing can be made in /proc, /sys or
-    on a read-only mount), so a hidden temporary entry is made there and removed."""
+    on a read-only mount), so a hidden temporary entry is made there and removed;
+    `probe_write=False` (a command that only reads, e.g. `--plan`) skips that write."""
     probe = os.path.abspath(path)
     while not os.path.exists(probe):
         probe = os.path.dirname(probe)
@@ -181,6 +182,8 @@ def check_can_create(path: str, flag: str, kind: str) -> str:
         raise ConfigError(
             f"{flag}: {probe} is a file, so no {kind} can be made below it: pass a {kind} path"
         )
+    if not probe_write:
+        return probe
     name = flag.split("=", 1)[0]
     made = None
     try:
@@ -219,9 +222,10 @@ def remote_workdir_error(flag: str) -> str:
     )
 
 
-def check_workdir(path: str) -> None:
+def check_workdir(path: str, *, probe_write: bool = True) -> None:
     """Raises ConfigError unless `path` can hold an r1jax run: a new directory (its
-    nearest existing parent writable), an empty one, or an earlier run's workdir."""
+    nearest existing parent writable), an empty one, or an earlier run's workdir.
+    `probe_write=False`: writability is not tested (`check_can_create`)."""
     flag = f"--workdir={path}"
     if not path:
         raise ConfigError(f"{flag}: empty; pass a directory for the run's outputs")
@@ -231,7 +235,7 @@ def check_workdir(path: str) -> None:
         raise ConfigError(
             f"{flag} is a file, not a directory: pass a directory path (created if missing)"
         )
-    probe = check_can_create(path, flag, "directory")
+    probe = check_can_create(path, flag, "directory", probe_write=probe_write)
     if probe != os.path.abspath(path):
         return  # the workdir does not exist yet
     entries = [n for n in os.listdir(path) if not n.startswith(_IGNORED) and not n.endswith(".log")]

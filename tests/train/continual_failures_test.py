@@ -158,3 +158,27 @@ def test_a_gs_workdir_is_refused_before_anything_is_made(tmp_path):
         assert "--workdir=gs://bucket/cl: URLs are not supported" in line, line
         assert "pass a local directory" in line and r.stdout == ""
     assert os.listdir(tmp_path) == []
+
+
+def test_plan_writes_no_probe_entry(tmp_path):
+    """`--plan` only reads: for a workdir that does not exist yet it lists every cell as
+    pending without making (even briefly) the writability probe entry a run makes."""
+    code = (
+        "import runpy, sys, tempfile\n"
+        "def probe(*a, **k):\n"
+        "    raise SystemExit('a probe entry was written')\n"
+        "tempfile.mkdtemp = tempfile.mkstemp = probe\n"
+        "sys.argv = [sys.argv[1], *sys.argv[2:]]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    new = tmp_path / "new" / "cl"
+    args = [sys.executable, "-c", code, SCRIPT, f"--workdir={new}", "--smoke", "--plan"]
+    r = subprocess.run(args, check=False, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "pending" in r.stdout and "done" not in r.stdout, r.stdout
+    assert os.listdir(tmp_path) == []
+    # Without --plan the same command probes (so the stub above is what a run meets).
+    r = subprocess.run(
+        args[:-1] + ["--methods=naive"], check=False, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 1 and "a probe entry was written" in r.stderr, r.stderr[-3000:]

@@ -197,6 +197,7 @@ def test_plan_marks_the_finished_cells_done(smoke):
         (("--workdir=W", "--override=online_gamma=2"), "online_gamma must be in [0, 1]"),
         (("--workdir=W", "--override=adapter_rank=-1"), "adapter_rank must be an int >= 0"),
         (("--workdir=W", "--methods=naive,replay"), "does not apply to ['replay']"),
+        (("--workdir=W", "--override=max_prompt_len=60"), "max_prompt_len=60 is too short"),
     ],
 )
 def test_bad_command_lines_exit_2(args, message, tmp_path):
@@ -204,6 +205,28 @@ def test_bad_command_lines_exit_2(args, message, tmp_path):
     out = _run(*args, timeout=120)
     assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
     assert not (tmp_path / "w" / "continual.json").exists()
+
+
+def test_lengths_are_checked_before_any_training(tmp_path):
+    """A prompt longer than max_prompt_len used to fail at the first evaluation, after the
+    base model and the first task had trained (a traceback); references longer than
+    max_new_tokens silently capped a domain's accuracy. Now: a ValueError (exit 2 on the
+    command line) before anything trains, and one warning naming the cut-off domains."""
+    from r1jax.configs import continual as cfg_lib
+    from r1jax.train.continual import run_method
+
+    c = cfg_lib.get_config("smoke")
+    assert cfg_lib.check_lengths(cfg_lib.get_config("")) is None  # the measured setting fits
+    c.max_prompt_len = 60
+    with pytest.raises(ValueError, match=r"max_prompt_len=60 is too short: domain 'addsub'"):
+        run_method(c, "naive", 0)  # raised at once: no base model, no step
+    c.max_prompt_len, c.max_new_tokens = 144, 30
+    warning = cfg_lib.check_lengths(c)
+    assert "max_new_tokens=30 is shorter than some reference solutions" in warning
+    assert "fractions " in warning and "caps those domains' accuracy" in warning
+    out = _run(f"--workdir={tmp_path / 'w'}", "--plan", "--override=max_new_tokens=30")
+    assert out.returncode == 0 and "pending" in out.stdout, out.stderr[-2000:]
+    assert out.stderr.count("warning: max_new_tokens=30 is shorter") == 1, out.stderr
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,7 @@ from r1jax.configs.continual import (  # the config's checks (light: the experim
     REPLAY_METHODS,
     check_adapters,
     check_config,
+    check_lengths,
 )
 from r1jax.evaluate import evaluate, make_decoder
 from r1jax.models import progressive as prog
@@ -379,6 +380,7 @@ def run_method(
         raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
     check_config(c)
     check_adapters(c, [method])
+    check_lengths(c)  # a prompt too long fails here, not at the first evaluation
     t0 = time.perf_counter()
     tok = CharTokenizer()
     tasks = [get_task(name) for name in c.domains]
