@@ -32,7 +32,7 @@ from r1jax.checkpoint import Checkpointer, restore_readable
 from r1jax.errors import ConfigError
 from r1jax.evaluate import evaluate, evaluation_set, make_decoder
 from r1jax.hf_tokenizer import HFTokenizer
-from r1jax.models.hf import load_pretrained
+from r1jax.models.hf import load_pretrained, positions_warning
 from r1jax.rewards.scoring import TaskScorer
 from r1jax.tasks import get_task, import_task_module
 from r1jax.train.experiment import Experiment
@@ -200,25 +200,6 @@ def _prompt_length(tokenizer, prompts, max_prompt_len, encode_kw) -> tuple[int, 
             f"max_prompt_len={max_prompt_len} is too short: the longest prompt has {longest} tokens"
         )
     return max_prompt_len, longest
-
-
-def positions_warning(checkpoint_dir, longest: int, max_new_tokens: int) -> str | None:
-    """A warning when the longest prompt plus `max_new_tokens` passes the checkpoint's
-    `max_position_embeddings` (its config.json); None otherwise. Not an error: these are
-    RoPE models (positions count from each prompt's first token, not the padding), which
-    compute any position, but past the ones the model was trained on its output degrades."""
-    try:
-        with open(os.path.join(checkpoint_dir, "config.json")) as f:
-            limit = json.load(f).get("max_position_embeddings")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not isinstance(limit, int) or isinstance(limit, bool) or longest + max_new_tokens <= limit:
-        return None
-    return (
-        f"the longest prompt ({longest} tokens) plus max_new_tokens={max_new_tokens} passes "
-        f"the checkpoint's max_position_embeddings ({limit}): the model was not trained on "
-        f"those positions; pass --max_new_tokens={max(limit - longest, 1)} to stay within them"
-    )
 
 
 def evaluate_hf(

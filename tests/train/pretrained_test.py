@@ -242,3 +242,34 @@ def test_eval_cli_on_a_gsm8k_workdir(grpo_run, tmp_path):
     assert printed["num_problems"] == 2 and "maj@2" in printed and printed["step"] == 3
     r = _eval_cli(*args, "--chat")
     assert r.returncode == 2 and "--chat" in r.stderr
+
+
+def test_training_warns_past_max_position_embeddings(hf_dirs, tmp_path, caplog):
+    """A run from a checkpoint whose max_position_embeddings is shorter than the longest
+    prompt + max_new_tokens is warned (naming a --config.max_new_tokens that fits) and
+    goes on; within the limit, or when only evaluating a run, it is not."""
+    import logging
+    import shutil
+
+    ckpt = tmp_path / "short"
+    shutil.copytree(hf_dirs[0], ckpt)
+    meta = json.loads((ckpt / "config.json").read_text())
+
+    def warnings_of(limit, **kw):
+        (ckpt / "config.json").write_text(json.dumps({**meta, "max_position_embeddings": limit}))
+        c = _config((str(ckpt), hf_dirs[1]))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="r1jax"):
+            Experiment(c, str(tmp_path / f"run{limit}"), **kw).close()
+        return [
+            r.getMessage() for r in caplog.records if "max_position_embeddings" in r.getMessage()
+        ]
+
+    (warning,) = warnings_of(150)
+    assert "the checkpoint's max_position_embeddings (150)" in warning, warning
+    longest = int(warning.split("the longest prompt (", 1)[1].split()[0])
+    fits = int(warning.rsplit("--config.max_new_tokens=", 1)[1].split()[0])
+    assert 100 < longest < 150 and fits == 150 - longest < 16  # the tiny config decodes 16
+    assert warnings_of(longest + 16) == []
+    assert len(warnings_of(longest + 15)) == 1
+    assert warnings_of(150, load_weights=False) == []  # evaluation: no warning

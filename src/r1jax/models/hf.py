@@ -491,6 +491,28 @@ def save_pretrained(model, path, family: str = "qwen2", *, max_shard_size="5GB",
     return path
 
 
+def positions_warning(
+    checkpoint_dir, longest: int, max_new_tokens: int, flag: str = "--max_new_tokens"
+) -> str | None:
+    """A warning when the longest prompt plus `max_new_tokens` passes the checkpoint's
+    `max_position_embeddings` (its config.json); None otherwise. Not an error: these are
+    RoPE models (positions count from each prompt's first token, not the padding), which
+    compute any position, but past the ones the model was trained on its output degrades.
+    `flag`: how the message spells the setting that fixes it."""
+    try:
+        with open(os.path.join(checkpoint_dir, "config.json")) as f:
+            limit = json.load(f).get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(limit, int) or isinstance(limit, bool) or longest + max_new_tokens <= limit:
+        return None
+    return (
+        f"the longest prompt ({longest} tokens) plus max_new_tokens={max_new_tokens} passes "
+        f"the checkpoint's max_position_embeddings ({limit}): the model was not trained on "
+        f"those positions; pass {flag}={max(limit - longest, 1)} to stay within them"
+    )
+
+
 __all__ = [
     "FAMILIES",
     "config_from_hf",
@@ -498,5 +520,6 @@ __all__ = [
     "load_config",
     "load_pretrained",
     "load_pretrained_params",
+    "positions_warning",
     "save_pretrained",
 ]

@@ -27,7 +27,7 @@ from r1jax import parallel
 from r1jax.checkpoint import Checkpointer
 from r1jax.evaluate import evaluate, evaluation_set, make_decoder
 from r1jax.hf_tokenizer import HFTokenizer
-from r1jax.models.hf import load_config, load_pretrained_params
+from r1jax.models.hf import load_config, load_pretrained_params, positions_warning
 from r1jax.models.lora import init_lora
 from r1jax.rewards.bridge import HostReward
 from r1jax.rewards.composite import SCORE_FIELDS
@@ -260,7 +260,7 @@ class Experiment:
             pad_id=self.pad_id,
         )
         self._heldout = None
-        self._check_lengths()
+        self._check_lengths(load_weights)
 
     def _load_hf(self, load_weights: bool):
         """Tokenizer and model config of `c.pretrained` (or of the run's copy in
@@ -311,18 +311,25 @@ class Experiment:
         """Prompts left-padded to `max_prompt_len`: (tokens, mask)."""
         return self.tokenizer.encode_left_padded(texts, self.c.max_prompt_len, **self.prompt_kw)
 
-    def _check_lengths(self):
+    def _check_lengths(self, load_weights: bool):
         """Fails fast, before any compute, if the task's texts do not fit the static shapes:
-        512 training problems and the whole held-out set."""
+        512 training problems and the whole held-out set. A run from a Hugging Face
+        checkpoint (`load_weights`: training, not evaluation) is warned when its longest
+        checked prompt plus `max_new_tokens` passes the checkpoint's positions."""
         c = self.c
         probs = sample_mixture(self.task, np.random.default_rng([c.seed, 0]), 512, "train")
         try:
-            self.encode_prompts([self.prompt_text(p) for p in probs])
-            self.encode_prompts([self.prompt_text(p) for p in self.heldout()])
+            _, train_mask = self.encode_prompts([self.prompt_text(p) for p in probs])
+            _, eval_mask = self.encode_prompts([self.prompt_text(p) for p in self.heldout()])
             if c.sft.steps > 0:
                 self.tokenizer.encode_right_padded([p.solution for p in probs], c.max_new_tokens)
         except ValueError as e:
             raise config_lib.ConfigError(str(e)) from e
+        if self.pretrained and load_weights:
+            longest = int(max(train_mask.sum(1).max(), eval_mask.sum(1).max()))
+            flag = "--config.max_new_tokens"
+            if warning := positions_warning(self.hf_source, longest, c.max_new_tokens, flag):
+                log.warning("config.pretrained=%s: %s", self.pretrained, warning)
 
     # -- checkpoints: with LoRA only the adapters (the base is the pretrained model) --------
     @staticmethod
