@@ -293,6 +293,10 @@ def test_idle_steps_do_not_form_a_path():
         (["5/9*3/4=5/12", "5/12+1/6=7/12"], "7/12", [0, 1]),  # fractions are terms
         (["1/2*4=2", "2*3=6"], "6", [0, 1]),
         (["3+4=7=7", "7*2=14"], "14", [0, 1]),  # a chain computes 7
+        (["13=6+7"], "13", [0]),  # written the other way round: the result comes first
+        (["7=3+4", "14=7*2"], "14", [0, 1]),
+        (["13=13*1", "13=13", "13=(13+13)/2"], "13", []),  # reversed restatements
+        (["x=6+7"], "13", []),  # no term on either side: no result
     ],
 )
 def test_progress_steps_cases(steps, answer, kept):

@@ -145,7 +145,8 @@ def progress_steps(
     """The steps that move a solution forward; only these form its novelty path.
 
     A step's *result* is the canonical last side of its equation, a number or a fraction
-    (``28``, ``5/12``; a sign, ``$`` and ``%`` are ignored). Going from the answer back
+    (``28``, ``5/12``; a sign, ``$`` and ``%`` are ignored), or its first side when the
+    step is written the other way round (``13=6+7``). Going from the answer back
     to the first step, a step is kept when
 
     (a) its result is *used*: the answer is that one term (an answer written as an
@@ -181,6 +182,9 @@ def progress_flags(
 ) -> list[bool]:
     """One flag per step: True for the steps ``progress_steps`` keeps."""
     sides = [_canonical_text(s).split("=") for s in steps]
+    # Written the other way round (``13=6+7``: a term, then one expression): the result
+    # is the first side and the expression its left side.
+    sides = [sd[::-1] if len(sd) == 2 and not _term(sd[1]) and _term(sd[0]) else sd for sd in sides]
     results = [_term(sd[-1]) if "".join(sd[:-1]) else "" for sd in sides]
     first = {}  # result -> index of the first valid step that computes it
     for i, result in enumerate(results):
