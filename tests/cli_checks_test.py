@@ -203,3 +203,28 @@ def test_a_probe_that_cannot_be_removed_is_no_refusal(tmp_path, monkeypatch):
     assert cli_errors.check_can_create(str(tmp_path / "new"), "--workdir=x", "directory") == str(
         tmp_path
     )
+
+
+@pytest.mark.parametrize("fn", ["train_entry", "eval_entry"])
+def test_help_lists_the_flags_every_error_points_to(fn, tmp_path):
+    """An unknown flag's error says "use a flag --helpfull lists": --help and --helpfull
+    exist (they did not: `--helpfull` was itself an unknown flag, exit 2), print the
+    program's usage and flags on stdout, exit 0, and run nothing."""
+    bogus = _one_error_line(_cli(fn, "--bogus"))
+    assert "use a flag --helpfull lists" in bogus, bogus
+    short = _cli(fn, "--help", f"--workdir={tmp_path / 'w'}")
+    assert short.returncode == 0 and short.stderr == "", short.stderr[-2000:]
+    prog = fn.split("_")[0]
+    assert short.stdout.startswith(f"usage: r1jax-{prog} ")
+    assert "--workdir:" in short.stdout and "--compile_cache:" in short.stdout
+    assert "--verbosity" not in short.stdout and "--helpfull lists more" in short.stdout
+    assert _cli(fn, "-h").stdout == short.stdout
+    full = _cli(fn, "--helpfull")
+    assert full.returncode == 0 and "--verbosity" in full.stdout, full.stderr[-2000:]
+    if fn == "train_entry":  # every config field, task arguments one by one
+        assert "--config.rl.iterations=" in full.stdout
+        assert "--config.task_kwargs.max_operand=12" in full.stdout
+        assert "--[no]compile_only:" in short.stdout
+    else:
+        assert "--hf_checkpoint:" in short.stdout and "--config." not in full.stdout
+    assert not os.path.exists(tmp_path / "w")

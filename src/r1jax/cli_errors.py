@@ -26,7 +26,7 @@ def default_config_file() -> str:
     return os.path.join(os.path.dirname(__file__), "configs", "arith_tiny.py")
 
 
-def _default_leaves() -> dict:
+def default_leaves() -> dict:
     from r1jax.configs import arith_tiny
 
     out = {}
@@ -55,7 +55,7 @@ def overrides(argv) -> list[tuple[str, str]]:
 def unknown_override(argv) -> str | None:
     """A message for the first `--config.FIELD` the embedded default does not have
     (`task_kwargs.*` belong to the task, which checks them), with the nearest field."""
-    known = list(_default_leaves())
+    known = list(default_leaves())
     for name, _ in overrides(argv):
         if name in known or name.startswith("task_kwargs."):
             continue
@@ -88,7 +88,7 @@ def flag_error(e: Exception, argv) -> str:
     m = re.match(r"flag --config\.([\w.]+)=(.*?): (.*)", text, re.DOTALL)
     if m:
         name, value, why = m.groups()
-        default = _default_leaves().get(name)
+        default = default_leaves().get(name)
         if default is None:
             return f"--config.{name}={value}: {_last_line(why)}"
         return (

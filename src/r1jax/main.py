@@ -52,6 +52,66 @@ def _debug() -> bool:
         return "--debug" in sys.argv
 
 
+_TRAIN_USAGE = """usage: r1jax-train [--workdir=runs/arith_tiny] [--config=FILE.py[:variant]]
+                   [--config.FIELD=VALUE ...] [--compile_only]
+
+Trains a policy (SFT, then RL against the task's verifiable rewards) and writes
+checkpoints, metrics.jsonl, summary.json and plots to --workdir; rerunning the same
+command resumes the run there. Without flags: the embedded default (arith_tiny)."""
+
+_EVAL_USAGE = """usage: r1jax-eval --workdir=W [--step=N] [--k=8] [--num_problems=N] [--output=PATH]
+       r1jax-eval --hf_checkpoint=DIR [--task=gsm8k] [--data_dir=DIR] [--num_problems=N]
+                  [--k=8] [--chat] [--output=PATH]
+
+Evaluates a run's checkpoint (its own settings) or a Hugging Face checkpoint on a
+registered task: accuracy (greedy pass@1), and with --k maj@k and pass@k."""
+
+_HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
+
+
+def _help(argv, usage: str, full_extra=None):
+    """`--help` (`-h`, `--helpshort`): `usage` and this program's flags on stdout, exit 0;
+    `--helpfull` adds absl's own flags and `full_extra()` (r1jax-train: every config
+    field). Nothing is parsed or loaded first, so help works beside any other flag."""
+    asked = [a for a in argv[1:] if a.split("=", 1)[0] in _HELP_FLAGS]
+    if not asked:
+        return
+    try:
+        _print_help(usage, full_extra, any(a.startswith("--helpfull") for a in asked))
+    except BrokenPipeError:  # `r1jax-train --helpfull | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(0)
+
+
+def _print_help(usage: str, full_extra, full: bool):
+    by_module = flags.FLAGS.flags_by_module_dict()
+    ours = [m for m in by_module if not m.startswith("absl.")]
+    print(usage.rstrip() + "\n")
+    for m in ours + ([m for m in by_module if m.startswith("absl.")] if full else []):
+        print(flags.FLAGS.module_help(m).strip() + "\n")
+    if full and full_extra is not None:
+        print(full_extra().rstrip())
+    elif not full:
+        more = ", every --config.* field" if full_extra is not None else ""
+        print(f"--helpfull lists more (absl's logging flags{more})")
+    sys.stdout.flush()
+
+
+def _config_fields_help() -> str:
+    """`r1jax-train --helpfull`'s list of config fields, with the embedded default's values."""
+    lines = [
+        (
+            "config fields (override any with --config.FIELD=VALUE; shown with the values of "
+            "the embedded default, r1jax/configs/arith_tiny.py, which a --config file may "
+            "change):"
+        )
+    ]
+    for k, v in sorted(cli_errors.default_leaves().items()):
+        items = sorted(v.items()) if isinstance(v, dict) and v else [(None, v)]
+        lines += [f"  --config.{k}{'' if sub is None else '.' + sub}={x!r}" for sub, x in items]
+    return "\n".join(lines)
+
+
 def _parse(argv_flags):
     """Runs absl flag parsing; turns flag errors into exit code 2 with one line."""
     try:
@@ -172,6 +232,7 @@ def train_entry(argv=None):
             "debug", False, "Print the Python traceback of an error before its one-line message."
         )
         flags.DEFINE_string("compile_cache", None, _COMPILE_CACHE_HELP)
+        _help(argv, _TRAIN_USAGE, _config_fields_help)
         _parse(argv)
         config = flags.FLAGS.config
         list(config.keys())  # the file is loaded lazily: force it here
@@ -489,6 +550,7 @@ def eval_entry(argv=None):
     argv = list(sys.argv if argv is None else argv)
     cpu_threads.pool_env()  # before JAX's CPU client exists (fake CPU devices)
     _define_eval_flags()
+    _help(argv, _EVAL_USAGE)
     _parse(argv)
     F = flags.FLAGS
     if F.hf_checkpoint and F.workdir:
