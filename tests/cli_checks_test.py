@@ -228,3 +228,43 @@ def test_help_lists_the_flags_every_error_points_to(fn, tmp_path):
     else:
         assert "--hf_checkpoint:" in short.stdout and "--config." not in full.stdout
     assert not os.path.exists(tmp_path / "w")
+
+
+def test_an_override_that_switches_a_feature_off_resets_the_files_settings_of_it(tmp_path):
+    """`--config.eval.curve_every=0` on a config file that sets eval.curve_problems was
+    refused ("curve_problems does nothing here", a field the user never gave); now the
+    file's value is reset to the default with a note and the config validates. An unused
+    option the user gives, or one unused in the file itself, is still refused."""
+    validated = (  # the trainer replaced by its first step: validating the config
+        "import r1jax.train.loop as loop, r1jax.config as config_lib\n"
+        "def _validate(c, workdir):\n"
+        "    config_lib.validate(c)\n"
+        "    raise SystemExit(f'validated: curve_problems={c.eval.curve_problems}')\n"
+        "loop.train = _validate\n"
+        "import sys\nfrom r1jax.main import train_entry\ntrain_entry(['prog', *sys.argv[1:]])"
+    )
+
+    def train(*args):
+        cmd = [sys.executable, "-c", validated, f"--workdir={tmp_path / 'w'}", *args]
+        return subprocess.run(cmd, check=False, capture_output=True, text=True, env=ENV)
+
+    smoke = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments", "arith_tiny.py")
+    r = train(f"--config={smoke}:smoke", "--config.eval.curve_every=0")
+    assert "validated: curve_problems=128" in r.stderr, r.stderr[-2000:]
+    (note,) = [ln for ln in r.stderr.splitlines() if ln.startswith("note:")]
+    assert "--config.eval.curve_every=0" in note and "eval.curve_problems=4 (now 128)" in note
+    r = train(
+        f"--config={smoke}:smoke", "--config.eval.curve_every=0", "--config.eval.curve_problems=8"
+    )
+    assert "--config.eval.curve_problems=8 does nothing here" in _one_error_line(r)
+    inconsistent = tmp_path / "cfg.py"
+    inconsistent.write_text(
+        "from r1jax.configs.arith_tiny import get_config as base\n"
+        "def get_config(arg=''):\n"
+        "    c = base('smoke')\n"
+        "    c.eval.curve_every, c.eval.curve_problems = 0, 4\n"
+        "    return c\n"
+    )
+    r = train(f"--config={inconsistent}", "--config.rl.iterations=3")
+    assert "config.eval.curve_problems=4 does nothing here" in _one_error_line(r)
+    assert not os.path.exists(tmp_path / "w")

@@ -314,16 +314,25 @@ _INERT = (
 )
 
 
-def _check_inert(c) -> None:
+def inert_fields(c) -> list[tuple[str, object, object, str]]:
+    """``(field, value, default, why)`` of each option of the complete config ``c`` that
+    differs from the embedded default yet does nothing under ``c``'s other settings
+    (``_INERT``), in ``_INERT``'s order."""
     defaults = dict(leaves(arith_tiny.get_config().to_dict()))
+    out = []
     for field, inert, why in _INERT:
         v = _get(c, field)
         if v != defaults[field] and inert(c):
-            raise ConfigError(
-                f"config.{field}={v!r} does nothing here: {why}; drop it or set it back to "
-                f"{defaults[field]!r}",
-                field=field,
-            )
+            out.append((field, v, defaults[field], why))
+    return out
+
+
+def _check_inert(c) -> None:
+    for field, v, default, why in inert_fields(c)[:1]:
+        raise ConfigError(
+            f"config.{field}={v!r} does nothing here: {why}; drop it or set it back to {default!r}",
+            field=field,
+        )
 
 
 def validate(c: ml_collections.ConfigDict) -> None:

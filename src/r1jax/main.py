@@ -167,6 +167,43 @@ def _retarget_task_kwargs(config, overrides: dict) -> None:
         )
 
 
+def _reset_unused_file_settings(config, overrides: dict) -> None:
+    """A `--config.*` override that switches a feature off (`--config.eval.curve_every=0`,
+    `--config.rl.adaptive_clip=False`, `--config.rl.algo=grpo`) leaves the config file's
+    own settings of that feature unused. Validation refuses options that do nothing, so
+    that nothing a user asks for is silently ignored; these the user did not ask for, so
+    they are reset to the embedded default's values, with a note naming them. Options
+    given on the command line, and ones already unused in the file itself, are still
+    refused by validation."""
+    if not overrides:
+        return
+    from r1jax import config as config_lib
+
+    flag = flags.FLAGS["config"]
+    try:
+        in_file = flag.parser.parse(config_flags.get_config_filename(flag))
+        before = {f for f, *_ in config_lib.inert_fields(config_lib.complete(in_file))}
+        now = config_lib.inert_fields(config_lib.complete(config))
+    except Exception:  # noqa: BLE001 - a config that does not load or lacks a field:
+        return  # validation names the problem
+    reset = [(f, v, d) for f, v, d, _ in now if f not in before and f not in overrides]
+    if not reset:
+        return
+    for field, _, default in reset:
+        *parents, leaf = field.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[leaf] = default
+    given = " ".join(f"--config.{k}={v!r}" for k, v in overrides.items())
+    shown = ", ".join(f"{f}={v!r} (now {d!r})" for f, v, d in reset)
+    print(
+        f"note: with {given} the config file's {shown} would do nothing: reset to the "
+        "embedded default's value",
+        file=sys.stderr,
+    )
+
+
 _COMPILE_CACHE_HELP = (
     "Folder of JAX's persistent compilation cache, so a resumed run or a second evaluation "
     "skips compiling (default: $R1JAX_COMPILE_CACHE, else ~/.cache/r1jax/jax/<build>-<cpu>; 'off' "
@@ -238,7 +275,9 @@ def train_entry(argv=None):
         list(config.keys())  # the file is loaded lazily: force it here
     except (ValueError, KeyError, AttributeError, TypeError, OSError, SyntaxError) as e:
         _fail(cli_errors.config_load_error(e, argv))
-    _retarget_task_kwargs(config, config_flags.get_override_values(flags.FLAGS["config"]))
+    overrides = config_flags.get_override_values(flags.FLAGS["config"])
+    _retarget_task_kwargs(config, overrides)
+    _reset_unused_file_settings(config, overrides)
     workdir = flags.FLAGS.workdir
     if not flags.FLAGS.compile_only:
         try:
