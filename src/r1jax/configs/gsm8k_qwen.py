@@ -17,7 +17,8 @@ One GPU (H100/H200, bf16 matmuls over float32 master weights):
 
 LoRA instead of full-parameter RL: `--config.lora.rank=16` (checkpoints then hold only
 the adapters). A TPU slice or several GPUs: `--config.mesh.fsdp=N` (and/or
-`mesh.tensor`), see README "Scaling out".
+`mesh.tensor`), see README "Flags that matter" and "Multi-host: TPU pods and GPU
+clusters".
 
 Variant `:tiny` is the same pipeline at CPU size (short prompts and completions, a
 handful of prompts): the tests run it on a tiny random checkpoint.
