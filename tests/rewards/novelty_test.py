@@ -25,6 +25,8 @@ PATH_C = ("7*4=28", "28-6=22", "22+1=23")
         ("0.5*2=1", ".5*2=1", "2*0.50=1"),
         ("10*9=90", "9*10=90"),
         ("0.25+0.5=0.75", "0.5+0.25=0.75", ".50+.250=.75"),
+        ("7*4=28", "28=7*4", "28 = 4*7"),  # written result first: one node (review)
+        ("26/2=13", "13=26/2"),
     ],
 )
 def test_canonical_step_merges_surface_variants(variants):
@@ -34,7 +36,8 @@ def test_canonical_step_merges_surface_variants(variants):
 @pytest.mark.parametrize(
     "a, b",
     [
-        ("7*4=28", "28=7*4"),  # sides are not reordered
+        ("7*4=28=28", "28=28=7*4"),  # chains keep their order
+        ("1/2=0.5", "0.5/1=1/2"),
         ("7-4=3", "4-7=-3"),  # non-commutative
         ("7*4=28", "7+4=11"),
         ("1 2=12", "1.2=1.2"),
@@ -297,6 +300,10 @@ def test_idle_steps_do_not_form_a_path():
         (["7=3+4", "14=7*2"], "14", [0, 1]),
         (["13=13*1", "13=13", "13=(13+13)/2"], "13", []),  # reversed restatements
         (["x=6+7"], "13", []),  # no term on either side: no result
+        (["13=26/2"], "13", [0]),
+        (["1=1", "13=13*1"], "13", []),  # an identity computes nothing,
+        (["1=1", "13*1=13"], "13", []),  # so 13*1 stays a restatement (review)
+        (["0=0", "13=13+0"], "13", []),
     ],
 )
 def test_progress_steps_cases(steps, answer, kept):

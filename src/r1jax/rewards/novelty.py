@@ -114,10 +114,21 @@ def _canonical_text(step: str) -> str:
     if "," in text:
         text = _THOUSANDS_RE.sub("", text)
     text = _NUMBER_RE.sub(_number, text)
-    text = "=".join(_side(s) for s in text.split("="))
+    sides = [_side(s) for s in text.split("=")]
+    if _reversed(sides):  # 13=6+7 is 6+7=13: one node, and its result is 13
+        sides.reverse()
+    text = "=".join(sides)
     if not text.isascii():  # lone surrogates ("\ud800") would break a UTF-8 JSON file
         text = text.encode("utf-8", "replace").decode("utf-8")
     return text
+
+
+def _reversed(sides: list[str]) -> bool:
+    """A step written result first: ``13=6+7`` (a term, then an expression) or
+    ``13=26/2`` (a number, then a fraction)."""
+    if len(sides) != 2 or not _term(sides[0]):
+        return False
+    return not _term(sides[1]) or ("/" in sides[1] and "/" not in sides[0])
 
 
 def canonical_step(step: str) -> str:
@@ -127,8 +138,9 @@ def canonical_step(step: str) -> str:
     thousands separators (``1,200`` -> ``1200``); normalises numbers (leading zeros,
     trailing decimal zeros: ``3.0`` -> ``3``, ``2.50`` -> ``2.5``); and sorts the two
     operands of a side that is a single ``+`` or ``*`` of two numbers (``7*4=28`` and
-    ``4*7=28`` both give ``4*7=28``). Sides are not reordered (``28=4*7`` is another
-    node) and letters are lower-cased. Results longer than ``MAX_KEY_CHARS`` become a
+    ``4*7=28`` both give ``4*7=28``). A step written result first (``28=4*7``, two
+    sides: a number or fraction, then an expression or a fraction of a number) is turned
+    round (``4*7=28``); other sides keep their order. Letters are lower-cased. Results longer than ``MAX_KEY_CHARS`` become a
     prefix plus a 16-hex-digit BLAKE2 digest of the whole. Never raises; a non-string
     gives ``""``.
     """
@@ -146,7 +158,7 @@ def progress_steps(
 
     A step's *result* is the canonical last side of its equation, a number or a fraction
     (``28``, ``5/12``; a sign, ``$`` and ``%`` are ignored), or its first side when the
-    step is written the other way round (``13=6+7``). Going from the answer back
+    step is written the other way round (``13=6+7``, ``13=26/2``). Going from the answer back
     to the first step, a step is kept when
 
     (a) its result is *used*: the answer is that one term (an answer written as an
@@ -181,15 +193,14 @@ def progress_flags(
     steps: Sequence[str], answer: str | None, valid: Sequence[bool] | None = None
 ) -> list[bool]:
     """One flag per step: True for the steps ``progress_steps`` keeps."""
-    sides = [_canonical_text(s).split("=") for s in steps]
-    # Written the other way round (``13=6+7``: a term, then one expression): the result
-    # is the first side and the expression its left side.
-    sides = [sd[::-1] if len(sd) == 2 and not _term(sd[1]) and _term(sd[0]) else sd for sd in sides]
+    sides = [_canonical_text(s).split("=") for s in steps]  # 13=6+7 turned round
     results = [_term(sd[-1]) if "".join(sd[:-1]) else "" for sd in sides]
-    first = {}  # result -> index of the first valid step that computes it
+    first = {}  # result -> index of the first valid step that computes it (a restatement,
+    # ``1=1``, computes nothing: else it would make ``13*1=13`` look like real work)
     for i, result in enumerate(results):
-        if result and (valid is None or valid[i]):
-            first.setdefault(result, i)
+        ok = result and result not in first and (valid is None or valid[i])
+        if ok and not _restates(result, sides[i][:-1], lambda x: x in first):
+            first[result] = i
     available = collections.Counter(_answer_terms(answer))
     flags = [False] * len(sides)
     for i in range(len(sides) - 1, -1, -1):
