@@ -137,11 +137,8 @@ def _config():
         c[key] = value
     try:
         cfg_lib.check_config(c)
-        warning = cfg_lib.check_lengths(c)
     except ValueError as e:
         _usage(f"--override: {e}")
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
     return c
 
 
@@ -228,6 +225,13 @@ def main(argv):
         cfg_lib.check_adapters(c, methods)
     except ValueError as e:
         _usage(f"--methods / --override: {e}")
+    try:  # before anything trains: a run would fail at its first evaluation or Fisher
+        ewc = any(m in cfg_lib.EWC_METHODS for m in methods)
+        warning = cfg_lib.check_lengths(c, fisher_seeds=seeds if ewc else [])
+    except ValueError as e:
+        _usage(f"--override: {e}")
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     plan = [
         (method, lam, seed)
         for method in methods

@@ -95,7 +95,7 @@ def restored_run(workdir: str, step: int | None = None, edit_config=None):
         edit_config(c)
     # LoRA checkpoints hold only adapters: the base weights are read from c.pretrained.
     lora = bool(c.lora.rank)
-    exp = Experiment(c, workdir, load_weights=lora)
+    exp = Experiment(c, workdir, load_weights=lora, training=False)
     ckpt = Checkpointer(workdir, keep=c.keep_checkpoints)
     try:
         found = restore_readable(

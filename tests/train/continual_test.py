@@ -208,21 +208,30 @@ def test_bad_command_lines_exit_2(args, message, tmp_path):
 
 
 def test_lengths_are_checked_before_any_training(tmp_path):
-    """A prompt longer than max_prompt_len used to fail at the first evaluation, after the
-    base model and the first task had trained (a traceback); references longer than
-    max_new_tokens silently capped a domain's accuracy. Now: a ValueError (exit 2 on the
-    command line) before anything trains, and one warning naming the cut-off domains."""
+    """A prompt longer than max_prompt_len used to fail at the first evaluation (or the
+    true Fisher's sampling), after the base model and the first task had trained (a
+    traceback); references longer than max_new_tokens silently capped a domain's
+    accuracy. Now: a ValueError (exit 2 on the command line) before anything trains,
+    and one warning naming the cut-off domains."""
     from r1jax.configs import continual as cfg_lib
     from r1jax.train.continual import run_method
 
     c = cfg_lib.get_config("smoke")
     assert cfg_lib.check_lengths(cfg_lib.get_config("")) is None  # the measured setting fits
     c.max_prompt_len = 60
-    with pytest.raises(ValueError, match=r"max_prompt_len=60 is too short: domain 'addsub'"):
+    with pytest.raises(ValueError, match=r"max_prompt_len=60 is too short: domain 'fractions'"):
         run_method(c, "naive", 0)  # raised at once: no base model, no step
+    # The true Fisher samples from training prompts, which may be longer than the held-out
+    # ones: checked for the seeds of the EWC cells (review: a seed-2 EWC cell crashed).
+    full = cfg_lib.get_config("")
+    full.max_prompt_len = 120
+    assert full.fisher_kind == "true" and cfg_lib.check_lengths(full) is None
+    assert cfg_lib.check_lengths(full, fisher_seeds=[0, 1, 3]) is None
+    with pytest.raises(ValueError, match=r"'rates' has a Fisher \(seed 2\) prompt of 121"):
+        cfg_lib.check_lengths(full, fisher_seeds=[2])
     c.max_prompt_len, c.max_new_tokens = 144, 30
     warning = cfg_lib.check_lengths(c)
-    assert "max_new_tokens=30 is shorter than some reference solutions" in warning
+    assert "max_new_tokens=30 is shorter than some held-out reference solutions" in warning
     assert "fractions " in warning and "caps those domains' accuracy" in warning
     out = _run(f"--workdir={tmp_path / 'w'}", "--plan", "--override=max_new_tokens=30")
     assert out.returncode == 0 and "pending" in out.stdout, out.stderr[-2000:]

@@ -273,3 +273,6 @@ def test_training_warns_past_max_position_embeddings(hf_dirs, tmp_path, caplog):
     assert warnings_of(longest + 16) == []
     assert len(warnings_of(longest + 15)) == 1
     assert warnings_of(150, load_weights=False) == []  # evaluation: no warning
+    assert warnings_of(150, training=False) == []  # (a LoRA run's evaluation loads weights)
+    (alone,) = warnings_of(longest - 1)
+    assert f"the longest prompt ({longest} tokens) alone reaches" in alone, alone

@@ -97,40 +97,48 @@ def check_config(c) -> None:
         raise ValueError(f"domains {unknown or '()'} are not registered tasks")
 
 
-def check_lengths(c, sample: int = 128) -> str | None:
-    """Raises ``ValueError`` when a prompt of a domain (its whole held-out set, and
-    ``sample`` train problems) is longer than ``c.max_prompt_len``: the evaluation after
-    the first task would fail. Returns a warning when reference solutions (+ EOS) of some
-    domain do not fit ``c.max_new_tokens`` (None when all do): training still sees them
-    whole (rows are ``max_prompt_len + max_new_tokens`` long), but evaluation cuts such
-    answers off, so those domains' accuracy is capped (the smoke setting does this on
-    purpose)."""
+def check_lengths(c, fisher_seeds=()) -> str | None:
+    """Raises ``ValueError`` when a held-out prompt of a domain is longer than
+    ``c.max_prompt_len`` (the evaluation after the first task would fail), or with
+    ``fisher_kind="true"`` a prompt of the Fisher examples an EWC run of one of
+    ``fisher_seeds`` samples from (``train.continual.fisher_rows``). Other training rows
+    are ``max_prompt_len + max_new_tokens`` long and a packed example needs only to fit
+    one, so those prompts are not held to ``max_prompt_len``. Returns a warning when
+    held-out reference solutions (+ EOS) of some domain do not fit ``c.max_new_tokens``
+    (None when all do): evaluation cuts such answers off, which caps those domains'
+    accuracy (the smoke setting does this on purpose)."""
     import numpy as np
 
     from r1jax.tasks import get_task, heldout_set, sample_mixture
     from r1jax.tokenizer import CharTokenizer
 
     tok, cut = CharTokenizer(), []
-    for name in c.domains:
+    for index, name in enumerate(c.domains):
         task = get_task(name)
-        problems = list(heldout_set(task, c.eval_problems, seed=c.eval_seed))
-        problems += sample_mixture(task, np.random.default_rng([0, 99]), sample, "train")
-        prompt = max((task.format_prompt(p) for p in problems), key=lambda t: len(tok.encode(t)))
-        n = len(tok.encode(prompt))
-        if n > c.max_prompt_len:
-            raise ValueError(
-                f"max_prompt_len={c.max_prompt_len} is too short: domain {name!r} has a "
-                f"prompt of {n} tokens ({prompt[:40]!r}...); raise it to at least {n}"
-            )
+        problems = heldout_set(task, c.eval_problems, seed=c.eval_seed)
+        prompted = [("held-out", problems)]
+        for seed in fisher_seeds if c.fisher_kind == "true" else ():
+            rng = np.random.default_rng([seed, 7, index])  # as fisher_rows draws them
+            fisher = sample_mixture(task, rng, c.fisher_examples, "train")
+            prompted.append((f"Fisher (seed {seed})", fisher))
+        for kind, group in prompted:
+            prompt = max((task.format_prompt(p) for p in group), key=lambda t: len(tok.encode(t)))
+            n = len(tok.encode(prompt))
+            if n > c.max_prompt_len:
+                raise ValueError(
+                    f"max_prompt_len={c.max_prompt_len} is too short: domain {name!r} has a "
+                    f"{kind} prompt of {n} tokens ({prompt[:40]!r}...); raise it to at "
+                    f"least {n}"
+                )
         lengths = [len(tok.encode(p.solution)) + 1 for p in problems]
         if (k := sum(n > c.max_new_tokens for n in lengths)) > 0:
             cut.append(f"{name} {k}/{len(lengths)} (up to {max(lengths)} tokens)")
     if not cut:
         return None
     return (
-        f"max_new_tokens={c.max_new_tokens} is shorter than some reference solutions (+ EOS) "
-        f"of {len(cut)} domains ({', '.join(cut)}): evaluation cuts such answers off, which "
-        "caps those domains' accuracy"
+        f"max_new_tokens={c.max_new_tokens} is shorter than some held-out reference "
+        f"solutions (+ EOS) of {len(cut)} domains ({', '.join(cut)}): evaluation cuts such "
+        "answers off, which caps those domains' accuracy"
     )
 
 

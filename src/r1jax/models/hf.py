@@ -506,10 +506,16 @@ def positions_warning(
         return None
     if not isinstance(limit, int) or isinstance(limit, bool) or longest + max_new_tokens <= limit:
         return None
+    if longest >= limit:
+        return (
+            f"the longest prompt ({longest} tokens) alone reaches the checkpoint's "
+            f"max_position_embeddings ({limit}): the model was not trained on the positions "
+            "of any answer to it; use shorter prompts (or a checkpoint with more positions)"
+        )
     return (
         f"the longest prompt ({longest} tokens) plus max_new_tokens={max_new_tokens} passes "
         f"the checkpoint's max_position_embeddings ({limit}): the model was not trained on "
-        f"those positions; pass {flag}={max(limit - longest, 1)} to stay within them"
+        f"those positions; pass {flag}={limit - longest} to stay within them"
     )
 
 

@@ -380,7 +380,8 @@ def run_method(
         raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
     check_config(c)
     check_adapters(c, [method])
-    check_lengths(c)  # a prompt too long fails here, not at the first evaluation
+    # A prompt too long fails here, not at the first evaluation or Fisher.
+    check_lengths(c, fisher_seeds=[seed] if method in EWC_METHODS else [])
     t0 = time.perf_counter()
     tok = CharTokenizer()
     tasks = [get_task(name) for name in c.domains]

@@ -67,13 +67,20 @@ class Experiment:
     """Everything built from a config: task, tokenizer, models, optimizers, jitted steps."""
 
     def __init__(
-        self, c, workdir: str, mesh=None, load_weights: bool = True, shapes_only: bool = False
+        self,
+        c,
+        workdir: str,
+        mesh=None,
+        load_weights: bool = True,
+        shapes_only: bool = False,
+        training: bool = True,
     ):
         """`load_weights=False` (evaluation): with `c.pretrained`, build the model and
         tokenizer from the run's copy `<workdir>/hf/` (else from `c.pretrained`) but do
         not read the weights; a checkpoint is restored over the initial state anyway.
         `shapes_only` (`compile_report`): no state is allocated and no weights are read:
-        `init_state` is None and `state_shapes` (always set) describes the state."""
+        `init_state` is None and `state_shapes` (always set) describes the state.
+        `training=False` (evaluation): no warnings meant for a training run."""
         c = config_lib.complete(c)  # missing fields: the defaults (one source)
         config_lib.validate(c)
         self.c, self.workdir = c, workdir
@@ -260,7 +267,7 @@ class Experiment:
             pad_id=self.pad_id,
         )
         self._heldout = None
-        self._check_lengths(load_weights)
+        self._check_lengths(warn_positions=training and load_weights and not shapes_only)
 
     def _load_hf(self, load_weights: bool):
         """Tokenizer and model config of `c.pretrained` (or of the run's copy in
@@ -311,11 +318,11 @@ class Experiment:
         """Prompts left-padded to `max_prompt_len`: (tokens, mask)."""
         return self.tokenizer.encode_left_padded(texts, self.c.max_prompt_len, **self.prompt_kw)
 
-    def _check_lengths(self, load_weights: bool):
+    def _check_lengths(self, warn_positions: bool):
         """Fails fast, before any compute, if the task's texts do not fit the static shapes:
-        512 training problems and the whole held-out set. A run from a Hugging Face
-        checkpoint (`load_weights`: training, not evaluation) is warned when its longest
-        checked prompt plus `max_new_tokens` passes the checkpoint's positions."""
+        512 training problems and the whole held-out set. With `warn_positions` (a training
+        run) a Hugging Face checkpoint's run is warned when its longest checked prompt plus
+        `max_new_tokens` passes the checkpoint's positions."""
         c = self.c
         probs = sample_mixture(self.task, np.random.default_rng([c.seed, 0]), 512, "train")
         try:
@@ -325,7 +332,7 @@ class Experiment:
                 self.tokenizer.encode_right_padded([p.solution for p in probs], c.max_new_tokens)
         except ValueError as e:
             raise config_lib.ConfigError(str(e)) from e
-        if self.pretrained and load_weights:
+        if self.pretrained and warn_positions:
             longest = int(max(train_mask.sum(1).max(), eval_mask.sum(1).max()))
             flag = "--config.max_new_tokens"
             if warning := positions_warning(self.hf_source, longest, c.max_new_tokens, flag):
