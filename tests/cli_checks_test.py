@@ -219,6 +219,8 @@ def test_help_lists_the_flags_every_error_points_to(fn, tmp_path):
     assert "--workdir:" in short.stdout and "--compile_cache:" in short.stdout
     assert "--verbosity" not in short.stdout and "--helpfull lists more" in short.stdout
     assert _cli(fn, "-h").stdout == short.stdout
+    value = _cli(fn, "--output" if fn == "eval_entry" else "--config", "-h")
+    assert value.returncode == 2 and "usage:" not in value.stdout  # -h is the flag's value
     full = _cli(fn, "--helpfull")
     assert full.returncode == 0 and "--verbosity" in full.stdout, full.stderr[-2000:]
     if fn == "train_entry":  # every config field, task arguments one by one
@@ -235,11 +237,13 @@ def test_an_override_that_switches_a_feature_off_resets_the_files_settings_of_it
     refused ("curve_problems does nothing here", a field the user never gave); now the
     file's value is reset to the default with a note and the config validates. An unused
     option the user gives, or one unused in the file itself, is still refused."""
-    validated = (  # the trainer replaced by its first step: validating the config
+    validated = (  # the trainer replaced by its first steps: validating, the resume check
         "import r1jax.train.loop as loop, r1jax.config as config_lib\n"
         "def _validate(c, workdir):\n"
         "    config_lib.validate(c)\n"
-        "    raise SystemExit(f'validated: curve_problems={c.eval.curve_problems}')\n"
+        "    loop.check_resume(config_lib.complete(c), workdir)\n"
+        "    e = c.eval\n"
+        "    raise SystemExit(f'validated: {e.curve_problems} {e.num_problems} {c.lora.alpha}')\n"
         "loop.train = _validate\n"
         "import sys\nfrom r1jax.main import train_entry\ntrain_entry(['prog', *sys.argv[1:]])"
     )
@@ -249,10 +253,51 @@ def test_an_override_that_switches_a_feature_off_resets_the_files_settings_of_it
         return subprocess.run(cmd, check=False, capture_output=True, text=True, env=ENV)
 
     smoke = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments", "arith_tiny.py")
-    r = train(f"--config={smoke}:smoke", "--config.eval.curve_every=0")
-    assert "validated: curve_problems=128" in r.stderr, r.stderr[-2000:]
+    r = train(f"--config={smoke}:smoke", "--config.seed=3", "--config.eval.curve_every=0")
+    assert "validated: 128 " in r.stderr, r.stderr[-2000:]
     (note,) = [ln for ln in r.stderr.splitlines() if ln.startswith("note:")]
-    assert "--config.eval.curve_every=0" in note and "eval.curve_problems=4 (now 128)" in note
+    assert note.startswith("note: with --config.eval.curve_every=0 the config file's ")
+    assert "eval.curve_problems=4 (now 128)" in note and "seed" not in note, note
+    # Review: a field linked by a FieldReference keeps its value (only the unused one is
+    # reset), and an int-typed section takes the default's float (was a TypeError).
+    linked = tmp_path / "linked.py"
+    linked.write_text(
+        "import ml_collections\n"
+        "from r1jax.configs.arith_tiny import get_config as base\n"
+        "def get_config(arg=''):\n"
+        "    c = base('smoke')\n"
+        "    n = ml_collections.FieldReference(64)\n"
+        "    c.eval.num_problems = c.eval.curve_problems = n\n"
+        "    c.lora = ml_collections.ConfigDict(dict(rank=8, alpha=32))\n"
+        "    return c\n"
+    )
+    r = train(f"--config={linked}", "--config.eval.curve_every=0", "--config.lora.rank=0")
+    assert "validated: 128 64 16.0" in r.stderr, r.stderr[-2000:]
+    # A resume with a switched-off feature names the user's change, not only the fields
+    # reset because of it (review: the refusal named reward.dense_mix alone).
+    ppo = tmp_path / "ppo.py"
+    ppo.write_text(
+        "from r1jax.configs.arith_tiny import get_config as base\n"
+        "def get_config(arg=''):\n"
+        "    c = base('smoke')\n"
+        "    c.reward.dense_mix = 0.5\n"
+        "    return c\n"
+    )
+    from r1jax.config import complete
+    from r1jax.configs.arith_tiny import get_config as base_config
+
+    run = tmp_path / "w"
+    run.mkdir()
+    saved = base_config("smoke")
+    saved.reward.dense_mix = 0.5
+    (run / "config.json").write_text(complete(saved).to_json_best_effort())
+    r = train(f"--config={ppo}", "--config.rl.algo=grpo")
+    line = r.stderr.strip().splitlines()[-1]  # after the note
+    assert r.returncode == 2 and line.startswith("error: "), r.stderr
+    assert "config.rl.algo='grpo'" in line and "differ from the run" in line, r.stderr
+    assert "config.reward.dense_mix=0.0" in line, line
+    (run / "config.json").unlink()
+    run.rmdir()
     r = train(
         f"--config={smoke}:smoke", "--config.eval.curve_every=0", "--config.eval.curve_problems=8"
     )

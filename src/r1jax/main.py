@@ -72,8 +72,22 @@ _HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
 def _help(argv, usage: str, full_extra=None):
     """`--help` (`-h`, `--helpshort`): `usage` and this program's flags on stdout, exit 0;
     `--helpfull` adds absl's own flags and `full_extra()` (r1jax-train: every config
-    field). Nothing is parsed or loaded first, so help works beside any other flag."""
-    asked = [a for a in argv[1:] if a.split("=", 1)[0] in _HELP_FLAGS]
+    field). Nothing else is parsed or loaded first, so help works beside other flags (a
+    `--config.*` override that names no field is still reported: absl reads those
+    while the flag is defined). A help flag that is another flag's value (`--workdir -h`)
+    is that value."""
+    asked, takes_value = [], False
+    for a in argv[1:]:
+        if takes_value:  # the value of the flag before it
+            takes_value = False
+            continue
+        if a == "--":
+            break
+        name = a.lstrip("-").split("=", 1)[0]
+        if a.split("=", 1)[0] in _HELP_FLAGS:
+            asked.append(a)
+        elif a.startswith("-") and "=" not in a and name in flags.FLAGS:
+            takes_value = not flags.FLAGS[name].boolean
     if not asked:
         return
     try:
@@ -167,41 +181,65 @@ def _retarget_task_kwargs(config, overrides: dict) -> None:
         )
 
 
-def _reset_unused_file_settings(config, overrides: dict) -> None:
-    """A `--config.*` override that switches a feature off (`--config.eval.curve_every=0`,
-    `--config.rl.adaptive_clip=False`, `--config.rl.algo=grpo`) leaves the config file's
-    own settings of that feature unused. Validation refuses options that do nothing, so
-    that nothing a user asks for is silently ignored; these the user did not ask for, so
-    they are reset to the embedded default's values, with a note naming them. Options
-    given on the command line, and ones already unused in the file itself, are still
-    refused by validation."""
+def _with_values(config, values: dict):
+    """A new ConfigDict: `config`'s resolved values (a field linked to another by a
+    FieldReference gets its own value) with `values` (`{"a.b": v}`) set, locked like it."""
+    import ml_collections
+
+    d = config.to_dict()
+    for field, v in values.items():
+        *parents, leaf = field.split(".")
+        node = d
+        for part in parents:
+            node = node[part]
+        node[leaf] = v
+    out = ml_collections.ConfigDict(d)
+    if config.is_locked:
+        out.lock()
+    return out
+
+
+def _reset_unused_file_settings(config, overrides: dict):
+    """`config`, or a copy with some of the config file's settings reset: a `--config.*`
+    override that switches a feature off (`--config.eval.curve_every=0`,
+    `--config.rl.adaptive_clip=False`, `--config.rl.algo=grpo`) leaves the file's own
+    settings of that feature unused. Validation refuses options that do nothing, so that
+    nothing a user asks for is silently ignored; these the user did not ask for, so they
+    take the embedded default's values, with a note naming them and the override that
+    switched them off. Options given on the command line, and ones already unused in the
+    file itself, are still refused by validation."""
     if not overrides:
-        return
+        return config
     from r1jax import config as config_lib
 
     flag = flags.FLAGS["config"]
+
+    def unused(c) -> dict:
+        return {f: (v, d) for f, v, d, _ in config_lib.inert_fields(config_lib.complete(c))}
+
     try:
         in_file = flag.parser.parse(config_flags.get_config_filename(flag))
-        before = {f for f, *_ in config_lib.inert_fields(config_lib.complete(in_file))}
-        now = config_lib.inert_fields(config_lib.complete(config))
+        before, now = unused(in_file), unused(config)
+        reset = {f: vd for f, vd in now.items() if f not in before and f not in overrides}
+        if not reset:
+            return config
+        # The overrides that switch them off: each alone on the file makes one unused.
+        causes = [
+            k
+            for k, v in overrides.items()
+            if set(unused(_with_values(in_file, {k: v}))) & set(reset)
+        ]
+        out = _with_values(config, {f: d for f, (_, d) in reset.items()})
     except Exception:  # noqa: BLE001 - a config that does not load or lacks a field:
-        return  # validation names the problem
-    reset = [(f, v, d) for f, v, d, _ in now if f not in before and f not in overrides]
-    if not reset:
-        return
-    for field, _, default in reset:
-        *parents, leaf = field.split(".")
-        node = config
-        for part in parents:
-            node = node[part]
-        node[leaf] = default
-    given = " ".join(f"--config.{k}={v!r}" for k, v in overrides.items())
-    shown = ", ".join(f"{f}={v!r} (now {d!r})" for f, v, d in reset)
+        return config  # validation names the problem
+    given = " ".join(f"--config.{k}={overrides[k]}" for k in causes or overrides)
+    shown = ", ".join(f"{f}={v} (now {d})" for f, (v, d) in reset.items())
     print(
         f"note: with {given} the config file's {shown} would do nothing: reset to the "
-        "embedded default's value",
+        "embedded default's values",
         file=sys.stderr,
     )
+    return out
 
 
 _COMPILE_CACHE_HELP = (
@@ -277,7 +315,7 @@ def train_entry(argv=None):
         _fail(cli_errors.config_load_error(e, argv))
     overrides = config_flags.get_override_values(flags.FLAGS["config"])
     _retarget_task_kwargs(config, overrides)
-    _reset_unused_file_settings(config, overrides)
+    config = _reset_unused_file_settings(config, overrides)
     workdir = flags.FLAGS.workdir
     if not flags.FLAGS.compile_only:
         try:

@@ -152,14 +152,20 @@ def check_resume(c, workdir: str) -> None:
         ) from e
     old = dict(config_lib.leaves(json.loads(saved.to_json_best_effort())))
     new = dict(config_lib.leaves(json.loads(c.to_json_best_effort())))
-    for field in sorted(set(old) | set(new)):
-        if field in RESUMABLE_CHANGES or old.get(field) == new.get(field):
-            continue
+    changed = [
+        f
+        for f in sorted(set(old) | set(new))
+        if f not in RESUMABLE_CHANGES and old.get(f) != new.get(f)
+    ]
+    if changed:  # all of them: one may follow from another (an override's reset fields)
+        shown = ", ".join(f"config.{f}={new.get(f)!r}" for f in changed[:6])
+        was = ", ".join(repr(old.get(f)) for f in changed[:6])
+        more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
         raise ConfigError(
-            f"config.{field}={new.get(field)!r} differs from the run in {workdir} "
-            f"({old.get(field)!r} in its config.json): a resumed run keeps its settings; "
-            "drop the change to resume it, or pass a new --workdir to start another run",
-            field=field,
+            f"{shown}{more} {'differs' if len(changed) == 1 else 'differ'} from the run in "
+            f"{workdir} ({was} in its config.json): a resumed run keeps its settings; drop "
+            "the change to resume it, or pass a new --workdir to start another run",
+            field=changed[0],
         )
 
 
