@@ -304,6 +304,10 @@ def test_idle_steps_do_not_form_a_path():
         (["1=1", "13=13*1"], "13", []),  # an identity computes nothing,
         (["1=1", "13*1=13"], "13", []),  # so 13*1 stays a restatement (review)
         (["0=0", "13=13+0"], "13", []),
+        (["1/2=0.5", "13+0*0.5=13"], "13", []),  # a restatement whatever 0.5 is (review)
+        (["1+1=2", "13*2/2=13"], "13", []),
+        (["6-5=1", "11*1=11"], "11", [0, 1]),  # but a computed rate of 1 computes
+        (["3+3=6", "6*2=12", "12/6=2"], "2", [0, 1, 2]),
     ],
 )
 def test_progress_steps_cases(steps, answer, kept):

@@ -257,26 +257,34 @@ def _occurrences(text: str, term: str, apart: str) -> list[int]:
 
 def _restates(result: str, sides: list[str], computed) -> bool:
     """True when the left ``sides`` only restate ``result`` (``progress_steps`` (b));
-    ``computed(x)``: number ``x`` is an earlier step's result (then it is no identity)."""
+    ``computed(x)``: number ``x`` is an earlier step's result (a computed 1 is no identity:
+    ``1*11=11``; but ``13+0*x`` restates 13 whatever ``x`` is)."""
     left = "=".join(sides)
     found = _occurrences(left, result, "0123456789.")
     if not found:
         return False
     i = found[0]
     rest = _NUMBER_RE.findall(left[:i] + " " + left[i + len(result) :])
-    if any(computed(x) for x in rest if x != result):
-        return False
-    if all(x in ("0", "1") for x in rest):
+    variables = sorted({x for x in rest if x != result and computed(x)})
+    if not variables and all(x in ("0", "1") for x in rest):
         return True
     # One side that is the result rewritten: put a probe value in the result's place
-    # (not beside "/": 1/2+1/2 and 3*(2/3) compute) and see whether the side keeps it.
-    spots = _occurrences(left, result, "0123456789./") if len(sides) == 1 else []
+    # (not beside "/": 1/2+1/2 and 3*(2/3) compute), and other probe values in place of
+    # the computed numbers, and see whether the side keeps the first.
+    apart = "0123456789./"
+    spots = _occurrences(left, result, apart) if len(sides) == 1 else []
     if not spots:
         return False
+    spans = [(j, len(result), _PROBE) for j in spots]
+    for k, x in enumerate(variables):
+        value = _PROBE + Fraction(k + 1, 13)  # distinct from the probe and each other
+        spans += [(j, len(x), value) for j in _occurrences(left, x, apart)]
     parts, last = [], 0
-    for j in spots:
-        parts += [left[last:j], f"({_PROBE.numerator}/{_PROBE.denominator})"]
-        last = j + len(result)
+    for j, n, value in sorted(spans):
+        if j < last:  # overlaps a span already replaced
+            continue
+        parts += [left[last:j], f"({value.numerator}/{value.denominator})"]
+        last = j + n
     probe = "".join([*parts, left[last:]]).replace("$", "").replace("%", "/100")
     return safe_math.safe_eval_fraction(probe) == _PROBE
 
