@@ -140,9 +140,9 @@ def canonical_step(step: str) -> str:
     operands of a side that is a single ``+`` or ``*`` of two numbers (``7*4=28`` and
     ``4*7=28`` both give ``4*7=28``). A step written result first (``28=4*7``, two
     sides: a number or fraction, then an expression or a fraction of a number) is turned
-    round (``4*7=28``); other sides keep their order. Letters are lower-cased. Results longer than ``MAX_KEY_CHARS`` become a
-    prefix plus a 16-hex-digit BLAKE2 digest of the whole. Never raises; a non-string
-    gives ``""``.
+    round (``4*7=28``); other sides keep their order. Letters are lower-cased. Results
+    longer than ``MAX_KEY_CHARS`` become a prefix plus a 16-hex-digit BLAKE2 digest of
+    the whole. Never raises; a non-string gives ``""``.
     """
     text = _canonical_text(step)
     if len(text) > MAX_KEY_CHARS:
