@@ -45,8 +45,9 @@ expanding: counts along the existing part of a path still rise, new nodes are dr
 (their steps keep scoring as unseen). Canonical steps longer than ``MAX_KEY_CHARS``
 are shortened to a prefix plus a digest. A node with a short step costs about 180
 bytes, so the defaults (8192 problems x 128 nodes) cap the trees near 200 MB and the
-JSON near 25 MB; real use is far below, since correct solutions share prefixes. ``state_dict`` is plain JSON (lists, ints,
-strs) holding the trees in LRU order; the trainer writes it beside each checkpoint.
+JSON near 25 MB; real use is far below, since correct solutions share prefixes.
+``state_dict`` is plain JSON (lists, ints, strs) holding the trees in LRU order; the
+trainer writes it beside each checkpoint.
 """
 
 from __future__ import annotations
