@@ -155,7 +155,7 @@ def evaluate_workdir(
         )
         t = int(c.max_new_tokens if max_new_tokens is None else max_new_tokens)
         b = int(c.eval.batch_size if batch_size is None else batch_size)
-        kw = dict(max_new_tokens=t, eos_id=exp.eos_id, pad_id=exp.pad_id)
+        kw = {"max_new_tokens": t, "eos_id": exp.eos_id, "pad_id": exp.pad_id}
         greedy = exp.greedy_fn if t == c.max_new_tokens else make_decoder(exp.graphs.policy, **kw)
         sampler = make_decoder(exp.graphs.policy, temperature=temperature, top_p=top_p, **kw)
         try:
@@ -271,7 +271,7 @@ def evaluate_hf(
         )
     graphdef, params = nnx.split(model)
     del model
-    kw = dict(max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+    kw = {"max_new_tokens": max_new_tokens, "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id}
     with TaskScorer(the_task) as scorer:
         result = evaluate(
             params,

@@ -328,7 +328,9 @@ def inert_fields(c) -> list[tuple[str, object, object, str]]:
 
 
 def _check_inert(c) -> None:
-    for field, v, default, why in inert_fields(c)[:1]:
+    unused = inert_fields(c)
+    if unused:
+        field, v, default, why = unused[0]
         raise ConfigError(
             f"config.{field}={v!r} does nothing here: {why}; drop it or set it back to {default!r}",
             field=field,
