@@ -101,6 +101,17 @@ def test_perturbation_leaves_prose_and_text_after_the_answer():
         assert lines[3] == "1200 + 1 = 1201"
 
 
+def test_perturbation_keeps_the_space_after_a_list_marker():
+    # "-9 * 2 = 18" would be a sign, and a wrong step: the marker's space stays.
+    from r1jax.rewards.steps import check_steps
+
+    text = "Eggs:\n- 9 * 2 = 18 dollars\n  * 18 + 2 = 20\n+ 20 - 5 = 15\n#### 15"
+    rewrites = {perturb_surface(text, np.random.default_rng(s)) for s in range(40)}
+    assert len(rewrites) > 5
+    for new in rewrites:
+        assert [c.status for c in check_steps(new).steps] == ["verified"] * 3, new
+
+
 def test_perturbation_is_deterministic_given_the_rng():
     text = CORPUS[3][0]
     a = [perturb_surface(text, derive_rng(7, 3, i)) for i in range(10)]

@@ -27,6 +27,12 @@ PATH_C = ("7*4=28", "28-6=22", "22+1=23")
         ("0.25+0.5=0.75", "0.5+0.25=0.75", ".50+.250=.75"),
         ("7*4=28", "28=7*4", "28 = 4*7"),  # written result first: one node (review)
         ("26/2=13", "13=26/2"),
+        # Notation is no novelty (fuzz review, session 29): LaTeX and "x" products,
+        # implicit products, currency, redundant parentheses, a repeated last side.
+        ("9*2=18", "9 x 2 = 18", "9 X 2 = 18", "9 \\times 2 = 18", "9 \\cdot 2 = 18"),
+        ("9*2=18", "9(2) = 18", "(9)(2) = 18", "(9)2 = 18", "$9 * 2 = $18", "9 * \\$2 = 18"),
+        ("9*2=18", "9 * 2 = (18)", "(9 * 2) = 18", "((9 * 2)) = ((18))", "9 * 2 = 18 = 18"),
+        ("18/3=6", "18 \\div 3 = 6", "18 ÷ (3) = 6"),
     ],
 )
 def test_canonical_step_merges_surface_variants(variants):
@@ -42,6 +48,10 @@ def test_canonical_step_merges_surface_variants(variants):
         ("7*4=28", "7+4=11"),
         ("1 2=12", "1.2=1.2"),
         ("2*3*4=24", "4*3*2=24"),  # only a single operation is sorted
+        ("(1+2)*(3+4)=21", "1+2*3+4=21"),  # only parentheses around a whole side go
+        ("2(3+4)=14", "23+4=14"),
+        ("x=28=28", "x=28"),  # a repeated side goes only after a computed first side
+        ("50%*2=1", "50*2=1"),
     ],
 )
 def test_canonical_step_keeps_distinct_steps_apart(a, b):

@@ -133,6 +133,44 @@ def test_not_steps(text):
 
 
 @pytest.mark.parametrize(
+    "text, found",
+    [
+        # Markdown list markers (a "-", "*", "+" or en dash, then a space, first on a
+        # line) are no minus signs or products: "- 9 * 2 = 18" was a wrong step.
+        ("- 16 - 3 - 4 = 9", ["16 - 3 - 4 = 9"]),
+        ("Eggs:\n  - 9 * 2 = 18 dollars\n* 18 + 2 = 20", ["9 * 2 = 18", "18 + 2 = 20"]),
+        ("+ 9*2 = 18\n– 18 - 5 = 13", ["9*2 = 18", "18 - 5 = 13"]),
+        ("- -3 + 5 = 2", ["-3 + 5 = 2"]),
+        ("-5 + 10 = 5", ["-5 + 10 = 5"]),  # a sign touching its number is a sign
+        # LaTeX thousands separators.
+        ("3{,}000 + 500 = 3{,}500", ["3{,}000 + 500 = 3{,}500"]),
+        ("1\\,000 \\times 3 = 3\\,000", ["1\\,000 \\times 3 = 3\\,000"]),
+    ],
+)
+def test_list_markers_and_latex_thousands(text, found):
+    assert _statuses(text) == [(f, VERIFIED) for f in found]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "3 : 1 = 6 : 2",  # ratios: not a step (the middle "1 = 6" was a wrong one)
+        "12 : 4 = 3",
+        "$1 = 100 cents",  # a conversion: numbers alone, a unit after the last
+        "1 = 12 dozen",
+    ],
+)
+def test_ratios_and_conversions_are_not_steps(text):
+    assert check_steps(text).num_steps == 0, _statuses(text)
+
+
+def test_a_bullet_does_not_turn_a_wrong_step_right():
+    assert _statuses("- 5 + 10 = 5") == [("5 + 10 = 5", WRONG)]
+    assert _statuses("1 = 100") == [("1 = 100", WRONG)]  # no unit: a false equation
+    assert _statuses("2 + 2 = 5 of them") == [("2 + 2 = 5", WRONG)]
+
+
+@pytest.mark.parametrize(
     "text, status",
     [
         ("2 + 2 = 5", WRONG),

@@ -72,6 +72,7 @@ _BEFORE = frozenset(" \t+-*/^(=$")  # may precede a rewritten number (None: star
 _AFTER = frozenset(" \t+-*/^)=")  # may follow one (None: end); "." for separators only
 # Grouped numbers first ("12,345" but not "12,3456" nor "1,234,"), then digit runs,
 # space runs, and any single character. ASCII digits only: "\d" would match "٣".
+_LIST_MARKER_RE = re.compile(r"[^\S\n]*[-*+–][^\S\n]+")  # as steps.check_steps reads it
 _TOKEN_RE = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?![0-9,])|[0-9]+| +|[\s\S]")
 _P_NUMBER = 0.5  # chance to add or remove thousands separators of an eligible number
 _P_DECIMAL = 0.2  # chance to append ".0" to an eligible integer
@@ -175,6 +176,9 @@ def _space(a: str | None, b: str | None) -> bool:
 
 
 def _rewrite_line(body: str, rng) -> str:
+    marker = _LIST_MARKER_RE.match(body)  # "- 9 * 2 = 18": the space after the marker
+    if marker:  # stays ("-9" would be a sign)
+        return marker.group() + _rewrite_line(body[marker.end() :], rng)
     tokens = _TOKEN_RE.findall(body)
     style = int(rng.integers(4))  # 0 keep, 1 compact, 2 spread, 3 random per boundary
     out: list[str] = []

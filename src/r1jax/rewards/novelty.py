@@ -77,6 +77,12 @@ _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")  # as in safe_math
 _NUMBER_RE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 _PAIR_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([+*])([0-9]+(?:\.[0-9]+)?)")
 _SYMBOLS = str.maketrans({"×": "*", "·": "*", "÷": "/", "−": "-"})
+_LATEX = (("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("\\$", "$"), ("\\%", "%"))
+_TIMES_RE = re.compile(r"(?<=[0-9)])x(?=[0-9(.])")
+_PRODUCT_RE = re.compile(r"(?<=[0-9.)])(?=\()|(?<=\))(?=[0-9.])")
+_WRAPPED_RE = re.compile(r"\(([0-9]*\.?[0-9]+%?)\)")
+_OPERATOR_RE = re.compile(r"[-+*/^]")
+_MAX_UNWRAP = 4  # levels of redundant parentheses removed (bounded: linear time)
 _LN2 = math.log(2.0)
 
 
@@ -112,16 +118,44 @@ def _canonical_text(step: str) -> str:
     # Every operation below is total on str and linear: no int() or Fraction() (Python
     # refuses int strings over 4300 digits), no backtracking regular expression.
     text = "".join(step.split()).translate(_SYMBOLS).lower().replace("**", "^")
+    if "\\" in text:  # LaTeX operators and currency
+        for latex, plain in _LATEX:
+            text = text.replace(latex, plain)
+    text = text.replace("$", "")
     if "," in text:
         text = _THOUSANDS_RE.sub("", text)
+    if "x" in text:
+        text = _TIMES_RE.sub("*", text)  # 9x2 (spaces are gone): 9*2
+    if "(" in text:
+        text = _PRODUCT_RE.sub("*", text)  # 9(2), (9)(2), (9)2: products
+        for _ in range(_MAX_UNWRAP):  # (9) -> 9
+            text, found = _WRAPPED_RE.subn(r"\1", text)
+            if not found:
+                break
     text = _NUMBER_RE.sub(_number, text)
-    sides = [_side(s) for s in text.split("=")]
+    sides = [_side(_unwrapped(s)) for s in text.split("=")]
+    if len(sides) > 2 and sides[-1] == sides[-2] and _OPERATOR_RE.search(sides[0]):
+        del sides[-1]  # 9*2=18=18 is 9*2=18
     if _reversed(sides):  # 13=6+7 is 6+7=13: one node, and its result is 13
         sides.reverse()
     text = "=".join(sides)
     if not text.isascii():  # lone surrogates ("\ud800") would break a UTF-8 JSON file
         text = text.encode("utf-8", "replace").decode("utf-8")
     return text
+
+
+def _unwrapped(side: str) -> str:
+    """``(9*2)`` -> ``9*2``: parentheses around a whole side go (a few levels)."""
+    for _ in range(_MAX_UNWRAP):
+        if not (side.startswith("(") and side.endswith(")")):
+            break
+        depth = 0
+        for i, c in enumerate(side):
+            depth += (c == "(") - (c == ")")
+            if depth == 0 and i < len(side) - 1:
+                return side  # (1+2)*(3+4): the first ")" closes before the end
+        side = side[1:-1]
+    return side
 
 
 def _reversed(sides: list[str]) -> bool:
@@ -135,7 +169,11 @@ def _reversed(sides: list[str]) -> bool:
 def canonical_step(step: str) -> str:
     """Canonical form of one step equation, so surface variants share one tree node.
 
-    Removes all whitespace; maps ``× · ÷ −`` to ``* * / -`` and ``**`` to ``^``; drops
+    Removes all whitespace and currency signs; maps ``× · ÷ −``, LaTeX's ``\\times
+    \\cdot \\div`` and an ``x`` between numbers to ``* * / -`` and ``**`` to ``^``; writes
+    implicit products out (``9(2)`` -> ``9*2``) and drops parentheses around a number or
+    a whole side (``(9*2)=(18)`` -> ``9*2=18``) and a repeated last side after a computed
+    first one (``9*2=18=18``), so notation is no novelty; drops
     thousands separators (``1,200`` -> ``1200``); normalises numbers (leading zeros,
     trailing decimal zeros: ``3.0`` -> ``3``, ``2.50`` -> ``2.5``); and sorts the two
     operands of a side that is a single ``+`` or ``*`` of two numbers (``7*4=28`` and

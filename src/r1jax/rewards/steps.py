@@ -6,16 +6,20 @@ its exact character span (a trainer rewards the token that ends it) and a status
 pass merges context-dependent tokens, an operand/operator automaton groups tokens into
 maximal arithmetic *runs*, and chains are read off ``=`` tokens; nothing spans a line.
 
-* Numbers: ``12``, ``1,200``, ``.5``, ``3.75``, ``$``/``$ `` prefix, ``%``/`` %`` suffix,
+* Numbers: ``12``, ``1,200`` (also LaTeX's ``1{,}200``, ``1\\,200``), ``.5``, ``3.75``,
+  ``$``/``$ `` prefix, ``%``/`` %`` suffix,
   ``½``-style fractions, mixed numbers ``3 1/2``, ``3 and 1/2`` (proper fraction); a
   spaced-off ``a/b`` is one number (``1 1/2 / 1/2 = 3``).
 * Operators: ``+ - * / ^ **``, ``× · ÷ −``, en dash ``–`` (binary minus only), LaTeX
   ``\\times \\cdot \\div``; ``x``/``X`` before a number; ``(`` touching an operand
   multiplies (``27(1/3)``). Words are never operators (``20% of 50``, ``3 times 4``).
+  A Markdown list marker (``-``, ``*``, ``+`` or ``–`` first on a line, a space after) is
+  no operator: ``- 9 * 2 = 18`` is ``9 * 2 = 18``, and ``- 5 + 10 = 5`` is wrong.
 * A *side* is a run. A run is not a side (and its equation is not a step) when its
   arithmetic is cut by something non-numeric: variables/units joined by an operator
   (``2L + 8``, ``60g * 4/5``, ``15 kg * 3``, ``= 15 * cost``), a glued number
-  (``16,0000``, ``3:30``, ``Day 1 3 + 4``), ``!``/``√``, an ``of`` that multiplies (after
+  (``16,0000``, ``3:30``, ``Day 1 3 + 4``), a ratio (``3 : 1 = 6 : 2``), ``!``/``√``,
+  an ``of`` that multiplies (after
   a percent, fraction or decimal, or before a number: ``= 1/3 of $150``, ``= 120% of the
   number``, ``= 4 of the 10``; the whole chain is dropped), or, as first side, a lone
   number after a word (``half of 50 = 25``). Words after a side that end its arithmetic
@@ -23,7 +27,8 @@ maximal arithmetic *runs*, and chains are read off ``=`` tokens; nothing spans a
   are wrong steps (a glued word of two or more letters is a unit), ``$18 every day`` is
   fine. One glued letter is a variable: a chain with an arithmetic side that ends in one
   (``2 + 2 = 5x``, ``= 1 + 3x``) is an unparseable step, never dropped (``26 = 5 + 3x``,
-  with only a lone number besides, is no step).
+  with only a lone number besides, is no step). Unequal lone numbers with a unit after
+  the last are a conversion, no step (``$1 = 100 cents``; ``1 = 100`` is wrong).
 * Plain equations ``a op b = c`` anywhere in a line; chains ``a = b = c`` need all sides
   equal. A run-on ``a = b + c = d`` whose ``b`` equals ``a`` is read as two steps,
   ``a = b`` and ``b + c = d`` (their spans share ``b``).
@@ -94,7 +99,7 @@ class StepReport:
 NUM, OP, LP, RP, EQ, ANN, WORD, NL, OTHER = range(9)  # token kinds
 _TOKEN_RE = re.compile(
     r"(?P<ann><<[^<>\n]{1,400}>>)"
-    r"|(?P<num>(?:\$ ?)?(?:[0-9]{1,3}(?:,[0-9]{3}(?![0-9]))+(?:\.[0-9]+)?"
+    r"|(?P<num>(?:\$ ?)?(?:[0-9]{1,3}(?:(?:,|\{,\}|\\,)[0-9]{3}(?![0-9]))+(?:\.[0-9]+)?"
     r"|[0-9]*[½⅓⅔¼¾⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞]|[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?: ?%)?)"
     r"|(?P<eq>==?)|(?P<op>\*\*|[-+*/^×÷−–·])|(?P<lp>\()|(?P<rp>\))"
     r"|(?P<word>[^\W\d_]+)|(?P<nl>\n)|(?P<sp>[^\S\n]+)|(?P<other>.)",
@@ -103,6 +108,7 @@ _TOKEN_RE = re.compile(
 _KIND = {"ann": ANN, "num": NUM, "eq": EQ, "op": OP, "lp": LP, "rp": RP, "word": WORD, "nl": NL}
 _CANON = {"×": "*", "·": "*", "÷": "/", "−": "-", "–": "-", "^": "**"}
 _DASHES = frozenset("-−–")
+_BULLETS = frozenset("-*+–")  # Markdown list markers at the start of a line, space after
 _FLOAT_DIGITS, _FLOAT_SLACK = 15, Fraction(1, 10**12)  # float reprs: digits, relative error
 _LATEX_OPS = {"times": "*", "cdot": "*", "div": "/"}
 _MIXED = (re.compile(r"([0-9]+) ([0-9]+)/([0-9]+)"), re.compile(r"([0-9]+) and ([0-9]+)/([0-9]+)"))
@@ -118,7 +124,8 @@ class _Tok:
         self.sign = kind == OP and text in "+-−"  # may be a unary sign (the en dash not)
         self.num, self.pct, self.dec = "", False, 0  # number text for safe_math, %, decimals
         if kind == NUM:
-            raw = text.replace("$", "").replace(",", "").replace(" ", "")
+            raw = text.replace("$", "").replace("{,}", "").replace("\\,", "")
+            raw = raw.replace(",", "").replace(" ", "")
             self.pct, self.num = raw.endswith("%"), raw.rstrip("%")
             if self.num[-1:] in _VULGAR:  # "1¾" -> "(1+3/4)"
                 self.num = f"({self.num[:-1] or 0}+{_VULGAR[self.num[-1]]})"
@@ -144,6 +151,8 @@ def _tokenize(text: str) -> list[_Tok]:
         t, nxt, prev = raw[i], raw[i + 1] if i + 1 < n else None, toks[-1] if toks else None
         if nxt is None:
             pass
+        elif t.kind == OP and t.text in _BULLETS and nxt.space and (not prev or prev.kind == NL):
+            t = _Tok(OTHER, t.start, t.end, t.text, t.space)  # "- 9 * 2 = 18": a list item
         elif t.text == "$" and nxt.kind == ANN:  # "= $<<9*2=18>>"
             t, i = nxt, i + 1
         elif t.text == "\\" and nxt.text in _LATEX_OPS and not nxt.space:
@@ -187,6 +196,8 @@ def _cut_before(toks: list[_Tok], i: int) -> bool:
         first.sign and before.kind in (WORD, NUM, RP) and not (unary and before.kind == WORD)
     ):
         return True  # "60g * 4/5", "blocks – 5", "2L + 8", "3x +4", "x-3"
+    if before.text == ":" and before.space and i > 1 and toks[i - 2].kind == NUM:
+        return True  # a ratio: "3 : 1"
     if first.space:
         return False
     if before.kind == WORD or before.text in "√∛∜":  # "x2+3", "√(144)"
@@ -224,6 +235,8 @@ def _cut_after(toks: list[_Tok], last: int, j: int) -> bool | str:
     if after.kind == WORD:  # a unit or prose ("5cm", "5 of them"), unless an operator
         k = j + 1 if nxt is None or nxt.kind != WORD else j + 2  # follows: "15 kg * 3"
         return k < len(toks) and toks[k].kind == OP and toks[k].text not in _DASHES
+    if after.text == ":" and after.space and nxt is not None and nxt.kind == NUM:
+        return True  # a ratio: "3 : 1 = 6 : 2"
     if after.space or after.kind != OTHER:
         return False
     glued = after.text in ",.:" and nxt is not None and nxt.kind == NUM and not nxt.space
@@ -396,6 +409,13 @@ def _find_steps(toks: list[_Tok]) -> list[tuple[list[_Run], int | None, _Run | N
     return found + [([], a, trailing(a)) for a in unused]
 
 
+def _conversion(toks: list[_Tok], chain: list[_Run], sides: list[list[_Tok]]) -> bool:
+    """``$1 = 100 cents``: numbers alone, unequal, a unit after the last: no step."""
+    if not (chain and all(r.lone for r in chain) and all(sides)) or chain[-1].hi >= len(toks):
+        return False
+    return toks[chain[-1].hi].kind == WORD and _judge(sides)[0] == WRONG
+
+
 def check_steps(text: str) -> StepReport:
     """Finds and checks every equation step in ``text`` (see the module docstring)."""
     if not isinstance(text, str):
@@ -413,6 +433,8 @@ def check_steps(text: str) -> StepReport:
     checks: list[StepCheck] = []
     for start, end, chain, ann, trail in found[:MAX_STEPS]:
         sides = [toks[r.lo : r.hi] if not (r.bad or r.algebra) else [] for r in chain]
+        if ann is None and _conversion(toks, chain, sides):
+            continue
         parts: list[list[list[_Tok]]] = []
         if end - start <= MAX_STEP_CHARS and ann is None and all(sides):
             parts = _split_run_on(sides)
