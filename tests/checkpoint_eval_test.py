@@ -4,6 +4,7 @@
 trained here; repeated runs give identical results; the CLI writes the JSON and rejects
 bad command lines with exit code 2."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -108,6 +109,35 @@ def test_bad_arguments(dirs, tmp_path):
         evaluate_hf(ckpt, data, max_prompt_len=4)
 
 
+class _OneQuestion:
+    """A task with a single test problem."""
+
+    name = "one_question"
+    level_weights = (1.0,)
+
+    def sample(self, rng, level, split):
+        return Problem("What is 2+2?", "4", "2+2=4\n#### 4", 1, 1)
+
+    def format_prompt(self, problem):
+        return problem.question + "\n"
+
+    def reference_answer(self, problem):
+        return problem.answer
+
+
+def test_more_problems_than_the_task_has_name_num_problems(dirs):
+    """Asking a task for more distinct held-out problems than it has was a RuntimeError
+    traceback (audit): a ConfigError of `num_problems`, which r1jax-eval prints as one
+    `--num_problems` line."""
+    from r1jax.tasks import register_task
+
+    register_task("one_question", _OneQuestion, overwrite=True)
+    ckpt, _ = dirs
+    with pytest.raises(ConfigError, match="num_problems=3: .*only 1 distinct held-out") as e:
+        _evaluate_hf(ckpt, "one_question", num_problems=3, k=0)
+    assert e.value.field == "num_problems"
+
+
 def test_majority_vote_and_scoring(tmp_path):
     assert answer_key("$1,200.00") == answer_key("1200") == answer_key("x = 1200") == "1200"
     assert answer_key("  a   b ") == "a b" and answer_key(None) is None
@@ -134,6 +164,57 @@ def test_majority_vote_and_scoring(tmp_path):
     assert (
         out["records"][1]["majority_answer"] == "12" and not out["records"][1]["majority_correct"]
     )
+
+
+VERIFY_ONLY_TASK = """
+from r1jax.rewards import Verdict
+
+
+class HashVerifier:
+    \"\"\"verify() alone (the Verifier protocol's minimum): the answer follows a '#'.\"\"\"
+
+    def verify(self, completion, reference):
+        answer = completion.rpartition("#")[2].strip() if "#" in completion else ""
+        return Verdict(answer == reference, 0, 0, has_answer=bool(answer))
+
+
+class HashTask:
+    name = "hash_answer"
+    level_weights = (1.0,)
+    reward_parts = ("correctness",)
+    verifier = HashVerifier()
+
+    def reference_answer(self, problem):
+        return problem.answer
+"""
+
+
+def test_a_verifier_without_parse_gets_its_answer_rate_and_no_made_up_majority(
+    tmp_path, monkeypatch
+):
+    """A task whose verifier has only verify() (audit: r1jax-eval printed answer_rate 0.0
+    and maj@4 0.0 where pass@4 was 0.5): answer_rate is the share of Verdict.has_answer
+    (the scores' has_answer column, from the reward workers); maj@k, which needs the
+    answers, is None with a note instead of a silent 0."""
+    (tmp_path / "hash_answer_task.py").write_text(VERIFY_ONLY_TASK)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the reward workers import it by name
+    HashTask = importlib.import_module("hash_answer_task").HashTask
+
+    problems = [
+        Problem("q1", "7", "", 1, 0),
+        Problem("q2", "5", "", 1, 0),
+        Problem("q3", "2", "", 1, 0),
+    ]
+    samples = [["# 7", "# 7", "# 3"], ["# 5", "x", "# 4"], ["# 1", "# 1", "y"]]
+    with TaskScorer(HashTask(), num_workers=1) as scorer:
+        out = score_decoded(problems, ["so # 7", "no answer", "# 3"], samples, scorer, records=True)
+    assert out["accuracy"] == pytest.approx(1 / 3)
+    assert out["answer_rate"] == pytest.approx(2 / 3)  # "so # 7" and "# 3" answer
+    assert out["pass@3"] == pytest.approx(2 / 3)
+    assert out["sample_accuracy"] == pytest.approx(3 / 9)
+    assert out["maj@3"] is None and "HashVerifier has no parse(" in out["maj_note"]
+    assert [r["majority_correct"] for r in out["records"]] == [None] * 3
+    assert json.loads(json.dumps(out))["maj@3"] is None
 
 
 def test_cli_writes_json_and_rejects_bad_command_lines(dirs, tmp_path):

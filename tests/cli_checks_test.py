@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from r1jax import checkpoint_eval
-from r1jax._testing import gsm8k_tokenizer, write_gsm8k, write_tokenizer
+from r1jax._testing import cli_forked, gsm8k_tokenizer, write_gsm8k, write_tokenizer
 from r1jax.configs.arith_tiny import get_config
 from r1jax.errors import ConfigError
 
@@ -313,3 +313,145 @@ def test_an_override_that_switches_a_feature_off_resets_the_files_settings_of_it
     r = train(f"--config={inconsistent}", "--config.rl.iterations=3")
     assert "config.eval.curve_problems=4 does nothing here" in _one_error_line(r)
     assert not os.path.exists(tmp_path / "w")
+
+
+# The trainer replaced by its first steps (validation, the resume check); prints the task.
+_VALIDATED = """
+import json, sys
+import r1jax.train.loop as loop, r1jax.config as config_lib
+def _validate(c, workdir):
+    config_lib.validate(c)
+    loop.check_resume(config_lib.complete(c), workdir)
+    print("validated:", json.dumps(dict(c.task_kwargs)), c.task_module)
+    raise SystemExit(0)
+loop.train = _validate
+from r1jax.main import train_entry
+train_entry(['prog', *sys.argv[1:]])
+"""
+SMOKE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments", "arith_tiny.py")
+
+
+def _validated(*args, cwd=None):
+    """`(task_kwargs, task_module, stderr)` the trainer would run with, or the failed
+    process."""
+    r = subprocess.run(
+        [sys.executable, "-c", _VALIDATED, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+        cwd=cwd,
+    )
+    (line,) = [ln for ln in r.stdout.splitlines() if ln.startswith("validated:")] or [None]
+    if line is None:
+        return r
+    kwargs, _, module = line[len("validated: ") :].partition("} ")
+    return json.loads(kwargs + "}"), module.strip(), r.stderr
+
+
+def test_task_kwargs_of_the_task_switched_to_can_be_given(tmp_path):
+    """`--config.task=gsm8k` says `set --config.task_kwargs.path=DIR`, which was refused
+    ("not among the config file's task_kwargs", audit): config_flags only overrides the
+    file's fields. Now any argument the task takes works, typed (a path string, a
+    float); the file's own arguments the task refuses (arithmetic's
+    solution_style='plain') are dropped with a note; a name the task does not take is one
+    line naming the task's arguments."""
+    data = write_gsm8k(tmp_path / "gsm8k", files=("train.jsonl", "test.jsonl"))
+    w = f"--workdir={tmp_path / 'w'}"
+    smoke = f"--config={SMOKE}:smoke"
+    kwargs, _, err = _validated(
+        w, smoke, "--config.task=gsm8k", f"--config.task_kwargs.path={data}"
+    )
+    assert kwargs == {"path": data}, err
+    assert "refuses the config file's task_kwargs solution_style='plain': dropped" in err
+    kwargs, _, _ = _validated(
+        w, smoke, "--config.task=fractions", "--config.task_kwargs.distractor_prob=0.25"
+    )
+    assert kwargs == {"distractor_prob": 0.25, "test_fraction": 0.1}
+    kwargs, _, _ = _validated(w, "--config.task_kwargs.wide_level1=true")  # not in the file
+    assert kwargs["wide_level1"] is True and kwargs["max_operand"] == 12
+    line = _one_error_line(
+        _validated(w, smoke, "--config.task=gsm8k", f"--config.task_kwargs.pth={data}")
+    )
+    assert "--config.task_kwargs.pth is not among the arguments of task 'gsm8k'" in line
+    assert "did you mean --config.task_kwargs.path?" in line and "train_file" in line
+    assert not os.path.exists(tmp_path / "w")
+
+
+def test_a_relative_task_module_is_stored_absolute(tmp_path):
+    """`--config.task_module=sum_task.py` was stored as written, so `r1jax-eval --workdir`
+    from any other directory could not import it (audit). The trainer stores a file's
+    absolute path (dotted module names stay); a run that stored it relative resumes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(os.path.join(os.path.dirname(SMOKE), "sum_task.py")) as f:
+        (src / "sum_task.py").write_text(f.read())
+    args = [f"--workdir={tmp_path / 'w'}", f"--config={SMOKE}:smoke", "--config.task=sum"]
+    _, module, err = _validated(*args, "--config.task_module=sum_task.py", cwd=src)
+    assert os.path.isabs(module), err
+    assert os.path.realpath(module) == os.path.realpath(src / "sum_task.py")
+    _run_dir(tmp_path / "w", task="sum", task_module="sum_task.py", task_kwargs={})
+    _, module, err = _validated(*args, "--config.task_module=sum_task.py", cwd=src)
+    assert os.path.isabs(module), err  # the resume check lets the path change
+    _, module, err = _validated(
+        f"--workdir={tmp_path / 'v'}", "--config.task_module=r1jax.tasks.gsm8k", cwd=src
+    )
+    assert module == "r1jax.tasks.gsm8k", err
+
+
+def test_eval_says_where_it_looked_for_a_runs_task_module_file(tmp_path):
+    """A run that stored its task module relative (before the trainer stored it
+    absolute), evaluated from another directory, or whose file moved: one line saying
+    where r1jax-eval looked and how to fix it (audit: the advice could not be acted on)."""
+    rel = _run_dir(tmp_path / "rel", task="sum", task_module="sum_task.py", task_kwargs={})
+    gone = str(tmp_path / "moved" / "sum_task.py")
+    moved = _run_dir(tmp_path / "abs", task="sum", task_module=gone, task_kwargs={})
+    r_rel, r_abs = cli_forked("eval_entry", [[f"--workdir={rel}"], [f"--workdir={moved}"]], env=ENV)
+    line = _one_error_line(r_rel)
+    looked = os.path.abspath("sum_task.py")  # the current directory's: not the run's
+    assert f"task module file 'sum_task.py' was not found (looked for {looked})" in line
+    assert "run r1jax-eval from the directory the run was trained in" in line
+    assert f"set task_module in {rel}/config.json" in line
+    line = _one_error_line(r_abs)
+    assert f"(looked for {gone}): put the file back there" in line
+
+
+_ONE_QUESTION = """
+import contextlib, sys
+import r1jax.checkpoint_eval as ce
+from r1jax.configs.arith_tiny import get_config
+from r1jax.tasks import Problem
+
+class OneQuestion:  # a task with a single test problem
+    name = "one_question"
+    level_weights = (1.0,)
+    def sample(self, rng, level, split):
+        return Problem("What is 2+2?", "4", "2+2=4\\n#### 4", 1, 1)
+
+class Run:
+    c, task = get_config("smoke"), OneQuestion()
+
+@contextlib.contextmanager
+def restored(workdir, step=None, edit_config=None):
+    yield Run(), None, "rl", 1
+
+ce.restored_run = restored
+from r1jax.main import eval_entry
+eval_entry(['prog', *sys.argv[1:]])
+"""
+
+
+def test_eval_asking_for_more_problems_than_the_task_has_is_one_line(tmp_path):
+    """`r1jax-eval --num_problems=1000` on a task with fewer distinct held-out problems
+    was a traceback (audit): now one line naming --num_problems, exit 2."""
+    r = subprocess.run(
+        [sys.executable, "-c", _ONE_QUESTION, f"--workdir={tmp_path}", "--num_problems=5"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+    line = _one_error_line(r)
+    assert line.startswith("error: --num_problems=5: ") and "only 1 distinct held-out" in line

@@ -101,5 +101,10 @@ def test_task_module_errors_name_the_module(tmp_path):
     bad.write_text("raise RuntimeError('boom')\n")
     with pytest.raises(ValueError, match="broken_task_mod.*boom"):
         import_task_module(str(bad))
-    with pytest.raises(ValueError, match="no_such_module_xyz"):
+    with pytest.raises(ValueError, match="no_such_module_xyz.*give a file by its path"):
         import_task_module("no_such_module_xyz")
+    needs = tmp_path / "needs_missing_dep.py"  # the module exists; an import in it fails
+    needs.write_text("import no_such_dependency_xyz\n")
+    with pytest.raises(ValueError, match="no_such_dependency_xyz") as e:
+        import_task_module(str(needs))
+    assert "give a file by its path" not in str(e.value)

@@ -35,6 +35,17 @@ def test_left_and_right_padding():
         tok.encode_right_padded(["abc"], 3)  # + EOS needs 4
 
 
+def test_too_long_names_the_longest_so_one_change_fits_all():
+    # The audit raised max_prompt_len twice: the error named the first long prompt.
+    tok = CharTokenizer()
+    with pytest.raises(ValueError) as e:
+        tok.encode_left_padded(["abcdef", "ab", "abcdefghij", "abcdefg"], 5)
+    assert "prompt of 10 tokens exceeds max_prompt_len=5 (3 of 4 prompts" in str(e.value)
+    assert "to at least 10" in str(e.value) and "'abcdefghij'" in str(e.value)
+    with pytest.raises(ValueError, match=r"completion of 6 tokens .* at least 6"):
+        tok.encode_right_padded(["abcd", "abcde"], 4)
+
+
 def test_r1_tags_are_one_token_each_and_decode_back():
     tok = CharTokenizer()
     text = "<think>\n7*4=28\n</think>\n<answer>28</answer>"

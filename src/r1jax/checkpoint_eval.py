@@ -34,7 +34,7 @@ from r1jax.evaluate import evaluate, evaluation_set, make_decoder
 from r1jax.hf_tokenizer import HFTokenizer
 from r1jax.models.hf import load_pretrained, positions_warning
 from r1jax.rewards.scoring import TaskScorer
-from r1jax.tasks import get_task, import_task_module
+from r1jax.tasks import check_task, get_task, import_task_module
 from r1jax.train.experiment import Experiment
 
 log = logging.getLogger("r1jax")
@@ -70,6 +70,29 @@ def _settings(k, temperature, top_p, max_new_tokens, max_prompt_len, batch_size,
     }
 
 
+def _check_task_module_file(spec: str, cfg_path: str) -> None:
+    """FileNotFoundError, saying where it looked and the fix, when the run's task module
+    is a file (`tasks.import_task_module`: a `.py` path or one with a path separator)
+    that is not there. A relative path (runs trained before r1jax-train stored it
+    absolute) is read from the current directory, not the one the run was trained in."""
+    if not spec or not (spec.endswith(".py") or os.sep in spec):
+        return
+    path = os.path.abspath(spec)
+    if os.path.isfile(path):
+        return
+    if os.path.isabs(spec):
+        fix = f"put the file back there, or set task_module in {cfg_path} to where it is now"
+    else:
+        fix = (
+            f"a relative path is read from the current directory: run r1jax-eval from the "
+            f"directory the run was trained in, copy the file to {path}, or set task_module "
+            f"in {cfg_path} to the file's absolute path"
+        )
+    raise FileNotFoundError(
+        f"the run's task module file {spec!r} was not found (looked for {path}): {fix}"
+    )
+
+
 @contextlib.contextmanager
 def restored_run(workdir: str, step: int | None = None, edit_config=None):
     """Context manager: the `Experiment` of a run's `config.json` and its checkpoint at
@@ -93,6 +116,7 @@ def restored_run(workdir: str, step: int | None = None, edit_config=None):
         ) from e
     if edit_config is not None:
         edit_config(c)
+    _check_task_module_file(c.task_module, cfg_path)
     # LoRA checkpoints hold only adapters: the base weights are read from c.pretrained.
     lora = bool(c.lora.rank)
     exp = Experiment(c, workdir, load_weights=lora, training=False)
@@ -111,6 +135,23 @@ def restored_run(workdir: str, step: int | None = None, edit_config=None):
     finally:
         ckpt.close()
         exp.close()
+
+
+def _too_few_problems(e: Exception) -> bool:
+    """Whether `e` is `tasks.heldout_set`'s: the task has fewer distinct held-out problems
+    than asked for (a ValueError; a RuntimeError in older versions)."""
+    return "distinct held-out problems" in str(e)
+
+
+def _num_problems_error(num_problems, run_num_problems, e: Exception) -> ConfigError:
+    """The one-line error for too few distinct held-out problems (`_too_few_problems`),
+    naming `num_problems` (the run's `eval.num_problems` when None)."""
+    if num_problems is None:
+        what = f"num_problems={run_num_problems} (the run's eval.num_problems)"
+    else:
+        what = f"num_problems={num_problems}"
+    fix = "" if "--num_problems" in str(e) else ": pass a smaller --num_problems"
+    return ConfigError(f"{what}: {e}{fix}", field="num_problems")
 
 
 def evaluate_workdir(
@@ -148,11 +189,16 @@ def evaluate_workdir(
 
     with restored_run(workdir, step, edit) as (exp, state, phase, at):
         c = exp.c
-        problems = (
-            exp.heldout()
-            if num_problems is None
-            else evaluation_set(exp.task, num_problems, c.eval.seed)
-        )
+        try:
+            problems = (
+                exp.heldout()
+                if num_problems is None
+                else evaluation_set(exp.task, num_problems, c.eval.seed)
+            )
+        except (ValueError, RuntimeError) as e:
+            if not _too_few_problems(e):
+                raise
+            raise _num_problems_error(num_problems, c.eval.num_problems, e) from e
         t = int(c.max_new_tokens if max_new_tokens is None else max_new_tokens)
         b = int(c.eval.batch_size if batch_size is None else batch_size)
         kw = {"max_new_tokens": t, "eos_id": exp.eos_id, "pad_id": exp.pad_id}
@@ -237,8 +283,16 @@ def evaluate_hf(
     try:
         import_task_module(task_module)
         the_task = get_task(task, **(task_kwargs or {}))
+        check_task(the_task)
         tokenizer = HFTokenizer.from_pretrained(ckpt)
-        problems = evaluation_set(the_task, num_problems, seed=1234)
+        try:
+            problems = evaluation_set(the_task, num_problems, seed=1234)
+        except (ValueError, RuntimeError) as e:
+            if _too_few_problems(e):
+                raise _num_problems_error(num_problems, None, e) from e
+            raise
+    except ConfigError:
+        raise
     except (ValueError, TypeError) as e:
         raise ConfigError(
             f"task {task!r}: {e} (r1jax-eval: pass the task's arguments as --data_dir=DIR "

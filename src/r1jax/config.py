@@ -26,7 +26,7 @@ from r1jax.rewards.composite import EFFICIENCY_MODES, RewardConfig
 from r1jax.rewards.noise import RewardNoise
 from r1jax.rl import ALGORITHMS, RLHyper
 from r1jax.rl.losses import AGGREGATION_MODES
-from r1jax.tasks import get_task, import_task_module, sample_levels
+from r1jax.tasks import check_task, get_task, import_task_module, sample_levels
 
 
 def _merge(defaults: dict, given: dict) -> dict:
@@ -450,6 +450,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
         )
     try:
         import_task_module(c.task_module)  # a user's task registers itself on import
+    except ValueError as e:  # names the module and what went wrong
+        raise ConfigError(f"config.task_module: {e}", field="task_module") from e
+    try:
         task = get_task(c.task, **dict(c.task_kwargs))
     except (ValueError, TypeError) as e:
         raise ConfigError(
@@ -458,14 +461,18 @@ def validate(c: ml_collections.ConfigDict) -> None:
             "to its arguments",
             field="task",
         ) from e
+    try:
+        check_task(task)
+    except ValueError as e:
+        raise ConfigError(str(e), field="task") from e
     if c.rl.level_weights:
         try:
             sample_levels(task, np.random.default_rng(0), 1, tuple(c.rl.level_weights))
         except (ValueError, TypeError) as e:
             raise ConfigError(
                 f"config.rl.level_weights={tuple(c.rl.level_weights)!r} is invalid ({e}): give "
-                "one weight >= 0 per level of the task, e.g. (0.1, 0.8, 0.1), or () for the "
-                "task's own mix",
+                f"one weight >= 0 per level of the task, e.g. {_even_weights(task)}, or () "
+                "for the task's own mix",
                 field="rl.level_weights",
             ) from e
     lora_config(c)
@@ -476,6 +483,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
         model_config(c, 128)
     except (ValueError, TypeError) as e:
         raise ConfigError(str(e)) from e
+
+
+def _even_weights(task) -> str:
+    """An example of level weights for ``task``: one equal weight per level."""
+    n = len(task.level_weights)
+    return "(" + ", ".join([f"{1 / n:.2g}"] * n) + ("," if n == 1 else "") + ")"
 
 
 def model_config(c, vocab_size: int, value: bool = False) -> ModelConfig:

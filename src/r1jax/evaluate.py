@@ -9,6 +9,17 @@ numbers are those the RL reward sees. The trainer's in-loop evaluation, `r1jax-e
 --workdir` (any registered task) and `r1jax-eval --hf_checkpoint` all call it
 (`r1jax.checkpoint_eval`).
 
+Answers (**answer_rate**, the votes of maj@k, the records' answers) are read through the
+verifier's `parse(completion).answer`, which is optional (`rewards.Verifier`: `verify()`
+is all a verifier must have). Without `parse`, **answer_rate** is the share of greedy
+completions whose `Verdict.has_answer` is set (the scores' `has_answer` column; a
+verification that fails or hangs counts as no answer), the records' answers are None,
+and **maj@k** is None, with
+a `maj_note` saying why: a vote needs the answers themselves, which such a verifier does
+not expose (a `Verdict` only says whether there is one and whether it is right), so the
+metric is left out rather than reported as 0. (Reading them with the default
+`####`/`<answer>` parser instead would count votes in a format the verifier may not use.)
+
 Reproducible: prompts are left-padded to one length, every batch has the same shape (the
 last is padded with copies of its first prompt), so each decoder compiles once; greedy
 decoding is deterministic, and sample `j` of problem `i` is the global row `r = i·k + j`
@@ -43,8 +54,8 @@ __all__ = [
     "answer_key",
     "evaluate",
     "evaluation_set",
-    "make_decoder",
     "majority_vote",
+    "make_decoder",
     "score_decoded",
 ]
 
@@ -216,15 +227,20 @@ def score_decoded(
     scores = np.asarray(scorer.score(problems, completions))
     col = {k_: scores[:, i] for k_, i in _COL.items()}
     parse = getattr(scorer.verifier, "parse", None)
-    answer_of = lambda c: parse(c).answer if parse else None  # noqa: E731
+    parse = parse if callable(parse) else None
+    answer_of = lambda c: parse(c).answer if parse else None
     answers = [answer_of(c) for c in completions]
+    if parse:
+        has_answer = [a is not None for a in answers]
+    else:  # the verifier exposes no answers, only whether there is one (module doc)
+        has_answer = list(col["has_answer"] > 0)
     formats = [format_reward(c) for c in completions]
     result = {
         "accuracy": _mean(col["answer_correct"]),
         "mean_steps": _mean(col["num_steps"]),
         "reward_mean": _mean(col["total"]),
         "format_rate": _mean(formats),
-        "answer_rate": _mean([a is not None for a in answers]),
+        "answer_rate": _mean(has_answer),
         "num_problems": n,
     }
     if truncated is not None:
@@ -255,24 +271,30 @@ def score_decoded(
         maj = []
         for i in range(n):
             group = sample_answers[i * k : (i + 1) * k]
-            win = majority_vote(group)
+            win = majority_vote(group) if parse else None
             # The winner's correctness is its own verdict (the verifier on its completion).
             maj.append(win is not None and bool(ok[i, win]))
             recs[i].update(
                 sample_answers=group,
                 sample_correct=ok[i].tolist(),
                 majority_answer=None if win is None else group[win],
-                majority_correct=maj[-1],
+                majority_correct=maj[-1] if parse else None,
             )
         result.update(
             {
                 "k": k,
-                f"maj@{k}": _mean(maj),
+                f"maj@{k}": _mean(maj) if parse else None,
                 f"pass@{k}": _mean(ok.any(1)),
                 "sample_accuracy": _mean(ok.reshape(-1)),
                 "format_rate_samples": _mean([format_reward(c) for c in flat]),
             }
         )
+        if not parse:
+            result["maj_note"] = (
+                f"maj@{k} left out: {type(scorer.verifier).__name__} has no "
+                "parse(completion) giving the answers to vote on (only verify())"
+            )
+            _log.warning("%s", result["maj_note"])
     if records:
         result["records"] = recs
     return result

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from r1jax.tokenizer import left_pad
+from r1jax.tokenizer import left_pad, right_pad
 
 __all__ = ["CHATML", "HFTokenizer", "chatml"]
 
@@ -241,19 +241,9 @@ class HFTokenizer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Encodes completions left-aligned in ``[B, length]`` (EOS appended); returns
         (tokens, mask)."""
-        tokens = np.full((len(texts), length), self.pad_id, np.int32)
-        mask = np.zeros((len(texts), length), bool)
-        for b, (text, ids) in enumerate(zip(texts, self._encode_many(texts, False))):
-            ids = ids + ([self.eos_id] if add_eos else [])
-            if len(ids) > length:
-                raise ValueError(
-                    f"completion of {len(ids)} tokens exceeds max_new_tokens={length}: raise "
-                    f"config.max_new_tokens or shorten the task's reference solutions "
-                    f"({text[:40]!r}...)"
-                )
-            tokens[b, : len(ids)] = ids
-            mask[b, : len(ids)] = True
-        return tokens, mask
+        eos = [self.eos_id] if add_eos else []
+        ids = [ids + eos for ids in self._encode_many(texts, False)]
+        return right_pad(texts, ids, length, self.pad_id)
 
     # -- decoding ----------------------------------------------------------------------
 

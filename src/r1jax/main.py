@@ -11,8 +11,11 @@ Bad flags or config values print a message naming the problem and exit with code
 
 from __future__ import annotations
 
+import ast
+import difflib
 import json
 import os
+import re
 import sys
 
 from absl import flags, logging
@@ -155,11 +158,14 @@ def _retarget_task_kwargs(config, overrides: dict) -> None:
     """`--config.task=<other task>`: the config file's task_kwargs were written for the
     file's task; those the new task does not take are dropped, with a note naming them
     (the new task's defaults apply), so `r1jax-train --config.task=fractions` trains that
-    domain on the embedded default's settings. Arguments given as
-    `--config.task_kwargs.*` are the user's and always kept (the task checks them)."""
+    domain on the embedded default's settings. Those it takes by name but refuses (the
+    arithmetic file's `solution_style="plain"` for gsm8k, whose styles are "r1" and
+    "gsm8k") are dropped too, with a note, when the task builds without them. Arguments
+    given as `--config.task_kwargs.*` are the user's and always kept (the task checks
+    them)."""
     if "task" not in overrides or not dict(config.task_kwargs):
         return
-    from r1jax.tasks import import_task_module, task_parameters
+    from r1jax.tasks import get_task, import_task_module, task_parameters
 
     try:
         import_task_module(config.task_module)
@@ -179,6 +185,117 @@ def _retarget_task_kwargs(config, overrides: dict) -> None:
             f"{', '.join(dropped)}: dropped (set --config.task_kwargs.* for the new task's)",
             file=sys.stderr,
         )
+    kwargs = dict(config.task_kwargs)
+    from_file = sorted(k for k in kwargs if k not in given)
+    if not from_file:
+        return
+    try:
+        get_task(config.task, **kwargs)
+        return  # the task takes them
+    except Exception:  # noqa: BLE001 - the task's own code: validation reports any error
+        try:  # without the file's: if it still fails, validation reports why
+            get_task(config.task, **{k: v for k, v in kwargs.items() if k in given})
+        except Exception:  # noqa: BLE001
+            return
+    with config.unlocked():
+        config.task_kwargs = {k: v for k, v in kwargs.items() if k in given}
+    shown = ", ".join(f"{k}={kwargs[k]!r}" for k in from_file)
+    print(
+        f"note: --config.task={config.task} refuses the config file's task_kwargs {shown}: "
+        "dropped, the task's defaults apply (set --config.task_kwargs.* to change them)",
+        file=sys.stderr,
+    )
+
+
+# `--config.task_kwargs.NAME=VALUE` (absl also takes a single dash).
+_TASK_KWARG = re.compile(r"-{1,2}config\.task_kwargs\.([A-Za-z_]\w*)=(.*)", re.DOTALL)
+
+
+def _config_spec(argv) -> str:
+    """The `--config` value of `argv` (absl keeps the last), else the embedded default."""
+    spec = _DEFAULT_CONFIG
+    for i, a in enumerate(argv[1:], 1):
+        if a == "--":
+            break
+        name, eq, value = a.partition("=")
+        if name in ("--config", "-config"):
+            spec = value if eq else (argv[i + 1] if i + 1 < len(argv) else spec)
+    return spec
+
+
+def _split_new_task_kwargs(argv) -> tuple[list, dict]:
+    """`(argv without them, {NAME: VALUE})` of the `--config.task_kwargs.NAME=VALUE`
+    overrides whose NAME the config file's task_kwargs lacks (the file is loaded to see).
+    config_flags overrides only the fields a config file has, so `--config.task=gsm8k
+    --config.task_kwargs.path=DIR` would be refused; these are set by `_set_new_task_kwargs`
+    once the config's task is known. Nothing is taken out when the file does not load
+    (absl's own parsing then reports it)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    found = {i: m for i in range(1, end) if (m := _TASK_KWARG.fullmatch(argv[i]))}
+    if not found:
+        return list(argv), {}
+    from ml_collections.config_flags.config_flags import ConfigFileFlagParser
+
+    try:
+        loaded = ConfigFileFlagParser("config", lock_config=False).parse(_config_spec(argv))
+        kwargs = loaded.get("task_kwargs")
+        have = set(kwargs.keys()) if kwargs is not None else set()
+    except Exception:  # noqa: BLE001 - a config that does not load: absl's parse names it
+        return list(argv), {}
+    new = {i: m for i, m in found.items() if m.group(1) not in have}
+    kept = [a for i, a in enumerate(argv) if i not in new]
+    return kept, {m.group(1): m.group(2) for m in new.values()}
+
+
+def _literal(text: str):
+    """A command-line value as config_flags reads a field of no known type: a Python
+    literal (`0.2`, `(0.5, 0.5)`, `true`), else the string itself (a path)."""
+    try:
+        return ast.literal_eval(text.capitalize() if text in ("true", "false") else text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return text
+
+
+def _set_new_task_kwargs(config, new: dict, overrides: dict) -> None:
+    """Sets the task arguments `_split_new_task_kwargs` took out of the command line in
+    `config.task_kwargs` (values by `_literal`: `path=/data/gsm8k` is a string,
+    `distractor_prob=0.2` a float) and records them in `overrides` as given. A NAME the
+    config's task does not take (`tasks.task_parameters`) is refused (exit 2), naming
+    the task's arguments."""
+    if not new:
+        return
+    from r1jax.tasks import import_task_module, task_parameters
+
+    try:
+        import_task_module(config.task_module)
+        takes = task_parameters(config.task)
+    except ValueError:
+        takes = None  # validation reports the module
+    for name in new:
+        if takes is not None and name not in takes:
+            near = difflib.get_close_matches(name, sorted(takes), n=1)
+            hint = f": did you mean --config.task_kwargs.{near[0]}?" if near else ""
+            _fail(
+                f"--config.task_kwargs.{name} is not among the arguments of task "
+                f"{config.task!r}{hint} (it takes {', '.join(sorted(takes)) or 'none'})"
+            )
+    values = {name: _literal(text) for name, text in new.items()}
+    with config.unlocked():
+        config.task_kwargs = {**dict(config.get("task_kwargs") or {}), **values}
+    overrides.update({f"task_kwargs.{name}": v for name, v in values.items()})
+
+
+def _absolute_task_module(config) -> None:
+    """A task module given as a file (a `.py` path or one with a path separator: how
+    `tasks.import_task_module` tells a file from a dotted module name) is stored absolute,
+    so the run's `config.json` finds it from any directory (`r1jax-eval --workdir`); a
+    relative path was read from the current directory, as the import reads it. Dotted
+    names are left as they are. A resume may change the path (`loop.RESUMABLE_CHANGES`)."""
+    spec = config.get("task_module")
+    is_file = isinstance(spec, str) and (spec.endswith(".py") or os.sep in spec)
+    if is_file and not os.path.isabs(spec):
+        with config.unlocked():
+            config.task_module = os.path.abspath(spec)
 
 
 def _with_values(config, values: dict):
@@ -265,8 +382,9 @@ def _enable_compile_cache(value) -> None:
 def train_entry(argv=None):
     argv = list(sys.argv if argv is None else argv)
     cpu_threads.pool_env()  # before JAX's CPU client exists (fake CPU devices)
+    kept, new_task_kwargs = _split_new_task_kwargs(argv)
     try:
-        # config_flags reads `--config.*` overrides from sys.argv while defining the flag, so
+        # config_flags reads `--config.*` overrides from `kept` while defining the flag, so
         # both definition and parsing can raise on a bad override.
         flags.DEFINE_string(
             "workdir",
@@ -275,7 +393,11 @@ def train_entry(argv=None):
             "An existing run there is resumed.",
         )
         config_flags.DEFINE_config_file(
-            "config", _DEFAULT_CONFIG, "Experiment config file (path[:variant]).", lock_config=True
+            "config",
+            _DEFAULT_CONFIG,
+            "Experiment config file (path[:variant]).",
+            lock_config=True,
+            sys_argv=kept,
         )
         flags.DEFINE_bool(
             "compile_only",
@@ -308,14 +430,16 @@ def train_entry(argv=None):
         )
         flags.DEFINE_string("compile_cache", None, _COMPILE_CACHE_HELP)
         _help(argv, _TRAIN_USAGE, _config_fields_help)
-        _parse(argv)
+        _parse(kept)
         config = flags.FLAGS.config
         list(config.keys())  # the file is loaded lazily: force it here
     except (ValueError, KeyError, AttributeError, TypeError, OSError, SyntaxError) as e:
         _fail(cli_errors.config_load_error(e, argv))
-    overrides = config_flags.get_override_values(flags.FLAGS["config"])
+    overrides = dict(config_flags.get_override_values(flags.FLAGS["config"]))
+    _set_new_task_kwargs(config, new_task_kwargs, overrides)
     _retarget_task_kwargs(config, overrides)
     config = _reset_unused_file_settings(config, overrides)
+    _absolute_task_module(config)
     workdir = flags.FLAGS.workdir
     if not flags.FLAGS.compile_only:
         try:

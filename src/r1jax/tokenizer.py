@@ -145,32 +145,49 @@ class CharTokenizer:
         self, texts: Sequence[str], length: int, add_eos: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         """Encodes completions left-aligned in `[B, length]` (EOS appended); returns (tokens, mask)."""
-        tokens = np.full((len(texts), length), PAD_ID, np.int32)
-        mask = np.zeros((len(texts), length), bool)
-        for b, text in enumerate(texts):
-            ids = self.encode(text) + ([EOS_ID] if add_eos else [])
-            if len(ids) > length:
-                raise ValueError(
-                    f"completion of {len(ids)} tokens exceeds max_new_tokens={length}: raise "
-                    f"config.max_new_tokens or shorten the task's reference solutions ({text[:40]!r}...)"
-                )
-            tokens[b, : len(ids)] = ids
-            mask[b, : len(ids)] = True
-        return tokens, mask
+        ids = [self.encode(text) + ([EOS_ID] if add_eos else []) for text in texts]
+        return right_pad(texts, ids, length, PAD_ID)
+
+
+def too_long(texts, id_lists, length: int, what: str, field: str, fix: str) -> None:
+    """Raises the ValueError for texts over ``length`` tokens, naming the longest (so one
+    change of ``config.<field>`` fits them all), how many are over, and the fix."""
+    sizes = [len(ids) for ids in id_lists]
+    over = sum(n > length for n in sizes)
+    if not over:
+        return
+    k = int(np.argmax(sizes))
+    raise ValueError(
+        f"{what} of {sizes[k]} tokens exceeds {field}={length} ({over} of {len(sizes)} "
+        f"{what}s here are over; the longest: {texts[k][:40]!r}...): raise "
+        f"config.{field} to at least {sizes[k]} or {fix}"
+    )
+
+
+def right_pad(texts, id_lists, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids left-aligned in `[B, length]` (completions); returns (tokens, mask).
+
+    A completion longer than `length` raises, naming `config.max_new_tokens`."""
+    too_long(texts, id_lists, length, "completion", "max_new_tokens", _SHORTEN_SOLUTIONS)
+    tokens = np.full((len(texts), length), pad_id, np.int32)
+    mask = np.zeros((len(texts), length), bool)
+    for b, ids in enumerate(id_lists):
+        tokens[b, : len(ids)] = ids
+        mask[b, : len(ids)] = True
+    return tokens, mask
+
+
+_SHORTEN_SOLUTIONS = "shorten the task's reference solutions"
 
 
 def left_pad(texts, id_lists, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     """Token ids right-aligned in `[B, length]` (prompts); returns (tokens, mask).
 
     A prompt longer than `length` raises, naming `config.max_prompt_len`."""
+    too_long(texts, id_lists, length, "prompt", "max_prompt_len", "shorten the task's prompts")
     tokens = np.full((len(texts), length), pad_id, np.int32)
     mask = np.zeros((len(texts), length), bool)
-    for b, (text, ids) in enumerate(zip(texts, id_lists)):
-        if len(ids) > length:
-            raise ValueError(
-                f"prompt of {len(ids)} tokens exceeds max_prompt_len={length}: "
-                f"raise config.max_prompt_len or shorten the task's prompts ({text[:40]!r}...)"
-            )
+    for b, ids in enumerate(id_lists):
         if len(ids):
             tokens[b, length - len(ids) :] = ids
             mask[b, length - len(ids) :] = True

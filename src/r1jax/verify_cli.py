@@ -16,8 +16,8 @@ With --task=NAME the solutions are scored the way the trainer scores that task's
 completions (its own verifier, ``r1jax.rewards.score_completions``): "correct" is the
 task's answer verdict, "extracted" the answer its verifier read, and "reward" holds every
 reward part under the default weights (total, correctness, efficiency, novelty (0 here),
-format, subgoal, answer_correct, num_steps, valid_steps). --task_kwargs (a JSON object)
-builds the task, e.g. '{"path": "DIR"}' for gsm8k.
+format, subgoal, answer_correct, num_steps, valid_steps, has_answer). --task_kwargs (a
+JSON object) builds the task, e.g. '{"path": "DIR"}' for gsm8k.
 
 Numbers are checked in this process; symbolic answers ('2(x+1)', '\sqrt{2}') in
 worker processes with a hard deadline. The whole input is read and checked before

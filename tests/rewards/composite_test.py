@@ -36,6 +36,7 @@ def test_field_names():
         "answer_correct",
         "num_steps",
         "valid_steps",
+        "has_answer",
     )
     assert set(score(CORRECT4, "41")) == set(SCORE_FIELDS)
 

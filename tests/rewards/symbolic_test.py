@@ -20,11 +20,36 @@ SLOW = ("(a+b+c+d)^{100}", "(a+b+c+d)^{99}a+(a+b+c+d)^{99}(b+c+d)")  # expand: m
 @pytest.mark.parametrize(
     "text",
     ["x**99999999", "9**9**9**9", "2**(10**30)", "(1+x)**(1/1000)", "1/0", "x/(1-1)", "root(2,1)"]
-    + ["root(2,x)", "1" * 61],
+    + ["root(2,x)", "1" * 61]
+    # Fuzz review (session 29): the tiny as well as the huge (sympy evaluated exp(-999!)
+    # in full: seconds), and roots of large numbers (sympy factors them: seconds).
+    + ["exp(-factorial(999))", "exp(-30000)", "sqrt(10**1999+1)"]
+    + ["root(factorial(999)+1000,3)", "sqrt(10**101)"],
 )
 def test_to_sympy_refuses_out_of_bounds(text):
     with pytest.raises(symbolic.Refused):
         symbolic.to_sympy(text)
+
+
+@pytest.mark.parametrize("text", ["sqrt(10**100)", "sqrt(2)/10**1500", "exp(-1000)"])
+def test_to_sympy_builds_what_an_answer_may_hold(text):
+    assert symbolic.to_sympy(text) != 0
+
+
+def test_values_past_a_floats_range_are_compared_not_skipped():
+    # A factor over 1e308 made the numeric test "cannot tell" (a Python complex is inf),
+    # so the pair went on to expand/simplify (8 s); now the values differ and that is
+    # the verdict.
+    import sympy
+
+    big = symbolic.to_sympy("10**309*(a+b+c+d)**20")
+    at = {s: sympy.Rational(3, 7) + i for i, s in enumerate(sorted(big.free_symbols, key=str))}
+    value = symbolic._numeric(big, sympy, at)
+    assert value is not None and symbolic._mp().isfinite(value)
+    assert not symbolic._close(value, symbolic._numeric(sympy.Integer(18), sympy))
+    assert symbolic._close(value, value * (1 + symbolic._mp().mpf("1e-15")))
+    assert not answers.settle("10^{309}(a+b+c+d)^{20}", "18")
+    assert answers.settle("10^{309}(a+b)", "10^{309}a+10^{309}b")
 
 
 def test_to_sympy_builds_exactly():

@@ -151,7 +151,7 @@ def test_heldout_set_too_small_raises(clean_registry):
         def sample(self, rng, level, split):
             return self._make(rng, level)
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match="only 1 distinct held-out problems .* at most 1"):
         heldout_set(OneQuestion(), 3, seed=0, max_tries_factor=2)
 
 

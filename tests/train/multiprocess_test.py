@@ -167,15 +167,15 @@ def test_a_reward_failing_in_one_process_stops_both(tmp_path):
 
 
 def test_an_error_in_one_process_outside_the_reward_stops_both(tmp_path):
-    """Process 1's parse fails everywhere, so it raises in its own held-out evaluation
-    (no collective agrees on it) while process 0 goes on to its next collective. Process
+    """Process 1's parse fails everywhere but inside verify (the start's check of the
+    reference solutions goes through verify and passes), so it raises in its own held-out
+    evaluation (no collective agrees on it) while process 0 goes on to its next
+    collective. Process
     1 prints its traceback and leaves at once, not through JAX's shutdown barrier; process
     0's collective then fails on the closed connection and it stops too: both exit 1 with
     a clear line, neither waits out the barrier (5 minutes) nor aborts."""
     module = tmp_path / "flaky_task.py"
-    task = FLAKY_TASK.replace(
-        '\n                and sys._getframe(1).f_code.co_name == "_add_novelty"', ""
-    )
+    task = FLAKY_TASK.replace('co_name == "_add_novelty"', 'co_name != "verify"')
     assert task != FLAKY_TASK
     module.write_text(task)
     logs = str(tmp_path / "flaky")

@@ -224,7 +224,8 @@ class LongAnswerTask:
         def make():
             start = int(rng.integers(100, 900))
             answer = "{" + ", ".join(str(start + i) for i in range(50)) + "}"
-            return Problem(f"List {start} and the next 49 numbers.", answer, answer, 1, 1)
+            solution = f"<answer>{answer}</answer>"  # marked: the verifier reads it
+            return Problem(f"List {start} and the next 49 numbers.", answer, solution, 1, 1)
 
         return sample_in_split(make, split, 0.2)
 

@@ -77,6 +77,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
+
 from r1jax.rewards import format as format_lib
 from r1jax.rewards import safe_math
 from r1jax.rewards import verifier as verifier_lib
@@ -106,6 +108,7 @@ SCORE_FIELDS = (
     "answer_correct",
     "num_steps",
     "valid_steps",
+    "has_answer",
 )
 EFFICIENCY_MODES = ("inverse", "time_decay")
 SUBGOAL_SEP = "|"  # reference string: "<answer>|<subgoal>,<subgoal>,..."
@@ -226,6 +229,37 @@ def subgoal_credit(steps, subgoals, check_step=None) -> float:
     return len(reached) / max(len(subgoals), len(steps) - 1)
 
 
+def checked_verdict(verdict, verifier=None) -> verifier_lib.Verdict:
+    """``verdict`` if it is a well-formed ``Verdict``; else a ``TypeError`` naming the
+    verifier, the field and the fix (a user's verifier returning ``None``, a NaN or the
+    string ``"False"`` would otherwise count as a failure or, worse, as correct).
+
+    ``answer_correct`` and ``has_answer`` are bools (0/1 ints and NumPy bools too);
+    ``num_steps >= valid_steps >= 0`` and ``credited_steps`` (None or >= 0) are ints."""
+    who = f"{type(verifier).__name__}.verify" if verifier is not None else "verify"
+    if not isinstance(verdict, verifier_lib.Verdict):
+        raise TypeError(
+            f"{who} returned {type(verdict).__name__} {verdict!r:.80}: return a "
+            "rewards.Verdict(answer_correct, num_steps, valid_steps, has_answer)"
+        )
+    for name in ("answer_correct", "has_answer"):
+        v = getattr(verdict, name)
+        if not (isinstance(v, (bool, np.bool_)) or (type(v) is int and v in (0, 1))):
+            raise TypeError(f"{who}: Verdict.{name}={v!r:.80} must be a bool (True/False)")
+    counts = {"num_steps": verdict.num_steps, "valid_steps": verdict.valid_steps}
+    if verdict.credited_steps is not None:
+        counts["credited_steps"] = verdict.credited_steps
+    for name, v in counts.items():
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise TypeError(f"{who}: Verdict.{name}={v!r:.80} must be an int >= 0")
+    if verdict.valid_steps > verdict.num_steps:
+        raise TypeError(
+            f"{who}: Verdict.valid_steps={verdict.valid_steps} is more than "
+            f"num_steps={verdict.num_steps}: count the valid steps among the steps"
+        )
+    return verdict
+
+
 def score(
     completion: str,
     reference_answer: str,
@@ -235,7 +269,7 @@ def score(
     subgoals: tuple[str, ...] | None = None,
 ) -> dict[str, float]:
     """Scores one completion; keys are ``SCORE_FIELDS`` (the five parts, "total",
-    "answer_correct", "num_steps", "valid_steps"), all floats.
+    "answer_correct", "num_steps", "valid_steps", "has_answer"), all floats.
 
     ``subgoals``: the problem's intermediate values (``Problem.subgoals``); None reads
     them from ``reference_answer`` (``with_subgoals``), whose answer alone is checked
@@ -246,11 +280,11 @@ def score(
     verifier = verifier_lib.DEFAULT_VERIFIER if verifier is None else verifier
     if subgoals is None:
         reference_answer, subgoals = split_reference(reference_answer)
-    verdict = verifier.verify(completion, reference_answer)
+    verdict = checked_verdict(verifier.verify(completion, reference_answer), verifier)
     correct = 1.0 if verdict.answer_correct else 0.0
     n = int(verdict.num_steps)
     valid = int(verdict.valid_steps)
-    credited = getattr(verdict, "credited_steps", None)
+    credited = verdict.credited_steps
     credited = valid if credited is None else min(int(credited), valid)
     correctness = (1.0 - cfg.step_weight) * correct
     if credited > 0 and (correct or not cfg.step_credit_requires_correct):
@@ -282,6 +316,7 @@ def score(
         "answer_correct": correct,
         "num_steps": float(n),
         "valid_steps": float(valid),
+        "has_answer": 1.0 if verdict.has_answer else 0.0,
     }
 
 

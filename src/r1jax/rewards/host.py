@@ -217,6 +217,7 @@ class RewardPool:
         self._closed = False
         self.stats = {"items": 0, "batches": 0, "timeouts": 0, "errors": 0, "restarts": 0}
         self._batch_failed: list[tuple[int, str]] = []  # (index, kind) of this batch
+        self._batch_detail: dict[int, str] = {}  # index -> what went wrong
         self._last = threading.local()  # per calling thread: its last batch (last_batch)
         self._atexit_fn = functools.partial(_close_ref, weakref.ref(self))
         atexit.register(self._atexit_fn)
@@ -274,8 +275,9 @@ class RewardPool:
     @property
     def last_batch(self) -> dict | None:
         """The calling thread's last ``score_batch``: ``{"items", "timeouts", "errors",
-        "restarts", "failed"}`` (``failed``: the ``(index, kind)`` of each item that got the
-        fallback row, kind "timeouts" or "errors"); None before its first batch. Other
+        "restarts", "failed", "detail"}`` (``failed``: the ``(index, kind)`` of each item that
+        got the fallback row, kind "timeouts" or "errors"; ``detail``: index -> what went
+        wrong, e.g. the exception); None before its first batch. Other
         threads sharing the pool do not change it."""
         return getattr(self._last, "batch", None)
 
@@ -284,7 +286,7 @@ class RewardPool:
         with self._lock:
             self._ensure_started()
             before = dict(self.stats)
-            self._batch_failed = []
+            self._batch_failed, self._batch_detail = [], {}
             rows: dict[int, np.ndarray] = {}  # index -> scores; missing rows fall back
             if self.num_workers == 0:
                 for i, item in enumerate(items):
@@ -306,12 +308,14 @@ class RewardPool:
             batch = {k: self.stats[k] - before[k] for k in ("items", "timeouts", "errors")}
             batch["restarts"] = self.stats["restarts"] - before["restarts"]
             batch["failed"] = sorted(self._batch_failed)
+            batch["detail"] = dict(self._batch_detail)
             self._last.batch = batch
             return self._assemble(len(items), rows)
 
     def _failure(self, kind: str, index: int, detail: str) -> None:
         self.stats[kind] += 1
         self._batch_failed.append((index, kind))
+        self._batch_detail.setdefault(index, detail)
         if self.stats["timeouts"] + self.stats["errors"] <= _MAX_LOGGED:
             _log.warning("RewardPool: item %d of the batch: %s (%s).", index, kind, detail)
 

@@ -13,8 +13,8 @@ here: the trainer's host reward inside the RL iteration (``bridge.HostReward``, 
     rows[0]["answer_correct"], rows[0]["total"], rows[0]["format"], ...
 
 Each row holds every field of ``composite.SCORE_FIELDS`` (the metrics columns: ``total``,
-the five parts, ``answer_correct``, ``num_steps``, ``valid_steps``) as floats, under
-``RewardConfig()`` unless a config is passed. Novelty needs the history of earlier
+the five parts, ``answer_correct``, ``num_steps``, ``valid_steps``, ``has_answer``) as floats,
+under ``RewardConfig()`` unless a config is passed. Novelty needs the history of earlier
 solutions (``novelty.NoveltyTracker``, kept by the trainer's host reward), so it is 0
 here. ``TaskScorer`` is the reusable form: one verifier, one config and one
 ``host.RewardPool`` (worker processes with a hard per-item deadline, or inline).
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import pickle
 from collections.abc import Sequence
 
 import numpy as np
@@ -107,6 +108,17 @@ class TaskScorer:
         self.task = task
         self.verifier = task_verifier(task)
         self.cfg = task_reward_config(task, cfg)
+        if num_workers > 0:
+            try:
+                pickle.dumps(self.verifier)
+            except Exception as e:  # the user's object: any failure, named
+                raise ValueError(
+                    f"task {getattr(task, 'name', type(task).__name__)!r}: its verifier "
+                    f"{type(self.verifier).__name__} cannot be sent to the reward workers "
+                    f"({type(e).__name__}: {e}): keep only picklable state in it (no "
+                    "lambdas, open files or locks; module-level functions are fine), or "
+                    "score in-process with --config.reward.num_workers=0"
+                ) from e
         self.pool = RewardPool(
             functools.partial(score_row, cfg=self.cfg, verifier=self.verifier),
             num_workers=num_workers,
@@ -164,3 +176,84 @@ def score_completions(
     """
     with TaskScorer(task, cfg, num_workers=num_workers, deadline_s=deadline_s) as scorer:
         return rows_as_dicts(scorer.score(list(problems), list(completions)))
+
+
+REFERENCE_CHECKS = (4, 12)  # reference solutions scored at start: a first few, then more
+
+
+def check_references(scorer: TaskScorer, problems: Sequence) -> str | None:
+    """Scores the reference solutions (``problem.solution``, what SFT teaches) of up to
+    ``sum(REFERENCE_CHECKS)`` of ``problems`` with the task's own verifier, in its pool
+    (the first few alone, so a verifier that always hangs costs a few deadlines).
+
+    Raises ``ValueError`` (naming the task, what went wrong and the fix) when the
+    verifier fails on every one of them (raises, returns no ``Verdict``, hangs past the
+    deadline, kills its worker: the first failure's message is quoted), judges none of
+    them correct, or when no correct one earns any reward (the config's weights on the
+    task's ``reward_parts`` are all 0). Returns one warning line when only some fail or
+    are judged wrong, else None. The trainer runs it before anything is written."""
+    name = getattr(scorer.task, "name", type(scorer.task).__name__)
+    col = {k: i for i, k in enumerate(SCORE_FIELDS)}
+    rows, failed, detail, checked = [], {}, {}, []
+    for size in REFERENCE_CHECKS:
+        batch_problems = list(problems[len(checked) : len(checked) + size])
+        if not batch_problems:
+            break
+        items = [(p.solution, *scorer.reference(p)) for p in batch_problems]
+        out = np.asarray(scorer.score_items(items))
+        last = scorer.pool.last_batch or {}
+        for i, kind in last.get("failed", ()):
+            failed[len(checked) + i] = kind
+            detail.setdefault(len(checked) + i, last.get("detail", {}).get(i, kind))
+        rows += list(out)
+        checked += batch_problems
+        if len(failed) == len(checked):
+            break  # every one failed: no need to wait for more
+    n = len(checked)
+    if not n:
+        return None
+    fix = (
+        "rewards.score_completions(task, problems, [p.solution for p in problems]) "
+        "reproduces it in one process"
+    )
+    if len(failed) == n:
+        first = min(failed)
+        kinds = sorted(set(failed.values()))
+        raise ValueError(
+            f"task {name!r}: its verifier failed on all {n} reference solutions it was given "
+            f"({', '.join(kinds)}; the first: {detail[first]}): fix "
+            f"{type(scorer.verifier).__name__}.verify; {fix}"
+        )
+    ok = [i for i in range(n) if i not in failed]
+    right = [i for i in ok if rows[i][col["answer_correct"]] > 0]
+    if not right:
+        p = checked[ok[0]]
+        raise ValueError(
+            f"task {name!r}: its verifier judges none of {len(ok)} reference solutions "
+            f"correct, e.g. the solution {p.solution!r:.120} against the reference answer "
+            f"{scorer.reference(p)[0]!r:.60}: check verify() and reference_answer(); {fix}"
+        )
+    if all(rows[i][col["total"]] <= 0 for i in right):
+        raise ValueError(
+            f"task {name!r}: a correct reference solution earns a reward of 0: the config "
+            f"weighs none of the task's reward_parts {tuple(getattr(scorer.task, 'reward_parts', REWARD_PARTS))}; give one of "
+            "them a weight (--config.reward.w_<part>)"
+        )
+    if len(right) < n:
+        wrong = [i for i in ok if i not in right]
+        parts = [f"{len(wrong)} judged wrong"] if wrong else []
+        parts += [f"{len(failed)} failed ({', '.join(sorted(set(failed.values())))})"] * bool(
+            failed
+        )
+        example = checked[wrong[0]] if wrong else None
+        return (
+            f"task {name!r}: of {n} reference solutions scored with its verifier, "
+            f"{' and '.join(parts)}"
+            + (
+                f", e.g. {example.solution!r:.100} against {scorer.reference(example)[0]!r:.40}"
+                if example is not None
+                else f" ({detail[min(failed)]})"
+            )
+            + ": SFT teaches what RL then scores as wrong"
+        )
+    return None

@@ -36,15 +36,18 @@ ratios only ratios; lists of named equations pair up by name in any order.
   tree ``latex.parse_tree`` whitelisted (no ``sympify``/``parse_expr``). Literals are
   exact (``0.1`` -> 1/10) and at most ``MAX_LITERAL_DIGITS`` long; a power is refused
   before it is built if a rational base would give over ``MAX_RESULT_DIGITS`` digits
-  (``9**9**9**9``) or another base an exponent over ``MAX_EXPONENT`` (``x^{99999999}``);
-  ``zoo``/``nan`` refuse. Each part of a number, as it is built, and each part of an
-  expression at the test points below is sized first (``_sized``: mpmath at low
-  precision, bottom-up) and refused beyond ``10**MAX_VALUE_DIGITS`` in magnitude: no
+  (``9**9**9**9``) or another base an exponent over ``MAX_EXPONENT`` (``x^{99999999}``),
+  and a root of a rational over ``MAX_ROOT_DIGITS`` digits (``\\sqrt{10^{1999}+1}``:
+  sympy would factor it); ``zoo``/``nan`` refuse. Each part of a number, as it is built,
+  and each part of an expression at the test points below is sized first (``_sized``:
+  mpmath at low precision, bottom-up) and refused beyond ``10**MAX_VALUE_DIGITS`` in
+  magnitude, or below its inverse (``\\exp(-999!)``; 0 is fine): no
   sympy evaluation can then need unbounded precision (``\\exp(\\exp(\\exp(100)))``,
   ``\\pi^{\\pi^{\\pi^{9}}}``, ``e^{e^{e^{100}}}`` at x = 13/4), so such towers cost
   microseconds, not a worker's deadline. Equal when ``a - b`` is 0 after sympy's automatic
   simplification, ``expand``, ``simplify`` or ``equals(0)``, after a numeric test at
-  fixed rational points (30 digits) has cheaply rejected unequal pairs. The decimal rule
+  fixed rational points (30 digits, evaluated there rather than substituted, compared in
+  mpmath: ``10^{309}`` is no float overflow) has cheaply rejected unequal pairs. The decimal rule
   holds against irrationals too (3.14 vs pi). Equations are equal if ``l1 - r1`` and
   ``l2 - r2`` differ by a nonzero constant factor.
 
@@ -105,6 +108,8 @@ FLOAT_DIGITS = 15  # significant digits a float64 holds exactly; a longer decima
 REL_TOL = Fraction(4, 2**52)  # ... and within this relative distance of a value, it is it
 MAX_BINOM = 1000  # largest n and k in binom(n, k) (integers only)
 MAX_VALUE_DIGITS = 10_000  # largest magnitude, in digits, of a number sympy evaluates
+# (and smallest: a nonzero value below 10**-MAX_VALUE_DIGITS is refused too)
+MAX_ROOT_DIGITS = 100  # largest rational, in digits, whose root is taken (sympy factors it)
 _POINTS = ((3, 7), (-5, 11), (13, 4))  # fixed rational test points (num, den)
 
 
@@ -303,6 +308,8 @@ def _pow(sympy, base, exp):
             digits = math.log10(max(abs(int(base.p)), int(base.q), 2))
             if abs(Fraction(p, q)) * digits > MAX_RESULT_DIGITS:
                 raise Refused("power too large")
+            if q > 1 and digits > MAX_ROOT_DIGITS:  # sympy factors it to take the root
+                raise Refused("root of a large number")
         elif abs(p) > MAX_EXPONENT:
             raise Refused("exponent")
     return sympy.Pow(base, exp)
@@ -362,6 +369,8 @@ def _sized(expr, at: dict, sizes: dict, sympy):
         raise Refused("not finite") from e
     if value is not None and (not mp.isfinite(value) or mp.mag(value) > _MAX_MAG):
         raise Refused("too large")
+    if value is not None and value != 0 and mp.mag(value) < -_MAX_MAG:
+        raise Refused("too small")  # exp(-999!): sympy would evaluate it in full
     sizes[expr] = value
     return value
 
@@ -435,17 +444,26 @@ def to_sympy(py_text: str):
     return expr
 
 
-def _numeric(expr, sympy) -> complex | None:
+def _numeric(expr, sympy, at=None):
+    """``expr``'s value (at the point ``at``: evaluated there, not substituted, so
+    ``sqrt(x + 10**1999 + 1)`` never factors an exact 2000-digit number) as an mpmath
+    complex (any exponent: ``10**400`` does not overflow as a Python complex would), or
+    None when it is not a number."""
     try:
-        return complex(sympy.N(expr, 30))
-    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        re, im = sympy.N(expr, 30, subs=at or None).as_real_imag()
+        if not (re.is_Number and im.is_Number):
+            return None
+        mp = _mp()
+        return mp.mpc(mp.mpf(str(re)), mp.mpf(str(im)))
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError, AttributeError):
         return None
 
 
-def _close(a: complex | None, b: complex | None) -> bool:
-    if a is None or b is None or not all(map(math.isfinite, (a.real, a.imag, b.real, b.imag))):
+def _close(a, b) -> bool:
+    mp = _mp()
+    if a is None or b is None or not (mp.isfinite(a) and mp.isfinite(b)):
         return True  # cannot tell: not a counter-example
-    return abs(a - b) <= 1e-12 * max(1.0, abs(a), abs(b))
+    return abs(a - b) <= mp.mpf("1e-12") * max(1, abs(a), abs(b))
 
 
 def _exprs_equal(a, b, sympy) -> bool:
@@ -457,7 +475,7 @@ def _exprs_equal(a, b, sympy) -> bool:
         sizes: dict = {}
         for expr in (a, b):  # before sympy evaluates them there
             _sized(expr, at, sizes, sympy)
-        if not _close(_numeric(a.subs(at), sympy), _numeric(b.subs(at), sympy)):
+        if not _close(_numeric(a, sympy, at), _numeric(b, sympy, at)):
             return False
     if sympy.expand(diff) == 0 or sympy.simplify(diff) == 0:
         return True

@@ -210,8 +210,89 @@ def heldout_set(
             seen.add(problem.question)
             out.append(problem)
     if len(out) < n:
-        raise RuntimeError(f"only {len(out)} distinct held-out problems found, wanted {n}")
+        raise ValueError(
+            f"task {getattr(task, 'name', '?')!r}: only {len(out)} distinct held-out problems "
+            f"found in {max_tries_factor * n + 100} draws, wanted {n}: ask for at most "
+            f"{len(out)} (eval.num_problems, --num_problems) or give the task more test "
+            "problems"
+        )
     return out
+
+
+# ---------------------------------------------------------------------------
+# The contract, checked.
+
+
+def check_task(task) -> None:
+    """Raises ``ValueError`` naming the first part of ``task`` that breaks the ``Task``
+    contract, and the fix: ``level_weights``, ``reward_parts`` (known part names, a tuple:
+    a typo would silently weigh the part 0), the methods, ``verifier`` (an instance with
+    ``verify``, not the class), and one training problem from ``sample`` (string
+    ``question``/``answer``/``solution``, non-empty; ``format_prompt`` and
+    ``reference_answer`` give non-empty strings). Any exception the task's own code
+    raises is reported as that method's failure. The trainer and ``r1jax-eval`` call it
+    on every task they build, before anything is written."""
+    from r1jax.rewards.composite import REWARD_PARTS  # (here: no import cycle)
+
+    name = getattr(task, "name", type(task).__name__)
+    where = f"task {name!r} ({type(task).__module__}.{type(task).__qualname__})"
+    weights = getattr(task, "level_weights", None)
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+        ok = w.ndim == 1 and w.size > 0 and bool(np.all(w >= 0)) and w.sum() > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{where}: level_weights={weights!r:.80} must be a tuple of weights >= 0 with a "
+            "positive sum, one per level, e.g. (0.6, 0.3, 0.1)"
+        )
+    parts = getattr(task, "reward_parts", REWARD_PARTS)
+    if isinstance(parts, str) or not isinstance(parts, (tuple, list)):
+        raise ValueError(
+            f"{where}: reward_parts={parts!r:.80} must be a tuple of part names, e.g. "
+            f"({parts!r:.40},) for one part; known parts: {', '.join(REWARD_PARTS)}"
+        )
+    unknown = [p for p in parts if p not in REWARD_PARTS]
+    if unknown:
+        raise ValueError(
+            f"{where}: reward_parts has unknown part(s) {', '.join(map(repr, unknown))}: "
+            f"known parts are {', '.join(REWARD_PARTS)}"
+        )
+    for method in ("sample", "format_prompt", "reference_answer"):
+        if not callable(getattr(task, method, None)):
+            raise ValueError(f"{where}: has no method {method}(); see tasks.Task")
+    verifier = getattr(task, "verifier", None)
+    if isinstance(verifier, type):
+        raise ValueError(
+            f"{where}: verifier = {verifier.__name__} is the class: make it an instance, "
+            f"verifier = {verifier.__name__}()"
+        )
+    if verifier is not None and not callable(getattr(verifier, "verify", None)):
+        raise ValueError(
+            f"{where}: verifier {type(verifier).__name__} has no verify(completion, reference) "
+            "method; see rewards.Verifier"
+        )
+
+    def call(what: str, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as e:  # the user's code: any error, named
+            raise ValueError(f"{where}: {what} raised {type(e).__name__}: {e}") from e
+
+    problem = call("sample(rng, 1, 'train')", task.sample, np.random.default_rng(0), 1, "train")
+    for field in ("question", "answer", "solution"):
+        value = getattr(problem, field, None)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(
+                f"{where}: sample() gave a problem whose {field} is {value!r:.80}: it must be "
+                f"a non-empty string (return tasks.Problem(question, answer, solution, level, "
+                "min_steps))"
+            )
+    for what in ("format_prompt", "reference_answer"):
+        value = call(f"{what}(problem)", getattr(task, what), problem)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{where}: {what}(problem) gave {value!r:.80}: return a non-empty str")
 
 
 # ---------------------------------------------------------------------------
@@ -258,6 +339,14 @@ def import_task_module(spec: str) -> None:
             sys.path.append(directory)
     try:
         module = importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if path is None and e.name == name.split(".")[0]:  # the module itself, not an import in it
+            raise ValueError(
+                f"task module {spec!r} failed to import: {e!r}: a dotted name must be "
+                "importable (an installed package, or its directory on PYTHONPATH); give a "
+                "file by its path instead (my_task.py or dir/my_task.py)"
+            ) from e
+        raise ValueError(f"task module {spec!r} failed to import: {e!r}") from e
     except Exception as e:  # noqa: BLE001  (the user's module: any error, named)
         raise ValueError(f"task module {spec!r} failed to import: {e!r}") from e
     found = getattr(module, "__file__", None)

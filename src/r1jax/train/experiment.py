@@ -25,13 +25,14 @@ import numpy as np
 from r1jax import config as config_lib
 from r1jax import parallel
 from r1jax.checkpoint import Checkpointer
+from r1jax.errors import RunError
 from r1jax.evaluate import evaluate, evaluation_set, make_decoder
 from r1jax.hf_tokenizer import HFTokenizer
 from r1jax.models.hf import load_config, load_pretrained_params, positions_warning
 from r1jax.models.lora import init_lora
 from r1jax.rewards.bridge import HostReward
 from r1jax.rewards.composite import SCORE_FIELDS
-from r1jax.rewards.scoring import TaskScorer, unused_parts
+from r1jax.rewards.scoring import TaskScorer, check_references, unused_parts
 from r1jax.rl import get_algorithm
 from r1jax.tasks import get_task, sample_mixture
 from r1jax.tokenizer import CharTokenizer
@@ -191,9 +192,15 @@ class Experiment:
         off = unused_parts(self.task, reward_cfg)
         if off:
             log.info("task %r does not use reward parts %s: their weights count as 0", c.task, off)
-        self.scorer = TaskScorer(
-            self.task, reward_cfg, num_workers=c.reward.num_workers, deadline_s=c.reward.deadline_s
-        )
+        try:
+            self.scorer = TaskScorer(
+                self.task,
+                reward_cfg,
+                num_workers=c.reward.num_workers,
+                deadline_s=c.reward.deadline_s,
+            )
+        except ValueError as e:  # a verifier the workers cannot receive
+            raise config_lib.ConfigError(str(e), field="task") from e
         self.pool = self.scorer.pool
         self.host_reward = HostReward(
             self.scorer,
@@ -267,7 +274,15 @@ class Experiment:
             pad_id=self.pad_id,
         )
         self._heldout = None
-        self._check_lengths(warn_positions=training and load_weights and not shapes_only)
+        probs = self._check_lengths(warn_positions=training and load_weights and not shapes_only)
+        if not shapes_only:  # the task's verifier on its own reference solutions
+            try:
+                warning = check_references(self.scorer, probs)
+            except ValueError as e:
+                self.close()
+                raise config_lib.ConfigError(str(e), field="task") from e
+            if warning:
+                log.warning("%s", warning)
 
     def _load_hf(self, load_weights: bool):
         """Tokenizer and model config of `c.pretrained` (or of the run's copy in
@@ -326,17 +341,50 @@ class Experiment:
         c = self.c
         probs = sample_mixture(self.task, np.random.default_rng([c.seed, 0]), 512, "train")
         try:
-            _, train_mask = self.encode_prompts([self.prompt_text(p) for p in probs])
-            _, eval_mask = self.encode_prompts([self.prompt_text(p) for p in self.heldout()])
+            heldout = self.heldout()
+            texts = [self.prompt_text(p) for p in list(probs) + list(heldout)]
+            _, mask = self.encode_prompts(texts)  # one call: the error names the longest
+            train_mask, eval_mask = mask[: len(probs)], mask[len(probs) :]
             if c.sft.steps > 0:
                 self.tokenizer.encode_right_padded([p.solution for p in probs], c.max_new_tokens)
         except ValueError as e:
             raise config_lib.ConfigError(str(e)) from e
+        self._check_characters(probs)
         if self.pretrained and warn_positions:
             longest = int(max(train_mask.sum(1).max(), eval_mask.sum(1).max()))
             flag = "--config.max_new_tokens"
             if warning := positions_warning(self.hf_source, longest, c.max_new_tokens, flag):
                 log.warning("config.pretrained=%s: %s", self.pretrained, warning)
+        return probs
+
+    def _check_characters(self, probs) -> None:
+        """The character tokenizer writes printable ASCII and newlines only: a reference
+        answer with any other character can never be written (ConfigError); a question or
+        solution with one reads as UNK tokens (a warning)."""
+        chars = getattr(self.tokenizer, "chars", None)
+        if not isinstance(self.tokenizer, CharTokenizer) or chars is None:
+            return  # a Hugging Face tokenizer writes any text
+        known = set(chars)
+        heldout = self.heldout()
+        answers = [self.task.reference_answer(p) for p in list(probs) + list(heldout)]
+        if bad := sorted({ch for a in answers for ch in str(a)} - known):
+            example = next(a for a in answers if set(str(a)) - known)
+            raise config_lib.ConfigError(
+                f"task {self.c.task!r}: the reference answer {example!r:.60} has characters "
+                f"the character tokenizer cannot write ({''.join(bad)!r:.40}): the model "
+                "could never answer it; write answers in printable ASCII, or train a "
+                "Hugging Face model (--config.pretrained=DIR)",
+                field="task",
+            )
+        texts = [t for p in probs for t in (p.question, p.solution)]
+        texts += [p.question for p in heldout]
+        if bad := sorted({ch for t in texts for ch in t} - known):
+            log.warning(
+                "task %r: questions or solutions have characters the character tokenizer "
+                "cannot write (%r): the model reads them as one unknown token (UNK)",
+                self.c.task,
+                "".join(bad)[:40],
+            )
 
     # -- checkpoints: with LoRA only the adapters (the base is the pretrained model) --------
     @staticmethod
@@ -434,7 +482,15 @@ class Experiment:
     def rl_batch(self, iteration: int) -> PromptBatch:
         probs = self.rl_problems(iteration)
         texts = [self.prompt_text(p) for p in probs]
-        prompt, pmask = self.encode_prompts(texts)
+        try:
+            prompt, pmask = self.encode_prompts(texts)
+        except ValueError as e:  # a rare long prompt the start's 512 did not meet
+            raise RunError(
+                f"RL iteration {iteration}: {e}. The start checks 512 training prompts; this "
+                f"one is rarer. max_prompt_len shapes the compiled programs, so a resume keeps "
+                f"it: start a new --workdir with a larger --config.max_prompt_len, or make "
+                f"the task's long prompts shorter (the checkpoints so far are intact)"
+            ) from e
         # The references stay on the host (any length); the batch carries their ids.
         ref = self.host_reward.register(iteration, probs, texts)
         return PromptBatch(prompt, pmask, ref)

@@ -50,6 +50,12 @@ class _Window:
         if state and int(state["count"]):
             self.sums = {k: np.asarray(v, np.float32) for k, v in state["sums"].items()}
             self.count = int(state["count"])
+            old = self.sums.get("score_fields")
+            if old is not None and old.shape[-1:] < (len(SCORE_FIELDS),):
+                # Saved before a score field was added (has_answer): the new ones start
+                # at 0 for the rest of this window.
+                pad = [(0, 0)] * (old.ndim - 1) + [(0, len(SCORE_FIELDS) - old.shape[-1])]
+                self.sums["score_fields"] = np.pad(old, pad)
 
     def add(self, metrics):
         self.sums = (
