@@ -283,7 +283,10 @@ def evaluate_hf(
     try:
         import_task_module(task_module)
         the_task = get_task(task, **(task_kwargs or {}))
-        check_task(the_task)
+        try:
+            check_task(the_task, need_solution=False)
+        except ValueError as e:  # the task's own code: no --data_dir hint
+            raise ConfigError(str(e)) from e
         tokenizer = HFTokenizer.from_pretrained(ckpt)
         try:
             problems = evaluation_set(the_task, num_problems, seed=1234)

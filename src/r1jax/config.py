@@ -462,7 +462,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
             field="task",
         ) from e
     try:
-        check_task(task)
+        check_task(task, need_solution=c.sft.steps > 0)
     except ValueError as e:
         raise ConfigError(str(e), field="task") from e
     if c.rl.level_weights:

@@ -529,3 +529,21 @@ def test_answer_tag_sentence_scores_like_an_answer_phrase():
         assert verify_answer(text, "18", fallback=False)
         assert FreeFormVerifier().verify(text, "18").answer_correct
     assert not verify_answer("<answer>She makes $18 or $20.</answer>", "20")
+
+
+@pytest.mark.parametrize(
+    "pred, ref, want",
+    [
+        # Fuzz review (session 29): invisible characters, LaTeX's "~", call arguments.
+        ("#### 18\u200b", "18", True),
+        ("<answer>\u200e18</answer>", "18", True),
+        ("#### \ufeff18", "19", False),
+        ("\\boxed{18~\\text{dollars}}", "18", True),
+        ("\\boxed{\\binom{1000}{500}}", "\\frac{\\binom{1000}{500}\\cdot 2}{2}", True),
+        ("\\boxed{\\sqrt[100]{2}}", "2^{\\frac{1}{100}}", True),
+        ("\\boxed{1,000}", "1000", True),  # outside a call: still thousands
+        ("\\boxed{\\binom{10}{3}}", "120", True),
+    ],
+)
+def test_invisible_characters_spacing_and_call_arguments(pred, ref, want):
+    assert verify_answer(pred, ref) is want

@@ -110,6 +110,12 @@ def test_perturbation_keeps_the_space_after_a_list_marker():
     assert len(rewrites) > 5
     for new in rewrites:
         assert [c.status for c in check_steps(new).steps] == ["verified"] * 3, new
+    # ... and a sign first on a line keeps touching its number: "- 3" would be a marker.
+    text = "5 - 8 = -3\n-3 + 10 = 7\n  -7 * 2 = -14\n#### -14"
+    rewrites = {perturb_surface(text, np.random.default_rng(s)) for s in range(60)}
+    assert len(rewrites) > 5
+    for new in rewrites:
+        assert [c.status for c in check_steps(new).steps] == ["verified"] * 3, new
 
 
 def test_perturbation_is_deterministic_given_the_rng():

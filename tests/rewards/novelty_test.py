@@ -33,6 +33,7 @@ PATH_C = ("7*4=28", "28-6=22", "22+1=23")
         ("9*2=18", "9(2) = 18", "(9)(2) = 18", "(9)2 = 18", "$9 * 2 = $18", "9 * \\$2 = 18"),
         ("9*2=18", "9 * 2 = (18)", "(9 * 2) = 18", "((9 * 2)) = ((18))", "9 * 2 = 18 = 18"),
         ("18/3=6", "18 \\div 3 = 6", "18 ÷ (3) = 6"),
+        ("3000+500=3500", "3{,}000 + 500 = 3{,}500", "3\\,000+500=3\\,500", "3,000+500=3,500"),
     ],
 )
 def test_canonical_step_merges_surface_variants(variants):
@@ -52,6 +53,7 @@ def test_canonical_step_merges_surface_variants(variants):
         ("2(3+4)=14", "23+4=14"),
         ("x=28=28", "x=28"),  # a repeated side goes only after a computed first side
         ("50%*2=1", "50*2=1"),
+        ("3{,}000+500=3{,}500", "3{,}0+500=3{,}500"),  # review: 3{,}000 is not 3{,}0
     ],
 )
 def test_canonical_step_keeps_distinct_steps_apart(a, b):
@@ -315,6 +317,9 @@ def test_idle_steps_do_not_form_a_path():
         (["1=1", "13*1=13"], "13", []),  # so 13*1 stays a restatement (review)
         (["0=0", "13=13+0"], "13", []),
         (["1/2=0.5", "13+0*0.5=13"], "13", []),  # a restatement whatever 0.5 is (review)
+        (["1001=1001=1001"], "1001", []),  # the result beside itself (review, session 29)
+        (["13*13/13=13", "13-13+13=13"], "13", []),
+        (["6+7=13", "13+13=26"], "26", [0, 1]),  # an earlier result used twice computes
         (["1+1=2", "13*2/2=13"], "13", []),
         (["6-5=1", "11*1=11"], "11", [0, 1]),  # but a computed rate of 1 computes
         (["3+3=6", "6*2=12", "12/6=2"], "2", [0, 1, 2]),

@@ -181,6 +181,12 @@ def test_a_bullet_does_not_turn_a_wrong_step_right():
         ("10/3 = 3", WRONG),  # integers never round
         ("7/2 = 3", WRONG),
         ("2/3 = 0.66", WRONG),  # truncation is not rounding
+        ("1/30 = 0.0", WRONG),  # a written 0 rounds nothing (fuzz review)
+        ("5 - 4.96 = 0.0", WRONG),
+        ("5 - 5.0 = 0.0", VERIFIED),
+        ("1/7 = 0.1", VERIFIED),  # one decimal written: rounding to it
+        ("123456789012345 + 100 = 123456789012345.0", WRONG),  # .0: an integer, exact
+        ("123456789012345 + 100 = 123456789012445.0", VERIFIED),
         ("3.3 = 3.33", WRONG),  # no computed side: exact
         ("<<10/3=3.33>>3.33", VERIFIED),
         ("<<3*0.8=2.4000000000000004>>2.4", VERIFIED),  # a float's repr, then rounded

@@ -154,7 +154,7 @@ def test_reference_solutions_scored_right_pass():
         (
             "ok",
             composite.RewardConfig(w_correctness=0, w_efficiency=0, w_novelty=1),
-            "earns a reward of 0",
+            "weighs none of the task's reward_parts ('correctness', 'efficiency')",
         ),
     ],
 )
@@ -164,6 +164,44 @@ def test_a_verifier_that_cannot_score_the_references_is_refused(mode, cfg, names
     assert names in str(e.value)
     if mode == "raise":
         assert "RuntimeError: my verifier broke" in str(e.value)
+
+
+def test_a_weighted_part_the_check_cannot_score_is_no_error():
+    # Novelty is 0 outside training (no history), but the config weighs it (review).
+    cfg = composite.RewardConfig(w_correctness=0, w_efficiency=0, w_novelty=1)
+    task = _task(verifier=_Verifier("ok"), reward_parts=("correctness", "novelty"))
+    problems = [task.sample(np.random.default_rng(i), 1, "train") for i in range(20)]
+    with scoring.TaskScorer(task, cfg) as s:
+        assert scoring.check_references(s, problems) is None
+
+
+def test_without_sft_references_judged_wrong_are_a_warning_and_stats_stay():
+    task = _task(verifier=_Verifier("never"))
+    problems = [task.sample(np.random.default_rng(i), 1, "train") for i in range(20)]
+    with scoring.TaskScorer(task) as s:
+        before = dict(s.pool.stats)
+        warning = scoring.check_references(s, problems, strict=False)
+        assert s.pool.stats == before  # the check's items are no training failures
+    assert "judges none of 16 reference solutions correct" in warning
+    with scoring.TaskScorer(_task(verifier=_Verifier("raise"))) as s:
+        with pytest.raises(ValueError, match="failed on all 4"):  # a broken verifier still is
+            scoring.check_references(s, problems, strict=False)
+        assert s.pool.stats["errors"] == 0
+
+
+def test_a_run_without_sft_may_have_no_solutions():
+    task = _task(sample=lambda *a: _problem(solution=""))
+    check_task(task, need_solution=False)
+    with pytest.raises(ValueError, match="solution is ''"):
+        check_task(task)
+
+
+def test_the_sampled_level_is_one_the_task_draws():
+    seen = []
+    task = _task(level_weights=(0.0, 1.0))
+    task.sample = lambda rng, level, split: seen.append(level) or _problem(level=level)
+    check_task(task)
+    assert seen == [2]
 
 
 def test_some_references_judged_wrong_is_a_warning():

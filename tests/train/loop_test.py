@@ -175,3 +175,21 @@ def test_subgoal_reward_reaches_the_scorer(tmp_path):
         assert 0.0 <= fetched["subgoal"] <= 1.0 and np.isfinite(fetched["correctness"])
     finally:
         exp.close()
+
+
+def test_a_window_saved_before_has_answer_leaves_it_out_of_its_row():
+    """A checkpoint written mid-window by a version with nine score fields (before
+    has_answer): the resumed window's row has the nine means and no has_answer (its sum
+    over the window is unknown); the next window has all of them (review, session 29)."""
+    from r1jax.rewards.composite import SCORE_FIELDS
+    from r1jax.train import loop
+
+    old = {"count": 2, "sums": {"score_fields": [2.0] * 9, "entropy": 1.0}}
+    window = loop._Window(old)
+    row = np.ones(len(SCORE_FIELDS), np.float32)
+    window.add({"score_fields": row, "entropy": np.float32(0.5)})
+    fetched = loop._fetch(window.mean())
+    assert "has_answer" not in fetched and fetched["num_steps"] == 1.0
+    assert fetched["entropy"] == pytest.approx(0.5)
+    window.add({"score_fields": row, "entropy": np.float32(0.5)})
+    assert loop._fetch(window.mean())["has_answer"] == 1.0

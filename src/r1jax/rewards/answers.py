@@ -27,7 +27,8 @@ one-line text that parses is the answer itself (``"18"``, ``"x = 3"``; not prose
 one line, ``$$..$$``, ``\\[..\\]``), else the last number of the last line (standalone:
 not in ``AZYUK2A``, not a denominator, alone as above; ``2/3`` whole), else a short word
 answer (``Evelyn``, ``12:00``). Answers longer than ``MAX_ANSWER_CHARS`` or holding
-control characters are refused. Several boxes joined by list words (``\\boxed{1} and
+control characters are refused; invisible format characters (zero-width spaces, bidi
+marks) are dropped. Several boxes joined by list words (``\\boxed{1} and
 \\boxed{2}``, ``\\boxed{1},\\boxed{2}``) are also tried as one list (``answer_pairs``):
 they match a reference listing the same answers, while the last box alone still wins
 against a single value.
@@ -107,6 +108,9 @@ _BOX_SCAN = 4 * MAX_ANSWER_CHARS  # how far a \boxed{ is scanned for its closing
 
 # ---------------------------------------------------------------------------- extraction
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"))
+_INVISIBLE.update(dict.fromkeys(range(0x202A, 0x202F)))  # bidi embeddings and overrides
+_INVISIBLE.update(dict.fromkeys(range(0x2066, 0x206A)))  # bidi isolates
 _LINE_RE = re.compile(
     r"^[ \t>*#_]*(?:final[ \t]+answer|answer|a)[ \t*_]*[:：][ \t*_]*([^\n]*)$",
     re.IGNORECASE | re.MULTILINE,
@@ -140,6 +144,8 @@ _MATH_SCAN = 8 * MAX_ANSWER_CHARS  # how far from the end math environments are 
 def _finish(cand: str | None) -> str | None:
     if cand is None or len(cand) > 2 * MAX_ANSWER_CHARS:
         return None
+    if not cand.isascii():  # invisible format characters (zero-width space, bidi marks)
+        cand = cand.translate(_INVISIBLE)
     cand = cand.strip().strip("*_ \t").rstrip(".,;").strip()
     if m := _ENCLOSED_RE.fullmatch(cand):  # "$18$", "\\(x+1\\)", "\\[3\\]"
         cand = (m[1] or m[2] or m[3] or "").strip().rstrip(".,;").rstrip()
@@ -317,6 +323,29 @@ def _fallback(text: str, bare_chars: int) -> str | None:
 
 # ----------------------------------------------------------------------------- parsing
 _THOUSANDS_RE = re.compile(r"(?<=[0-9]),(?=[0-9]{3}(?![0-9]))")
+
+
+def _drop_thousands(s: str) -> str:
+    """Thousands separators out of ``s``, outside brackets only: a comma inside a call's
+    parentheses separates arguments (``binom(1000,500)``, ``root(2,100)``)."""
+    if "(" not in s:
+        return _THOUSANDS_RE.sub("", s)
+    out, depth, last = [], 0, 0
+    for i, c in enumerate(s):
+        if c in "([{":
+            if depth == 0:
+                out.append(_THOUSANDS_RE.sub("", s[last:i]))
+                last = i
+            depth += 1
+        elif c in ")]}" and depth:
+            depth -= 1
+            if depth == 0:
+                out.append(s[last : i + 1])
+                last = i + 1
+    out.append(_THOUSANDS_RE.sub("", s[last:]) if depth == 0 else s[last:])
+    return "".join(out)
+
+
 _NUMBER = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 _NUM_RE = re.compile(_NUMBER)
 _MIXED_RE = re.compile(r"([-+]?)([0-9]+)\s+(?:and\s+)?([0-9]+)/([0-9]+)")  # "1 1/2", "1 and 1/2"
@@ -598,7 +627,7 @@ def _structure(s: str, depth: int):
     if s == "{}":
         return Seq("set", ())
     if s[0] not in "([{":
-        s = _THOUSANDS_RE.sub("", s)
+        s = _drop_thousands(s)
     items = _split_top(s, ",")
     if len(items) > 1 and all("=" in item for item in items):  # "x = 2, y = 3"
         s = f"({s})"

@@ -162,6 +162,7 @@ _OPS |= {"arcsin": " arcsin ", "arccos": " arccos ", "arctan": " arctan "}
 _OPS |= {name: f" {name} " for name in NAMES | FUNCTIONS.keys() if name not in ("oo", "root")}
 _UNICODE = str.maketrans(
     {"−": "-", "–": "-", "×": "*", "·": "*", "÷": "/", "π": " pi ", "∞": " oo ", "°": ""}
+    | {"~": " "}  # LaTeX's non-breaking space: "18~\\text{dollars}"
 )
 
 _CMD_RE = re.compile(r"\\([A-Za-z]+|.)", re.DOTALL)

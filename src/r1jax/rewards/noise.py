@@ -72,6 +72,7 @@ _BEFORE = frozenset(" \t+-*/^(=$")  # may precede a rewritten number (None: star
 _AFTER = frozenset(" \t+-*/^)=")  # may follow one (None: end); "." for separators only
 # Grouped numbers first ("12,345" but not "12,3456" nor "1,234,"), then digit runs,
 # space runs, and any single character. ASCII digits only: "\d" would match "٣".
+_BULLET_SIGNS = frozenset("-*+–")  # list markers when a space follows them
 _LIST_MARKER_RE = re.compile(r"[^\S\n]*[-*+–][^\S\n]+")  # as steps.check_steps reads it
 _TOKEN_RE = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?![0-9,])|[0-9]+| +|[\s\S]")
 _P_NUMBER = 0.5  # chance to add or remove thousands separators of an eligible number
@@ -181,6 +182,8 @@ def _rewrite_line(body: str, rng) -> str:
         return marker.group() + _rewrite_line(body[marker.end() :], rng)
     tokens = _TOKEN_RE.findall(body)
     style = int(rng.integers(4))  # 0 keep, 1 compact, 2 spread, 3 random per boundary
+    # A sign first on the line keeps touching its number ("- 3" would be a list marker).
+    lead = next((k for k, t in enumerate(tokens) if not t.isspace()), -1)
     out: list[str] = []
     for i, tok in enumerate(tokens):
         before, after = _neighbour(tokens, i, -1), _neighbour(tokens, i, 1)
@@ -203,6 +206,7 @@ def _rewrite_line(body: str, rng) -> str:
             and after is not None
             and after != " "
             and _space(tok[-1], after)
+            and not (i == lead and tok in _BULLET_SIGNS)
             and (style == 2 or rng.random() < _P_SPACE)
         ):
             out.append(" ")

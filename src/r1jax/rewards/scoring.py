@@ -171,8 +171,8 @@ def score_completions(
     ``completions[i]`` answers ``problems[i]``. Returns one dict per completion with the
     keys of ``SCORE_FIELDS``: ``total``, ``correctness``, ``efficiency``, ``novelty``
     (0 here), ``format``, ``subgoal``, ``answer_correct`` (0/1), ``num_steps``,
-    ``valid_steps``. ``cfg`` defaults to ``RewardConfig()``; ``num_workers > 0`` scores
-    in worker processes under ``deadline_s`` per completion.
+    ``valid_steps``, ``has_answer`` (0/1). ``cfg`` defaults to ``RewardConfig()``;
+    ``num_workers > 0`` scores in worker processes under ``deadline_s`` per completion.
     """
     with TaskScorer(task, cfg, num_workers=num_workers, deadline_s=deadline_s) as scorer:
         return rows_as_dicts(scorer.score(list(problems), list(completions)))
@@ -181,18 +181,35 @@ def score_completions(
 REFERENCE_CHECKS = (4, 12)  # reference solutions scored at start: a first few, then more
 
 
-def check_references(scorer: TaskScorer, problems: Sequence) -> str | None:
+def check_references(scorer: TaskScorer, problems: Sequence, strict: bool = True) -> str | None:
     """Scores the reference solutions (``problem.solution``, what SFT teaches) of up to
     ``sum(REFERENCE_CHECKS)`` of ``problems`` with the task's own verifier, in its pool
     (the first few alone, so a verifier that always hangs costs a few deadlines).
 
     Raises ``ValueError`` (naming the task, what went wrong and the fix) when the
+    config weighs none of the task's ``reward_parts`` (every reward would be 0), when the
     verifier fails on every one of them (raises, returns no ``Verdict``, hangs past the
-    deadline, kills its worker: the first failure's message is quoted), judges none of
-    them correct, or when no correct one earns any reward (the config's weights on the
-    task's ``reward_parts`` are all 0). Returns one warning line when only some fail or
-    are judged wrong, else None. The trainer runs it before anything is written."""
+    deadline, kills its worker: the first failure's message is quoted), or, if
+    ``strict``, judges none of them correct (not ``strict``, a run without SFT, whose
+    task's solutions may be placeholders: a warning). Returns one warning line when only
+    some fail or are judged wrong, else None. The pool's counters (``pool.stats``) are
+    left as they were: the check's items are no training failures. The trainer runs it
+    before anything is written."""
     name = getattr(scorer.task, "name", type(scorer.task).__name__)
+    parts = tuple(getattr(scorer.task, "reward_parts", REWARD_PARTS))
+    if all(getattr(scorer.cfg, f"w_{p}") <= 0 for p in parts if p in REWARD_PARTS):
+        raise ValueError(
+            f"task {name!r}: the config weighs none of the task's reward_parts {parts}, so "
+            "every reward would be 0; give one of them a weight (--config.reward.w_<part>)"
+        )
+    stats = dict(scorer.pool.stats)
+    try:
+        return _check_references(scorer, problems, strict, name)
+    finally:
+        scorer.pool.stats.update(stats)
+
+
+def _check_references(scorer: TaskScorer, problems: Sequence, strict: bool, name: str):
     col = {k: i for i, k in enumerate(SCORE_FIELDS)}
     rows, failed, detail, checked = [], {}, {}, []
     for size in REFERENCE_CHECKS:
@@ -228,17 +245,14 @@ def check_references(scorer: TaskScorer, problems: Sequence) -> str | None:
     right = [i for i in ok if rows[i][col["answer_correct"]] > 0]
     if not right:
         p = checked[ok[0]]
-        raise ValueError(
+        message = (
             f"task {name!r}: its verifier judges none of {len(ok)} reference solutions "
             f"correct, e.g. the solution {p.solution!r:.120} against the reference answer "
             f"{scorer.reference(p)[0]!r:.60}: check verify() and reference_answer(); {fix}"
         )
-    if all(rows[i][col["total"]] <= 0 for i in right):
-        raise ValueError(
-            f"task {name!r}: a correct reference solution earns a reward of 0: the config "
-            f"weighs none of the task's reward_parts {tuple(getattr(scorer.task, 'reward_parts', REWARD_PARTS))}; give one of "
-            "them a weight (--config.reward.w_<part>)"
-        )
+        if strict:
+            raise ValueError(message)
+        return message
     if len(right) < n:
         wrong = [i for i in ok if i not in right]
         parts = [f"{len(wrong)} judged wrong"] if wrong else []

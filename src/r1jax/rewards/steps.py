@@ -38,9 +38,11 @@ maximal arithmetic *runs*, and chains are read off ``=`` tokens; nothing spans a
 Values are exact ``Fraction``s from ``safe_math.safe_eval_fraction`` (never eval/sympify).
 Tolerances apply only to *lone literal* sides (one, possibly signed, number) against a computed
 value v: d >= 1 written decimals round (``|lit - v| <= 0.5 * 10**-d``: ``10/3 = 3.33``;
-integers never round, ``7/2 = 3`` and truncation ``2/3 = 0.66`` are wrong); a 15+ digit
-float repr (a literal with a ``.``) matches within 1e-12 relative (``2.4000000000000004``);
-integers are exact however long (``123456789012345 + 100 = 123456789012345`` is wrong).
+integers never round, ``7/2 = 3`` and truncation ``2/3 = 0.66`` are wrong, and a written
+0 rounds nothing: ``1/30 = 0.0`` is wrong); a 15+ digit float repr (a literal with a
+nonzero fraction) matches within 1e-12 relative (``2.4000000000000004``); integers are
+exact however long, with a ``.0`` too (``123456789012345 + 100 = 123456789012345.0`` is
+wrong).
 Percent: ``p%`` is ``p/100`` (``50 * 20% = 10``); a lone ``p%`` may also mean p, a side
 ending ``* 100%`` also 100 times its value (``.24 * 100% = <<.24*100=24>>24%``);
 ``50 + 10% = 55`` is wrong.
@@ -197,7 +199,9 @@ def _cut_before(toks: list[_Tok], i: int) -> bool:
     ):
         return True  # "60g * 4/5", "blocks – 5", "2L + 8", "3x +4", "x-3"
     if before.text == ":" and before.space and i > 1 and toks[i - 2].kind == NUM:
-        return True  # a ratio: "3 : 1"
+        label = i > 2 and toks[i - 3].kind == WORD  # "Step 1 : 3 + 4 = 7": a label
+        if not label:
+            return True  # a ratio: "3 : 1"
     if first.space:
         return False
     if before.kind == WORD or before.text in "√∛∜":  # "x2+3", "√(144)"
@@ -236,7 +240,9 @@ def _cut_after(toks: list[_Tok], last: int, j: int) -> bool | str:
         k = j + 1 if nxt is None or nxt.kind != WORD else j + 2  # follows: "15 kg * 3"
         return k < len(toks) and toks[k].kind == OP and toks[k].text not in _DASHES
     if after.text == ":" and after.space and nxt is not None and nxt.kind == NUM:
-        return True  # a ratio: "3 : 1 = 6 : 2"
+        end = toks[j + 2] if j + 2 < len(toks) else None  # "6 : 2" then "=" or the line's end
+        if end is None or end.kind in (EQ, NL):
+            return True  # a ratio: "3 : 1 = 6 : 2" ("= 7 : 7 apples" is no ratio)
     if after.space or after.kind != OTHER:
         return False
     glued = after.text in ",.:" and nxt is not None and nxt.kind == NUM and not nxt.space
@@ -299,9 +305,11 @@ def _side_value(toks: list[_Tok]) -> tuple[bool, list[tuple[Fraction, Fraction]]
         value = safe_eval_fraction(("-" if toks[0].op == "-" else "") + num.num)
         if value is None:
             return None
-        tol = Fraction(1, 2 * 10**num.dec) if num.dec else zero
-        if num.dec and len(num.num.replace(".", "").lstrip("0")) >= _FLOAT_DIGITS:  # a float
-            tol = max(tol, abs(value) * _FLOAT_SLACK)
+        # A written 0 (0.0) rounds nothing: 1/30 = 0.0 is wrong; an integer written
+        # with .0 is exact however long (no float slack).
+        tol = Fraction(1, 2 * 10**num.dec) if num.dec and value else zero
+        if value.denominator > 1 and len(num.num.replace(".", "").lstrip("0")) >= _FLOAT_DIGITS:
+            tol = max(tol, abs(value) * _FLOAT_SLACK)  # a float repr: 2.4000000000000004
         return False, [(value, tol)] + ([(value / 100, tol / 100)] if num.pct else [])
     parts, k = [], 0
     while k < len(toks):

@@ -223,15 +223,16 @@ def heldout_set(
 # The contract, checked.
 
 
-def check_task(task) -> None:
+def check_task(task, need_solution: bool = True) -> None:
     """Raises ``ValueError`` naming the first part of ``task`` that breaks the ``Task``
     contract, and the fix: ``level_weights``, ``reward_parts`` (known part names, a tuple:
     a typo would silently weigh the part 0), the methods, ``verifier`` (an instance with
     ``verify``, not the class), and one training problem from ``sample`` (string
     ``question``/``answer``/``solution``, non-empty; ``format_prompt`` and
-    ``reference_answer`` give non-empty strings). Any exception the task's own code
-    raises is reported as that method's failure. The trainer and ``r1jax-eval`` call it
-    on every task they build, before anything is written."""
+    ``reference_answer`` give non-empty strings; without ``need_solution``, for a run
+    without SFT or an evaluation, the solution may be ""). Any exception the task's own
+    code raises is reported as that method's failure. The trainer and ``r1jax-eval`` call
+    it on every task they build, before anything is written."""
     from r1jax.rewards.composite import REWARD_PARTS  # (here: no import cycle)
 
     name = getattr(task, "name", type(task).__name__)
@@ -280,10 +281,14 @@ def check_task(task) -> None:
         except Exception as e:  # the user's code: any error, named
             raise ValueError(f"{where}: {what} raised {type(e).__name__}: {e}") from e
 
-    problem = call("sample(rng, 1, 'train')", task.sample, np.random.default_rng(0), 1, "train")
+    level = 1 + int(np.flatnonzero(w > 0)[0])  # a level the task samples
+    problem = call(
+        f"sample(rng, {level}, 'train')", task.sample, np.random.default_rng(0), level, "train"
+    )
     for field in ("question", "answer", "solution"):
         value = getattr(problem, field, None)
-        if not isinstance(value, str) or not value.strip():
+        empty_ok = field == "solution" and not need_solution and isinstance(value, str)
+        if not empty_ok and (not isinstance(value, str) or not value.strip()):
             raise ValueError(
                 f"{where}: sample() gave a problem whose {field} is {value!r:.80}: it must be "
                 f"a non-empty string (return tasks.Problem(question, answer, solution, level, "

@@ -277,7 +277,7 @@ class Experiment:
         probs = self._check_lengths(warn_positions=training and load_weights and not shapes_only)
         if not shapes_only:  # the task's verifier on its own reference solutions
             try:
-                warning = check_references(self.scorer, probs)
+                warning = check_references(self.scorer, probs, strict=c.sft.steps > 0)
             except ValueError as e:
                 self.close()
                 raise config_lib.ConfigError(str(e), field="task") from e
@@ -366,7 +366,7 @@ class Experiment:
             return  # a Hugging Face tokenizer writes any text
         known = set(chars)
         heldout = self.heldout()
-        answers = [self.task.reference_answer(p) for p in list(probs) + list(heldout)]
+        answers = [str(self.task.reference_answer(p)).strip() for p in [*probs, *heldout]]
         if bad := sorted({ch for a in answers for ch in str(a)} - known):
             example = next(a for a in answers if set(str(a)) - known)
             raise config_lib.ConfigError(

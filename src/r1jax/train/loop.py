@@ -52,10 +52,10 @@ class _Window:
             self.count = int(state["count"])
             old = self.sums.get("score_fields")
             if old is not None and old.shape[-1:] < (len(SCORE_FIELDS),):
-                # Saved before a score field was added (has_answer): the new ones start
-                # at 0 for the rest of this window.
+                # Saved before a score field was added (has_answer): its sum over this
+                # window is unknown, so the window's row leaves it out (NaN, `_fetch`).
                 pad = [(0, 0)] * (old.ndim - 1) + [(0, len(SCORE_FIELDS) - old.shape[-1])]
-                self.sums["score_fields"] = np.pad(old, pad)
+                self.sums["score_fields"] = np.pad(old, pad, constant_values=np.nan)
 
     def add(self, metrics):
         self.sums = (
@@ -82,8 +82,10 @@ def _fetch(metrics) -> dict:
     m = jax.device_get(metrics)
     out = {}
     for k, v in m.items():
-        if k == "score_fields":
-            out.update({f: float(x) for f, x in zip(SCORE_FIELDS, np.asarray(v))})
+        if k == "score_fields":  # NaN: unknown (`_Window`), left out
+            out.update(
+                {f: float(x) for f, x in zip(SCORE_FIELDS, np.asarray(v)) if not np.isnan(x)}
+            )
         else:
             out[k] = float(v)
     if "total" in out:
