@@ -319,6 +319,7 @@ def test_idle_steps_do_not_form_a_path():
         (["1/2=0.5", "13+0*0.5=13"], "13", []),  # a restatement whatever 0.5 is (review)
         (["1001=1001=1001"], "1001", []),  # the result beside itself (review, session 29)
         (["13*13/13=13", "13-13+13=13"], "13", []),
+        (["(1/2)*2*2=2"], "2", [0]),  # a triangle's area: 2 beside 1 computes (GSM8K gold)
         (["6+7=13", "13+13=26"], "26", [0, 1]),  # an earlier result used twice computes
         (["1+1=2", "13*2/2=13"], "13", []),
         (["6-5=1", "11*1=11"], "11", [0, 1]),  # but a computed rate of 1 computes

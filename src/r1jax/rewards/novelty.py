@@ -209,9 +209,10 @@ def progress_steps(
         step kept), while equal values of different quantities are not
         (``75*12/100=9``, ``25*36/100=9``, ``9+9=18``: all kept). An idle step uses
         nothing: ``1+1=2``, ``2=2`` (or ``2+5=7``), ``#### 13`` keeps no step;
-    (b) it is not a restatement: its left side is not the result beside nothing but 0s,
-        1s and itself (``28=28``, ``x=28=28``, ``28+0=28``, ``12/1=12``,
-        ``1001=1001=1001``, ``13*13/13=13``) nor the result rewritten
+    (b) it is not a restatement: its left side is not the result beside nothing but 0s
+        and 1s, or beside nothing but itself (``28=28``, ``x=28=28``, ``28+0=28``,
+        ``12/1=12``, ``1001=1001=1001``, ``13*13/13=13``; ``(1/2)*2*2=2`` computes) nor
+        the result rewritten
         (``13+2-2``, ``13*2/2``, ``(13+13)/2`` for ``13``); ``10-5=5`` and ``4/2=2``
         compute a value, and so does a step that uses an earlier step's result
         (``6-5=1``, ``1*11=11``: a net rate of 1 times 11 days).
@@ -307,8 +308,8 @@ def _restates(result: str, sides: list[str], computed) -> bool:
     i = found[0]
     rest = _NUMBER_RE.findall(left[:i] + " " + left[i + len(result) :])
     variables = sorted({x for x in rest if x != result and computed(x)})
-    if not variables and all(x in ("0", "1", result) for x in rest):
-        return True  # 28=28, 28+0=28, 1001=1001=1001, 13*13/13
+    if not variables and (all(x in ("0", "1") for x in rest) or set(rest) == {result}):
+        return True  # 28=28, 28+0=28; 1001=1001=1001, 13*13/13 (not (1/2)*2*2 for 2)
     # One side that is the result rewritten: put a probe value in the result's place
     # (not beside "/": 1/2+1/2 and 3*(2/3) compute), and other probe values in place of
     # the computed numbers, and see whether the side keeps the first.
