@@ -764,8 +764,12 @@ symbolic.set_scorer(_SettleScorer())
 def _joined_boxes(text: str) -> str | None:
     """Several boxed answers joined as a list (``\\boxed{1} and \\boxed{2}``,
     ``\\boxed{1},\\boxed{2}``: ``1, 2``); only where the text between them joins them
-    (a comma, "and", "or", math delimiters, spacing), and repeats count once."""
-    if text.count("\\boxed") + text.count("\\fbox") < 2:
+    (a comma, "and", "or", math delimiters, spacing), and repeats count once. A text with
+    over ``4 * MAX_ITEMS`` boxes has no such list (each box scans up to ``_BOX_SCAN``
+    characters: thousands of unclosed ``\\boxed{`` took seconds); its last box still
+    answers."""
+    boxes = text.count("\\boxed") + text.count("\\fbox")
+    if not 2 <= boxes <= 4 * MAX_ITEMS:
         return None
     boxes, end = [], None
     for m in _BOX_RE.finditer(text):
