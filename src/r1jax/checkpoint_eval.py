@@ -34,7 +34,7 @@ from r1jax.evaluate import evaluate, evaluation_set, make_decoder
 from r1jax.hf_tokenizer import HFTokenizer
 from r1jax.models.hf import load_pretrained, positions_warning
 from r1jax.rewards.scoring import TaskScorer
-from r1jax.tasks import check_task, get_task, import_task_module
+from r1jax.tasks import TooFewProblems, check_task, get_task, import_task_module, is_module_file
 from r1jax.train.experiment import Experiment
 
 log = logging.getLogger("r1jax")
@@ -75,7 +75,7 @@ def _check_task_module_file(spec: str, cfg_path: str) -> None:
     is a file (`tasks.import_task_module`: a `.py` path or one with a path separator)
     that is not there. A relative path (runs trained before r1jax-train stored it
     absolute) is read from the current directory, not the one the run was trained in."""
-    if not spec or not (spec.endswith(".py") or os.sep in spec):
+    if not is_module_file(spec):
         return
     path = os.path.abspath(spec)
     if os.path.isfile(path):
@@ -137,14 +137,8 @@ def restored_run(workdir: str, step: int | None = None, edit_config=None):
         exp.close()
 
 
-def _too_few_problems(e: Exception) -> bool:
-    """Whether `e` is `tasks.heldout_set`'s: the task has fewer distinct held-out problems
-    than asked for (a ValueError; a RuntimeError in older versions)."""
-    return "distinct held-out problems" in str(e)
-
-
 def _num_problems_error(num_problems, run_num_problems, e: Exception) -> ConfigError:
-    """The one-line error for too few distinct held-out problems (`_too_few_problems`),
+    """The one-line error for too few distinct held-out problems (`TooFewProblems`),
     naming `num_problems` (the run's `eval.num_problems` when None)."""
     if num_problems is None:
         what = f"num_problems={run_num_problems} (the run's eval.num_problems)"
@@ -195,9 +189,7 @@ def evaluate_workdir(
                 if num_problems is None
                 else evaluation_set(exp.task, num_problems, c.eval.seed)
             )
-        except (ValueError, RuntimeError) as e:
-            if not _too_few_problems(e):
-                raise
+        except TooFewProblems as e:
             raise _num_problems_error(num_problems, c.eval.num_problems, e) from e
         t = int(c.max_new_tokens if max_new_tokens is None else max_new_tokens)
         b = int(c.eval.batch_size if batch_size is None else batch_size)
@@ -290,10 +282,8 @@ def evaluate_hf(
         tokenizer = HFTokenizer.from_pretrained(ckpt)
         try:
             problems = evaluation_set(the_task, num_problems, seed=1234)
-        except (ValueError, RuntimeError) as e:
-            if _too_few_problems(e):
-                raise _num_problems_error(num_problems, None, e) from e
-            raise
+        except TooFewProblems as e:
+            raise _num_problems_error(num_problems, None, e) from e
     except ConfigError:
         raise
     except (ValueError, TypeError) as e:

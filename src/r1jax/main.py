@@ -291,9 +291,10 @@ def _absolute_task_module(config) -> None:
     so the run's `config.json` finds it from any directory (`r1jax-eval --workdir`); a
     relative path was read from the current directory, as the import reads it. Dotted
     names are left as they are. A resume may change the path (`loop.RESUMABLE_CHANGES`)."""
+    from r1jax.tasks import is_module_file
+
     spec = config.get("task_module")
-    is_file = isinstance(spec, str) and (spec.endswith(".py") or os.sep in spec)
-    if is_file and not os.path.isabs(spec):
+    if is_module_file(spec) and not os.path.isabs(spec):
         with config.unlocked():
             config.task_module = os.path.abspath(spec)
 

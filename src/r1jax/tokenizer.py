@@ -168,16 +168,14 @@ def right_pad(texts, id_lists, length: int, pad_id: int) -> tuple[np.ndarray, np
     """Token ids left-aligned in `[B, length]` (completions); returns (tokens, mask).
 
     A completion longer than `length` raises, naming `config.max_new_tokens`."""
-    too_long(texts, id_lists, length, "completion", "max_new_tokens", _SHORTEN_SOLUTIONS)
+    fix = "shorten the task's reference solutions"
+    too_long(texts, id_lists, length, "completion", "max_new_tokens", fix)
     tokens = np.full((len(texts), length), pad_id, np.int32)
     mask = np.zeros((len(texts), length), bool)
     for b, ids in enumerate(id_lists):
         tokens[b, : len(ids)] = ids
         mask[b, : len(ids)] = True
     return tokens, mask
-
-
-_SHORTEN_SOLUTIONS = "shorten the task's reference solutions"
 
 
 def left_pad(texts, id_lists, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:

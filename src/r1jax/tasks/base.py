@@ -189,6 +189,10 @@ def sample_mixture(
     return [task.sample(rng, int(level), split) for level in sample_levels(task, rng, n, weights)]
 
 
+class TooFewProblems(ValueError):
+    """``heldout_set``: the task has fewer distinct held-out problems than asked for."""
+
+
 def heldout_set(
     task: Task, n: int, seed: int = 0, level: int | None = None, max_tries_factor: int = 50
 ) -> list[Problem]:
@@ -210,7 +214,7 @@ def heldout_set(
             seen.add(problem.question)
             out.append(problem)
     if len(out) < n:
-        raise ValueError(
+        raise TooFewProblems(
             f"task {getattr(task, 'name', '?')!r}: only {len(out)} distinct held-out problems "
             f"found in {max_tries_factor * n + 100} draws, wanted {n}: ask for at most "
             f"{len(out)} (eval.num_problems, --num_problems) or give the task more test "
@@ -322,6 +326,12 @@ def register_task(name: str, factory: Callable[..., Task], overwrite: bool = Fal
     _REGISTRY[name] = factory
 
 
+def is_module_file(spec) -> bool:
+    """Whether ``config.task_module`` names a file (a ``.py`` path or one with a path
+    separator), not a dotted module name."""
+    return isinstance(spec, str) and (spec.endswith(".py") or os.sep in spec)
+
+
 def import_task_module(spec: str) -> None:
     """Imports the module that registers a user's task (``config.task_module``): a dotted
     module name (``my_pkg.tasks``) or the path of a ``.py`` file. A file is imported as a
@@ -333,7 +343,7 @@ def import_task_module(spec: str) -> None:
         return
     name = spec
     path = None
-    if spec.endswith(".py") or os.sep in spec:
+    if is_module_file(spec):
         path = os.path.abspath(spec)
         if not os.path.isfile(path):
             raise ValueError(f"task module file {spec!r} not found; give an existing .py file")

@@ -361,14 +361,13 @@ class Experiment:
         """The character tokenizer writes printable ASCII and newlines only: a reference
         answer with any other character can never be written (ConfigError); a question or
         solution with one reads as UNK tokens (a warning)."""
-        chars = getattr(self.tokenizer, "chars", None)
-        if not isinstance(self.tokenizer, CharTokenizer) or chars is None:
+        if not isinstance(self.tokenizer, CharTokenizer):
             return  # a Hugging Face tokenizer writes any text
-        known = set(chars)
+        known = set(self.tokenizer.chars)
         heldout = self.heldout()
         answers = [str(self.task.reference_answer(p)).strip() for p in [*probs, *heldout]]
-        if bad := sorted({ch for a in answers for ch in str(a)} - known):
-            example = next(a for a in answers if set(str(a)) - known)
+        if bad := sorted({ch for a in answers for ch in a} - known):
+            example = next(a for a in answers if set(a) - known)
             raise config_lib.ConfigError(
                 f"task {self.c.task!r}: the reference answer {example!r:.60} has characters "
                 f"the character tokenizer cannot write ({''.join(bad)!r:.40}): the model "
