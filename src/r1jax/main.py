@@ -367,6 +367,23 @@ _COMPILE_CACHE_HELP = (
 )
 
 
+_REUSE_HELP = (
+    "On one CPU device: run each program on the calling thread and keep its freed buffers "
+    "for the next step (glibc's heap), instead of mapping fresh pages at every step (the "
+    "default run's SFT phase: 106 s instead of 146 s). Same results; no effect on accelerators."
+)
+
+
+def _reuse_cpu_buffers(enable: bool) -> None:
+    """`r1jax.host_memory.reuse_cpu_buffers`, before JAX's backend starts."""
+    import logging as pylogging
+
+    from r1jax import host_memory
+
+    done = host_memory.reuse_cpu_buffers(enable)
+    pylogging.getLogger("r1jax").debug("CPU buffer reuse: %s", done)
+
+
 def _enable_compile_cache(value) -> None:
     from r1jax import compile_cache
 
@@ -430,6 +447,7 @@ def train_entry(argv=None):
             "debug", False, "Print the Python traceback of an error before its one-line message."
         )
         flags.DEFINE_string("compile_cache", None, _COMPILE_CACHE_HELP)
+        flags.DEFINE_bool("reuse_cpu_buffers", True, _REUSE_HELP)
         _help(argv, _TRAIN_USAGE, _config_fields_help)
         _parse(kept)
         config = flags.FLAGS.config
@@ -461,6 +479,7 @@ def train_entry(argv=None):
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    _reuse_cpu_buffers(flags.FLAGS.reuse_cpu_buffers)
     main = distributed.is_main_process()
     if not main:
         import logging as pylogging
@@ -640,6 +659,7 @@ def _define_eval_flags():
         "output", None, "Also write the JSON here (atomically: a temporary file, then rename)."
     )
     flags.DEFINE_string("compile_cache", None, _COMPILE_CACHE_HELP)
+    flags.DEFINE_bool("reuse_cpu_buffers", True, _REUSE_HELP)
 
 
 def _write_json_atomic(path: str, text: str):
@@ -766,6 +786,7 @@ def eval_entry(argv=None):
         _check_output(F.output)
     _setup_logging()
     _enable_compile_cache(F.compile_cache)
+    _reuse_cpu_buffers(F.reuse_cpu_buffers)
     try:
         result = _eval_hf(F) if F.hf_checkpoint else _eval_workdir(F)
     except ConfigError as e:
