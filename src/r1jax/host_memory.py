@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import platform
 
 from r1jax import cpu_threads
@@ -36,12 +35,6 @@ __all__ = ["glibc", "reuse_cpu_buffers"]
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _KEEP_BYTES = 2**31 - 1  # mallopt takes an int
-
-
-def _platforms() -> str:
-    import jax
-
-    return (jax.config.jax_platforms or os.environ.get("JAX_PLATFORMS") or "").strip().lower()
 
 
 def glibc() -> bool:
@@ -64,12 +57,13 @@ def reuse_cpu_buffers(enable: bool = True) -> str:
 
     if distributed.is_multi_process():
         return "off: a multi-process job"
-    platforms = _platforms()
+    import jax
+
+    platforms = (jax.config.jax_platforms or "").strip().lower()  # set from $JAX_PLATFORMS
     if platforms and not platforms.startswith("cpu"):
         return f"off: JAX platforms {platforms!r}"
     if not glibc():
         return "off: not Linux with glibc"
-    import jax
     from jax._src import xla_bridge
 
     if xla_bridge.backends_are_initialized():
