@@ -68,6 +68,13 @@ flags.DEFINE_multi_string(
 flags.DEFINE_bool(
     "debug", False, "Print the Python traceback of an error before its one-line message."
 )
+flags.DEFINE_bool(
+    "reuse_cpu_buffers",
+    True,
+    "On one CPU device: run each program on the calling thread and keep its freed buffers "
+    "for the next step instead of mapping fresh pages at every step (r1jax.host_memory, as "
+    "r1jax-train). Same results; no effect on accelerators.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -267,9 +274,12 @@ def main(argv):
     except OSError as e:  # what the checks above cannot see (a read-only mount, a race)
         _usage(f"--workdir={FLAGS.workdir}: cannot create {e.filename or 'it'} ({e.strerror or e})")
 
+    from r1jax import host_memory
+
+    buffers = host_memory.reuse_cpu_buffers(FLAGS.reuse_cpu_buffers)  # before JAX computes
     now = {"doing": "starting"}  # what the experiment is doing, for an error's message
     try:
-        _run(c, methods, seeds, lambdas, cell_path, now)
+        _run(c, methods, seeds, lambdas, cell_path, now, buffers)
     except BaseException as e:  # noqa: BLE001 - _failed re-raises what it cannot explain
         _failed(e, now["doing"])
 
@@ -328,9 +338,10 @@ def _failed(e: BaseException, doing: str):
     sys.exit(code)
 
 
-def _run(c, methods, seeds, lambdas, cell_path, now) -> None:
+def _run(c, methods, seeds, lambdas, cell_path, now, buffers) -> None:
     """Computes (or reuses) every cell, writes continual.json and the heat maps, and prints
-    the table; `now["doing"]` says what it is doing, for an error's message."""
+    the table; `now["doing"]` says what it is doing, for an error's message; `buffers`:
+    what `host_memory.reuse_cpu_buffers` did, recorded in the JSON."""
     import numpy as np
 
     from r1jax.train import continual
@@ -383,6 +394,7 @@ def _run(c, methods, seeds, lambdas, cell_path, now) -> None:
         "seeds": seeds,
         "domains": list(c.domains),
         "select": FLAGS.select,
+        "cpu_buffers": buffers,  # "on": XLA:CPU's step buffers reused (same numbers)
     }
     out_path = os.path.join(FLAGS.workdir, "continual.json")
     rows = []

@@ -15,8 +15,8 @@ a 505 s run). Keeping the block instead takes two settings:
 
 The programs and their results are unchanged (same executables; the default run's
 `metrics.jsonl` is identical bit for bit); its SFT phase took 106 s instead of 146 s
-(`BENCHMARKS.md`). Applied by `r1jax-train` and `r1jax-eval` (`--reuse_cpu_buffers`,
-default on) when JAX computes on one CPU device in one process,
+(`BENCHMARKS.md`). Applied by `r1jax-train`, `r1jax-eval` and `experiments/continual.py`
+(`--reuse_cpu_buffers`, default on) when JAX computes on one CPU device in one process,
 on Linux with glibc; never on accelerators, where host memory is not the step's memory
 and a checkpoint's host copy should go back to the system.
 """
