@@ -3,7 +3,7 @@
   python benchmarks/sampling_bench.py [--preset=tiny|qwen0.5b] [--batch=64]
       [--prompt_len=32] [--new_tokens=64] [--top_p=0.95] [--temperature=1.0]
       [--repeats=5] [--dtype=float32|bfloat16] [--torch_threads=1,2] [--hlo_check]
-      [--fused_projections=auto|on] [--json_out=PATH]
+      [--fused_projections=auto|on] [--reuse_cpu_buffers] [--json_out=PATH]
 
 On a GPU machine: `PYTHONPATH=src python3 benchmarks/sampling_bench.py --preset=qwen0.5b`
 (bfloat16 on both sides by default there; the torch model goes on `cuda`).
@@ -190,6 +190,13 @@ def main():
         help="on: the decode step's q/k/v and gate/up as one matmul each on any backend "
         "(auto: on CPU only; models.transformer.SIDE_BY_SIDE_BACKENDS)",
     )
+    ap.add_argument(
+        "--reuse_cpu_buffers",
+        action="store_true",
+        help="the setting r1jax-train applies on one CPU device (r1jax.host_memory: programs "
+        "on the calling thread, glibc keeps freed blocks); it holds for the whole process, "
+        "transformers' side included",
+    )
     ap.add_argument("--json_out", default="")
     ap.add_argument(
         "--hlo_check",
@@ -202,6 +209,11 @@ def main():
 
         transformer.SIDE_BY_SIDE_BACKENDS = ("cpu", "gpu", "tpu")  # jax.default_backend()
 
+    buffers = "off"
+    if args.reuse_cpu_buffers:  # before JAX's backend starts
+        from r1jax import host_memory
+
+        buffers = host_memory.reuse_cpu_buffers()
     dev = jax.devices()[0]
     on_cpu = dev.platform == "cpu"
     dtype = args.dtype or ("float32" if on_cpu else "bfloat16")
@@ -384,7 +396,7 @@ def main():
     print(
         f"model: preset {args.preset}, {n_params / 1e6:.2f}M params, {dtype}; batch {b}, "
         f"prompt {p}, new tokens {t}, temperature {args.temperature}, top_p {args.top_p}; "
-        f"median of {args.repeats}"
+        f"median of {args.repeats}; CPU buffer reuse {buffers}"
     )
     if logit_err is not None:
         print(f"prefill last-position logits, max |ours - HF| / max |HF|: {logit_err:.1e}")
@@ -456,6 +468,7 @@ def main():
             "temperature": args.temperature,
             "top_p": args.top_p,
             "fused_projections": args.fused_projections,
+            "cpu_buffers": buffers,
             "repeats": args.repeats,
             "ours_s": t_ours,
             "ours_tokens_per_s": tok / t_ours,
