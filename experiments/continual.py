@@ -38,6 +38,8 @@ import tempfile
 
 from absl import app, flags, logging
 
+from r1jax import host_memory  # no JAX import: the flag's help
+
 flags.DEFINE_string("workdir", None, "Output directory (continual.json, heat maps).")
 flags.DEFINE_list(
     "methods",
@@ -68,13 +70,7 @@ flags.DEFINE_multi_string(
 flags.DEFINE_bool(
     "debug", False, "Print the Python traceback of an error before its one-line message."
 )
-flags.DEFINE_bool(
-    "reuse_cpu_buffers",
-    True,
-    "On one CPU device: run each program on the calling thread and keep its freed buffers "
-    "for the next step instead of mapping fresh pages at every step (r1jax.host_memory, as "
-    "r1jax-train). Same results; no effect on accelerators.",
-)
+flags.DEFINE_bool("reuse_cpu_buffers", True, host_memory.FLAG_HELP)
 FLAGS = flags.FLAGS
 
 
@@ -273,8 +269,6 @@ def main(argv):
         os.makedirs(os.path.join(FLAGS.workdir, "cells"), exist_ok=True)
     except OSError as e:  # what the checks above cannot see (a read-only mount, a race)
         _usage(f"--workdir={FLAGS.workdir}: cannot create {e.filename or 'it'} ({e.strerror or e})")
-
-    from r1jax import host_memory
 
     buffers = host_memory.reuse_cpu_buffers(FLAGS.reuse_cpu_buffers)  # before JAX computes
     now = {"doing": "starting"}  # what the experiment is doing, for an error's message

@@ -29,7 +29,14 @@ import platform
 
 from r1jax import cpu_threads
 
-__all__ = ["glibc", "reuse_cpu_buffers"]
+__all__ = ["FLAG_HELP", "glibc", "reuse_cpu_buffers"]
+
+# The `--reuse_cpu_buffers` flag's help, for every command that has the flag.
+FLAG_HELP = (
+    "On one CPU device: run each program on the calling thread and keep its freed buffers "
+    "for the next step (glibc's heap), instead of mapping fresh pages at every step (the "
+    "default run's SFT phase: 106 s instead of 146 s). Same results; no effect on accelerators."
+)
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1

@@ -21,7 +21,7 @@ import sys
 from absl import flags, logging
 from ml_collections import config_flags
 
-from r1jax import cli_errors, cpu_threads, distributed
+from r1jax import cli_errors, cpu_threads, distributed, host_memory
 from r1jax.errors import ConfigError, RewardError, RunError
 
 # The embedded default lives inside the package so an installed r1jax runs with no files.
@@ -367,18 +367,9 @@ _COMPILE_CACHE_HELP = (
 )
 
 
-_REUSE_HELP = (
-    "On one CPU device: run each program on the calling thread and keep its freed buffers "
-    "for the next step (glibc's heap), instead of mapping fresh pages at every step (the "
-    "default run's SFT phase: 106 s instead of 146 s). Same results; no effect on accelerators."
-)
-
-
 def _reuse_cpu_buffers(enable: bool) -> None:
     """`r1jax.host_memory.reuse_cpu_buffers`, before JAX's backend starts."""
     import logging as pylogging
-
-    from r1jax import host_memory
 
     done = host_memory.reuse_cpu_buffers(enable)
     pylogging.getLogger("r1jax").debug("CPU buffer reuse: %s", done)
@@ -447,7 +438,7 @@ def train_entry(argv=None):
             "debug", False, "Print the Python traceback of an error before its one-line message."
         )
         flags.DEFINE_string("compile_cache", None, _COMPILE_CACHE_HELP)
-        flags.DEFINE_bool("reuse_cpu_buffers", True, _REUSE_HELP)
+        flags.DEFINE_bool("reuse_cpu_buffers", True, host_memory.FLAG_HELP)
         _help(argv, _TRAIN_USAGE, _config_fields_help)
         _parse(kept)
         config = flags.FLAGS.config
@@ -659,7 +650,7 @@ def _define_eval_flags():
         "output", None, "Also write the JSON here (atomically: a temporary file, then rename)."
     )
     flags.DEFINE_string("compile_cache", None, _COMPILE_CACHE_HELP)
-    flags.DEFINE_bool("reuse_cpu_buffers", True, _REUSE_HELP)
+    flags.DEFINE_bool("reuse_cpu_buffers", True, host_memory.FLAG_HELP)
 
 
 def _write_json_atomic(path: str, text: str):
