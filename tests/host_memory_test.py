@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent("""
         big = jax.jit(f).lower(x).compile()
         temp = big.memory_analysis().temp_size_in_bytes
         out, faults = [float(big(x))], []
-        for _ in range(4):
+        for _ in range(6):
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             out.append(float(big(x)))
             faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -78,8 +78,10 @@ def test_large_temporaries_reuse_memory_and_numbers_do_not_change(runs):
     pages = on["temp"] // 4096
     assert pages > 50_000
     # Each run maps its 264 MB afresh without the settings (~67,600 page faults here; a
-    # kernel with transparent huge pages faults fewer); with them, next to none.
-    assert max(on["faults"]) < pages // 20, (on["faults"], off["faults"])
+    # kernel with transparent huge pages faults fewer); with them, next to none (0-6), but
+    # once in a while a run finds the kept block split by an allocation in between and
+    # takes fresh pages (one run of four, once in seven runs of this test): at most one may.
+    assert sum(f >= pages // 20 for f in on["faults"]) <= 1, (on["faults"], off["faults"])
     assert on["out"] == off["out"]  # same programs, same numbers, bit for bit
 
 
