@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from r1jax.models import CausalLM, ModelConfig
+from r1jax.models import CausalLM, ModelConfig, transformer
 from r1jax.models.transformer import attention_impl, causal_mask, positions_from_mask
 from r1jax.sampling import grouped_hidden, prefill
 
@@ -46,7 +46,7 @@ def _left_padded(b=3, length=12, seed=0):
 
 @pytest.mark.parametrize("dtype", sorted({FP32, "bfloat16"}))
 def test_logits_and_gradients_match_the_einsum_path(dtype):
-    ref, xla, graph, state = _models(dtype)
+    ref, xla, _, _ = _models(dtype)
     tokens, valid = _left_padded()
     pos, mask = positions_from_mask(valid), causal_mask(valid)
     a, _ = ref(tokens, pos, mask)
@@ -113,5 +113,31 @@ def test_auto_picks_cudnn_only_where_it_applies(monkeypatch):
     assert attention_impl(dataclasses.replace(bf16, dtype="float32")) == "einsum"
     assert attention_impl(dataclasses.replace(bf16, head_dim=12)) == "einsum"
     assert attention_impl(dataclasses.replace(bf16, attention="xla")) == "xla"
+    # cuDNN's masked kernel has no backward pass for odd lengths: auto keeps einsum there
+    assert attention_impl(bf16, 12, 12) == "cudnn"
+    assert attention_impl(bf16, 13, 13) == "einsum"
+    assert attention_impl(bf16, 6, 15) == "einsum"  # a chunk over an odd-length cache
+    assert attention_impl(dataclasses.replace(bf16, attention="cudnn"), 13, 13) == "cudnn"
+
+
+@pytest.mark.skipif(IMPL != "xla", reason="CPU-side logic: run with the default")
+def test_auto_passes_resolve_per_length(monkeypatch):
+    """Under `auto` on a GPU, each pass picks by its own static lengths (recorded here on
+    the CPU by standing in for the GPU backend and for the two implementations)."""
+    seen = []
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(
+        transformer.Attention,
+        "_fused",
+        lambda self, q, k, v, m, impl: (
+            seen.append((impl, q.shape[1], k.shape[1])) or jnp.zeros(q.shape, q.dtype)
+        ),
+    )
+    model = CausalLM(dataclasses.replace(CFG, dtype="bfloat16", attention="auto"), rngs=nnx.Rngs(0))
+    for length in (12, 13):
+        tokens, valid = _left_padded(length=length)
+        model(tokens, positions_from_mask(valid), causal_mask(valid))
+    # two layers at length 12 run the fused call; the odd length never reaches it
+    assert seen == [("cudnn", 12, 12)] * CFG.n_layers
     with pytest.raises(ValueError, match="model.attention='flash' is unknown"):
         ModelConfig(attention="flash")

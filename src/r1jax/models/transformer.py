@@ -42,7 +42,8 @@ REMAT_POLICIES = {
 #   cudnn:  jax.nn.dot_product_attention(implementation="cudnn"): cuDNN's fused flash
 #           attention on NVIDIA GPUs (bf16/fp16, head_dim a multiple of 8 up to 128),
 #           never forming the [B, H, L, S] scores in memory;
-#   auto:   cudnn where it applies (GPU backend, bf16/fp16, head_dim fits), else einsum.
+#   auto:   cudnn where it applies (GPU backend, bf16/fp16, head_dim fits, even lengths),
+#           else einsum.
 ATTENTION = ("auto", "einsum", "xla", "cudnn")
 
 # How the passes without a per-step KV cache (training forward and backward, reference
@@ -69,12 +70,17 @@ def layer_loop(cfg: ModelConfig) -> str:
     return "scan" if cfg.n_layers >= SCAN_MIN_LAYERS else "unroll"
 
 
-def attention_impl(cfg: ModelConfig) -> str:
-    """The implementation `cfg.attention` resolves to on the default backend."""
+def attention_impl(cfg: ModelConfig, q_len: int | None = None, kv_len: int | None = None) -> str:
+    """The implementation `cfg.attention` resolves to on the default backend, for a pass
+    of `q_len` queries over `kv_len` keys (static shapes; None: any). `auto` keeps the
+    einsum path where cuDNN cannot run: besides dtype and head_dim, its kernel with a mask
+    (a bias to cuDNN) has no backward pass for odd lengths ("Unsupported sequence length"
+    under `grad`), and a pass cannot tell here whether it will be differentiated."""
     if cfg.attention != "auto":
         return cfg.attention
     fits = cfg.dtype in ("bfloat16", "float16") and cfg.head_dim % 8 == 0 and cfg.head_dim <= 128
-    return "cudnn" if fits and jax.default_backend() == "gpu" else "einsum"
+    even = all(n is None or n % 2 == 0 for n in (q_len, kv_len))
+    return "cudnn" if fits and even and jax.default_backend() == "gpu" else "einsum"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,7 +311,8 @@ class Attention(nnx.Module):
         k = rope(k, positions_bl, cfg.rope_theta, cfg.rope_scaling)
         g = cfg.n_heads // cfg.n_kv_heads
         q_blkgd = q.reshape(b, l, cfg.n_kv_heads, g, cfg.head_dim)
-        impl = attention_impl(cfg)
+        kv_len = l if cache_kv is None else cache_kv[1].shape[2]  # cache value [B, K, S, Dh]
+        impl = attention_impl(cfg, l, kv_len)
         if cache_kv is None and impl != "einsum":  # keys and values of this chunk only
             return self.o_proj(self._fused(q, k, v, mask_bls, impl).reshape(b, l, -1)), None
         if cache_kv is None:
