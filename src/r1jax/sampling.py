@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from r1jax.models.transformer import (
     RopeTables,
+    attention_impl,
     causal_mask,
     extend_cache,
     init_cache,
@@ -447,20 +448,26 @@ def grouped_hidden(decoder, prompt_up, prompt_mask_up, completion_nt, completion
     first_n1d = jnp.repeat(h_upd[:, -1:], g, axis=0)
     if t == 1:
         return first_n1d
-    # The completion's tokens 0..T-2 (token T-1 predicts nothing) over the group's cache.
-    cache = extend_cache(jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), cache), p + t - 1)
+    # The completion's tokens 0..T-2 (token T-1 predicts nothing) over the group's cache;
+    # all T where only that makes the lengths even for cuDNN's flash attention (under
+    # model.attention=auto on a GPU, `attention_impl`): the last position's state is
+    # dropped, and causal attention keeps it out of every other row.
+    cfg = decoder.cfg
+    whole = attention_impl(cfg, t, p + t) == "cudnn" != attention_impl(cfg, t - 1, p + t - 1)
+    m = t if whole else t - 1
+    cache = extend_cache(jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), cache), p + m)
     valid = jnp.concatenate(
-        [jnp.repeat(prompt_mask_up, g, axis=0), completion_mask_nt[:, :-1]], axis=1
+        [jnp.repeat(prompt_mask_up, g, axis=0), completion_mask_nt[:, :m]], axis=1
     )
     h_nld, _ = decoder(
-        completion_nt[:, :-1],
+        completion_nt[:, :m],
         positions_from_mask(valid)[:, p:],
         causal_mask(valid)[:, p:],
         cache,
         p,
         train=True,
     )
-    return jnp.concatenate([first_n1d, h_nld], axis=1)
+    return jnp.concatenate([first_n1d, h_nld[:, : t - 1]], axis=1)
 
 
 def grouped_sequence_logits(model, prompt_up, prompt_mask_up, completion_nt, completion_mask_nt):

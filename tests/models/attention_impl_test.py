@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from r1jax import sampling
 from r1jax.models import CausalLM, ModelConfig, transformer
 from r1jax.models.transformer import attention_impl, causal_mask, positions_from_mask
 from r1jax.sampling import grouped_hidden, prefill
@@ -141,3 +142,44 @@ def test_auto_passes_resolve_per_length(monkeypatch):
     assert seen == [("cudnn", 12, 12)] * CFG.n_layers
     with pytest.raises(ValueError, match="model.attention='flash' is unknown"):
         ModelConfig(attention="flash")
+
+
+@pytest.mark.skipif(IMPL != "xla", reason="CPU-side logic: run with the default")
+def test_grouped_pass_runs_even_lengths_on_cudnn(monkeypatch):
+    """The learner's prompt-once-per-group pass attends T-1 completion positions over
+    P+T-1 keys: odd where P and T are even, so where cuDNN applies it runs all T (the
+    last state dropped) and stays on cuDNN, with the einsum path's states. Here the GPU's
+    choice (`attention_impl`: cuDNN for even lengths) is stood in for in float32, and
+    cuDNN's call is the same call's "xla" kernel."""
+    ref, _, _, state = _models("float32")
+    auto = CausalLM(dataclasses.replace(ref.cfg, attention="auto"), rngs=nnx.Rngs(1))
+    nnx.update(auto, state)
+    seen = []
+    fused = transformer.Attention._fused
+
+    def xla_kernel(self, q, k, v, mask, impl):
+        seen.append((impl, q.shape[1], k.shape[1]))
+        return fused(self, q, k, v, mask, "xla")
+
+    def on_gpu(cfg, q_len=None, kv_len=None):
+        if cfg.attention != "auto":
+            return cfg.attention
+        return "cudnn" if all(n is None or n % 2 == 0 for n in (q_len, kv_len)) else "einsum"
+
+    monkeypatch.setattr(transformer, "attention_impl", on_gpu)
+    monkeypatch.setattr(sampling, "attention_impl", on_gpu)
+    monkeypatch.setattr(transformer.Attention, "_fused", xla_kernel)
+    prompt, pmask = _left_padded(b=2, length=10)
+    comp = jnp.asarray(np.random.default_rng(1).integers(1, 50, (4, 6)), jnp.int32)
+    cmask = jnp.ones((4, 6), bool).at[1, 4:].set(False)
+    hb = grouped_hidden(auto.model, prompt, pmask, comp, cmask)
+    monkeypatch.undo()
+    ha = grouped_hidden(ref.model, prompt, pmask, comp, cmask)
+    # per layer: the prompt pass (10 over 10), then all 6 completion tokens over 16 keys
+    assert seen == [("cudnn", 10, 10)] * CFG.n_layers + [("cudnn", 6, 16)] * CFG.n_layers
+    assert hb.shape == ha.shape == (4, 6, CFG.d_model)
+    np.testing.assert_allclose(np.asarray(hb), np.asarray(ha), atol=TOL["float32"])
+    # and the real choice on a GPU: bf16 with these lengths is cuDNN, the T-1 pass is not
+    bf16 = dataclasses.replace(CFG, dtype="bfloat16", attention="auto")
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert [attention_impl(bf16, 6, 16), attention_impl(bf16, 5, 15)] == ["cudnn", "einsum"]
