@@ -14,9 +14,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # compile the smoke config's SFT step, rollout and learner in 2.7 s instead of 6.3 s
 # (AMD EPYC, AVX2), and the 8-device pmap check of `tests/train/pmap_test.py` [ppo_extras]
 # runs in 53 s instead of 67 s. Both are test-suite settings only: the trainer keeps
-# XLA's defaults.
+# XLA's defaults. Only where the tests run on the CPU: `benchmarks/device_check.sh` runs
+# the attention test on a GPU (JAX_PLATFORMS=""), whose jaxlib may not know a CPU flag
+# (XLA aborts on an unknown one) and should not compile at -O0.
 _FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
-for _flag in _FAST_COMPILE:
+for _flag in _FAST_COMPILE if os.environ["JAX_PLATFORMS"] == "cpu" else ():
     if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 # All compilation in one test run shares one persistent compilation cache, in the temp

@@ -99,7 +99,8 @@ def test_a_failing_reward_raises_before_the_learner_and_keeps_the_state(tmp_path
     exp = Experiment(_config("split"), str(tmp_path))
     try:
         assert isinstance(exp.rl_fn, split_rl.SplitIteration)
-        state = exp.start_rl(exp.init_state)
+        step0 = int(exp.init_state.step)
+        state = exp.start_rl(exp.init_state)  # donated: init_state is consumed
         score = exp.host_reward._score
 
         def broken(*a):
@@ -112,7 +113,7 @@ def test_a_failing_reward_raises_before_the_learner_and_keeps_the_state(tmp_path
         assert not any(x.is_deleted() for x in jax.tree.leaves(state))  # not donated
         exp.host_reward._score = score
         state, m = exp.rl_fn(state, exp.rl_batch(0))  # the same iteration runs from it
-        assert int(state.step) == int(exp.init_state.step) + 1 and np.isfinite(float(m["loss"]))
+        assert int(state.step) == step0 + 1 and np.isfinite(float(m["loss"]))
     finally:
         exp.close()
 

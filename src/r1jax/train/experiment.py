@@ -182,9 +182,10 @@ class Experiment:
             del weights
         else:
             self.init_state = jax.jit(lambda: build(*init()), out_shardings=self.state_sh)()
-        self.start_rl = jax.jit(
+        self.start_rl = jax.jit(  # donated, as pmap's: the SFT-finished state is consumed
             functools.partial(start_rl, policy_tx=self.policy_tx, value_tx=self.value_tx),
             out_shardings=self.state_sh,
+            donate_argnums=0,
         )
         # The task scores its own completions (its verifier and reward parts), in the
         # verifier pool: the RL reward, in-loop evaluation and r1jax-eval alike.
