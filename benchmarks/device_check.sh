@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Issue 22's GPU measurements as one prepared run (estimated 8 minutes on an H100/H200: not
-# yet run on one; each step has its own timeout).
+# Issue 22's GPU measurements as one prepared run, inside one `run` call: the steps go in
+# order of what the issue needs most and share a deadline (DEADLINE seconds from the
+# start, default 500), so a slow step leaves the rest skipped, not the call killed with
+# nothing written. Not yet run on a GPU.
 #
 # On the lent device machine, from the repository root, with the wheels the image lacks
 # and a GSM8K copy carried (both git-ignored; prepare them once on this side):
@@ -10,13 +12,20 @@
 #   mkdir -p .gsm8k && cp ../shared/data/gsm8k/{train,test}.jsonl .gsm8k/
 # then run (tool `run`, carry [".whl", ".gsm8k"], timeout_s 600):
 #   bash benchmarks/device_check.sh
-# Writes logs and JSON under $OUT (or /tmp/device_check). PRESET=tiny runs the same steps
-# at CPU size (a check of this script, not a measurement).
+# Writes under $OUT (or /tmp/device_check) at most 6 files (the device tool returns 8):
+# device_check.log (everything printed), workload.json, decode_128.json, decode_32.json,
+# decode_128_fused.json. PRESET=tiny runs the same steps at CPU size (a check of this
+# script, not a measurement).
 set -uo pipefail
 OUT=${OUT:-/tmp/device_check}
 PRESET=${PRESET:-qwen0.5b}
+DEADLINE=${DEADLINE:-500}
 mkdir -p "$OUT"
+exec > >(tee -a "$OUT/device_check.log") 2>&1
 export PYTHONUNBUFFERED=1
+SECONDS=0
+
+# Before the GPU is touched: what the steps need is here (else stop at once).
 if ls .whl/*.whl >/dev/null 2>&1 && ! python3 -c "import jraph, ml_collections" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 1
@@ -24,40 +33,57 @@ if ls .whl/*.whl >/dev/null 2>&1 && ! python3 -c "import jraph, ml_collections" 
 else
   export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
 fi
-(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true) | tee "$OUT/gpu.txt"
-python3 -c "import jax; print(jax.__version__, jax.devices())" | tee -a "$OUT/gpu.txt"
-
-# 0. cuDNN flash attention against the einsum path (numerics; model.attention).
-if [ "$PRESET" != tiny ]; then
-  JAX_PLATFORMS="" R1JAX_TEST_ATTENTION=cudnn timeout 120 python3 -m pytest -q -p no:cacheprovider \
-    tests/models/attention_impl_test.py 2>&1 | tail -n 15 | tee "$OUT/attention.log"
+python3 -c "import jraph, ml_collections, tensorboardX, flax, optax, orbax.checkpoint" || {
+  echo "missing packages: carry .whl (see the header)"; exit 2; }
+if [ "$PRESET" != tiny ] && [ ! -f .gsm8k/train.jsonl ]; then
+  echo "no .gsm8k/train.jsonl: carry .gsm8k (see the header)"; exit 2
 fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+python3 -c "import jax; print(jax.__version__, jax.devices())"
 
-# 1. The RL iteration: compile cold/warm, seconds per iteration, tokens/s, MFU, memory.
-small=()
+# step NAME MIN MAX CMD...: runs CMD with a timeout of MAX seconds or what is left before
+# the deadline, whichever is less; skipped when less than MIN is left.
+step() {
+  local name=$1 min=$2 max=$3 left
+  shift 3
+  left=$((DEADLINE - SECONDS))
+  if [ "$left" -lt "$min" ]; then
+    echo "== $name: skipped (${left} s left before the ${DEADLINE} s deadline)"
+    return
+  fi
+  [ "$left" -lt "$max" ] && max=$left
+  echo "== $name (at ${SECONDS} s, up to ${max} s)"
+  timeout "$max" "$@"
+  echo "== $name: exit $? at ${SECONDS} s"
+}
+
+tokens=256 layers=24 small=()
 if [ "$PRESET" = tiny ]; then
+  tokens=16 layers=8
   small=(--prompts=4 --samples=4 --new_tokens=32 --iters=1 --reward_workers=1)
 fi
-timeout 360 python3 benchmarks/gpu_workload.py --preset="$PRESET" --gsm8k=.gsm8k \
-  --json_out="$OUT/workload.json" "${small[@]}" 2>&1 | tee "$OUT/workload.log"
+decode=(python3 benchmarks/sampling_bench.py --preset="$PRESET" --prompt_len=128
+  --new_tokens="$tokens" --top_p=1.0 --repeats=3 --skip_hf)
 
-# 2. Decode: ms per step and the share of HBM bandwidth at batch 32 and 128 (our sampler
-#    alone, no top-p, prompt 128 + 256 new tokens as the workload); batch 128 again with
-#    q/k/v and gate/up as one matmul each (as on CPU: fewer kernels per layer, if XLA
-#    hoists the kernels' concatenation out of the loop).
-tokens=256
-[ "$PRESET" = tiny ] && tokens=16
-for spec in 32:auto:32 128:auto:128 128:on:128_fused; do
-  IFS=: read -r b fused name <<<"$spec"
-  timeout 100 python3 benchmarks/sampling_bench.py --preset="$PRESET" --batch="$b" \
-    --prompt_len=128 --new_tokens="$tokens" --top_p=1.0 --repeats=3 --skip_hf \
-    --fused_projections="$fused" --json_out="$OUT/decode_$name.json" 2>&1 | tail -n 30 \
-    | tee "$OUT/decode_$name.log"
-done
-# 3. Compile time of 24 decoder blocks, unrolled against one lax.scan (model.layer_loop;
-#    the workload above runs the scan, the config's "auto" for 24 blocks).
-layers=24
-[ "$PRESET" = tiny ] && layers=8
-timeout 150 python3 benchmarks/scan_layers_bench.py --preset="$PRESET" --layers="$layers" \
-  --dtype=bfloat16 --remat 2>&1 | tail -n 8 | tee "$OUT/scan_layers.log"
-echo "done: $(ls "$OUT")"
+# 1. The RL iteration: compile cold/warm, seconds per iteration, tokens/s, MFU, memory
+#    (two child processes; what the cold one measured is kept if the warm one is late).
+step workload 120 330 python3 benchmarks/gpu_workload.py --preset="$PRESET" --gsm8k=.gsm8k \
+  --json_out="$OUT/workload.json" --time_limit=320 "${small[@]}"
+# 2. Decode: ms per step and the share of HBM bandwidth at batch 128 and 32 (our sampler
+#    alone, no top-p, prompt 128 + 256 new tokens as the workload).
+step decode_128 40 90 "${decode[@]}" --batch=128 --json_out="$OUT/decode_128.json"
+step decode_32 40 90 "${decode[@]}" --batch=32 --json_out="$OUT/decode_32.json"
+# 3. cuDNN flash attention against the einsum path (numerics; model.attention).
+if [ "$PRESET" != tiny ]; then
+  JAX_PLATFORMS="" R1JAX_TEST_ATTENTION=cudnn step attention 40 90 python3 -m pytest -q \
+    -p no:cacheprovider tests/models/attention_impl_test.py
+fi
+# 4. Compile time of the decoder blocks, unrolled against one lax.scan (model.layer_loop;
+#    the workload runs the scan, the config's "auto" for 24 blocks).
+step scan_layers 60 120 python3 benchmarks/scan_layers_bench.py --preset="$PRESET" \
+  --layers="$layers" --dtype=bfloat16 --remat
+# 5. Batch 128 again with q/k/v and gate/up as one matmul each (fewer kernels per layer,
+#    if XLA hoists the kernels' concatenation out of the loop).
+step decode_128_fused 40 90 "${decode[@]}" --batch=128 --fused_projections=on \
+  --json_out="$OUT/decode_128_fused.json"
+echo "done at ${SECONDS} s: $(ls "$OUT")"

@@ -45,6 +45,11 @@ import time
 
 T0 = time.perf_counter()  # process start (imports included in the start-up time)
 
+# The timed processes may use most of the device (sampling_bench, imported next, keeps
+# half of it for torch, which this script does not run); the parent builds the model on
+# the CPU (`main`), so it holds none.
+os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.9")
+
 # Model shapes and peak FLOP/s by device kind: sampling_bench's (same folder).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sampling_bench import PEAKS, PRESETS
@@ -142,7 +147,8 @@ def _child(args) -> dict:
     exp = Experiment(c, os.path.join(args.workdir, f"run_{args.child}"))
     sync = jax.block_until_ready
     try:
-        state = exp.start_rl(exp.init_state)
+        state = exp.start_rl(exp.init_state)  # donated, and let go as the trainer does
+        exp.init_state = None
         split = exp.rl_fn
         times = []
         for i in range(args.iters + 1):
@@ -167,6 +173,7 @@ def _child(args) -> dict:
             "new_tokens": int(roll.tokens.shape[1]),
             "valid_tokens": float(roll.mask.sum()),
             "peak_bytes": stats.get("peak_bytes_in_use"),
+            "limit_bytes": stats.get("bytes_limit"),
             "device": jax.devices()[0].device_kind,
             "ref_kl": ref_kl,  # iteration 0: reference = policy, so 0 when both passes agree
         }
@@ -195,6 +202,13 @@ def main() -> None:
     ap.add_argument("--peak_flops", type=float, default=0.0)
     ap.add_argument("--workdir", default="")
     ap.add_argument("--json_out", default="")
+    ap.add_argument(
+        "--time_limit",
+        type=float,
+        default=0.0,
+        help="seconds for the whole script (0: none): a child still running then is "
+        "stopped and what finished is reported",
+    )
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--cache", default="", help=argparse.SUPPRESS)
     ap.add_argument("--paths", default="", help=argparse.SUPPRESS)
@@ -202,6 +216,9 @@ def main() -> None:
     if args.child:
         print("RESULT " + json.dumps(_child(args)), flush=True)
         return
+    import jax
+
+    jax.config.update("jax_platforms", "cpu")  # this process builds files; children measure
     with tempfile.TemporaryDirectory() as tmp:
         root = args.workdir or tmp
         t = time.perf_counter()
@@ -227,16 +244,36 @@ def main() -> None:
                     "reward_workers",
                 )
             ]
-            r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            left = args.time_limit - (time.perf_counter() - T0) if args.time_limit else None
+            try:
+                r = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=left)
+            except subprocess.TimeoutExpired as e:
+                err = e.stderr.decode() if isinstance(e.stderr, bytes) else e.stderr or ""
+                print(f"{phase} run stopped at --time_limit={args.time_limit:g}:\n{err[-3000:]}")
+                break
             lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
             if r.returncode != 0 or not lines:
-                sys.exit(f"{phase} run failed ({r.returncode}):\n{r.stderr[-4000:]}")
+                print(f"{phase} run failed ({r.returncode}):\n{r.stderr[-4000:]}")
+                break
             res[phase] = json.loads(lines[-1][len("RESULT ") :])
+            _save(args, paths, res, {})  # the cold figures survive a failed warm run
+    if "cold" not in res:
+        sys.exit(1)
     _report(args, paths, res)
+    if "warm" not in res:
+        sys.exit(1)
+
+
+def _save(args, paths, res, table) -> None:
+    if args.json_out:
+        with open(args.json_out + ".tmp", "w") as f:
+            json.dump({"paths": paths, "results": res, "table": table}, f, indent=2)
+        os.replace(args.json_out + ".tmp", args.json_out)
 
 
 def _report(args, paths, res) -> None:
-    cold, warm = res["cold"], res["warm"]
+    cold = res["cold"]
+    warm = res.get("warm")
     p = PRESETS[args.preset]
     v, d = p["vocab_size"], p["hidden_size"]
     n_body = paths["params"] - v * d  # without the (tied) embedding
@@ -273,19 +310,24 @@ def _report(args, paths, res) -> None:
         ("compile, learner program (cold)", f"{cold['first'][2] - learn_s:.1f} s"),
         (
             "compile, both (warm: cache loads)",
-            f"{warm['first'][0] + warm['first'][2] - roll_s - learn_s:.1f} s",
+            f"{warm['first'][0] + warm['first'][2] - roll_s - learn_s:.1f} s" if warm else "n/a",
         ),
         ("start to first iteration done, cold", f"{cold['start_s']:.1f} s"),
-        ("start to first iteration done, warm", f"{warm['start_s']:.1f} s"),
-        ("peak device memory", fmt_b(cold["peak_bytes"])),
+        (
+            "start to first iteration done, warm",
+            f"{warm['start_s']:.1f} s" if warm else "n/a (the warm run did not finish)",
+        ),
+        (
+            "peak device memory",
+            fmt_b(cold["peak_bytes"])
+            + (f" (of {fmt_b(cold['limit_bytes'])} allowed)" if cold.get("limit_bytes") else ""),
+        ),
         ("ref_kl at iteration 0 (0 = both passes agree)", f"{cold['ref_kl']:.3g}"),
     ]
     print("\n| measure | r1jax |\n|---|---|")
     for k, val in table:
         print(f"| {k} | {val} |")
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump({"paths": paths, "results": res, "table": dict(table)}, f, indent=2)
+    _save(args, paths, res, dict(table))
 
 
 if __name__ == "__main__":
