@@ -48,7 +48,7 @@ the default's RL iteration (BENCHMARKS.md, "Shared-prompt learner").
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import flax.struct
 import jax
@@ -97,10 +97,18 @@ def _ref_logp(graphs, state, hp, plan: Minibatches, ax: Axis, batch, rep, tokens
 
     def rows(x):
         prompt, prompt_mask, toks, m = x
-        logp, _ = forward_logp(
-            graphs.policy, ref_params, prompt, prompt_mask, toks, m, hp.temperature, hp.logit_chunk
-        )
-        return logp
+
+        def logp_of(params):
+            logp, _ = forward_logp(
+                graphs.policy, params, prompt, prompt_mask, toks, m, hp.temperature, hp.logit_chunk
+            )
+            return logp
+
+        # The forward of `jax.vjp` (its pullback unused, so XLA drops the residuals), as
+        # the learner's pass under `grad`: a kernel with a training variant of its own
+        # (cuDNN's flash attention keeps softmax statistics for its backward pass) runs
+        # that same variant in both passes, not the inference one here.
+        return jax.vjp(logp_of, ref_params)[0]
 
     b_loc = batch.prompt.shape[0]
     if hp.logp_chunk:
