@@ -12,31 +12,35 @@
 #   mkdir -p .gsm8k && cp ../shared/data/gsm8k/{train,test}.jsonl .gsm8k/
 # then run (tool `run`, carry [".whl", ".gsm8k"], timeout_s 600):
 #   bash benchmarks/device_check.sh
-# Writes under $OUT (or /tmp/device_check) at most 6 files (the device tool returns 8):
+# Writes under $OUT (or /tmp/device_check) 5 files (the device tool returns at most 8):
 # device_check.log (everything printed), workload.json, decode_128.json, decode_32.json,
-# decode_128_fused.json. PRESET=tiny runs the same steps at CPU size (a check of this
-# script, not a measurement).
+# decode_128_fused.json. Exits 0 when every step ran and passed, 1 when one failed or was
+# cut off, 2 when what it needs is missing. PRESET=tiny runs the same steps at CPU size
+# (a check of this script, not a measurement).
 set -uo pipefail
 OUT=${OUT:-/tmp/device_check}
 PRESET=${PRESET:-qwen0.5b}
 DEADLINE=${DEADLINE:-500}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/device_check.log") 2>&1
+tee_pid=$!
+trap 'exec >&- 2>&-; wait "$tee_pid"' EXIT  # the log's last lines written before $OUT goes
 export PYTHONUNBUFFERED=1
 SECONDS=0
+failed=0
+need="import jraph, ml_collections, tensorboardX, flax, optax, orbax.checkpoint"
 
 # Before the GPU is touched: what the steps need is here (else stop at once).
-if ls .whl/*.whl >/dev/null 2>&1 && ! python3 -c "import jraph, ml_collections" 2>/dev/null; then
+if ls .whl/*.whl >/dev/null 2>&1 && ! python3 -c "$need" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:src
 else
   export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
 fi
-python3 -c "import jraph, ml_collections, tensorboardX, flax, optax, orbax.checkpoint" || {
-  echo "missing packages: carry .whl (see the header)"; exit 2; }
-if [ "$PRESET" != tiny ] && [ ! -f .gsm8k/train.jsonl ]; then
-  echo "no .gsm8k/train.jsonl: carry .gsm8k (see the header)"; exit 2
+python3 -c "$need" || { echo "missing packages: carry .whl (see the header)"; exit 2; }
+if [ "$PRESET" != tiny ] && ! { [ -f .gsm8k/train.jsonl ] && [ -f .gsm8k/test.jsonl ]; }; then
+  echo "no .gsm8k/{train,test}.jsonl: carry .gsm8k (see the header)"; exit 2
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 python3 -c "import jax; print(jax.__version__, jax.devices())"
@@ -49,12 +53,15 @@ step() {
   left=$((DEADLINE - SECONDS))
   if [ "$left" -lt "$min" ]; then
     echo "== $name: skipped (${left} s left before the ${DEADLINE} s deadline)"
+    failed=1
     return
   fi
   [ "$left" -lt "$max" ] && max=$left
   echo "== $name (at ${SECONDS} s, up to ${max} s)"
   timeout "$max" "$@"
-  echo "== $name: exit $? at ${SECONDS} s"
+  local rc=$?
+  echo "== $name: exit $rc at ${SECONDS} s"
+  [ "$rc" -eq 0 ] || failed=1
 }
 
 tokens=256 layers=24 small=()
@@ -67,8 +74,11 @@ decode=(python3 benchmarks/sampling_bench.py --preset="$PRESET" --prompt_len=128
 
 # 1. The RL iteration: compile cold/warm, seconds per iteration, tokens/s, MFU, memory
 #    (two child processes; what the cold one measured is kept if the warm one is late).
+# Its own --time_limit ends a late child first, so the cold figures are written.
+limit=$((DEADLINE - SECONDS - 15))
+[ "$limit" -gt 315 ] && limit=315
 step workload 120 330 python3 benchmarks/gpu_workload.py --preset="$PRESET" --gsm8k=.gsm8k \
-  --json_out="$OUT/workload.json" --time_limit=320 "${small[@]}"
+  --json_out="$OUT/workload.json" --time_limit="$limit" "${small[@]}"
 # 2. Decode: ms per step and the share of HBM bandwidth at batch 128 and 32 (our sampler
 #    alone, no top-p, prompt 128 + 256 new tokens as the workload).
 step decode_128 40 90 "${decode[@]}" --batch=128 --json_out="$OUT/decode_128.json"
@@ -86,4 +96,5 @@ step scan_layers 60 120 python3 benchmarks/scan_layers_bench.py --preset="$PRESE
 #    if XLA hoists the kernels' concatenation out of the loop).
 step decode_128_fused 40 90 "${decode[@]}" --batch=128 --fused_projections=on \
   --json_out="$OUT/decode_128_fused.json"
-echo "done at ${SECONDS} s: $(ls "$OUT")"
+echo "done at ${SECONDS} s ($([ "$failed" = 0 ] && echo "every step passed" || echo "a step failed or was skipped")): $(ls "$OUT")"
+exit "$failed"

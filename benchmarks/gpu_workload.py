@@ -248,7 +248,11 @@ def main() -> None:
             try:
                 r = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=left)
             except subprocess.TimeoutExpired as e:
-                err = e.stderr.decode() if isinstance(e.stderr, bytes) else e.stderr or ""
+                err = (
+                    e.stderr
+                    if isinstance(e.stderr, str)
+                    else (e.stderr or b"").decode(errors="replace")
+                )
                 print(f"{phase} run stopped at --time_limit={args.time_limit:g}:\n{err[-3000:]}")
                 break
             lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]

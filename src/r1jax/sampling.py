@@ -449,11 +449,16 @@ def grouped_hidden(decoder, prompt_up, prompt_mask_up, completion_nt, completion
     if t == 1:
         return first_n1d
     # The completion's tokens 0..T-2 (token T-1 predicts nothing) over the group's cache;
-    # all T where only that makes the lengths even for cuDNN's flash attention (under
-    # model.attention=auto on a GPU, `attention_impl`): the last position's state is
-    # dropped, and causal attention keeps it out of every other row.
-    cfg = decoder.cfg
-    whole = attention_impl(cfg, t, p + t) == "cudnn" != attention_impl(cfg, t - 1, p + t - 1)
+    # all T where only that makes the lengths even for cuDNN's flash attention (chosen by
+    # model.attention=auto on a GPU or set: `attention_impl`; its masked kernel has no
+    # backward pass for odd lengths): the last position's state is dropped, and causal
+    # attention keeps it out of every other row.
+    even = lambda q, k: q % 2 == 0 and k % 2 == 0
+    whole = (
+        attention_impl(decoder.cfg, t, p + t) == "cudnn"
+        and even(t, p + t)
+        and not even(t - 1, p + t - 1)
+    )
     m = t if whole else t - 1
     cache = extend_cache(jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), cache), p + m)
     valid = jnp.concatenate(

@@ -119,6 +119,8 @@ def test_auto_picks_cudnn_only_where_it_applies(monkeypatch):
     assert attention_impl(bf16, 13, 13) == "einsum"
     assert attention_impl(bf16, 6, 15) == "einsum"  # a chunk over an odd-length cache
     assert attention_impl(dataclasses.replace(bf16, attention="cudnn"), 13, 13) == "cudnn"
+    with pytest.raises(ValueError, match="model.attention='flash' is unknown"):
+        ModelConfig(attention="flash")
 
 
 @pytest.mark.skipif(IMPL != "xla", reason="CPU-side logic: run with the default")
@@ -140,25 +142,25 @@ def test_auto_passes_resolve_per_length(monkeypatch):
         model(tokens, positions_from_mask(valid), causal_mask(valid))
     # two layers at length 12 run the fused call; the odd length never reaches it
     assert seen == [("cudnn", 12, 12)] * CFG.n_layers
-    with pytest.raises(ValueError, match="model.attention='flash' is unknown"):
-        ModelConfig(attention="flash")
 
 
 @pytest.mark.skipif(IMPL != "xla", reason="CPU-side logic: run with the default")
-def test_grouped_pass_runs_even_lengths_on_cudnn(monkeypatch):
+@pytest.mark.parametrize("choice", ["auto", "cudnn"])
+def test_grouped_pass_runs_even_lengths_on_cudnn(monkeypatch, choice):
     """The learner's prompt-once-per-group pass attends T-1 completion positions over
-    P+T-1 keys: odd where P and T are even, so where cuDNN applies it runs all T (the
-    last state dropped) and stays on cuDNN, with the einsum path's states. Here the GPU's
+    P+T-1 keys: odd where P and T are even, so where cuDNN runs (chosen by `auto` or set)
+    it runs all T (the last state dropped), with the einsum path's states. Here the GPU's
     choice (`attention_impl`: cuDNN for even lengths) is stood in for in float32, and
     cuDNN's call is the same call's "xla" kernel."""
     ref, _, _, state = _models("float32")
-    auto = CausalLM(dataclasses.replace(ref.cfg, attention="auto"), rngs=nnx.Rngs(1))
+    auto = CausalLM(dataclasses.replace(ref.cfg, attention=choice), rngs=nnx.Rngs(1))
     nnx.update(auto, state)
     seen = []
     fused = transformer.Attention._fused
 
     def xla_kernel(self, q, k, v, mask, impl):
         seen.append((impl, q.shape[1], k.shape[1]))
+        assert q.shape[1] % 2 == 0 and k.shape[1] % 2 == 0  # what cuDNN needs under grad
         return fused(self, q, k, v, mask, "xla")
 
     def on_gpu(cfg, q_len=None, kv_len=None):
@@ -183,3 +185,43 @@ def test_grouped_pass_runs_even_lengths_on_cudnn(monkeypatch):
     bf16 = dataclasses.replace(CFG, dtype="bfloat16", attention="auto")
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert [attention_impl(bf16, 6, 16), attention_impl(bf16, 5, 15)] == ["cudnn", "einsum"]
+
+
+def test_auto_trains_the_grouped_pass_through_the_fused_kernel(monkeypatch):
+    """In bf16 under `auto`, the learner's grouped pass (P 10, T 6: the completion pass
+    over all T) runs the fused kernel under `grad`, with the einsum path's states and
+    gradients. On a GPU (`R1JAX_TEST_ATTENTION=cudnn`, benchmarks/device_check.sh) that
+    is cuDNN; on the CPU the GPU's choice is stood in for and the kernel is the same
+    call's "xla" one."""
+    ref, _, _, state = _models("bfloat16")
+    auto = CausalLM(dataclasses.replace(ref.cfg, attention="auto"), rngs=nnx.Rngs(1))
+    nnx.update(auto, state)
+    seen = []
+    fused = transformer.Attention._fused
+
+    def kernel(self, q, k, v, mask, impl):
+        seen.append((impl, q.shape[1], k.shape[1]))
+        return fused(self, q, k, v, mask, impl if IMPL == "cudnn" else "xla")
+
+    if IMPL != "cudnn":
+        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(transformer.Attention, "_fused", kernel)
+    prompt, pmask = _left_padded(b=2, length=10)
+    comp = jnp.asarray(np.random.default_rng(1).integers(1, 50, (4, 6)), jnp.int32)
+    cmask = jnp.ones((4, 6), bool).at[1, 4:].set(False)
+
+    def loss(model):
+        h = grouped_hidden(model.model, prompt, pmask, comp, cmask)
+        return (h.astype(jnp.float32) ** 2 * cmask[..., None]).mean()
+
+    lb, gb = nnx.value_and_grad(loss)(auto)
+    assert set(seen) == {("cudnn", 10, 10), ("cudnn", 6, 16)}, seen
+    monkeypatch.undo()
+    la, ga = nnx.value_and_grad(loss)(ref)
+    tol = TOL["bfloat16"]
+    assert abs(float(la) - float(lb)) <= tol * max(1.0, abs(float(la)))
+    pa, pb = (jax.tree.leaves(nnx.state(g, nnx.Param)) for g in (ga, gb))
+    assert len(pa) == len(pb) > 10
+    for x, y in zip(pa, pb):
+        x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
+        assert np.abs(x - y).max() <= 10 * tol * max(1.0, np.abs(x).max())

@@ -200,10 +200,11 @@ def test_a_window_saved_before_has_answer_leaves_it_out_of_its_row():
     assert loop._fetch(window.mean())["has_answer"] == 1.0
 
 
-def test_the_loop_lets_the_initial_state_go(tmp_path, monkeypatch):
-    """R1-Zero (no SFT step before RL): once the loop owns the state, the experiment's
-    initial state is not kept alive beside it (on a 0.5B model in float32 that was a
-    second copy of the params and Adam moments, ~6 GB of device memory)."""
+def test_a_resumed_run_lets_the_initial_state_go(tmp_path, monkeypatch):
+    """Resumed from a checkpoint, the loop trains the restored state: the experiment's
+    initial one (the restore's target) is not kept alive beside it (on a 0.5B model in
+    float32 that was a second state on the device, up to ~8 GB). A fresh run's first step
+    donates it anyway."""
     import weakref
 
     import jax
@@ -212,8 +213,9 @@ def test_the_loop_lets_the_initial_state_go(tmp_path, monkeypatch):
 
     c = _smoke()
     with c.unlocked():
-        c.sft.steps = 0
         c.rl.iterations = 1
+    workdir = str(tmp_path)
+    assert train(c, workdir, stop_after=c.sft.steps) == {}  # stopped at the SFT checkpoint
     seen = {}
     real_init = loop.Experiment.__init__
 
@@ -232,5 +234,5 @@ def test_the_loop_lets_the_initial_state_go(tmp_path, monkeypatch):
         self.rl_fn = spy
 
     monkeypatch.setattr(loop.Experiment, "__init__", init)
-    train(c, str(tmp_path))
+    train(c, workdir)  # resumes: the restored state's first RL iteration
     assert seen["initial"] > 50 and seen["alive"] == 0, seen

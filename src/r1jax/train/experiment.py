@@ -399,6 +399,12 @@ class Experiment:
         """(state, meta) of a checkpoint, with the LoRA base put back from `init_state`.
         State fields added after a checkpoint was written (`LATER_FIELDS`) start from the
         config, so older runs still resume and evaluate."""
+        if self.init_state is None:
+            raise RuntimeError(
+                "Experiment.restore needs the initial state (the restore target and the "
+                "LoRA base): restore before the training loop takes the state (it lets the "
+                "initial one go), or build the Experiment without shapes_only"
+            )
         view = self.checkpoint_view(self.init_state)
         saved = ckpt.saved_fields(phase, step)
         fresh = {k: view.pop(k) for k in LATER_FIELDS if saved is not None and k not in saved}

@@ -93,22 +93,23 @@ def _ref_logp(graphs, state, hp, plan: Minibatches, ax: Axis, batch, rep, tokens
     `hp.logp_chunk` > 0: that many rows (whole groups) per pass instead; then the two
     passes may differ by float rounding."""
     g = hp.group_size
-    ref_params = policy_params(graphs, state.ref, state.base)
 
     def rows(x):
         prompt, prompt_mask, toks, m = x
 
-        def logp_of(params):
+        def logp_of(trained):  # the params the learner differentiates (LoRA: the adapters)
+            params = policy_params(graphs, trained, state.base)
             logp, _ = forward_logp(
                 graphs.policy, params, prompt, prompt_mask, toks, m, hp.temperature, hp.logit_chunk
             )
             return logp
 
         # The forward of `jax.vjp` (its pullback unused, so XLA drops the residuals), as
-        # the learner's pass under `grad`: a kernel with a training variant of its own
-        # (cuDNN's flash attention keeps softmax statistics for its backward pass) runs
-        # that same variant in both passes, not the inference one here.
-        return jax.vjp(logp_of, ref_params)[0]
+        # the learner's pass under `grad`, with respect to the same params: a kernel with a
+        # training variant of its own (cuDNN's flash attention keeps softmax statistics for
+        # its backward pass) runs that variant wherever the learner's pass does (JAX runs a
+        # custom VJP's forward rule where tangents are not zero), not the inference one.
+        return jax.vjp(logp_of, state.ref)[0]
 
     b_loc = batch.prompt.shape[0]
     if hp.logp_chunk:
