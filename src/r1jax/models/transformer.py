@@ -75,7 +75,9 @@ def attention_impl(cfg: ModelConfig, q_len: int | None = None, kv_len: int | Non
     of `q_len` queries over `kv_len` keys (static shapes; None: any). `auto` keeps the
     einsum path where cuDNN cannot run: besides dtype and head_dim, its kernel with a mask
     (a bias to cuDNN) has no backward pass for odd lengths ("Unsupported sequence length"
-    under `grad`), and a pass cannot tell here whether it will be differentiated."""
+    under `grad`), and the attention layer is not told whether its pass is differentiated
+    (the Decoder's `train` flag stops at the blocks), so an odd-length prefill, which
+    cuDNN could run, keeps the einsum path too."""
     if cfg.attention != "auto":
         return cfg.attention
     fits = cfg.dtype in ("bfloat16", "float16") and cfg.head_dim % 8 == 0 and cfg.head_dim <= 128
