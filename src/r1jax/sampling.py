@@ -453,12 +453,7 @@ def grouped_hidden(decoder, prompt_up, prompt_mask_up, completion_nt, completion
     # model.attention=auto on a GPU or set: `attention_impl`; its masked kernel has no
     # backward pass for odd lengths): the last position's state is dropped, and causal
     # attention keeps it out of every other row.
-    even = lambda q, k: q % 2 == 0 and k % 2 == 0
-    whole = (
-        attention_impl(decoder.cfg, t, p + t) == "cudnn"
-        and even(t, p + t)
-        and not even(t - 1, p + t - 1)
-    )
+    whole = attention_impl(decoder.cfg, t, p + t) == "cudnn" and t % 2 == 0 and p % 2 == 0
     m = t if whole else t - 1
     cache = extend_cache(jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), cache), p + m)
     valid = jnp.concatenate(
