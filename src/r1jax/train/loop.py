@@ -274,10 +274,10 @@ def _run(exp: Experiment, ckpt: Checkpointer, workdir: str, t0: float, stop_afte
         _load_host_state(exp, meta)
         log.info("resumed from %s checkpoint at step %d", phase, resume_step)
     # The loop owns the state from here: the experiment's initial one, no longer needed
-    # (it served the restore), is let go, or a resumed run would keep it alive beside the
-    # restored state it trains (so would pmap's, whose replicas are copies of it): a second
-    # state on the device, up to ~8 GB at 0.5B in float32 (params, reference, Adam
-    # moments). A fresh run's first step (SFT, or start_rl) donates it anyway.
+    # (it served the restore), is let go, or it would stay alive beside the state the run
+    # trains (a resumed run; pmap's, whose replicas are copies of it; R1-Zero, whose
+    # start_rl donation frees only the buffers it reuses): a second state on the device,
+    # up to ~8 GB at 0.5B in float32 (params, reference, Adam moments).
     exp.init_state = None
     # Only now, with the config checked against the run and its checkpoint read, does
     # anything in the workdir change.
