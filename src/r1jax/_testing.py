@@ -61,6 +61,20 @@ GSM8K_PROBLEMS = (
 )
 
 
+def left_padded(vocab_size: int, b: int = 3, length: int = 12, seed: int = 0):
+    """`(tokens, valid)` `[b, length]` (int32 tokens in 1..vocab_size-1, bool validity):
+    random rows left-padded by 0, 3 and 7 positions (the attention tests' batch)."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(1, vocab_size, (b, length)).astype(np.int32)
+    valid = np.ones((b, length), bool)
+    for i, pad in enumerate((0, 3, 7)[:b]):
+        valid[i, :pad] = False
+    return jnp.asarray(tokens), jnp.asarray(valid)
+
+
 def byte_level_bpe(corpus, vocab_size: int = 400, specials=SPECIALS):
     """A `tokenizers.Tokenizer` (byte-level BPE, like Qwen2's and Llama 3's) trained on
     `corpus` (an iterable of strings), with `specials` as added special tokens."""

@@ -20,7 +20,7 @@ from r1jax import parallel
 from r1jax.configs import arith_tiny
 from r1jax.errors import ConfigError
 from r1jax.models.lora import LoraConfig
-from r1jax.models.transformer import ModelConfig
+from r1jax.models.transformer import ATTENTION, ModelConfig
 from r1jax.rewards.bridge import Placement
 from r1jax.rewards.composite import EFFICIENCY_MODES, RewardConfig
 from r1jax.rewards.noise import RewardNoise
@@ -351,7 +351,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice(c, "reward.efficiency_mode", EFFICIENCY_MODES)
     _choice(c, "model.dtype", ("float32", "bfloat16", "float16"))
     _choice(c, "model.remat", ("none", "full", "dots", "dots_saveable"))
-    _choice(c, "model.attention", ("auto", "einsum", "xla", "cudnn"))
+    _choice(c, "model.attention", ATTENTION)
     _choice(c, "model.layer_loop", ("auto", "unroll", "scan"))
     _choice(c, "parallelism", ("jit", "pmap"))
     _check_inert(c)

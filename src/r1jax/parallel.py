@@ -32,6 +32,7 @@ and batches are `P("data")`, exactly the foundation's layout.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import numbers
@@ -130,6 +131,33 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices=None) -> M
         axis_types=(AxisType.Auto,) * len(MESH_AXES),
         devices=devices[: math.prod(shape)],
     )
+
+
+def may_splash(*cfgs) -> bool:
+    """Whether a model of these `ModelConfig`s (None: absent) may run splash attention
+    (`models.transformer.attention_impl`): set, or `auto` on a TPU."""
+    return any(
+        c is not None
+        and (c.attention == "splash" or (c.attention == "auto" and jax.default_backend() == "tpu"))
+        for c in cfgs
+    )
+
+
+def traced_under_mesh(fn, mesh: Mesh, cfgs=()):
+    """`fn` traced with `mesh` as the context (abstract) mesh, where a model of `cfgs`
+    may run splash attention: a Mosaic kernel cannot be partitioned automatically, so
+    the attention layer runs it per shard in a `shard_map` over this mesh
+    (`models.transformer.splash_shards`). Elsewhere `fn` itself: the programs of the
+    other attention implementations stay as they were."""
+    if mesh.size == 1 or not may_splash(*cfgs):
+        return fn
+
+    @functools.wraps(fn)
+    def traced(*args, **kwargs):
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return fn(*args, **kwargs)
+
+    return traced
 
 
 def axis_size(mesh: Mesh, axis: str) -> int:

@@ -31,9 +31,9 @@ import jax.numpy as jnp
 from r1jax.models.transformer import (
     RopeTables,
     attention_impl,
-    causal_mask,
     extend_cache,
     init_cache,
+    padded_causal,
     positions_from_mask,
     rope_tables,
 )
@@ -115,7 +115,7 @@ def prefill(model, prompt_bp, prompt_mask_bp, max_new_tokens: int):
     cache = init_cache(model.cfg, b, p)
     # The decoder over all P positions, the LM head on the last one only (the other
     # P - 1 rows of logits would be discarded: 40% of a small model's prefill FLOPs).
-    h_bpd, cache = model.model(prompt_bp, positions_bp, causal_mask(prompt_mask_bp), cache, 0)
+    h_bpd, cache = model.model(prompt_bp, positions_bp, padded_causal(prompt_mask_bp), cache, 0)
     cache = extend_cache(cache, p + max_new_tokens)
     return _lm_head(model, h_bpd[:, -1]), cache, kv_valid_bs, positions_bp[:, -1] + 1
 
@@ -345,7 +345,7 @@ def sequence_hidden(model, prompt_bp, prompt_mask_bp, completion_bt, completion_
     p = prompt_bp.shape[1]
     tokens = jnp.concatenate([prompt_bp, completion_bt], axis=1)
     valid = jnp.concatenate([prompt_mask_bp, completion_mask_bt], axis=1)
-    h, _ = model.model(tokens, positions_from_mask(valid), causal_mask(valid))
+    h, _ = model.model(tokens, positions_from_mask(valid), padded_causal(valid))
     return h[:, p - 1 : -1]
 
 
@@ -414,7 +414,7 @@ def sequence_logits(model, prompt_bp, prompt_mask_bp, completion_bt, completion_
     p = prompt_bp.shape[1]
     tokens = jnp.concatenate([prompt_bp, completion_bt], axis=1)
     valid = jnp.concatenate([prompt_mask_bp, completion_mask_bt], axis=1)
-    logits, _ = model(tokens, positions_from_mask(valid), causal_mask(valid))
+    logits, _ = model(tokens, positions_from_mask(valid), padded_causal(valid))
     return logits[:, p - 1 : -1]
 
 
@@ -440,7 +440,7 @@ def grouped_hidden(decoder, prompt_up, prompt_mask_up, completion_nt, completion
     h_upd, cache = decoder(
         prompt_up,
         positions_from_mask(prompt_mask_up),
-        causal_mask(prompt_mask_up),
+        padded_causal(prompt_mask_up),
         cache,
         0,
         train=True,
@@ -462,7 +462,7 @@ def grouped_hidden(decoder, prompt_up, prompt_mask_up, completion_nt, completion
     h_nld, _ = decoder(
         completion_nt[:, :m],
         positions_from_mask(valid)[:, p:],
-        causal_mask(valid)[:, p:],
+        padded_causal(valid, p),
         cache,
         p,
         train=True,

@@ -16,6 +16,7 @@ import pytest
 from flax import nnx
 
 from r1jax import sampling
+from r1jax._testing import left_padded
 from r1jax.models import CausalLM, ModelConfig, transformer
 from r1jax.models.transformer import attention_impl, causal_mask, positions_from_mask
 from r1jax.sampling import grouped_hidden, prefill
@@ -37,12 +38,7 @@ def _models(dtype):
 
 
 def _left_padded(b=3, length=12, seed=0):
-    rng = np.random.default_rng(seed)
-    tokens = rng.integers(1, CFG.vocab_size, (b, length)).astype(np.int32)
-    valid = np.ones((b, length), bool)
-    for i, pad in enumerate((0, 3, 7)[:b]):
-        valid[i, :pad] = False
-    return jnp.asarray(tokens), jnp.asarray(valid)
+    return left_padded(CFG.vocab_size, b, length, seed)
 
 
 @pytest.mark.parametrize("dtype", sorted({FP32, "bfloat16"}))
@@ -163,7 +159,7 @@ def test_grouped_pass_runs_even_lengths_on_cudnn(monkeypatch, choice):
         assert q.shape[1] % 2 == 0 and k.shape[1] % 2 == 0  # what cuDNN needs under grad
         return fused(self, q, k, v, mask, "xla")
 
-    def on_gpu(cfg, q_len=None, kv_len=None):
+    def on_gpu(cfg, q_len=None, kv_len=None, mask=None):
         if cfg.attention != "auto":
             return cfg.attention
         return "cudnn" if all(n is None or n % 2 == 0 for n in (q_len, kv_len)) else "einsum"

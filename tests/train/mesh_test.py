@@ -4,7 +4,9 @@ Data parallel (8,1,1), mixed (2,4,1) and (2,2,2), and pure tensor parallel (1,1,
 2 SFT steps and 3 RL iterations of the smoke config give the losses and the final
 parameters of one device within 1e-5, and the parameters really are split as the
 learner rules say. The RL learner is compiled for two completion lengths
-(`rl.length_buckets=2`), so its `lax.switch` runs on every mesh.
+(`rl.length_buckets=2`), so its `lax.switch` runs on every mesh. With
+`model.attention=splash` on the (2,2,2) mesh the Pallas kernel (interpreted on the CPU)
+runs per shard in a `shard_map` and gives the same numbers too.
 """
 
 import json
@@ -22,7 +24,7 @@ SCRIPT = textwrap.dedent("""
     from r1jax.configs.arith_tiny import get_config
     from r1jax.train.experiment import Experiment
 
-    def run(shape):
+    def run(shape, attention="auto"):
         c = get_config("smoke")
         with c.unlocked():
             c.sft.rows = 8
@@ -32,6 +34,7 @@ SCRIPT = textwrap.dedent("""
             c.model.n_kv_heads = 2
             c.model.head_dim = 8
             c.rl.length_buckets = 2  # the learner's lax.switch (48 or 96 positions) on meshes
+            c.model.attention = attention
         exp = Experiment(c, "/tmp/unused", mesh=parallel.make_mesh(*shape))
         state, out = exp.init_state, []
         for s in range(2):
@@ -54,14 +57,16 @@ SCRIPT = textwrap.dedent("""
         base, base_params, _ = run(shapes[0])
         result = {}
         for shape in shapes[1:]:
-            out, params, gate = run(shape)
+            out, params, gate = run(shape[:3], *shape[3:])
             diff = max(float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(a)))))
                        for a, b in zip(base_params, params))
             result[str(shape)] = {"out": out, "param_diff": diff, "gate": gate}
         print(json.dumps({"base": base, "meshes": result}))
 """)
 
-MESHES = [(8, 1, 1), (2, 4, 1), (2, 2, 2), (1, 1, 8)]
+# (2, 2, 2, "splash"): the splash kernel (in the Pallas interpreter on the CPU), run per
+# shard in a shard_map over the mesh, batch over data x fsdp, heads over tensor.
+MESHES = [(8, 1, 1), (2, 4, 1), (2, 2, 2), (1, 1, 8), (2, 2, 2, "splash")]
 
 
 @pytest.fixture(scope="module")

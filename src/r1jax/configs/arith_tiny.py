@@ -59,7 +59,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             # weights and fp32 softmax / logits / log-probs / losses (accelerators)
             remat="none",  # rematerialise blocks in training: none | full | dots | dots_saveable
             attention="auto",  # multi-position passes: "auto" (cuDNN flash attention on a
-            # GPU in bf16, else "einsum"), "einsum", "xla" or "cudnn" (jax.nn.dot_product_attention)
+            # GPU in bf16, splash on a TPU, else "einsum"), "einsum", "xla" or "cudnn"
+            # (jax.nn.dot_product_attention), "splash" (the Pallas TPU kernel)
             layer_loop="auto",  # blocks of the training/reference passes: "scan" (one
             # lax.scan, compiles one block), "unroll", "auto" (scan from 8 blocks on)
         )

@@ -81,7 +81,8 @@ from r1jax.models.transformer import (
     KVCache,
     ModelConfig,
     apply_block,
-    causal_mask,
+    mask_for_pass,
+    padded_causal,
     positions_from_mask,
 )
 
@@ -188,6 +189,8 @@ class ProgressiveDecoder(nnx.Module):
                 f"column {self.column} needs a cache of {self.cfg.n_layers} layers "
                 f"((column + 1) x {n_layers}), got {len(cache.k)}"
             )
+        kv_len = tokens_bl.shape[1] if cache is None else cache.v[0].shape[2]
+        mask_bls = mask_for_pass(self.column_cfg, mask_bls, tokens_bl.shape[1], kv_len)
         elders = []  # elders[j][l]: column j's stream at the input of layer l (l = L: final)
         new_k, new_v = [], []
         for k in range(self.column + 1):
@@ -240,7 +243,7 @@ class ProgressiveLM(nnx.Module):
         if positions_bl is None or mask_bls is None:
             valid = jnp.ones(jnp.shape(tokens_bl), bool)
             positions_bl = positions_from_mask(valid) if positions_bl is None else positions_bl
-            mask_bls = causal_mask(valid) if mask_bls is None else mask_bls
+            mask_bls = padded_causal(valid) if mask_bls is None else mask_bls
         h, cache = self.model(tokens_bl, positions_bl, mask_bls, cache, cache_index)
         logits = self.model.embed.attend(h).astype(jnp.float32)
         return logits if tokens_only else (logits, cache)

@@ -11,13 +11,14 @@ H query heads, K key/value heads, Dh head width, V vocabulary.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
+from flax import nnx, struct
 
 # Activation rematerialisation (`jax.checkpoint`) per decoder block, in the training
 # forward pass only (sampling keeps its KV cache and never differentiates):
@@ -42,9 +43,25 @@ REMAT_POLICIES = {
 #   cudnn:  jax.nn.dot_product_attention(implementation="cudnn"): cuDNN's fused flash
 #           attention on NVIDIA GPUs (bf16/fp16, head_dim a multiple of 8 up to 128),
 #           never forming the [B, H, L, S] scores in memory;
-#   auto:   cudnn where it applies (GPU backend, bf16/fp16, head_dim fits, even lengths),
+#   splash: the Pallas splash-attention kernel (TPU; block-sparse flash attention that
+#           skips the key blocks the causal mask rules out). It needs the mask as its
+#           structure, `padded_causal(valid, q_start)` (all of this package's passes give
+#           it so), not a dense array; lengths are padded to its 128-blocks. Off a TPU it
+#           runs in the Pallas interpreter (slow: for tests). Under a context mesh
+#           (`parallel.traced_under_mesh`) it runs per shard in a `shard_map`, batch over
+#           data x fsdp and heads over tensor, as Mosaic kernels cannot be partitioned
+#           automatically.
+#   auto:   cudnn where it applies (GPU backend, bf16/fp16, head_dim fits, even lengths);
+#           splash on a TPU for passes of >= SPLASH_MIN_LEN queries with a structured
+#           mask on one device or under a context mesh (else einsum: e.g. under pmap);
 #           else einsum.
-ATTENTION = ("auto", "einsum", "xla", "cudnn")
+ATTENTION = ("auto", "einsum", "xla", "cudnn", "splash")
+SPLASH_BLOCK = 128  # the splash kernel's smallest block (lanes); lengths are padded to it
+SPLASH_MIN_LEN = 128  # auto uses splash from this many queries on (shorter: einsum)
+# Mesh axes that split the batch / the heads (`parallel.BATCH_AXES`, the "heads" rule;
+# not imported: `parallel` imports this package).
+_BATCH_AXES = ("data", "fsdp")
+_HEAD_AXIS = "tensor"
 
 # How the passes without a per-step KV cache (training forward and backward, reference
 # and critic passes, the shared-prompt training pass) run the decoder blocks:
@@ -70,19 +87,33 @@ def layer_loop(cfg: ModelConfig) -> str:
     return "scan" if cfg.n_layers >= SCAN_MIN_LAYERS else "unroll"
 
 
-def attention_impl(cfg: ModelConfig, q_len: int | None = None, kv_len: int | None = None) -> str:
+def attention_impl(
+    cfg: ModelConfig, q_len: int | None = None, kv_len: int | None = None, mask=None
+) -> str:
     """The implementation `cfg.attention` resolves to on the default backend, for a pass
-    of `q_len` queries over `kv_len` keys (static shapes; None: any). `auto` keeps the
-    einsum path where cuDNN cannot run: besides dtype and head_dim, its kernel with a mask
-    (a bias to cuDNN) has no backward pass for odd lengths ("Unsupported sequence length"
-    under `grad`), and the attention layer is not told whether its pass is differentiated
+    of `q_len` queries over `kv_len` keys (static shapes; None: any) with `mask` (a
+    `PaddedCausal`, a dense `[B, L, S]` array or None). `auto` keeps the einsum path
+    where cuDNN cannot run: besides dtype and head_dim, its kernel with a mask (a bias to
+    cuDNN) has no backward pass for odd lengths ("Unsupported sequence length" under
+    `grad`), and the attention layer is not told whether its pass is differentiated
     (the Decoder's `train` flag stops at the blocks), so an odd-length prefill, which
-    cuDNN could run, keeps the einsum path too."""
+    cuDNN could run, keeps the einsum path too. On a TPU `auto` picks splash only where
+    it can run: a structured mask, a pass of >= SPLASH_MIN_LEN queries, and one device
+    or a context mesh whose batch shards divide the batch (`splash_shards`)."""
     if cfg.attention != "auto":
         return cfg.attention
+    backend = jax.default_backend()
+    if backend == "tpu":
+        ok = (
+            isinstance(mask, PaddedCausal)
+            and q_len is not None
+            and q_len >= SPLASH_MIN_LEN
+            and splash_shards(cfg, mask.segments_bs.shape[0]) is not None
+        )
+        return "splash" if ok else "einsum"
     fits = cfg.dtype in ("bfloat16", "float16") and cfg.head_dim % 8 == 0 and cfg.head_dim <= 128
     even = all(n is None or n % 2 == 0 for n in (q_len, kv_len))
-    return "cudnn" if fits and even and jax.default_backend() == "gpu" else "einsum"
+    return "cudnn" if fits and even and backend == "gpu" else "einsum"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,7 +345,13 @@ class Attention(nnx.Module):
         g = cfg.n_heads // cfg.n_kv_heads
         q_blkgd = q.reshape(b, l, cfg.n_kv_heads, g, cfg.head_dim)
         kv_len = l if cache_kv is None else cache_kv[1].shape[2]  # cache value [B, K, S, Dh]
-        impl = attention_impl(cfg, l, kv_len)
+        if isinstance(mask_bls, PaddedCausal):  # structured: the pass runs splash
+            impl = "splash"
+        else:
+            impl = attention_impl(cfg, l, kv_len)
+            if impl == "splash" and l > 1:
+                mask_for_pass(cfg, mask_bls, l, kv_len)  # raises: splash needs the structure
+            impl = "einsum" if impl == "splash" else impl  # a decode step
         if cache_kv is None and impl != "einsum":  # keys and values of this chunk only
             return self.o_proj(self._fused(q, k, v, mask_bls, impl).reshape(b, l, -1)), None
         if cache_kv is None:
@@ -349,7 +386,10 @@ class Attention(nnx.Module):
         """`jax.nn.dot_product_attention` (grouped-query: H query heads over K key/value
         heads) with the boolean mask `[B, L, S]`; `[B, L, H, Dh]` in the value dtype. A
         query row with no allowed key (left padding) gets finite values, as the einsum
-        path (its output is never read)."""
+        path (its output is never read). `impl` splash: `splash_attention` (`mask_bls` a
+        `PaddedCausal`)."""
+        if impl == "splash":
+            return splash_attention(self.cfg, q_blhd, k_bskd, v_bskd, mask_bls)
         return jax.nn.dot_product_attention(
             q_blhd,
             k_bskd.astype(q_blhd.dtype),
@@ -461,6 +501,8 @@ class Decoder(nnx.Module):
     ):
         """`train`: a differentiated pass that uses a cache (`sampling.grouped_hidden`);
         `cfg.remat` applies to it as to every pass without a cache. Sampling never remats."""
+        kv_len = tokens_bl.shape[1] if cache is None else cache.v[0].shape[2]
+        mask_bls = mask_for_pass(self.cfg, mask_bls, tokens_bl.shape[1], kv_len)
         x = self.embed(tokens_bl)
         training = cache is None or train  # not a sampling pass
         policy = self.cfg.remat if training and self.cfg.remat != "none" else None
@@ -501,7 +543,7 @@ class CausalLM(nnx.Module):
         if positions_bl is None or mask_bls is None:
             valid = jnp.ones(jnp.shape(tokens_bl), bool)
             positions_bl = positions_from_mask(valid) if positions_bl is None else positions_bl
-            mask_bls = causal_mask(valid) if mask_bls is None else mask_bls
+            mask_bls = padded_causal(valid) if mask_bls is None else mask_bls
         h, cache = self.model(tokens_bl, positions_bl, mask_bls, cache, cache_index)
         if self.cfg.tie_embeddings:
             logits = self.model.embed.attend(h)
@@ -522,6 +564,200 @@ class ValueModel(nnx.Module):
     def __call__(self, tokens_bl, positions_bl, mask_bls):
         h, _ = self.model(tokens_bl, positions_bl, mask_bls)
         return self.value_head(h.astype(jnp.float32))[..., 0]
+
+
+@struct.dataclass
+class PaddedCausal:
+    """A causal mask kept as its structure: `segments_bs` `[B, S]` (0: a padding key),
+    queries at positions q_start.. of the keys. Query i sees key j iff
+    j <= q_start + i, key j is real (segment > 0) and, for `packed` rows (several
+    sequences side by side, SFT), j is in query i's segment. Unpacked, segments are
+    the key validity (1/0) and the mask is `causal_mask(valid)[:, q_start:]`. The
+    passes of this package give their masks so (`padded_causal`,
+    `packed_causal`): the splash kernel takes this structure (a causal block pattern
+    plus segment ids); every other implementation the dense `[B, L, S]` array
+    (`dense_mask`)."""
+
+    segments_bs: jax.Array  # [B, S] int32
+    q_start: int = struct.field(pytree_node=False, default=0)
+    packed: bool = struct.field(pytree_node=False, default=False)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        b, s = self.segments_bs.shape
+        return (b, s - self.q_start, s)
+
+    def dense(self) -> jax.Array:
+        """`[B, S - q_start, S]` boolean."""
+        seg = self.segments_bs
+        if not self.packed:
+            return causal_mask(seg > 0)[:, self.q_start :]
+        s = seg.shape[1]
+        seg_q = seg[:, self.q_start :]
+        tri = jnp.tril(jnp.ones((s, s), bool))[self.q_start :]
+        return tri[None] & (seg_q[:, :, None] == seg[:, None, :]) & (seg[:, None, :] > 0)
+
+
+def padded_causal(valid_bs: jax.Array, q_start: int = 0) -> PaddedCausal:
+    """`causal_mask(valid_bs)[:, q_start:]` as its structure (`PaddedCausal`)."""
+    return PaddedCausal(valid_bs.astype(jnp.int32), int(q_start))
+
+
+def packed_causal(segments_bs: jax.Array) -> PaddedCausal:
+    """Causal attention within each packed sequence: `segments_bs` `[B, S]` numbers
+    the sequences of a row 1, 2, ..., 0 on padding (`PaddedCausal`, packed)."""
+    return PaddedCausal(segments_bs.astype(jnp.int32), 0, packed=True)
+
+
+def dense_mask(mask) -> jax.Array:
+    """A mask as the dense `[B, L, S]` boolean array (a `PaddedCausal` expanded)."""
+    return mask.dense() if isinstance(mask, PaddedCausal) else mask
+
+
+def mask_for_pass(cfg: ModelConfig, mask, q_len: int, kv_len: int):
+    """The mask the blocks of one pass get: kept structured where the pass resolves to
+    splash attention (`attention_impl`; never a one-position decode step), else dense
+    (expanded once for all layers)."""
+    if q_len > 1 and attention_impl(cfg, q_len, kv_len, mask) == "splash":
+        if not isinstance(mask, PaddedCausal):
+            raise ValueError(
+                "model.attention=splash needs the mask as its structure, "
+                "`padded_causal(valid, q_start)`, not a dense [B, L, S] array: pass that "
+                "(or use model.attention=auto/einsum for arbitrary masks)"
+            )
+        return mask
+    return dense_mask(mask)
+
+
+def splash_shards(cfg: ModelConfig, batch: int):
+    """How a splash pass of `batch` rows is laid out on the devices: `()` to call the
+    kernel directly (no context mesh, one device, or already inside a `shard_map`),
+    `(mesh, batch_axes, head_axis)` for a `shard_map` over the context mesh (batch
+    over its data x fsdp axes, heads over tensor where both head counts divide), or
+    None where it cannot run (several devices and no context mesh, in which case
+    `auto` keeps einsum; or a batch the mesh's batch shards do not divide)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return () if jax.device_count() == 1 or cfg.attention == "splash" else None
+    if mesh.size == 1 or mesh.are_all_axes_manual:
+        return ()
+    sizes = dict(zip(mesh.axis_names, mesh.axis_sizes, strict=True))
+    batch_axes = tuple(a for a in _BATCH_AXES if sizes.get(a, 1) > 1)
+    if batch % math.prod(sizes[a] for a in batch_axes):
+        return None
+    t = sizes.get(_HEAD_AXIS, 1)
+    heads = t > 1 and cfg.n_heads % t == 0 and cfg.n_kv_heads % t == 0
+    return mesh, batch_axes, _HEAD_AXIS if heads else None
+
+
+def _block(n: int) -> int:
+    """The largest of 512 / 256 / 128 that divides `n` (a multiple of SPLASH_BLOCK)."""
+    return next(b for b in (512, 256, SPLASH_BLOCK) if n % b == 0)
+
+
+@functools.lru_cache(maxsize=64)
+def _splash_kernel(n_heads: int, q_len: int, kv_len: int, offset: int, interpret: bool):
+    """The splash kernel for `n_heads` heads, a causal block pattern of `q_len` queries
+    (starting at key `offset`) over `kv_len` keys (both multiples of SPLASH_BLOCK)."""
+    from jax.experimental.pallas.ops.tpu.splash_attention import (
+        splash_attention_kernel as splash,
+    )
+    from jax.experimental.pallas.ops.tpu.splash_attention import (
+        splash_attention_mask as splash_mask,
+    )
+
+    causal = splash_mask.CausalMask((q_len, kv_len), offset=offset)
+    bq, bkv = _block(q_len), _block(kv_len)
+    blocks = splash.BlockSizes(
+        block_q=bq,
+        block_kv=bkv,
+        block_kv_compute=bkv,
+        block_q_dkv=bq,
+        block_kv_dkv=bkv,
+        block_kv_dkv_compute=bkv,
+        block_q_dq=bq,
+        block_kv_dq=bkv,
+    )
+    # Built once and cached (its block tables are numpy work): their arrays are made
+    # concrete, not values of whichever trace asked first.
+    with jax.ensure_compile_time_eval():
+        kernel = splash.make_splash_mha(
+            splash_mask.MultiHeadMask([causal] * n_heads),
+            block_sizes=blocks,
+            head_shards=1,
+            q_seq_shards=1,
+            interpret=interpret,
+        )
+    return kernel, splash.SegmentIds
+
+
+def splash_attention(cfg: ModelConfig, q_blhd, k_bskd, v_bskd, mask: PaddedCausal):
+    """Attention of `[B, L, H, Dh]` queries over `[B, S, K, Dh]` keys/values under the
+    structured `mask` (L = S - q_start) by the Pallas splash kernel; `[B, L, H, Dh]` in
+    the query dtype. Lengths are padded to SPLASH_BLOCK: padded keys come after every
+    real query's causal horizon and padded queries are dropped, so the padding changes
+    nothing. The mask's segments are the kernel's segment ids (0 padding): a real query
+    sees the real keys of its segment up to its position, as the dense mask says; a
+    padding query sees padding keys only (at least itself, so no row is empty; its
+    output is never read, as with the dense mask)."""
+    b, l, h, dh = q_blhd.shape
+    s = k_bskd.shape[1]
+    if mask.segments_bs.shape != (b, s) or s - l != mask.q_start:
+        raise ValueError(
+            f"splash attention: the mask covers {mask.shape} (batch, queries, keys) but "
+            f"the pass has {b} rows of {l} queries over {s} keys"
+        )
+    lp = -(-l // SPLASH_BLOCK) * SPLASH_BLOCK
+    # Keys padded at least as far as the queries, so each padding query's own position
+    # (q_start + i) is a key: a padding key, which it may see.
+    sp = -(-(s + lp - l) // SPLASH_BLOCK) * SPLASH_BLOCK
+    seg = mask.segments_bs
+    seg_q = jnp.pad(seg[:, mask.q_start :], ((0, 0), (0, lp - l)))
+    seg_kv = jnp.pad(seg, ((0, 0), (0, sp - s)))
+    dt = q_blhd.dtype
+    # The kernel does not scale: q / sqrt(Dh) first (exact where Dh is a power of 4).
+    q = jnp.pad(
+        q_blhd * jnp.asarray(1.0 / math.sqrt(dh), dt), ((0, 0), (0, lp - l), (0, 0), (0, 0))
+    )
+    pad_kv = ((0, 0), (0, sp - s), (0, 0), (0, 0))
+    k = jnp.pad(k_bskd.astype(dt), pad_kv)
+    v = jnp.pad(v_bskd.astype(dt), pad_kv)
+    layout = splash_shards(cfg, b)
+    if layout is None:
+        raise ValueError(
+            f"model.attention=splash: a pass of {b} rows cannot be split over the context "
+            "mesh's batch shards (data x fsdp): use a batch they divide, or "
+            "model.attention=einsum"
+        )
+    heads = h  # per shard
+    if layout and layout[2] is not None:
+        mesh = layout[0]
+        heads //= dict(zip(mesh.axis_names, mesh.axis_sizes, strict=True))[layout[2]]
+    interpret = jax.default_backend() != "tpu"
+    kernel, segment_ids = _splash_kernel(heads, lp, sp, s - l, interpret)
+
+    def attend(q, k, v, seg_q, seg_kv):  # one shard: [b', L', H', Dh] etc.
+        one = lambda q, k, v, sq, skv: kernel(
+            q.transpose(1, 0, 2),
+            k.transpose(1, 0, 2),
+            v.transpose(1, 0, 2),
+            segment_ids=segment_ids(sq, skv),
+        ).transpose(1, 0, 2)
+        return jax.vmap(one)(q, k, v, seg_q, seg_kv)
+
+    if layout:
+        mesh, batch_axes, head_axis = layout
+        bspec = batch_axes or None
+        qkv = jax.sharding.PartitionSpec(bspec, None, head_axis, None)
+        seg_spec = jax.sharding.PartitionSpec(bspec, None)
+        attend = jax.shard_map(
+            attend,
+            mesh=mesh,
+            in_specs=(qkv, qkv, qkv, seg_spec, seg_spec),
+            out_specs=qkv,
+            check_vma=False,
+        )
+    return attend(q, k, v, seg_q, seg_kv)[:, :l]
 
 
 def causal_mask(valid_bl: jax.Array) -> jax.Array:

@@ -70,7 +70,7 @@ from r1jax.configs.continual import (  # the config's checks (light: the experim
 from r1jax.evaluate import evaluate, make_decoder
 from r1jax.models import progressive as prog
 from r1jax.models.lora import LoraConfig, apply_lora, init_lora, lora_param_count
-from r1jax.models.transformer import CausalLM
+from r1jax.models.transformer import CausalLM, padded_causal
 from r1jax.rewards.scoring import TaskScorer
 from r1jax.rl import ewc as ewc_lib
 from r1jax.tasks import get_task, heldout_set, sample_mixture
@@ -160,8 +160,7 @@ def sequence_logp(graphs: Graphs, params, row) -> jax.Array:
     model = nnx.merge(graphs.policy, params)
     tokens = row["tokens"][None]
     length = tokens.shape[1]
-    valid = jnp.ones((1, length), bool)
-    mask = jnp.tril(jnp.ones((length, length), bool))[None] & valid[:, None, :]
+    mask = padded_causal(jnp.ones((1, length), bool))
     logits, _ = model(tokens, jnp.arange(length)[None], mask)
     logp = jax.nn.log_softmax(logits[0], axis=-1)
     picked = jnp.take_along_axis(logp, row["targets"][:, None], axis=-1)[:, 0]

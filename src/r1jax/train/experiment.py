@@ -210,13 +210,20 @@ class Experiment:
             placement=config_lib.reward_placement(c),
             noise=config_lib.reward_noise(c),
         )
+        # Splash attention shards itself over the mesh (a Mosaic kernel is not partitioned
+        # automatically): where it may run, the step functions trace under the mesh.
+        under_mesh = functools.partial(
+            parallel.traced_under_mesh, mesh=self.mesh, cfgs=(pcfg, vcfg)
+        )
         self.sft_fn = jax.jit(
-            functools.partial(
-                sft_step,
-                graphs=self.graphs,
-                tx=self.sft_tx,
-                grad_accum=c.sft.grad_accum,
-                logit_chunk=c.sft.logit_chunk,
+            under_mesh(
+                functools.partial(
+                    sft_step,
+                    graphs=self.graphs,
+                    tx=self.sft_tx,
+                    grad_accum=c.sft.grad_accum,
+                    logit_chunk=c.sft.logit_chunk,
+                )
             ),
             in_shardings=(self.state_sh, self.data_sh),
             out_shardings=(self.state_sh, self.repl),
@@ -244,13 +251,16 @@ class Experiment:
                 data_sh=self.data_sh,
                 repl=self.repl,
                 per_shard=per_shard,
+                under_mesh=under_mesh,
             )
         else:
             self.rl_fn = jax.jit(
-                self.rl_step(
-                    data_sharding=self.data_sh,
-                    sampler_shardings=sampler_sh,
-                    reward_mesh=self.reward_mesh,
+                under_mesh(
+                    self.rl_step(
+                        data_sharding=self.data_sh,
+                        sampler_shardings=sampler_sh,
+                        reward_mesh=self.reward_mesh,
+                    )
                 ),
                 in_shardings=(self.state_sh, self.data_sh),
                 out_shardings=(self.state_sh, self.repl),

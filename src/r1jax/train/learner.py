@@ -33,7 +33,7 @@ import optax
 from flax import nnx
 
 from r1jax import rl
-from r1jax.models.transformer import causal_mask, positions_from_mask
+from r1jax.models.transformer import padded_causal, positions_from_mask
 from r1jax.sampling import (
     grouped_hidden,
     grouped_sequence_logits,
@@ -169,7 +169,7 @@ def values(graphs, params, prompt, prompt_mask, tokens, mask_b):
     p = prompt.shape[1]
     seq = jnp.concatenate([prompt, tokens], axis=1)
     valid = jnp.concatenate([prompt_mask, mask_b], axis=1)
-    v = nnx.merge(graphs.value, params)(seq, positions_from_mask(valid), causal_mask(valid))
+    v = nnx.merge(graphs.value, params)(seq, positions_from_mask(valid), padded_causal(valid))
     return v[:, p - 1 : -1]
 
 

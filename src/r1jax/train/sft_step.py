@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from r1jax.models.transformer import packed_causal
 from r1jax.sampling import _lm_head, map_position_chunks
 from r1jax.train.state import Graphs, TrainState, add_ewc_penalty, guarded_update, policy_model
 
@@ -90,13 +91,7 @@ def sft_loss(
     `base`: the frozen weights when `params` are LoRA adapters (`graphs.lora`).
     """
     model = policy_model(graphs, params, base)
-    seg = batch.segments
-    l = seg.shape[1]
-    mask = (
-        jnp.tril(jnp.ones((l, l), bool))[None]
-        & (seg[:, :, None] == seg[:, None, :])
-        & (seg[:, None, :] > 0)
-    )  # [R, S, S]
+    mask = packed_causal(batch.segments)  # [R, S, S]: causal within each packed sequence
     m = batch.loss_mask.astype(jnp.float32)
     if logit_chunk:  # [R, chunk, V] logits at a time, recomputed in the backward pass
         h, _ = model.model(batch.tokens, batch.positions, mask)  # [R, S, D]

@@ -124,18 +124,20 @@ def jit_split(
     data_sh,
     repl,
     per_shard: bool,
+    under_mesh=lambda fn: fn,
 ) -> SplitIteration:
     """The jit path's split iteration. `step_kw`: the keyword arguments of
     `rl_step.rl_iteration` (graphs, hyper-parameters, optimizers, `data_sharding`,
-    `sampler_shardings`); `per_shard`: each process scores the rows it holds."""
+    `sampler_shardings`); `per_shard`: each process scores the rows it holds;
+    `under_mesh`: wraps each program's function (`parallel.traced_under_mesh`)."""
     roll_sh = Rollout(data_sh, data_sh, data_sh, data_sh, data_sh, repl)
     rollout_fn = jax.jit(
-        _bind(rollout, step_kw),
+        under_mesh(_bind(rollout, step_kw)),
         in_shardings=(state_sh, data_sh),
         out_shardings=roll_sh,
     )
     learn_fn = jax.jit(
-        _bind(learn, step_kw),
+        under_mesh(_bind(learn, step_kw)),
         in_shardings=(state_sh, data_sh, roll_sh, data_sh, data_sh),
         out_shardings=(state_sh, repl),
         donate_argnums=0,
