@@ -149,7 +149,7 @@ def traced_under_mesh(fn, mesh: Mesh, cfgs=()):
     the attention layer runs it per shard in a `shard_map` over this mesh
     (`models.transformer.splash_shards`). Elsewhere `fn` itself: the programs of the
     other attention implementations stay as they were."""
-    if mesh.size == 1 or not may_splash(*cfgs):
+    if not may_splash(*cfgs):
         return fn
 
     @functools.wraps(fn)

@@ -148,9 +148,15 @@ def test_auto_picks_splash_on_a_tpu_where_it_can_run(monkeypatch):
     assert attention_impl(cfg, 64, 64, padded_causal(valid[:, :64])) == "einsum"  # short
     assert transformer.mask_for_pass(cfg, mask, 256, 256) is mask  # kept structured
     assert transformer.mask_for_pass(cfg, mask, 1, 256).shape == (4, 256, 256)  # decode
-    # several devices and no context mesh (e.g. under pmap): not partitionable
+    # several devices and no context mesh (an automatically partitioned program, e.g. the
+    # evaluation's decoder on sharded params): a Mosaic kernel cannot be partitioned
     monkeypatch.setattr(jax, "device_count", lambda: 8)
     assert attention_impl(cfg, 256, 256, mask) == "einsum"
+    # pmap's per-device program (an all-manual mesh): the kernel is called directly
+    manual = jax.sharding.AbstractMesh((8,), ("d",), axis_types=(jax.sharding.AxisType.Manual,))
+    with jax.sharding.use_abstract_mesh(manual):
+        assert attention_impl(cfg, 256, 256, mask) == "splash"
+        assert splash_shards(cfg, 4) == ()
     # under a context mesh: per shard, batch over data x fsdp, heads over tensor
     mesh = jax.sharding.AbstractMesh((2, 2, 2), parallel.MESH_AXES)
     with jax.sharding.use_abstract_mesh(mesh):
@@ -204,3 +210,23 @@ def test_splash_runs_per_shard_under_a_context_mesh():
             transformer.splash_attention(
                 cfg, q[:3], kv[:3], kv[:3], padded_causal(mask.segments_bs[:3] > 0)
             )
+
+
+def test_splash_set_where_the_kernel_cannot_run_takes_the_einsum_path(monkeypatch, caplog):
+    """`model.attention=splash` on several devices without a context mesh (the
+    evaluation's decoder on a sharded model) or a batch the mesh's shards do not divide:
+    the pass takes the einsum path, with a warning, instead of failing to compile."""
+    cfg = dataclasses.replace(CFG, attention="splash")
+    mask = padded_causal(jnp.ones((6, 130), bool))
+    assert transformer.mask_for_pass(cfg, mask, 130, 130) is mask  # one device
+    monkeypatch.setattr(jax, "device_count", lambda: 8)
+    transformer._warn_once.cache_clear()
+    with caplog.at_level("WARNING", logger="r1jax"):
+        dense = transformer.mask_for_pass(cfg, mask, 130, 130)
+    np.testing.assert_array_equal(dense, mask.dense())
+    assert "cannot run the splash kernel here" in caplog.text
+    monkeypatch.undo()
+    with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((2, 2, 2), parallel.MESH_AXES)):
+        assert transformer.mask_for_pass(cfg, mask, 130, 130).shape == (6, 130, 130)  # 6 % 4
+        four = padded_causal(jnp.ones((4, 130), bool))
+        assert transformer.mask_for_pass(cfg, four, 130, 130) is four

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import logging
 import math
 from typing import NamedTuple
 
@@ -53,7 +54,7 @@ REMAT_POLICIES = {
 #           automatically.
 #   auto:   cudnn where it applies (GPU backend, bf16/fp16, head_dim fits, even lengths);
 #           splash on a TPU for passes of >= SPLASH_MIN_LEN queries with a structured
-#           mask on one device or under a context mesh (else einsum: e.g. under pmap);
+#           mask on one device, under pmap or under a context mesh (`splash_shards`);
 #           else einsum.
 ATTENTION = ("auto", "einsum", "xla", "cudnn", "splash")
 SPLASH_BLOCK = 128  # the splash kernel's smallest block (lanes); lengths are padded to it
@@ -98,8 +99,9 @@ def attention_impl(
     `grad`), and the attention layer is not told whether its pass is differentiated
     (the Decoder's `train` flag stops at the blocks), so an odd-length prefill, which
     cuDNN could run, keeps the einsum path too. On a TPU `auto` picks splash only where
-    it can run: a structured mask, a pass of >= SPLASH_MIN_LEN queries, and one device
-    or a context mesh whose batch shards divide the batch (`splash_shards`)."""
+    it can run: a structured mask, a pass of >= SPLASH_MIN_LEN queries, and one device,
+    a per-device program (pmap) or a context mesh whose batch shards divide the batch
+    (`splash_shards`)."""
     if cfg.attention != "auto":
         return cfg.attention
     backend = jax.default_backend()
@@ -347,11 +349,9 @@ class Attention(nnx.Module):
         kv_len = l if cache_kv is None else cache_kv[1].shape[2]  # cache value [B, K, S, Dh]
         if isinstance(mask_bls, PaddedCausal):  # structured: the pass runs splash
             impl = "splash"
-        else:
+        else:  # dense: a decode step, or a pass `mask_for_pass` kept off splash
             impl = attention_impl(cfg, l, kv_len)
-            if impl == "splash" and l > 1:
-                mask_for_pass(cfg, mask_bls, l, kv_len)  # raises: splash needs the structure
-            impl = "einsum" if impl == "splash" else impl  # a decode step
+            impl = "einsum" if impl == "splash" else impl
         if cache_kv is None and impl != "einsum":  # keys and values of this chunk only
             return self.o_proj(self._fused(q, k, v, mask_bls, impl).reshape(b, l, -1)), None
         if cache_kv is None:
@@ -617,7 +617,9 @@ def dense_mask(mask) -> jax.Array:
 def mask_for_pass(cfg: ModelConfig, mask, q_len: int, kv_len: int):
     """The mask the blocks of one pass get: kept structured where the pass resolves to
     splash attention (`attention_impl`; never a one-position decode step), else dense
-    (expanded once for all layers)."""
+    (expanded once for all layers). A pass that `model.attention=splash` sets but where
+    the kernel cannot run (`splash_shards` is None: e.g. the evaluation's decoder on a
+    sharded model) takes the einsum path, with one warning."""
     if q_len > 1 and attention_impl(cfg, q_len, kv_len, mask) == "splash":
         if not isinstance(mask, PaddedCausal):
             raise ValueError(
@@ -625,22 +627,38 @@ def mask_for_pass(cfg: ModelConfig, mask, q_len: int, kv_len: int):
                 "`padded_causal(valid, q_start)`, not a dense [B, L, S] array: pass that "
                 "(or use model.attention=auto/einsum for arbitrary masks)"
             )
-        return mask
+        if splash_shards(cfg, mask.shape[0]) is not None:
+            return mask
+        _warn_once(
+            "model.attention=splash: a pass of %d rows cannot run the splash kernel here "
+            "(several devices without a context mesh, a partly manual mesh, or a batch "
+            "the mesh's data x fsdp shards do not divide): it takes the einsum path",
+            mask.shape[0],
+        )
     return dense_mask(mask)
+
+
+@functools.lru_cache(maxsize=16)
+def _warn_once(msg: str, *args) -> None:
+    logging.getLogger("r1jax").warning(msg, *args)
 
 
 def splash_shards(cfg: ModelConfig, batch: int):
     """How a splash pass of `batch` rows is laid out on the devices: `()` to call the
-    kernel directly (no context mesh, one device, or already inside a `shard_map`),
-    `(mesh, batch_axes, head_axis)` for a `shard_map` over the context mesh (batch
-    over its data x fsdp axes, heads over tensor where both head counts divide), or
-    None where it cannot run (several devices and no context mesh, in which case
-    `auto` keeps einsum; or a batch the mesh's batch shards do not divide)."""
+    kernel directly (one device, or a program that is per device already: under pmap or
+    inside a `shard_map`, an all-manual context mesh), `(mesh, batch_axes, head_axis)`
+    for a `shard_map` over the context mesh (batch over its data x fsdp axes, heads
+    over tensor where both head counts divide), or None where the kernel cannot run:
+    several devices and no context mesh (an automatically partitioned program, e.g. the
+    evaluation's decoder on a sharded model; a Mosaic kernel cannot be partitioned), a
+    partly manual context mesh, or a batch its batch shards do not divide."""
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
-        return () if jax.device_count() == 1 or cfg.attention == "splash" else None
+        return () if jax.device_count() == 1 else None
     if mesh.size == 1 or mesh.are_all_axes_manual:
         return ()
+    if mesh.manual_axes:
+        return None
     sizes = dict(zip(mesh.axis_names, mesh.axis_sizes, strict=True))
     batch_axes = tuple(a for a in _BATCH_AXES if sizes.get(a, 1) > 1)
     if batch % math.prod(sizes[a] for a in batch_axes):
