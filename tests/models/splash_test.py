@@ -8,6 +8,7 @@ the trainer on a mesh with splash (a `shard_map` per shard) is in
 `tests/train/mesh_test.py`."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -63,23 +64,29 @@ def test_structured_masks_expand_to_the_dense_ones():
     np.testing.assert_array_equal(packed_causal(seg).dense(), sft)
 
 
+def _params(grads):
+    return jax.tree.leaves(nnx.state(grads, nnx.Param))
+
+
 @pytest.mark.parametrize("blocks", [{}, {"layer_loop": "scan", "remat": "full"}])
 def test_logits_and_gradients_match_the_einsum_path(blocks):
     ref, splash = _models(**blocks)
     tokens, valid = _left_padded()
     pos, mask = positions_from_mask(valid), padded_causal(valid)
-    a, _ = ref(tokens, pos, mask)
-    b, _ = splash(tokens, pos, mask)
+
+    @nnx.jit  # one program per model (the interpreted kernel is slow op by op)
+    @functools.partial(nnx.value_and_grad, has_aux=True)
+    def loss(model):
+        logits, _ = model(tokens, pos, mask)
+        lsm = jax.nn.log_softmax(logits)
+        return jnp.sum(jnp.where(valid[..., None], lsm, 0.0) ** 2) / 1e3, logits
+
+    (_, a), ga = loss(ref)
+    (_, b), gb = loss(splash)
     assert np.isfinite(np.asarray(b)).all()  # padding rows too
     m = np.asarray(valid)
     _close(np.asarray(a)[m], np.asarray(b)[m])
-
-    def loss(model):
-        logits, _ = model(tokens, pos, mask)
-        return jnp.sum(jnp.where(valid[..., None], jax.nn.log_softmax(logits), 0.0) ** 2) / 1e3
-
-    ga, gb = (nnx.grad(loss)(m) for m in (ref, splash))
-    pa, pb = (jax.tree.leaves(nnx.state(g, nnx.Param)) for g in (ga, gb))
+    pa, pb = _params(ga), _params(gb)
     assert len(pa) == len(pb) > 10
     for x, y in zip(pa, pb, strict=True):
         _close(x, y, 1e-4)
@@ -109,21 +116,22 @@ def test_prefill_sampling_and_the_grouped_pass_match():
     prompt, pmask = _left_padded(b=2, length=10)
     comp = jnp.asarray(np.random.default_rng(1).integers(1, 50, (4, 7)), jnp.int32)
     cmask = jnp.ones((4, 7), bool).at[1, 4:].set(False)
-    ha = sampling.grouped_hidden(ref.model, prompt, pmask, comp, cmask)
-    hb = sampling.grouped_hidden(splash.model, prompt, pmask, comp, cmask)
-    _close(np.asarray(ha)[np.asarray(cmask)], np.asarray(hb)[np.asarray(cmask)])
 
+    @nnx.jit
+    @functools.partial(nnx.value_and_grad, has_aux=True)
     def loss(model):
         h = sampling.grouped_hidden(model.model, prompt, pmask, comp, cmask)
-        return jnp.mean(h**2 * cmask[..., None])
+        return jnp.mean(h**2 * cmask[..., None]), h
 
-    ga, gb = (nnx.grad(loss)(m) for m in (ref, splash))
-    for x, y in zip(*(jax.tree.leaves(nnx.state(g, nnx.Param)) for g in (ga, gb)), strict=True):
+    (_, ha), ga = loss(ref)
+    (_, hb), gb = loss(splash)
+    _close(np.asarray(ha)[np.asarray(cmask)], np.asarray(hb)[np.asarray(cmask)])
+    for x, y in zip(_params(ga), _params(gb), strict=True):
         _close(x, y, 1e-4)
     # the prefill runs splash, the decode steps the einsum path: same draws
     kw = {"max_new_tokens": 6, "temperature": 1.0, "eos_id": -1, "pad_id": 0}
-    ra = sampling.generate(ref, prompt, pmask, jax.random.key(3), **kw)
-    rb = sampling.generate(splash, prompt, pmask, jax.random.key(3), **kw)
+    generate = nnx.jit(lambda m: sampling.generate(m, prompt, pmask, jax.random.key(3), **kw))
+    ra, rb = generate(ref), generate(splash)
     np.testing.assert_array_equal(ra.tokens_bt, rb.tokens_bt)
     _close(ra.logp_bt, rb.logp_bt, 1e-4)
 
