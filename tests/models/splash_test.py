@@ -92,6 +92,19 @@ def test_logits_and_gradients_match_the_einsum_path(blocks):
         _close(x, y, 1e-4)
 
 
+def test_bf16_logits_match_within_its_rounding():
+    """bf16 compute (the accelerators' setting): the kernel takes q / sqrt(Dh) rounded
+    to bf16 and accumulates in float32; logits within bf16 tolerance of the einsum path."""
+    cfg = dataclasses.replace(CFG, dtype="bfloat16")
+    ref = CausalLM(dataclasses.replace(cfg, attention="einsum"), rngs=nnx.Rngs(0))
+    splash = CausalLM(dataclasses.replace(cfg, attention="splash"), rngs=nnx.Rngs(1))
+    nnx.update(splash, nnx.state(ref))
+    tokens, valid = _left_padded()
+    logits = nnx.jit(lambda m: m(tokens, positions_from_mask(valid), padded_causal(valid))[0])
+    m = np.asarray(valid)
+    _close(np.asarray(logits(ref))[m], np.asarray(logits(splash))[m], 3e-2)
+
+
 def test_packed_rows_match():
     """SFT's rows: several sequences side by side, causal within each (segment ids)."""
     ref, splash = _models()
