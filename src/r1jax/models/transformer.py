@@ -590,12 +590,10 @@ class PaddedCausal:
     def dense(self) -> jax.Array:
         """`[B, S - q_start, S]` boolean."""
         seg = self.segments_bs
-        if not self.packed:
-            return causal_mask(seg > 0)[:, self.q_start :]
-        s = seg.shape[1]
-        seg_q = seg[:, self.q_start :]
-        tri = jnp.tril(jnp.ones((s, s), bool))[self.q_start :]
-        return tri[None] & (seg_q[:, :, None] == seg[:, None, :]) & (seg[:, None, :] > 0)
+        mask = causal_mask(seg > 0)[:, self.q_start :]
+        if self.packed:
+            mask &= seg[:, self.q_start :, None] == seg[:, None, :]
+        return mask
 
 
 def padded_causal(valid_bs: jax.Array, q_start: int = 0) -> PaddedCausal:
@@ -659,7 +657,7 @@ def splash_shards(cfg: ModelConfig, batch: int):
         return ()
     if mesh.manual_axes:
         return None
-    sizes = dict(zip(mesh.axis_names, mesh.axis_sizes, strict=True))
+    sizes = mesh.shape
     batch_axes = tuple(a for a in _BATCH_AXES if sizes.get(a, 1) > 1)
     if batch % math.prod(sizes[a] for a in batch_axes):
         return None
@@ -747,10 +745,7 @@ def splash_attention(cfg: ModelConfig, q_blhd, k_bskd, v_bskd, mask: PaddedCausa
             "mesh's batch shards (data x fsdp): use a batch they divide, or "
             "model.attention=einsum"
         )
-    heads = h  # per shard
-    if layout and layout[2] is not None:
-        mesh = layout[0]
-        heads //= dict(zip(mesh.axis_names, mesh.axis_sizes, strict=True))[layout[2]]
+    heads = h // layout[0].shape[layout[2]] if layout and layout[2] else h  # per shard
     interpret = jax.default_backend() != "tpu"
     kernel, segment_ids = _splash_kernel(heads, lp, sp, s - l, interpret)
 
