@@ -61,6 +61,26 @@ GSM8K_PROBLEMS = (
 )
 
 
+def mesh_config(attention: str = "auto"):
+    """The smoke config the multi-device checks split over 8 devices
+    (`tests/train/mesh_test.py`, `benchmarks/mesh_layout_bench.py`): 8 SFT rows, 8
+    prompts a step, 4 query / 2 KV heads (so tensor=2 splits heads), no reward workers,
+    and two completion-length buckets (the learner's `lax.switch` runs on the mesh)."""
+    from r1jax.configs.arith_tiny import get_config
+
+    c = get_config("smoke")
+    with c.unlocked():
+        c.sft.rows = 8
+        c.rl.prompts_per_iter = 8
+        c.reward.num_workers = 0
+        c.model.n_heads = 4
+        c.model.n_kv_heads = 2
+        c.model.head_dim = 8
+        c.rl.length_buckets = 2
+        c.model.attention = attention
+    return c
+
+
 def left_padded(vocab_size: int, b: int = 3, length: int = 12, seed: int = 0):
     """`(tokens, valid)` `[b, length]` (int32 tokens in 1..vocab_size-1, bool validity):
     random rows left-padded by 0, 3 and 7 positions (the attention tests' batch)."""

@@ -144,12 +144,14 @@ def may_splash(*cfgs) -> bool:
 
 
 def traced_under_mesh(fn, mesh: Mesh, cfgs=()):
-    """`fn` traced with `mesh` as the context (abstract) mesh, where a model of `cfgs`
-    may run splash attention: a Mosaic kernel cannot be partitioned automatically, so
-    the attention layer runs it per shard in a `shard_map` over this mesh
-    (`models.transformer.splash_shards`). Elsewhere `fn` itself: the programs of the
-    other attention implementations stay as they were."""
-    if not may_splash(*cfgs):
+    """`fn` traced with `mesh` as the context (abstract) mesh wherever it has several
+    devices, or a model of `cfgs` may run splash attention. The model reads it for the
+    layout of its activations (`models.transformer.batch_sharded`: the residual stream
+    split over the batch axes, the embedding table gathered before the lookup) and for
+    splash (a Mosaic kernel cannot be partitioned automatically, so the attention layer
+    runs it per shard in a `shard_map`, `models.transformer.splash_shards`). On one
+    device without splash, `fn` itself: the same program as without a mesh."""
+    if mesh.size == 1 and not may_splash(*cfgs):
         return fn
 
     @functools.wraps(fn)

@@ -200,17 +200,21 @@ def test_the_mesh_axes_are_the_learner_rules():
     assert dict(parallel.LEARNER_RULES)["kv"] == transformer._HEAD_AXIS
 
 
-def test_step_functions_trace_under_the_mesh_only_where_splash_may_run(monkeypatch):
-    mesh = jax.sharding.Mesh(np.asarray(jax.devices() * 2).reshape(2, 1, 1), parallel.MESH_AXES)
+def test_step_functions_trace_under_a_mesh_of_several_devices_or_where_splash_may_run(
+    monkeypatch,
+):
+    one = jax.sharding.Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1, 1), parallel.MESH_AXES)
+    two = jax.sharding.Mesh(np.asarray(jax.devices() * 2).reshape(2, 1, 1), parallel.MESH_AXES)
     fn = lambda: jax.sharding.get_abstract_mesh()
     einsum = dataclasses.replace(CFG, attention="einsum")
     auto = dataclasses.replace(CFG, attention="auto")
-    assert parallel.traced_under_mesh(fn, mesh, (einsum, None)) is fn
-    assert parallel.traced_under_mesh(fn, mesh, (auto,)) is fn  # not a TPU
-    seen = parallel.traced_under_mesh(fn, mesh, (dataclasses.replace(CFG, attention="splash"),))()
-    assert seen == mesh.abstract_mesh
+    splash = dataclasses.replace(CFG, attention="splash")
+    assert parallel.traced_under_mesh(fn, one, (einsum, None)) is fn
+    assert parallel.traced_under_mesh(fn, one, (auto,)) is fn  # not a TPU
+    assert parallel.traced_under_mesh(fn, one, (splash,))() == one.abstract_mesh
+    assert parallel.traced_under_mesh(fn, two, (einsum, None))() == two.abstract_mesh
     monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
-    assert parallel.traced_under_mesh(fn, mesh, (einsum, auto))() == mesh.abstract_mesh
+    assert parallel.traced_under_mesh(fn, one, (einsum, auto))() == one.abstract_mesh
 
 
 def test_splash_runs_per_shard_under_a_context_mesh():

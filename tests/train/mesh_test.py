@@ -2,8 +2,9 @@
 
 Data parallel (8,1,1), mixed (2,4,1) and (2,2,2), and pure tensor parallel (1,1,8):
 2 SFT steps and 3 RL iterations of the smoke config give the losses and the final
-parameters of one device within 1e-5, and the parameters really are split as the
-learner rules say. The RL learner is compiled for two completion lengths
+parameters of one device within 1e-5, the parameters really are split as the
+learner rules say, and each device does its share of the SFT step's and the learner's
+work (XLA's cost analysis of the partitioned programs). The RL learner is compiled for two completion lengths
 (`rl.length_buckets=2`), so its `lax.switch` runs on every mesh. With
 `model.attention=splash` on the (2,2,2) mesh the Pallas kernel (interpreted on the CPU)
 runs per shard in a `shard_map` and gives the same numbers too.
@@ -21,26 +22,25 @@ from r1jax._testing import xla_env
 SCRIPT = textwrap.dedent("""
     import json, sys, jax, numpy as np
     from r1jax import parallel
-    from r1jax.configs.arith_tiny import get_config
+    from r1jax._testing import mesh_config
     from r1jax.train.experiment import Experiment
 
     def run(shape, attention="auto"):
-        c = get_config("smoke")
-        with c.unlocked():
-            c.sft.rows = 8
-            c.rl.prompts_per_iter = 8
-            c.reward.num_workers = 0
-            c.model.n_heads = 4
-            c.model.n_kv_heads = 2
-            c.model.head_dim = 8
-            c.rl.length_buckets = 2  # the learner's lax.switch (48 or 96 positions) on meshes
-            c.model.attention = attention
+        c = mesh_config(attention)  # the learner compiled for 2 lengths: its lax.switch
         exp = Experiment(c, "/tmp/unused", mesh=parallel.make_mesh(*shape))
         state, out = exp.init_state, []
+        # The steps run as compiled ahead of time, whose cost analysis gives each
+        # device's work (flops of the partitioned programs, a loop's body counted once).
+        sft = exp.sft_fn.lower(state, exp.sft_batch(0)).compile()
+        work = {"sft": sft.cost_analysis()["flops"]}
         for s in range(2):
-            state, m = exp.sft_fn(state, exp.sft_batch(s))
+            state, m = sft(state, exp.sft_batch(s))
             out.append(float(m["loss"]))
         state = exp.start_rl(state)
+        for name, f, args in exp.rl_fn.programs(state, exp.rl_batch(0)):
+            compiled = f.lower(*args).compile()
+            setattr(exp.rl_fn, f"{name}_fn", compiled)
+            work[name] = compiled.cost_analysis()["flops"]
         for i in range(3):
             state, m = exp.rl_fn(state, exp.rl_batch(i))
             out += [float(m["loss"]), float(m["pg_loss"]), float(m["vf_loss"]),
@@ -49,18 +49,19 @@ SCRIPT = textwrap.dedent("""
         gate = state.policy["model"]["layers"][0]["mlp"]["gate_proj"]["kernel"]
         exp.close()
         return out, params, [[str(a) for a in gate.sharding.spec], list(gate.addressable_shards[0].data.shape),
-                             list(gate.shape)]
+                             list(gate.shape)], work
 
     if __name__ == "__main__":
         assert jax.device_count() == 8, jax.devices()
         shapes = [(1, 1, 1)] + [tuple(json.loads(a)) for a in sys.argv[1:]]
-        base, base_params, _ = run(shapes[0])
+        base, base_params, _, base_work = run(shapes[0])
         result = {}
         for shape in shapes[1:]:
-            out, params, gate = run(shape[:3], *shape[3:])
+            out, params, gate, work = run(shape[:3], *shape[3:])
             diff = max(float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(a)))))
                        for a, b in zip(base_params, params))
-            result[str(shape)] = {"out": out, "param_diff": diff, "gate": gate}
+            share = {k: work[k] / base_work[k] for k in work}
+            result[str(shape)] = {"out": out, "param_diff": diff, "gate": gate, "work": share}
         print(json.dumps({"base": base, "meshes": result}))
 """)
 
@@ -93,6 +94,19 @@ def test_mesh_matches_one_device(mesh_runs, shape):
     for a, b in zip(base, run["out"]):
         assert abs(a - b) <= 1e-5 * max(1.0, abs(a)), (base, run["out"])
     assert run["param_diff"] <= 1e-5
+
+
+@pytest.mark.parametrize("shape", [(8, 1, 1), (2, 4, 1), (2, 2, 2)])
+def test_each_device_does_its_share_of_the_work(mesh_runs, shape):
+    """The SFT step and the learner split their rows over the batch shards (data x fsdp):
+    each device does at most 1.5x its share of one device's work. Without the activation
+    layout (`transformer.batch_sharded`) XLA kept the learner's gathered minibatch rows
+    whole on (8, 1, 1): every device did 72% of one device's work."""
+    shards = shape[0] * shape[1]
+    work = mesh_runs["meshes"][str(shape)]["work"]
+    assert set(work) == {"sft", "rollout", "learn"}
+    for program in ("sft", "learn"):
+        assert work[program] <= 1.5 / shards, (program, work)
 
 
 def test_params_are_split_as_the_rules_say(mesh_runs):

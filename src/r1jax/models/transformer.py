@@ -432,7 +432,8 @@ class Block(nnx.Module):
     def __call__(self, x, positions, mask, cache_kv=None, cache_index=None):
         h, cache_kv = self.attn(self.input_norm(x), positions, mask, cache_kv, cache_index)
         x = x + h
-        return x + self.mlp(self.post_attn_norm(x), side_by_side=cache_kv is not None), cache_kv
+        x = x + self.mlp(self.post_attn_norm(x), side_by_side=cache_kv is not None)
+        return batch_sharded(x), cache_kv
 
 
 def _remat_block(layer, x, positions, mask, policy_name, kv=None, cache_index=None):
@@ -503,7 +504,7 @@ class Decoder(nnx.Module):
         `cfg.remat` applies to it as to every pass without a cache. Sampling never remats."""
         kv_len = tokens_bl.shape[1] if cache is None else cache.v[0].shape[2]
         mask_bls = mask_for_pass(self.cfg, mask_bls, tokens_bl.shape[1], kv_len)
-        x = self.embed(tokens_bl)
+        x = batch_sharded(embed_tokens(self.embed, tokens_bl))
         training = cache is None or train  # not a sampling pass
         policy = self.cfg.remat if training and self.cfg.remat != "none" else None
         if training and layer_loop(self.cfg) == "scan":
@@ -639,6 +640,62 @@ def mask_for_pass(cfg: ModelConfig, mask, q_len: int, kv_len: int):
 @functools.lru_cache(maxsize=16)
 def _warn_once(msg: str, *args) -> None:
     logging.getLogger("r1jax").warning(msg, *args)
+
+
+def _context_mesh():
+    """The context mesh of an automatically partitioned program traced under the
+    trainer's mesh (`parallel.traced_under_mesh`), else None: no context mesh (one
+    device, or a program traced outside the trainer, e.g. the evaluation's decoder), a
+    mesh of one device, or a program that is per device already (pmap; a shard_map)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1 or mesh.manual_axes:
+        return None
+    return mesh
+
+
+def embed_tokens(embed: nnx.Embed, tokens):
+    """`embed(tokens)` with the table's feature dimension whole under a context mesh:
+    FSDP gathers the weight (`[V, D]`, D split over fsdp by the learner rules) before the
+    lookup. Left to itself, XLA looks the rows up in the split table and moves the
+    `[B, L, D]` activations from feature-split to batch-split instead ("involuntary full
+    rematerialization", in the backward pass too). Same numbers as `nnx.Embed`."""
+    (table,) = embed.promote_dtype((embed.embedding[...],), dtype=embed.dtype, inexact=False)
+    mesh = _context_mesh()
+    if mesh is not None:
+        spec = jax.sharding.PartitionSpec(jax.sharding.PartitionSpec.UNCONSTRAINED, None)
+        table = jax.lax.with_sharding_constraint(table, jax.sharding.NamedSharding(mesh, spec))
+    return jnp.take(table, tokens, axis=0)
+
+
+def batch_spec(mesh, batch: int) -> jax.sharding.PartitionSpec:
+    """Layout of an activation of `batch` rows on `mesh`: rows over the longest prefix
+    of the batch axes (data, fsdp) whose sizes divide `batch`, every other dimension
+    whole (the trailing Nones are implied)."""
+    axes, n = [], 1
+    for a in _BATCH_AXES:
+        size = mesh.shape.get(a, 1)
+        if size == 1:
+            continue
+        if batch % (n * size):
+            break
+        axes.append(a)
+        n *= size
+    return jax.sharding.PartitionSpec(tuple(axes) or None)
+
+
+def batch_sharded(x):
+    """`x` (`[B, ...]`, the residual stream) laid out by `batch_spec` under a context
+    mesh; itself elsewhere. Without it XLA's propagation takes the layout from the
+    weights: in the learner's minibatch loop the gathered rows stayed whole, so every
+    device computed every row (8 devices did 72% of one device's work per device in the
+    smoke learner; 16% with the constraint, BENCHMARKS.md "Activation layout"), and
+    tensor-parallel meshes moved activations between feature and batch splits."""
+    mesh = _context_mesh()
+    if mesh is None:
+        return x
+    return jax.lax.with_sharding_constraint(
+        x, jax.sharding.NamedSharding(mesh, batch_spec(mesh, x.shape[0]))
+    )
 
 
 def splash_shards(cfg: ModelConfig, batch: int):

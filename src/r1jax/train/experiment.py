@@ -210,8 +210,8 @@ class Experiment:
             placement=config_lib.reward_placement(c),
             noise=config_lib.reward_noise(c),
         )
-        # Splash attention shards itself over the mesh (a Mosaic kernel is not partitioned
-        # automatically): where it may run, the step functions trace under the mesh.
+        # On several devices (or where splash may run) the step functions trace under the
+        # mesh: the model lays its activations out by it and runs splash per shard.
         under_mesh = functools.partial(
             parallel.traced_under_mesh, mesh=self.mesh, cfgs=(pcfg, vcfg)
         )
