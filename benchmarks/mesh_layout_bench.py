@@ -10,7 +10,7 @@ setting, a fresh interpreter builds the `Experiment` of the mesh test's configur
 query / 2 KV heads, two length buckets) and compiles its SFT step and its RL iteration's two programs (rollout,
 learner). Printed per program: the flops per device from XLA's cost analysis of the
 partitioned program, as a share of the one-device program's (a loop's body counted
-once), the bytes of the collectives in the optimized HLO by kind (per device, operand
+once), the bytes of the collectives in the optimized HLO by kind (per device, result
 shapes summed; a collective inside a loop counted once), and how many times XLA's SPMD
 partitioner logged "Involuntary full rematerialization" while compiling the mesh's
 programs.
@@ -60,7 +60,7 @@ def _child(shape, layout: bool, side_by_side: bool):
     from r1jax.train.experiment import Experiment
 
     if not layout:
-        transformer._context_mesh = lambda: None
+        transformer._context_mesh = lambda x: None
     if not side_by_side:
         transformer.SIDE_BY_SIDE_BACKENDS = ()
     c = mesh_config()
@@ -106,7 +106,7 @@ def main():
     )
     print(
         "| mesh | layout | program | flops/device (share of 1 device) | collective KB "
-        "(gather / reduce / all-to-all / permute) | involuntary remats |"
+        "(gather / reduce / reduce-scatter / all-to-all / permute) | involuntary remats |"
     )
     print("|---|---|---|---|---|---|")
     for shape in meshes:
@@ -115,7 +115,13 @@ def main():
             for i, (name, (flops, by)) in enumerate(progs.items()):
                 kb = " / ".join(
                     f"{by.get(k, 0) / 1024:.0f}"
-                    for k in ("all-gather", "all-reduce", "all-to-all", "collective-permute")
+                    for k in (
+                        "all-gather",
+                        "all-reduce",
+                        "reduce-scatter",
+                        "all-to-all",
+                        "collective-permute",
+                    )
                 )
                 share = flops / base[name][0]
                 print(

@@ -159,6 +159,10 @@ def traced_under_mesh(fn, mesh: Mesh, cfgs=()):
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
             return fn(*args, **kwargs)
 
+    # The program's name (profiles, XLA dumps, compile logs): a partial has none.
+    name = getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", None)
+    if name:
+        traced.__name__ = traced.__qualname__ = name
     return traced
 
 

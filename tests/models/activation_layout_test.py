@@ -68,8 +68,36 @@ def test_the_residual_stream_is_laid_out_under_a_context_mesh_only(layer_loop):
     # the table, the embeddings, and each block's output (once in the scanned body)
     blocks = CFG.n_layers if layer_loop == "unroll" else 1
     assert sorted(map(str, specs)) == sorted(map(str, [table, rows] + [rows] * blocks))
-    with jax.sharding.use_abstract_mesh(_mesh(1, 1, 1)):  # one device: nothing to lay out
-        assert _constraints(model, tokens) == []
+
+
+def test_the_table_is_gathered_only_where_it_is_no_larger_than_the_rows():
+    model = CausalLM(CFG, rngs=nnx.Rngs(0))
+    with jax.sharding.use_abstract_mesh(_mesh(2, 2, 2)):
+        specs = _constraints(model, jnp.zeros((4, 5), jnp.int32))  # 20 tokens < V = 40
+    assert sorted(map(str, specs)) == [str(P(("data", "fsdp")))] * (1 + CFG.n_layers)
+
+
+@pytest.mark.parametrize(
+    "mesh",
+    [
+        _mesh(1, 1, 1),  # one device
+        _mesh(1, 1, 8),  # no batch axis to split rows over: XLA's own layout
+        jax.sharding.AbstractMesh((2, 2, 2), ("x", "y", "z")),  # a mesh of other axes
+        jax.sharding.AbstractMesh(
+            (2, 2, 2), parallel.MESH_AXES, axis_types=(jax.sharding.AxisType.Manual,) * 3
+        ),  # per device already (pmap, shard_map)
+    ],
+)
+def test_nothing_is_laid_out_where_there_is_no_batch_to_split(mesh):
+    model = CausalLM(CFG, rngs=nnx.Rngs(0))
+    with jax.sharding.use_abstract_mesh(mesh):
+        assert _constraints(model, jnp.zeros((8, 5), jnp.int32)) == []
+
+
+def test_an_eager_call_under_a_mesh_keeps_its_arrays_as_placed():
+    x = jnp.ones((8, 3))
+    with jax.sharding.use_abstract_mesh(_mesh(2, 2, 2)):
+        assert transformer.batch_sharded(x) is x
 
 
 def test_embed_tokens_is_nnx_embed():

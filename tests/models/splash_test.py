@@ -213,6 +213,13 @@ def test_step_functions_trace_under_a_mesh_of_several_devices_or_where_splash_ma
     assert parallel.traced_under_mesh(fn, one, (auto,)) is fn  # not a TPU
     assert parallel.traced_under_mesh(fn, one, (splash,))() == one.abstract_mesh
     assert parallel.traced_under_mesh(fn, two, (einsum, None))() == two.abstract_mesh
+
+    def sft_step(x):
+        return x
+
+    # the program keeps its step's name (profiles, XLA dumps), a partial's too
+    traced = parallel.traced_under_mesh(functools.partial(sft_step), two)
+    assert jax.jit(traced).lower(1).as_text().count("jit_sft_step") >= 1
     monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
     assert parallel.traced_under_mesh(fn, one, (einsum, auto))() == one.abstract_mesh
 

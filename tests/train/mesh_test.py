@@ -98,15 +98,15 @@ def test_mesh_matches_one_device(mesh_runs, shape):
 
 @pytest.mark.parametrize("shape", [(8, 1, 1), (2, 4, 1), (2, 2, 2)])
 def test_each_device_does_its_share_of_the_work(mesh_runs, shape):
-    """The SFT step and the learner split their rows over the batch shards (data x fsdp):
-    each device does at most 1.5x its share of one device's work. Without the activation
-    layout (`transformer.batch_sharded`) XLA kept the learner's gathered minibatch rows
-    whole on (8, 1, 1): every device did 72% of one device's work."""
-    shards = shape[0] * shape[1]
+    """The SFT step and the learner split their work over the 8 devices (rows over data x
+    fsdp, heads and MLP over tensor): each device does at most 1.6x its eighth of one
+    device's work. Without the activation layout (`transformer.batch_sharded`) XLA kept
+    the learner's gathered minibatch rows whole: every device did 72% of one device's
+    learner work on (8, 1, 1), 52% on (2, 4, 1), 32% on (2, 2, 2)."""
     work = mesh_runs["meshes"][str(shape)]["work"]
     assert set(work) == {"sft", "rollout", "learn"}
     for program in ("sft", "learn"):
-        assert work[program] <= 1.5 / shards, (program, work)
+        assert work[program] <= 1.6 / 8, (program, work)
 
 
 def test_params_are_split_as_the_rules_say(mesh_runs):

@@ -54,8 +54,9 @@ SCRIPT = textwrap.dedent("""
         one, one_calls = run((1, 1, 1), "global")
         shard, shard_calls = run((2, 2, 2), "per_shard")
         cb, cb_calls = run((2, 2, 2), "per_shard", "io_callback")
+        glob, glob_calls = run((2, 2, 2), "global", "io_callback")
         print(json.dumps(dict(one=one, shard=shard, one_calls=one_calls, shard_calls=shard_calls,
-                              cb=cb, cb_calls=cb_calls)))
+                              cb=cb, cb_calls=cb_calls, glob=glob, glob_calls=glob_calls)))
 """)
 
 
@@ -78,3 +79,7 @@ def test_per_shard_rewards_equal_the_global_call(tmp_path):
     # computes the same numbers as the split one (host calls between two programs).
     assert res["cb_calls"] == res["shard_calls"]
     assert res["cb"] == res["shard"]
+    # One global io_callback on the mesh (its failure check then runs on every device, the
+    # program traced under the mesh): one call per iteration, the one-device numbers.
+    assert res["glob_calls"] == res["one_calls"]
+    np.testing.assert_allclose(res["glob"], res["one"], rtol=1e-4, atol=1e-6)

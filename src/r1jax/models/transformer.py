@@ -642,26 +642,33 @@ def _warn_once(msg: str, *args) -> None:
     logging.getLogger("r1jax").warning(msg, *args)
 
 
-def _context_mesh():
+def _context_mesh(x):
     """The context mesh of an automatically partitioned program traced under the
-    trainer's mesh (`parallel.traced_under_mesh`), else None: no context mesh (one
-    device, or a program traced outside the trainer, e.g. the evaluation's decoder), a
-    mesh of one device, or a program that is per device already (pmap; a shard_map)."""
+    trainer's mesh (`parallel.traced_under_mesh`) when `x` is traced in it, else None:
+    no context mesh (one device, or a program traced outside the trainer, e.g. the
+    evaluation's decoder), a mesh of one device or without a batch axis of several
+    devices (tensor parallel only; a mesh of other axis names), a program that is per
+    device already (pmap; a shard_map), or an eager call (arrays placed as they are)."""
     mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty or mesh.size == 1 or mesh.manual_axes:
+    if mesh.empty or mesh.size == 1 or mesh.manual_axes or not isinstance(x, jax.core.Tracer):
+        return None
+    if all(mesh.shape.get(a, 1) == 1 for a in _BATCH_AXES):
         return None
     return mesh
 
 
 def embed_tokens(embed: nnx.Embed, tokens):
-    """`embed(tokens)` with the table's feature dimension whole under a context mesh:
-    FSDP gathers the weight (`[V, D]`, D split over fsdp by the learner rules) before the
-    lookup. Left to itself, XLA looks the rows up in the split table and moves the
-    `[B, L, D]` activations from feature-split to batch-split instead ("involuntary full
-    rematerialization", in the backward pass too). Same numbers as `nnx.Embed`."""
+    """`embed(tokens)`; under a context mesh with the table's feature dimension whole
+    where the table is no larger than the looked-up rows (V <= B·L): FSDP then gathers
+    the weight (`[V, D]`, D split over fsdp by the learner rules) before the lookup.
+    Left to itself, XLA looks the rows up in the split table and moves the `[B, L, D]`
+    activations from feature-split to batch-split by replicating them whole
+    ("involuntary full rematerialization", in the backward pass too): the cheaper of
+    the two where the table is the larger (a 150k vocabulary, a few thousand tokens a
+    pass), in traffic and in memory. Same numbers as `nnx.Embed`."""
     (table,) = embed.promote_dtype((embed.embedding[...],), dtype=embed.dtype, inexact=False)
-    mesh = _context_mesh()
-    if mesh is not None:
+    mesh = _context_mesh(tokens)
+    if mesh is not None and table.shape[0] <= math.prod(tokens.shape):
         spec = jax.sharding.PartitionSpec(jax.sharding.PartitionSpec.UNCONSTRAINED, None)
         table = jax.lax.with_sharding_constraint(table, jax.sharding.NamedSharding(mesh, spec))
     return jnp.take(table, tokens, axis=0)
@@ -685,12 +692,14 @@ def batch_spec(mesh, batch: int) -> jax.sharding.PartitionSpec:
 
 def batch_sharded(x):
     """`x` (`[B, ...]`, the residual stream) laid out by `batch_spec` under a context
-    mesh; itself elsewhere. Without it XLA's propagation takes the layout from the
-    weights: in the learner's minibatch loop the gathered rows stayed whole, so every
-    device computed every row (8 devices did 72% of one device's work per device in the
-    smoke learner; 16% with the constraint, BENCHMARKS.md "Activation layout"), and
-    tensor-parallel meshes moved activations between feature and batch splits."""
-    mesh = _context_mesh()
+    mesh (`_context_mesh`); itself elsewhere. Rows the batch axes do not divide at all
+    (a pass over one prompt) are kept whole on every device rather than split by
+    feature. Without it XLA's propagation takes the layout from the weights: in the
+    learner's minibatch loop the gathered rows stayed whole, so every device computed
+    every row (8 devices did 72% of one device's work per device in the smoke learner;
+    16% with the constraint, BENCHMARKS.md "Session 34"), and FSDP meshes moved
+    activations between feature and batch splits."""
+    mesh = _context_mesh(x)
     if mesh is None:
         return x
     return jax.lax.with_sharding_constraint(
