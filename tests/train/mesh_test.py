@@ -4,8 +4,8 @@ Data parallel (8,1,1), mixed (2,4,1) and (2,2,2), and pure tensor parallel (1,1,
 2 SFT steps and 3 RL iterations of the smoke config give the losses and the final
 parameters of one device within 1e-5, the parameters really are split as the
 learner rules say, and each device does its share of the SFT step's and the learner's
-work (XLA's cost analysis of the partitioned programs). The RL learner is compiled for two completion lengths
-(`rl.length_buckets=2`), so its `lax.switch` runs on every mesh. With
+work (XLA's cost analysis of the partitioned programs). The RL learner is compiled for
+two completion lengths (`rl.length_buckets=2`), so its `lax.switch` runs on every mesh. With
 `model.attention=splash` on the (2,2,2) mesh the Pallas kernel (interpreted on the CPU)
 runs per shard in a `shard_map` and gives the same numbers too.
 """
