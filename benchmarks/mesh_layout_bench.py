@@ -7,8 +7,9 @@ Compile-only (nothing is timed, so the machine's load does not matter): for each
 (data,fsdp,tensor over 8 fake CPU devices, the flag is set here) and each layout
 setting, a fresh interpreter builds the `Experiment` of the mesh test's configuration
 (`r1jax._testing.mesh_config`: the smoke config, 8 SFT rows, 8 prompts x 8 samples, 4
-query / 2 KV heads, two length buckets) and compiles its SFT step and its RL iteration's two programs (rollout,
-learner). Printed per program: the flops per device from XLA's cost analysis of the
+query / 2 KV heads, two length buckets) and compiles its SFT step, its RL iteration's two programs (rollout,
+learner) and its evaluation decoder (greedy, the 8 held-out prompts; "off": the plain
+decoder the trainer used before `evaluate.make_mesh_decoder`). Printed per program: the flops per device from XLA's cost analysis of the
 partitioned program, as a share of the one-device program's (a loop's body counted
 once), the bytes of the collectives in the optimized HLO by kind (per device, result
 shapes summed; a collective inside a loop counted once), and how many times XLA's SPMD
@@ -54,8 +55,12 @@ def collective_bytes(hlo: str) -> dict:
 
 def _child(shape, layout: bool, side_by_side: bool):
     """Compiles the mesh's programs; prints one JSON line {program: [flops, bytes]}."""
+    import jax
+    import numpy as np
+
     from r1jax import parallel
     from r1jax._testing import mesh_config
+    from r1jax.evaluate import make_decoder
     from r1jax.models import transformer
     from r1jax.train.experiment import Experiment
 
@@ -69,6 +74,13 @@ def _child(shape, layout: bool, side_by_side: bool):
     programs = [("sft", exp.sft_fn, (state, exp.sft_batch(0)))]
     rl_state = exp.start_rl(state)
     programs += list(exp.rl_fn.programs(rl_state, exp.rl_batch(0)))
+    # The evaluation decoder (greedy, the held-out prompts); "off": the plain decoder
+    # the trainer used before `evaluate.make_mesh_decoder`.
+    kw = {"max_new_tokens": c.max_new_tokens, "eos_id": exp.eos_id, "pad_id": exp.pad_id}
+    decode = exp.greedy_fn if layout else make_decoder(exp.graphs.policy, **kw)
+    tok, mask = exp.encode_prompts([exp.prompt_text(p) for p in exp.heldout()])
+    params = exp.eval_params(rl_state)
+    programs.append(("decode", decode, (params, tok, mask, jax.random.PRNGKey(0), np.int32(0))))
     out = {}
     for name, fn, args in programs:
         compiled = fn.lower(*args).compile()

@@ -193,9 +193,8 @@ def evaluate_workdir(
             raise _num_problems_error(num_problems, c.eval.num_problems, e) from e
         t = int(c.max_new_tokens if max_new_tokens is None else max_new_tokens)
         b = int(c.eval.batch_size if batch_size is None else batch_size)
-        kw = {"max_new_tokens": t, "eos_id": exp.eos_id, "pad_id": exp.pad_id}
-        greedy = exp.greedy_fn if t == c.max_new_tokens else make_decoder(exp.graphs.policy, **kw)
-        sampler = make_decoder(exp.graphs.policy, temperature=temperature, top_p=top_p, **kw)
+        greedy = exp.greedy_fn if t == c.max_new_tokens else exp.decoder(t)
+        sampler = exp.decoder(t, temperature=temperature, top_p=top_p) if k else None
         try:
             result = evaluate(
                 exp.eval_params(state),
@@ -207,7 +206,7 @@ def evaluate_workdir(
                 greedy=greedy,
                 batch_size=b,
                 k=k,
-                sampler=sampler if k else None,
+                sampler=sampler,
                 seed=seed,
                 records=records,
             )

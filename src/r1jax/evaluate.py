@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from r1jax import parallel
 from r1jax.rewards.answers import parse_value
 from r1jax.rewards.composite import SCORE_FIELDS
 from r1jax.rewards.format import format_reward
@@ -56,6 +57,7 @@ __all__ = [
     "evaluation_set",
     "majority_vote",
     "make_decoder",
+    "make_mesh_decoder",
     "score_decoded",
 ]
 
@@ -79,14 +81,7 @@ def evaluation_set(task, num_problems: int | None, seed: int) -> list:
     return heldout_set(task, num_problems, seed=seed)
 
 
-@functools.lru_cache(maxsize=32)
-def make_decoder(
-    graphdef, *, max_new_tokens: int, eos_id: int, pad_id: int, temperature=0.0, top_p=1.0
-):
-    """A jitted `(params, prompt_bp, mask_bp, key, row_offset) -> tokens_bt` (greedy at
-    `temperature` 0). One per setting in a process (cached): evaluations of equal models,
-    e.g. the runs of a continual experiment, reuse its compiled programs."""
-
+def _decode_fn(graphdef, *, max_new_tokens, eos_id, pad_id, temperature, top_p):
     def fn(params, prompt, mask, key, row_offset):
         model = nnx.merge(graphdef, params)
         return generate(
@@ -102,7 +97,66 @@ def make_decoder(
             top_p=top_p,
         ).tokens_bt
 
-    return jax.jit(fn)
+    return fn
+
+
+def make_decoder(
+    graphdef, *, max_new_tokens: int, eos_id: int, pad_id: int, temperature=0.0, top_p=1.0
+):
+    """A jitted `(params, prompt_bp, mask_bp, key, row_offset) -> tokens_bt` (greedy at
+    `temperature` 0). One per setting in a process (cached, whatever the order of the
+    keywords): evaluations of equal models, e.g. the runs of a continual experiment,
+    reuse its compiled programs."""
+    return _cached_decoder(graphdef, max_new_tokens, eos_id, pad_id, temperature, top_p)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_decoder(graphdef, max_new_tokens, eos_id, pad_id, temperature, top_p):
+    return jax.jit(
+        _decode_fn(
+            graphdef,
+            max_new_tokens=max_new_tokens,
+            eos_id=eos_id,
+            pad_id=pad_id,
+            temperature=temperature,
+            top_p=top_p,
+        )
+    )
+
+
+def make_mesh_decoder(
+    graphdef,
+    mesh,
+    *,
+    param_shardings=None,
+    cfgs=(),
+    max_new_tokens: int,
+    eos_id: int,
+    pad_id: int,
+    temperature=0.0,
+    top_p=1.0,
+):
+    """`make_decoder` for a model laid out on the trainer's `mesh` (several devices, or
+    splash attention): the program is traced under the mesh
+    (`parallel.traced_under_mesh`), so the model splits its rows over the data-parallel
+    axes as the rollout does (each device decodes its share of a batch, not all of it);
+    `param_shardings` (the sampler rules on FSDP meshes) gathers the weights once per
+    call rather than once per decode step. The tokens come back whole on every device
+    and process (the host reads them). On one device without splash: `make_decoder`."""
+    kw = {"max_new_tokens": max_new_tokens, "eos_id": eos_id, "pad_id": pad_id}
+    if mesh.size == 1 and not parallel.may_splash(*cfgs):
+        return make_decoder(graphdef, temperature=temperature, top_p=top_p, **kw)
+    fn = _decode_fn(graphdef, temperature=temperature, top_p=top_p, **kw)
+
+    def decode(params, prompt, mask, key, row_offset):
+        if param_shardings is not None:
+            params = jax.lax.with_sharding_constraint(params, param_shardings)
+        return fn(params, prompt, mask, key, row_offset)
+
+    decode.__name__ = decode.__qualname__ = "decode"
+    return jax.jit(
+        parallel.traced_under_mesh(decode, mesh, cfgs), out_shardings=parallel.replicated(mesh)
+    )
 
 
 def _decode_rows(decoder, params, encode, prompts, rows, batch_size, key) -> np.ndarray:

@@ -108,3 +108,26 @@ def test_embed_tokens_is_nnx_embed():
     np.testing.assert_array_equal(
         np.asarray(got, np.float32), np.asarray(embed(tokens), np.float32)
     )
+
+
+def test_the_evaluation_decoder_is_the_plain_one_on_one_device():
+    """`evaluate.make_mesh_decoder` on a one-device mesh without splash is the cached
+    `make_decoder` itself (the same program, so one device's evaluations cannot move);
+    on several devices it is traced under the mesh (its work per device and its tokens
+    on 8 devices: `tests/train/mesh_test.py`)."""
+    from r1jax.evaluate import make_decoder, make_mesh_decoder
+
+    graphdef, params = nnx.split(CausalLM(CFG, rngs=nnx.Rngs(0)))
+    kw = {"max_new_tokens": 3, "eos_id": 1, "pad_id": 0, "temperature": 0.5, "top_p": 0.9}
+    one = parallel.make_mesh(1, 1, 1)
+    assert make_mesh_decoder(graphdef, one, cfgs=(CFG,), **kw) is make_decoder(graphdef, **kw)
+    splash = dataclasses.replace(CFG, attention="splash")
+    if parallel.may_splash(splash):  # a TPU: splash runs per shard, so under the mesh
+        assert make_mesh_decoder(graphdef, one, cfgs=(splash,), **kw) is not make_decoder(
+            graphdef, **kw
+        )
+    tokens = np.array([[0, 5, 6], [7, 8, 9]], np.int32)
+    out = make_mesh_decoder(graphdef, one, **kw)(
+        params, tokens, tokens > 0, jax.random.PRNGKey(0), jnp.int32(0)
+    )
+    assert out.shape == (2, 3)

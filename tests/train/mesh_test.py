@@ -2,9 +2,10 @@
 
 Data parallel (8,1,1), mixed (2,4,1) and (2,2,2), and pure tensor parallel (1,1,8):
 2 SFT steps and 3 RL iterations of the smoke config give the losses and the final
-parameters of one device within 1e-5, the parameters really are split as the
-learner rules say, and each device does its share of the SFT step's and the learner's
-work (XLA's cost analysis of the partitioned programs). The RL learner is compiled for
+parameters of one device within 1e-5, the evaluation decoder gives one device's greedy
+tokens, the parameters really are split as the learner rules say, and each device does
+its share of the SFT step's, the learner's and the evaluation decoder's work (XLA's cost
+analysis of the partitioned programs). The RL learner is compiled for
 two completion lengths (`rl.length_buckets=2`), so its `lax.switch` runs on every mesh. With
 `model.attention=splash` on the (2,2,2) mesh the Pallas kernel (interpreted on the CPU)
 runs per shard in a `shard_map` and gives the same numbers too.
@@ -33,6 +34,13 @@ SCRIPT = textwrap.dedent("""
         # device's work (flops of the partitioned programs, a loop's body counted once).
         sft = exp.sft_fn.lower(state, exp.sft_batch(0)).compile()
         work = {"sft": sft.cost_analysis()["flops"]}
+        # The evaluation decoder, greedy on the held-out prompts (before the SFT step
+        # donates the initial state).
+        tok, mask = exp.encode_prompts([exp.prompt_text(p) for p in exp.heldout()])
+        args = (exp.eval_params(state), tok, mask, jax.random.PRNGKey(0), np.int32(0))
+        decode = exp.greedy_fn.lower(*args).compile()
+        work["decode"] = decode.cost_analysis()["flops"]
+        tokens = np.asarray(decode(*args)).tolist()
         for s in range(2):
             state, m = sft(state, exp.sft_batch(s))
             out.append(float(m["loss"]))
@@ -49,20 +57,21 @@ SCRIPT = textwrap.dedent("""
         gate = state.policy["model"]["layers"][0]["mlp"]["gate_proj"]["kernel"]
         exp.close()
         return out, params, [[str(a) for a in gate.sharding.spec], list(gate.addressable_shards[0].data.shape),
-                             list(gate.shape)], work
+                             list(gate.shape)], work, tokens
 
     if __name__ == "__main__":
         assert jax.device_count() == 8, jax.devices()
         shapes = [(1, 1, 1)] + [tuple(json.loads(a)) for a in sys.argv[1:]]
-        base, base_params, _, base_work = run(shapes[0])
+        base, base_params, _, base_work, base_tokens = run(shapes[0])
         result = {}
         for shape in shapes[1:]:
-            out, params, gate, work = run(shape[:3], *shape[3:])
+            out, params, gate, work, tokens = run(shape[:3], *shape[3:])
             diff = max(float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(a)))))
                        for a, b in zip(base_params, params))
             share = {k: work[k] / base_work[k] for k in work}
-            result[str(shape)] = {"out": out, "param_diff": diff, "gate": gate, "work": share}
-        print(json.dumps({"base": base, "meshes": result}))
+            result[str(shape)] = {"out": out, "param_diff": diff, "gate": gate, "work": share,
+                                  "tokens": tokens}
+        print(json.dumps({"base": base, "base_tokens": base_tokens, "meshes": result}))
 """)
 
 # (2, 2, 2, "splash"): the splash kernel (in the Pallas interpreter on the CPU), run per
@@ -94,6 +103,9 @@ def test_mesh_matches_one_device(mesh_runs, shape):
     for a, b in zip(base, run["out"]):
         assert abs(a - b) <= 1e-5 * max(1.0, abs(a)), (base, run["out"])
     assert run["param_diff"] <= 1e-5
+    # The evaluation decoder: greedy tokens of the held-out prompts as on one device.
+    assert len(mesh_runs["base_tokens"]) == 8
+    assert run["tokens"] == mesh_runs["base_tokens"]
 
 
 @pytest.mark.parametrize("shape", [(8, 1, 1), (2, 4, 1), (2, 2, 2)])
@@ -102,10 +114,13 @@ def test_each_device_does_its_share_of_the_work(mesh_runs, shape):
     fsdp, heads and MLP over tensor): each device does at most 1.6x its eighth of one
     device's work. Without the activation layout (`transformer.batch_sharded`) XLA kept
     the learner's gathered minibatch rows whole: every device did 72% of one device's
-    learner work on (8, 1, 1), 52% on (2, 4, 1), 32% on (2, 2, 2)."""
+    learner work on (8, 1, 1), 52% on (2, 4, 1), 32% on (2, 2, 2). The evaluation
+    decoder likewise (`evaluate.make_mesh_decoder`): untraced under the mesh, every
+    device decoded every row (100% of one device's work on (8, 1, 1), 68% on (2, 4, 1),
+    40% on (2, 2, 2)); now 12.5-13%."""
     work = mesh_runs["meshes"][str(shape)]["work"]
-    assert set(work) == {"sft", "rollout", "learn"}
-    for program in ("sft", "learn"):
+    assert set(work) == {"sft", "rollout", "learn", "decode"}
+    for program in ("sft", "learn", "decode"):
         assert work[program] <= 1.6 / 8, (program, work)
 
 

@@ -26,7 +26,7 @@ from r1jax import config as config_lib
 from r1jax import parallel
 from r1jax.checkpoint import Checkpointer
 from r1jax.errors import RunError
-from r1jax.evaluate import evaluate, evaluation_set, make_decoder
+from r1jax.evaluate import evaluate, evaluation_set, make_decoder, make_mesh_decoder
 from r1jax.hf_tokenizer import HFTokenizer
 from r1jax.models.hf import load_config, load_pretrained_params, positions_warning
 from r1jax.models.lora import init_lora
@@ -278,12 +278,8 @@ class Experiment:
             self.sft_fn, self.rl_fn = self.pmap.sft_fn, self.pmap.rl_fn
             self.start_rl = self.pmap.start_rl
             self.put_state, self.host_state = self.pmap.replicate, self.pmap.unreplicate
-        self.greedy_fn = make_decoder(
-            self.graphs.policy,
-            max_new_tokens=c.max_new_tokens,
-            eos_id=self.eos_id,
-            pad_id=self.pad_id,
-        )
+        self._cfgs = (pcfg, vcfg)
+        self.greedy_fn = self.decoder()
         self._heldout = None
         probs = self._check_lengths(warn_positions=training and load_weights and not shapes_only)
         if not shapes_only:  # the task's verifier on its own reference solutions
@@ -420,6 +416,25 @@ class Experiment:
         fresh = {k: view.pop(k) for k in LATER_FIELDS if saved is not None and k not in saved}
         fields, meta = ckpt.restore(phase, step, view)
         return TrainState(**fields, **fresh, base=self.init_state.base), meta
+
+    def decoder(self, max_new_tokens: int | None = None, temperature=0.0, top_p=1.0):
+        """The evaluation decoder (`evaluate.make_decoder`) for this run's layout: on a
+        mesh of several devices (jit path) traced under it, so each data-parallel device
+        decodes its share of the rows, with the rollout's weight layout
+        (`evaluate.make_mesh_decoder`); elsewhere the plain cached decoder.
+        `max_new_tokens` defaults to the run's."""
+        kw = {
+            "max_new_tokens": self.c.max_new_tokens if max_new_tokens is None else max_new_tokens,
+            "eos_id": self.eos_id,
+            "pad_id": self.pad_id,
+            "temperature": temperature,
+            "top_p": top_p,
+        }
+        if self.pmap is not None:  # evaluates the host copy on one device
+            return make_decoder(self.graphs.policy, **kw)
+        return make_mesh_decoder(
+            self.graphs.policy, self.mesh, param_shardings=self.sampler_sh, cfgs=self._cfgs, **kw
+        )
 
     def eval_params(self, state):
         """The policy's full parameters (adapters applied with LoRA) for evaluation."""
