@@ -142,11 +142,37 @@ def make_mesh_decoder(
     axes as the rollout does (each device decodes its share of a batch, not all of it);
     `param_shardings` (the sampler rules on FSDP meshes) gathers the weights once per
     call rather than once per decode step. The tokens come back whole on every device
-    and process (the host reads them). On one device without splash: `make_decoder`."""
-    kw = {"max_new_tokens": max_new_tokens, "eos_id": eos_id, "pad_id": pad_id}
+    and process (the host reads them). On one device without splash: `make_decoder`.
+    Cached like it, per setting, mesh and layout."""
     if mesh.size == 1 and not parallel.may_splash(*cfgs):
-        return make_decoder(graphdef, temperature=temperature, top_p=top_p, **kw)
-    fn = _decode_fn(graphdef, temperature=temperature, top_p=top_p, **kw)
+        return make_decoder(
+            graphdef,
+            max_new_tokens=max_new_tokens,
+            eos_id=eos_id,
+            pad_id=pad_id,
+            temperature=temperature,
+            top_p=top_p,
+        )
+    layout = None if param_shardings is None else jax.tree.flatten(param_shardings)
+    layout = None if layout is None else (layout[1], tuple(layout[0]))
+    return _cached_mesh_decoder(
+        graphdef, mesh, layout, tuple(cfgs), max_new_tokens, eos_id, pad_id, temperature, top_p
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_mesh_decoder(
+    graphdef, mesh, layout, cfgs, max_new_tokens, eos_id, pad_id, temperature, top_p
+):
+    fn = _decode_fn(
+        graphdef,
+        max_new_tokens=max_new_tokens,
+        eos_id=eos_id,
+        pad_id=pad_id,
+        temperature=temperature,
+        top_p=top_p,
+    )
+    param_shardings = None if layout is None else layout[0].unflatten(layout[1])
 
     def decode(params, prompt, mask, key, row_offset):
         if param_shardings is not None:

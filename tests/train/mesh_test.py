@@ -24,6 +24,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys, jax, numpy as np
     from r1jax import parallel
     from r1jax._testing import mesh_config
+    from r1jax.evaluate import _decode_rows
     from r1jax.train.experiment import Experiment
 
     def run(shape, attention="auto"):
@@ -40,7 +41,10 @@ SCRIPT = textwrap.dedent("""
         args = (exp.eval_params(state), tok, mask, jax.random.PRNGKey(0), np.int32(0))
         decode = exp.greedy_fn.lower(*args).compile()
         work["decode"] = decode.cost_analysis()["flops"]
-        tokens = np.asarray(decode(*args)).tolist()
+        tokens = decode(*args)
+        assert tokens.sharding.is_fully_replicated, tokens.sharding  # the host reads it
+        assert exp.decoder() is exp.greedy_fn  # one compiled decoder per setting
+        tokens = np.asarray(tokens).tolist()
         for s in range(2):
             state, m = sft(state, exp.sft_batch(s))
             out.append(float(m["loss"]))
@@ -59,8 +63,31 @@ SCRIPT = textwrap.dedent("""
         return out, params, [[str(a) for a in gate.sharding.spec], list(gate.addressable_shards[0].data.shape),
                              list(gate.shape)], work, tokens
 
+    def evaluation(shape):
+        # The evaluator's own path with LoRA adapters, a batch the mesh divides only in
+        # part (6 rows: data 2, not fsdp 4) and k = 2 samples per problem.
+        c = mesh_config()
+        with c.unlocked():
+            c.lora.rank = 4
+            c.eval.num_problems = 6
+            c.eval.batch_size = 6
+        exp = Experiment(c, "/tmp/unused", mesh=parallel.make_mesh(*shape))
+        sampler = exp.decoder(temperature=1.0, top_p=0.9)
+        params = exp.eval_params(exp.init_state)
+        m = exp.evaluate(params, k=2, sampler=sampler, records=True)
+        # The sampled tokens themselves (the metrics keep only their answers).
+        prompts = [exp.prompt_text(p) for p in exp.heldout()]
+        rows = [i for i in range(6) for _ in range(2)]
+        samples = _decode_rows(sampler, params, exp.encode_prompts, prompts, rows, 6,
+                               jax.random.PRNGKey(0))
+        exp.close()
+        return json.loads(json.dumps(m, default=str)), samples.tolist()
+
     if __name__ == "__main__":
         assert jax.device_count() == 8, jax.devices()
+        if sys.argv[1:] == ["evaluation"]:
+            print(json.dumps([evaluation((1, 1, 1)), evaluation((2, 4, 1))]))
+            sys.exit()
         shapes = [(1, 1, 1)] + [tuple(json.loads(a)) for a in sys.argv[1:]]
         base, base_params, _, base_work, base_tokens = run(shapes[0])
         result = {}
@@ -93,6 +120,27 @@ def mesh_runs(tmp_path_factory):
     )
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_the_evaluator_on_a_mesh_gives_one_devices_metrics(tmp_path):
+    """`Experiment.evaluate` on (2,4,1) with LoRA, a batch of 6 rows (split over data
+    only) and 2 samples per problem (top-p sampler): every metric and completion as on
+    one device."""
+    script = tmp_path / "mesh_eval.py"
+    script.write_text(SCRIPT)
+    r = subprocess.run(
+        [sys.executable, str(script), "evaluation"],
+        capture_output=True,
+        text=True,
+        env=xla_env(devices=8),
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    (one, one_samples), (mesh, mesh_samples) = json.loads(r.stdout.strip().splitlines()[-1])
+    assert len(one["records"]) == 6 and one["num_problems"] == 6 and one["k"] == 2
+    assert mesh == one
+    assert len(one_samples) == 12 and one_samples[0] != one_samples[1]  # really sampled
+    assert mesh_samples == one_samples
 
 
 @pytest.mark.parametrize("shape", MESHES)
