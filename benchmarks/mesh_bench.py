@@ -14,14 +14,18 @@ there is more than one device.
 
 For each layout the embedded default config (with the `--model` preset and the batch
 flags) is built into an `Experiment` on that mesh, the RL start state is made
-(`start_rl`), and two things are timed, each as the median of `--iters` calls after one
+(`start_rl`), and three things are timed, each as the median of `--iters` calls after one
 compile-and-run call, with `block_until_ready`:
 
 * rollout: the KV-cache sampler alone on prompts × samples rows, jitted with the
   policy's learner shardings and the rows split over data × fsdp (as inside the RL
   iteration), or pmapped with per-device row blocks on the pmap path;
 * RL iteration: `Experiment.rl_fn` on a fresh prompt batch (host → device transfer,
-  sampling, host rewards via `io_callback`, advantages, policy and critic updates).
+  sampling, host rewards via `io_callback`, advantages, policy and critic updates);
+* eval: `Experiment.evaluate` of the trained policy on `--eval_problems` held-out
+  problems (greedy decoding with the run's decoder, `eval.batch_size` rows a call,
+  scoring on the host); on a mesh the decoder splits the rows over data × fsdp
+  (`evaluate.make_mesh_decoder`), on the pmap path it runs on one device.
 
 Columns. "sampled tok/s" counts generated positions N·T (N = prompts × samples, T =
 max_new_tokens; the fixed-shape sampler computes them all unless every row has ended,
@@ -106,6 +110,9 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer(
     "reward_workers", None, "verifier worker processes (0 = inline; default: the config's 2)"
+)
+flags.DEFINE_integer(
+    "eval_problems", 64, "held-out problems of the timed greedy evaluation (0: not timed)"
 )
 flags.DEFINE_integer("iters", 3, "timed calls per measurement (median), after one warm-up")
 flags.DEFINE_float("peak_flops", None, "peak FLOP/s per device (overrides the built-in table)")
@@ -208,6 +215,8 @@ def build_config(layout):
     c.sft.rows = FLAGS.prompts
     if FLAGS.reward_workers is not None:
         c.reward.num_workers = FLAGS.reward_workers
+    if FLAGS.eval_problems:
+        c.eval.num_problems = FLAGS.eval_problems
     if layout == "pmap":
         c.parallelism = "pmap"
         c.mesh.update({"data": -1, "fsdp": 1, "tensor": 1})
@@ -312,6 +321,14 @@ def bench_layout(layout, workdir) -> dict:
 
         t_rl_first, t_rl, (_, metrics) = _median_time(rl, FLAGS.iters)
         completion_len = float(jax.device_get(metrics["completion_len"]))
+
+        # (c) the greedy evaluation of the trained policy (`Experiment.evaluate`: the
+        # decoder on the run's layout, host scoring), `eval.batch_size` rows a call
+        t_eval_first = t_eval = None
+        if FLAGS.eval_problems:
+            params = exp.eval_params(exp.host_state(holder["s"]))
+            t_eval_first, t_eval, _ = _median_time(lambda i: exp.evaluate(params), FLAGS.iters)
+            del params
         holder.clear()  # free the layout's device buffers before the next one
     finally:
         exp.close()
@@ -348,9 +365,17 @@ def bench_layout(layout, workdir) -> dict:
         "rl_flops": rl_flops,
         "rl_mfu": mfu(rl_flops, t_rl),
         "completion_len": completion_len,
+        "eval_first_s": t_eval_first,
+        "eval_s": t_eval,
+        "eval_problems": FLAGS.eval_problems,
+        "eval_batch": c.eval.batch_size,
         "peak_flops_per_device": peak,
         "load_avg_1m": os.getloadavg()[0],  # other work on the host skews CPU timings
     }
+
+
+def _ms(x):
+    return "n/a" if x is None else f"{x * 1e3:,.0f}"
 
 
 def _pct(x):
@@ -406,18 +431,18 @@ def main(argv):
     print()
     print(
         "| layout (data,fsdp,tensor) | devices | rollout ms | sampled tok/s | rollout MFU "
-        "| RL iteration ms | learner tok/s | RL MFU | first RL call s |"
+        "| RL iteration ms | learner tok/s | RL MFU | first RL call s | eval ms |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "skipped" in r:
-            print(f"| {r['layout']} | skipped: {r['skipped'][:80]} ||||||||")
+            print(f"| {r['layout']} | skipped: {r['skipped'][:80]} |||||||||")
             continue
         print(
             f"| {r['layout']} | {r['devices']} | {r['rollout_s'] * 1e3:,.0f} "
             f"| {r['sampled_tokens_per_s']:,.0f} | {_pct(r['rollout_mfu'])} "
             f"| {r['rl_s'] * 1e3:,.0f} | {r['learner_tokens_per_s']:,.0f} "
-            f"| {_pct(r['rl_mfu'])} | {r['rl_first_s']:.1f} |"
+            f"| {_pct(r['rl_mfu'])} | {r['rl_first_s']:.1f} | {_ms(r['eval_s'])} |"
         )
     if FLAGS.json_out:
         with open(FLAGS.json_out, "w") as f:

@@ -65,15 +65,19 @@ SCRIPT = textwrap.dedent("""
 
     def evaluation(shape):
         # The evaluator's own path with LoRA adapters, a batch the mesh divides only in
-        # part (6 rows: data 2, not fsdp 4) and k = 2 samples per problem.
+        # part (6 rows: data 2, not fsdp 4) and k = 2 samples per problem; "pmap": the
+        # pmap path's host copy of the state (replicated over the 8 devices).
         c = mesh_config()
         with c.unlocked():
             c.lora.rank = 4
             c.eval.num_problems = 6
             c.eval.batch_size = 6
-        exp = Experiment(c, "/tmp/unused", mesh=parallel.make_mesh(*shape))
+            if shape == "pmap":
+                c.parallelism = "pmap"
+        mesh = None if shape == "pmap" else parallel.make_mesh(*shape)
+        exp = Experiment(c, "/tmp/unused", mesh=mesh)
         sampler = exp.decoder(temperature=1.0, top_p=0.9)
-        params = exp.eval_params(exp.init_state)
+        params = exp.eval_params(exp.host_state(exp.put_state(exp.init_state)))
         m = exp.evaluate(params, k=2, sampler=sampler, records=True)
         # The sampled tokens themselves (the metrics keep only their answers).
         prompts = [exp.prompt_text(p) for p in exp.heldout()]
@@ -86,7 +90,7 @@ SCRIPT = textwrap.dedent("""
     if __name__ == "__main__":
         assert jax.device_count() == 8, jax.devices()
         if sys.argv[1:] == ["evaluation"]:
-            print(json.dumps([evaluation((1, 1, 1)), evaluation((2, 4, 1))]))
+            print(json.dumps([evaluation(s) for s in ((1, 1, 1), (2, 4, 1), "pmap")]))
             sys.exit()
         shapes = [(1, 1, 1)] + [tuple(json.loads(a)) for a in sys.argv[1:]]
         base, base_params, _, base_work, base_tokens = run(shapes[0])
@@ -124,9 +128,9 @@ def mesh_runs(tmp_path_factory):
 
 
 def test_the_evaluator_on_a_mesh_gives_one_devices_metrics(tmp_path):
-    """`Experiment.evaluate` on (2,4,1) with LoRA, a batch of 6 rows (split over data
-    only) and 2 samples per problem (top-p sampler): every metric and completion as on
-    one device."""
+    """`Experiment.evaluate` on (2,4,1) and on the pmap path over 8 devices, with LoRA,
+    a batch of 6 rows (split over data only on (2,4,1)) and 2 samples per problem
+    (top-p sampler): every metric and completion as on one device."""
     script = tmp_path / "mesh_eval.py"
     script.write_text(SCRIPT)
     r = subprocess.run(
@@ -138,11 +142,13 @@ def test_the_evaluator_on_a_mesh_gives_one_devices_metrics(tmp_path):
         check=False,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    (one, one_samples), (mesh, mesh_samples) = json.loads(r.stdout.strip().splitlines()[-1])
+    (one, one_samples), *others = json.loads(r.stdout.strip().splitlines()[-1])
     assert len(one["records"]) == 6 and one["num_problems"] == 6 and one["k"] == 2
-    assert mesh == one
     assert len(one_samples) == 12 and one_samples[0] != one_samples[1]  # really sampled
-    assert mesh_samples == one_samples
+    assert len(others) == 2
+    for metrics, samples in others:  # (2,4,1), then the pmap path
+        assert metrics == one
+        assert samples == one_samples
 
 
 @pytest.mark.parametrize("shape", MESHES)

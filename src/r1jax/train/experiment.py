@@ -26,7 +26,7 @@ from r1jax import config as config_lib
 from r1jax import parallel
 from r1jax.checkpoint import Checkpointer
 from r1jax.errors import RunError
-from r1jax.evaluate import evaluate, evaluation_set, make_decoder, make_mesh_decoder
+from r1jax.evaluate import evaluate, evaluation_set, make_mesh_decoder
 from r1jax.hf_tokenizer import HFTokenizer
 from r1jax.models.hf import load_config, load_pretrained_params, positions_warning
 from r1jax.models.lora import init_lora
@@ -419,10 +419,10 @@ class Experiment:
 
     def decoder(self, max_new_tokens: int | None = None, temperature=0.0, top_p=1.0):
         """The evaluation decoder (`evaluate.make_decoder`) for this run's layout: on a
-        mesh of several devices (jit path) traced under it, so each data-parallel device
-        decodes its share of the rows, with the rollout's weight layout
-        (`evaluate.make_mesh_decoder`); elsewhere the plain cached decoder.
-        `max_new_tokens` defaults to the run's."""
+        mesh of several devices traced under it, so each data-parallel device decodes its
+        share of the rows, with the rollout's weight layout (`evaluate.make_mesh_decoder`);
+        on the pmap path likewise over the pmap devices (a data mesh); on one device the
+        plain cached decoder. `max_new_tokens` defaults to the run's."""
         kw = {
             "max_new_tokens": self.c.max_new_tokens if max_new_tokens is None else max_new_tokens,
             "eos_id": self.eos_id,
@@ -430,8 +430,12 @@ class Experiment:
             "temperature": temperature,
             "top_p": top_p,
         }
-        if self.pmap is not None:  # evaluates the host copy on one device
-            return make_decoder(self.graphs.policy, **kw)
+        if self.pmap is not None:
+            # The host copy (`host_state`) is replicated over the pmap devices: rows split
+            # over them as on a data-parallel mesh (a plain decoder there would run on
+            # every device over every row).
+            mesh = parallel.make_mesh(self.pmap.n_devices, 1, 1, devices=self.pmap.devices)
+            return make_mesh_decoder(self.graphs.policy, mesh, cfgs=self._cfgs, **kw)
         return make_mesh_decoder(
             self.graphs.policy, self.mesh, param_shardings=self.sampler_sh, cfgs=self._cfgs, **kw
         )
