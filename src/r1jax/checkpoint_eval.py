@@ -193,7 +193,7 @@ def evaluate_workdir(
             raise _num_problems_error(num_problems, c.eval.num_problems, e) from e
         t = int(c.max_new_tokens if max_new_tokens is None else max_new_tokens)
         b = int(c.eval.batch_size if batch_size is None else batch_size)
-        greedy = exp.greedy_fn if t == c.max_new_tokens else exp.decoder(t)
+        greedy = exp.decoder(t)  # the run's own `greedy_fn` at its length (cached)
         sampler = exp.decoder(t, temperature=temperature, top_p=top_p) if k else None
         try:
             result = evaluate(

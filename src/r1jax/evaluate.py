@@ -81,25 +81,6 @@ def evaluation_set(task, num_problems: int | None, seed: int) -> list:
     return heldout_set(task, num_problems, seed=seed)
 
 
-def _decode_fn(graphdef, *, max_new_tokens, eos_id, pad_id, temperature, top_p):
-    def fn(params, prompt, mask, key, row_offset):
-        model = nnx.merge(graphdef, params)
-        return generate(
-            model,
-            prompt,
-            mask,
-            key,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            eos_id=eos_id,
-            pad_id=pad_id,
-            row_offset=row_offset,
-            top_p=top_p,
-        ).tokens_bt
-
-    return fn
-
-
 def make_decoder(
     graphdef, *, max_new_tokens: int, eos_id: int, pad_id: int, temperature=0.0, top_p=1.0
 ):
@@ -107,21 +88,8 @@ def make_decoder(
     `temperature` 0). One per setting in a process (cached, whatever the order of the
     keywords): evaluations of equal models, e.g. the runs of a continual experiment,
     reuse its compiled programs."""
-    return _cached_decoder(graphdef, max_new_tokens, eos_id, pad_id, temperature, top_p)
-
-
-@functools.lru_cache(maxsize=32)
-def _cached_decoder(graphdef, max_new_tokens, eos_id, pad_id, temperature, top_p):
-    return jax.jit(
-        _decode_fn(
-            graphdef,
-            max_new_tokens=max_new_tokens,
-            eos_id=eos_id,
-            pad_id=pad_id,
-            temperature=temperature,
-            top_p=top_p,
-        )
-    )
+    settings = (max_new_tokens, eos_id, pad_id, temperature, top_p)
+    return _cached_decoder(graphdef, None, None, (), settings)
 
 
 def make_mesh_decoder(
@@ -144,44 +112,43 @@ def make_mesh_decoder(
     call rather than once per decode step. The tokens come back whole on every device
     and process (the host reads them). On one device without splash: `make_decoder`.
     Cached like it, per setting, mesh and layout."""
+    settings = (max_new_tokens, eos_id, pad_id, temperature, top_p)
     if mesh.size == 1 and not parallel.may_splash(*cfgs):
-        return make_decoder(
-            graphdef,
-            max_new_tokens=max_new_tokens,
-            eos_id=eos_id,
-            pad_id=pad_id,
-            temperature=temperature,
-            top_p=top_p,
-        )
-    layout = None if param_shardings is None else jax.tree.flatten(param_shardings)
-    layout = None if layout is None else (layout[1], tuple(layout[0]))
-    return _cached_mesh_decoder(
-        graphdef, mesh, layout, tuple(cfgs), max_new_tokens, eos_id, pad_id, temperature, top_p
-    )
+        return _cached_decoder(graphdef, None, None, (), settings)
+    layout = None  # hashable for the cache: (treedef, leaves)
+    if param_shardings is not None:
+        leaves, treedef = jax.tree.flatten(param_shardings)
+        layout = (treedef, tuple(leaves))
+    return _cached_decoder(graphdef, mesh, layout, tuple(cfgs), settings)
 
 
-@functools.lru_cache(maxsize=32)
-def _cached_mesh_decoder(
-    graphdef, mesh, layout, cfgs, max_new_tokens, eos_id, pad_id, temperature, top_p
-):
-    fn = _decode_fn(
-        graphdef,
-        max_new_tokens=max_new_tokens,
-        eos_id=eos_id,
-        pad_id=pad_id,
-        temperature=temperature,
-        top_p=top_p,
-    )
+@functools.lru_cache(maxsize=64)
+def _cached_decoder(graphdef, mesh, layout, cfgs, settings):
+    """The jitted decoder: plain where `mesh` is None, else traced under it."""
+    max_new_tokens, eos_id, pad_id, temperature, top_p = settings
     param_shardings = None if layout is None else layout[0].unflatten(layout[1])
 
-    def decode(params, prompt, mask, key, row_offset):
+    def fn(params, prompt, mask, key, row_offset):
         if param_shardings is not None:
             params = jax.lax.with_sharding_constraint(params, param_shardings)
-        return fn(params, prompt, mask, key, row_offset)
+        model = nnx.merge(graphdef, params)
+        return generate(
+            model,
+            prompt,
+            mask,
+            key,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            eos_id=eos_id,
+            pad_id=pad_id,
+            row_offset=row_offset,
+            top_p=top_p,
+        ).tokens_bt
 
-    decode.__name__ = decode.__qualname__ = "decode"
+    if mesh is None:
+        return jax.jit(fn)
     return jax.jit(
-        parallel.traced_under_mesh(decode, mesh, cfgs), out_shardings=parallel.replicated(mesh)
+        parallel.traced_under_mesh(fn, mesh, cfgs), out_shardings=parallel.replicated(mesh)
     )
 
 

@@ -430,14 +430,15 @@ class Experiment:
             "temperature": temperature,
             "top_p": top_p,
         }
+        mesh, shardings = self.mesh, self.sampler_sh
         if self.pmap is not None:
             # The host copy (`host_state`) is replicated over the pmap devices: rows split
             # over them as on a data-parallel mesh (a plain decoder there would run on
             # every device over every row).
             mesh = parallel.make_mesh(self.pmap.n_devices, 1, 1, devices=self.pmap.devices)
-            return make_mesh_decoder(self.graphs.policy, mesh, cfgs=self._cfgs, **kw)
+            shardings = None
         return make_mesh_decoder(
-            self.graphs.policy, self.mesh, param_shardings=self.sampler_sh, cfgs=self._cfgs, **kw
+            self.graphs.policy, mesh, param_shardings=shardings, cfgs=self._cfgs, **kw
         )
 
     def eval_params(self, state):
