@@ -292,6 +292,71 @@ def rope(x_blhd: jax.Array, positions_bl, theta: float, scaling=None) -> jax.Arr
     return out.astype(x_blhd.dtype)
 
 
+# A projection y = x @ W ([..., in] x [in, out]) whose weight gradient dW = x^T dy
+# transposes the narrower of x and dy. JAX's own rule computes (dy^T x)^T, so XLA:CPU
+# lays dy out transposed for the matmul, and with dy an elementwise gradient (SwiGLU's
+# d gate, 7 ops a value) it fuses those ops into the transposing copy and runs them again
+# there at a fraction of the elementwise rate: 25 ms a layer of the default SFT step's
+# ~220 ms on the 2-core Xeon (a plain transpose of the same [8192, 192] array: 1.3 ms).
+# Taking x ([8192, 64], already in memory) as the transposed operand instead: the SFT
+# step 220 -> 165 ms there (BENCHMARKS.md, session 36). The same products and sums, in
+# another order: float results differ in the last bits. dx is JAX's own rule.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _dense(x, kernel, precision, preferred_element_type):
+    dims = (((x.ndim - 1,), (0,)), ((), ()))
+    return jax.lax.dot_general(
+        x, kernel, dims, precision=precision, preferred_element_type=preferred_element_type
+    )
+
+
+def _dense_fwd(x, kernel, precision, preferred_element_type):
+    return _dense(x, kernel, precision, preferred_element_type), (x, kernel)
+
+
+def _dense_bwd(precision, preferred_element_type, res, dy):
+    x, kernel = res
+    lead = tuple(range(x.ndim - 1))
+    kw = {"precision": precision, "preferred_element_type": preferred_element_type}
+    dx = jax.lax.dot_general(dy, kernel, (((dy.ndim - 1,), (1,)), ((), ())), **kw)
+    if x.shape[-1] <= dy.shape[-1]:
+        dk = jax.lax.dot_general(x, dy, ((lead, lead), ((), ())), **kw)
+    else:
+        dk = jax.lax.dot_general(dy, x, ((lead, lead), ((), ())), **kw).T
+    return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+def dense_dot_general(
+    x, kernel, dimension_numbers, precision=None, preferred_element_type=None, out_sharding=None
+):
+    """`jax.lax.dot_general` for the decoder blocks' `nnx.Linear`s (their `dot_general=`):
+    the same forward, the weight gradient as `_dense` computes it (above); any other
+    contraction (or an explicit `out_sharding`) is plain `jax.lax.dot_general`."""
+    if (
+        out_sharding is not None
+        or kernel.ndim != 2
+        or dimension_numbers != (((x.ndim - 1,), (0,)), ((), ()))
+    ):
+        return jax.lax.dot_general(
+            x,
+            kernel,
+            dimension_numbers,
+            precision=precision,
+            preferred_element_type=preferred_element_type,
+            out_sharding=out_sharding,
+        )
+    return _dense(x, kernel, precision, preferred_element_type)
+
+
+def projection(d_in: int, d_out: int, bias: bool, dtype, rngs: nnx.Rngs) -> nnx.Linear:
+    """A decoder block's projection: `nnx.Linear` with `dense_dot_general`."""
+    return nnx.Linear(
+        d_in, d_out, use_bias=bias, dtype=dtype, dot_general=dense_dot_general, rngs=rngs
+    )
+
+
 SIDE_BY_SIDE_BACKENDS = ("cpu",)  # where `_side_by_side` fuses q/k/v and gate/up
 
 
@@ -326,7 +391,7 @@ class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         dt = jnp.dtype(cfg.dtype)
-        lin = lambda i, o, b: nnx.Linear(i, o, use_bias=b, dtype=dt, rngs=rngs)
+        lin = lambda i, o, b: projection(i, o, b, dt, rngs)
         self.q_proj = lin(cfg.d_model, cfg.n_heads * cfg.head_dim, cfg.qkv_bias)
         self.k_proj = lin(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, cfg.qkv_bias)
         self.v_proj = lin(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, cfg.qkv_bias)
@@ -408,9 +473,9 @@ class Attention(nnx.Module):
 class MLP(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         dt = jnp.dtype(cfg.dtype)
-        self.gate_proj = nnx.Linear(cfg.d_model, cfg.mlp_dim, use_bias=False, dtype=dt, rngs=rngs)
-        self.up_proj = nnx.Linear(cfg.d_model, cfg.mlp_dim, use_bias=False, dtype=dt, rngs=rngs)
-        self.down_proj = nnx.Linear(cfg.mlp_dim, cfg.d_model, use_bias=False, dtype=dt, rngs=rngs)
+        self.gate_proj = projection(cfg.d_model, cfg.mlp_dim, False, dt, rngs)
+        self.up_proj = projection(cfg.d_model, cfg.mlp_dim, False, dt, rngs)
+        self.down_proj = projection(cfg.mlp_dim, cfg.d_model, False, dt, rngs)
 
     def __call__(self, x, side_by_side=False):
         """`side_by_side`: gate and up as one matmul (`_side_by_side`; sampling)."""
