@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from r1jax._testing import cache_sized_copies
 from r1jax.models import CausalLM, ModelConfig
 from r1jax.sampling import generate, prefill
 
@@ -314,20 +315,8 @@ def main():
 
     hlo_copies = None
     if args.hlo_check:
-        import re
-
-        # A fusion that transposes then copies counts once; a bare op counts alone.
         n_cache = b * (p + t) * cfg.n_kv_heads * cfg.head_dim
-        found = {}
-        comp = ""
-        for i, line in enumerate(gen.as_text().splitlines()):
-            if line and not line[0].isspace() and line.rstrip().endswith("{"):
-                comp = line.split(" ")[0]
-            m = re.search(r"= [a-z0-9]+\[([0-9,]*)\]\S* (?:copy|transpose)\(", line)
-            if m and m.group(1) and np.prod([int(d) for d in m.group(1).split(",")]) == n_cache:
-                where = "loop" if "while/body" in line else "outside"
-                found[comp if "fus" in comp else (comp, i)] = where
-        hlo_copies = {w: list(found.values()).count(w) for w in ("loop", "outside")}
+        hlo_copies = cache_sized_copies(gen.as_text(), n_cache)
     assert roll.tokens_bt.shape == (b, t) and bool(np.asarray(roll.mask_bt).all())
 
     logit_err = None

@@ -1,15 +1,23 @@
 """Sampler: log-probs agree with the learner; greedy is deterministic; EOS ends rows."""
 
+import dataclasses
 import functools
 import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
+from r1jax._testing import cache_sized_copies
 from r1jax.models import CausalLM, ModelConfig
-from r1jax.models.transformer import ValueModel, causal_mask, positions_from_mask
+from r1jax.models.transformer import (
+    KVCache,
+    ValueModel,
+    causal_mask,
+    positions_from_mask,
+)
 from r1jax.sampling import (
     categorical_two_level,
     generate,
@@ -372,3 +380,36 @@ def test_grouped_hidden_rejects_rows_that_are_not_whole_groups():
         assert "whole groups" in str(e)
     else:
         raise AssertionError("no error for 7 rows over 3 prompts")
+
+
+def _decode_program(model, prompt, mask, t=16):
+    gen = lambda m, p, k: generate(
+        m, p, mask, k, max_new_tokens=t, temperature=1.0, eos_id=EOS_ID, pad_id=PAD_ID, top_p=0.9
+    )
+    return jax.jit(gen).lower(model, prompt, jax.random.PRNGKey(0)).compile().as_text()
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2])
+def test_the_decode_loop_updates_the_cache_in_place(kv_heads, monkeypatch):
+    """On one device the while body holds no copy of a KV-cache buffer: the loop carries
+    `KVCache.flat()`. With one KV head and the buffers carried as `[B, 1, ...]`, XLA:CPU
+    copied each three times a step (BENCHMARKS.md, session 36): the count sees that."""
+    cfg = dataclasses.replace(CFG, n_kv_heads=kv_heads)
+    model = CausalLM(cfg, rngs=nnx.Rngs(0))
+    prompt, mask = TOK.encode_left_padded(["Ann has 7 pens.\n", "Hi\n", "x", "yz"] * 4, 20)
+    n_cache = prompt.shape[0] * (prompt.shape[1] + 16) * kv_heads * cfg.head_dim
+    assert cache_sized_copies(_decode_program(model, prompt, mask), n_cache)["loop"] == 0
+    if kv_heads == 1:
+        monkeypatch.setattr(KVCache, "flat_in_loop", lambda self: self)
+        assert cache_sized_copies(_decode_program(model, prompt, mask), n_cache)["loop"] > 0
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2])
+def test_the_flat_carry_samples_the_same_tokens(kv_heads, monkeypatch):
+    model = CausalLM(dataclasses.replace(CFG, n_kv_heads=kv_heads), rngs=nnx.Rngs(0))
+    prompt, mask = TOK.encode_left_padded(["Ann has 7 pens.\n", "Hi\n", "x"], 20)
+    r = _gen(model, prompt, mask, jax.random.PRNGKey(5), 1.0, t=24)
+    monkeypatch.setattr(KVCache, "flat_in_loop", lambda self: self)
+    r0 = _gen(model, prompt, mask, jax.random.PRNGKey(5), 1.0, t=24)
+    for a, b in zip(r, r0):
+        np.testing.assert_array_equal(a, b)

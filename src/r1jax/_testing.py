@@ -5,7 +5,9 @@ a tiny random Qwen2 checkpoint directory. Not used by the trainer itself."""
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 
@@ -203,3 +205,36 @@ def cli_forked(fn: str, arg_lists, env=None, timeout: int = 900):
         subprocess.CompletedProcess(a, r["rc"], r["stdout"], r["stderr"])
         for a, r in zip(arg_lists, out)
     ]
+
+
+def cache_sized_copies(hlo: str, n_elements: int) -> dict:
+    """Copies or transposes of `n_elements`-sized buffers in compiled HLO text, as
+    {"loop": in a while loop's body (or a computation it calls), "outside": elsewhere}.
+    A fusion that transposes then copies counts once; a bare op counts alone. Membership
+    comes from the computation graph, not from op metadata: the copies XLA's copy
+    insertion adds carry none (before session 36 they all counted as "outside")."""
+    calls, lines_of, comp = {}, {}, None
+    for line in hlo.splitlines():
+        if line and not line[0].isspace() and line.rstrip().endswith("{"):
+            comp = line.split("(")[0].replace("ENTRY", "").strip().lstrip("%").split(" ")[0]
+            calls[comp], lines_of[comp] = set(), []
+        elif comp is not None:
+            lines_of[comp].append(line)
+            calls[comp] |= set(re.findall(r"(?:calls|body|condition|to_apply)=%([\w.\-]+)", line))
+            for branches in re.findall(r"branch_computations=\{([^}]*)\}", line):
+                calls[comp] |= set(re.findall(r"%([\w.\-]+)", branches))
+    in_loop = set(re.findall(r"body=%([\w.\-]+)", hlo))
+    todo = list(in_loop)
+    while todo:
+        for c in calls.get(todo.pop(), ()):
+            if c not in in_loop:
+                in_loop.add(c)
+                todo.append(c)
+    found = {}
+    for comp, lines in lines_of.items():
+        for i, line in enumerate(lines):
+            m = re.search(r"= [a-z0-9]+\[([0-9,]*)\]\S* (?:copy|transpose)\(", line)
+            if m and m.group(1) and math.prod(int(d) for d in m.group(1).split(",")) == n_elements:
+                where = "loop" if comp in in_loop else "outside"
+                found[comp if "fus" in comp else (comp, i)] = where
+    return {w: list(found.values()).count(w) for w in ("loop", "outside")}

@@ -312,9 +312,10 @@ def generate(
     # dynamic_update_slice and carried through the loop, in the layout the attention
     # dots read (models/transformer.py, KVCache). Checked in the compiled HLO
     # (benchmarks/sampling_bench.py --hlo_check): on XLA:CPU the while body holds no
-    # copy or transpose of a cache-sized buffer (with the earlier [B, S, K, Dh] layout
-    # it held one per layer for K and for V, every step; see BENCHMARKS.md, "Sampling
-    # vs transformers").
+    # copy or transpose of a cache-sized buffer on one device (with the earlier
+    # [B, S, K, Dh] layout it held one per layer for K and for V, every step; with
+    # [B, K, ...] buffers carried as they are, three copies of each: see BENCHMARKS.md,
+    # "Sampling vs transformers" and session 36).
     outs = (
         jnp.full((b, t_max), pad_id, jnp.int32),
         jnp.zeros((b, t_max), jnp.float32),
@@ -333,7 +334,11 @@ def generate(
     def rope_at(t):
         return RopeTables(*(jax.lax.dynamic_slice_in_dim(x, t, 1, axis=1) for x in tables))
 
-    init = (jnp.int32(0), cache, logits_bv, kv_valid_bs, jnp.zeros((b,), bool), outs)
+    # On one device the loop carries each buffer with batch and heads merged
+    # (`KVCache.flat_in_loop`): the layout the attention dots read, so XLA updates it in
+    # place without a copy (BENCHMARKS.md, session 36).
+    init = (jnp.int32(0), cache.flat_in_loop(), logits_bv, kv_valid_bs, jnp.zeros((b,), bool))
+    init = (*init, outs)
     t, _, logits_bv, _, done_b, outs = jax.lax.while_loop(not_finished, step, (*init,))
     _, _, outs = sample(t, logits_bv, done_b, outs)
     return Rollout(*outs)

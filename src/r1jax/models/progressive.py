@@ -189,7 +189,7 @@ class ProgressiveDecoder(nnx.Module):
                 f"column {self.column} needs a cache of {self.cfg.n_layers} layers "
                 f"((column + 1) x {n_layers}), got {len(cache.k)}"
             )
-        kv_len = tokens_bl.shape[1] if cache is None else cache.v[0].shape[2]
+        kv_len = tokens_bl.shape[1] if cache is None else cache.v[0].shape[-2]
         mask_bls = mask_for_pass(self.column_cfg, mask_bls, tokens_bl.shape[1], kv_len)
         elders = []  # elders[j][l]: column j's stream at the input of layer l (l = L: final)
         new_k, new_v = [], []

@@ -193,6 +193,27 @@ class KVCache(NamedTuple):
     k: tuple  # n_layers × [B, K, Dh, S]
     v: tuple  # n_layers × [B, K, S, Dh]
 
+    def flat(self) -> KVCache:
+        """The same buffers with batch and heads merged, [B·K, Dh, S] and [B·K, S, Dh]
+        (free reshapes), which the attention takes as well and returns in kind. The decode
+        loop carries this layout: XLA:CPU's batched attention dots merge (B, K) anyway,
+        and with [B, K, ...] buffers it fused each cache update twice, once for the loop
+        carry and once for that merged view, copying every buffer three times a decode
+        step (BENCHMARKS.md, session 36)."""
+        merge = lambda x: x.reshape(-1, *x.shape[2:])
+        return KVCache(tuple(map(merge, self.k)), tuple(map(merge, self.v)))
+
+    def flat_in_loop(self) -> KVCache:
+        """`flat()` in a program of one device (one device in all, a mesh of one, or a
+        shard_map's per-device body); itself where its arrays may be split over several
+        devices, since batch and heads can be split over different axes and merging
+        them made XLA gather the buffers (the (2,2,2) mesh test config: 26 -> 154 KB
+        per rollout, `benchmarks/mesh_layout_bench.py`). The pmap path keeps it too
+        (its trace does not say it is per device)."""
+        mesh = jax.sharding.get_abstract_mesh()
+        one = jax.device_count() == 1 if mesh.empty else mesh.size == 1 or mesh.are_all_axes_manual
+        return self.flat() if one else self
+
 
 def init_cache(cfg: ModelConfig, batch: int, length: int) -> KVCache:
     dt = jnp.dtype(cfg.dtype)
@@ -411,7 +432,7 @@ class Attention(nnx.Module):
         k = rope(k, positions_bl, cfg.rope_theta, cfg.rope_scaling)
         g = cfg.n_heads // cfg.n_kv_heads
         q_blkgd = q.reshape(b, l, cfg.n_kv_heads, g, cfg.head_dim)
-        kv_len = l if cache_kv is None else cache_kv[1].shape[2]  # cache value [B, K, S, Dh]
+        kv_len = l if cache_kv is None else cache_kv[1].shape[-2]  # value [B, K, S, Dh]
         if isinstance(mask_bls, PaddedCausal):  # structured: the pass runs splash
             impl = "splash"
         else:  # dense: a decode step, or a pass `mask_for_pass` kept off splash
@@ -429,22 +450,30 @@ class Attention(nnx.Module):
         # g heads sharing a KV head). Keeping l and g apart in the dots (as above) made
         # XLA:CPU's decode-step dots 3x slower.
         ck, cv = cache_kv
-        k = jax.lax.dynamic_update_slice_in_dim(
-            ck, k.transpose(0, 2, 3, 1).astype(ck.dtype), cache_index, axis=3
-        )
-        v = jax.lax.dynamic_update_slice_in_dim(
-            cv, v.transpose(0, 2, 1, 3).astype(cv.dtype), cache_index, axis=2
-        )
+        kh = cfg.n_kv_heads
+        k, v = k.transpose(0, 2, 3, 1).astype(ck.dtype), v.transpose(0, 2, 1, 3).astype(cv.dtype)
+        flat = ck.ndim == 3  # KVCache.flat: batch and heads merged (the decode loop's carry)
+        if flat:
+            k, v = k.reshape(b * kh, *k.shape[2:]), v.reshape(b * kh, *v.shape[2:])
+        k = jax.lax.dynamic_update_slice_in_dim(ck, k, cache_index, axis=ck.ndim - 1)
+        v = jax.lax.dynamic_update_slice_in_dim(cv, v, cache_index, axis=cv.ndim - 2)
         if l > 1 and impl != "einsum":  # prefill, grouped training: over the whole cache
-            ks, vs = k.transpose(0, 3, 1, 2), v.transpose(0, 2, 1, 3)  # [B, S, K, Dh]
+            k4, v4 = k.reshape(b, kh, *k.shape[-2:]), v.reshape(b, kh, *v.shape[-2:])
+            ks, vs = k4.transpose(0, 3, 1, 2), v4.transpose(0, 2, 1, 3)  # [B, S, K, Dh]
             out = self._fused(q, ks, vs, mask_bls, impl)
             return self.o_proj(out.reshape(b, l, -1)), (k, v)
-        q_bkmd = q_blkgd.transpose(0, 2, 1, 3, 4).reshape(b, cfg.n_kv_heads, l * g, -1)
-        scores = jnp.einsum("bkmd,bkds->bkms", q_bkmd, k).astype(jnp.float32)
-        scores = scores.reshape(b, cfg.n_kv_heads, l, g, -1)
+        q_bkmd = q_blkgd.transpose(0, 2, 1, 3, 4).reshape(b, kh, l * g, -1)
+        if flat:  # the dots batch over the buffers' merged axis: they read the update itself
+            scores = jnp.einsum("nmd,nds->nms", q_bkmd.reshape(b * kh, l * g, -1), k)
+        else:
+            scores = jnp.einsum("bkmd,bkds->bkms", q_bkmd, k)
+        scores = scores.astype(jnp.float32).reshape(b, kh, l, g, -1)
         probs = self._probs(scores, mask_bls[:, None, :, None, :], v.dtype)
-        out = jnp.einsum("bkms,bksd->bkmd", probs.reshape(b, cfg.n_kv_heads, l * g, -1), v)
-        out = out.reshape(b, cfg.n_kv_heads, l, g, -1).transpose(0, 2, 1, 3, 4)
+        if flat:
+            out = jnp.einsum("nms,nsd->nmd", probs.reshape(b * kh, l * g, -1), v)
+        else:
+            out = jnp.einsum("bkms,bksd->bkmd", probs.reshape(b, kh, l * g, -1), v)
+        out = out.reshape(b, kh, l, g, -1).transpose(0, 2, 1, 3, 4)
         return self.o_proj(out.reshape(b, l, -1)), (k, v)
 
     def _fused(self, q_blhd, k_bskd, v_bskd, mask_bls, impl):
@@ -567,7 +596,7 @@ class Decoder(nnx.Module):
     ):
         """`train`: a differentiated pass that uses a cache (`sampling.grouped_hidden`);
         `cfg.remat` applies to it as to every pass without a cache. Sampling never remats."""
-        kv_len = tokens_bl.shape[1] if cache is None else cache.v[0].shape[2]
+        kv_len = tokens_bl.shape[1] if cache is None else cache.v[0].shape[-2]
         mask_bls = mask_for_pass(self.cfg, mask_bls, tokens_bl.shape[1], kv_len)
         x = batch_sharded(embed_tokens(self.embed, tokens_bl))
         training = cache is None or train  # not a sampling pass
