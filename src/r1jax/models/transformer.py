@@ -462,17 +462,16 @@ class Attention(nnx.Module):
             ks, vs = k4.transpose(0, 3, 1, 2), v4.transpose(0, 2, 1, 3)  # [B, S, K, Dh]
             out = self._fused(q, ks, vs, mask_bls, impl)
             return self.o_proj(out.reshape(b, l, -1)), (k, v)
-        q_bkmd = q_blkgd.transpose(0, 2, 1, 3, 4).reshape(b, kh, l * g, -1)
-        if flat:  # the dots batch over the buffers' merged axis: they read the update itself
-            scores = jnp.einsum("nmd,nds->nms", q_bkmd.reshape(b * kh, l * g, -1), k)
-        else:
-            scores = jnp.einsum("bkmd,bkds->bkms", q_bkmd, k)
-        scores = scores.astype(jnp.float32).reshape(b, kh, l, g, -1)
+        # A flat cache: the dots batch over its merged axis, reading the update itself.
+        lead, qk, pv = (
+            ((b * kh,), "nmd,nds->nms", "nms,nsd->nmd")
+            if flat
+            else ((b, kh), "bkmd,bkds->bkms", "bkms,bksd->bkmd")
+        )
+        q_bkmd = q_blkgd.transpose(0, 2, 1, 3, 4).reshape(*lead, l * g, -1)
+        scores = jnp.einsum(qk, q_bkmd, k).astype(jnp.float32).reshape(b, kh, l, g, -1)
         probs = self._probs(scores, mask_bls[:, None, :, None, :], v.dtype)
-        if flat:
-            out = jnp.einsum("nms,nsd->nmd", probs.reshape(b * kh, l * g, -1), v)
-        else:
-            out = jnp.einsum("bkms,bksd->bkmd", probs.reshape(b, kh, l * g, -1), v)
+        out = jnp.einsum(pv, probs.reshape(*lead, l * g, -1), v)
         out = out.reshape(b, kh, l, g, -1).transpose(0, 2, 1, 3, 4)
         return self.o_proj(out.reshape(b, l, -1)), (k, v)
 
