@@ -56,7 +56,14 @@ REMAT_POLICIES = {
 #           splash on a TPU for passes of >= SPLASH_MIN_LEN queries with a structured
 #           mask on one device, under pmap or under a context mesh (`splash_shards`);
 #           else einsum.
+# The einsum path of a causal pass (queries 0..L-1 over the same L keys, no key after its
+# query: `CausalDense`) attends by blocks of CAUSAL_BLOCK queries, each over the keys up
+# to its block's end, so the key blocks the causal mask rules out are never computed:
+# about 40% of the attention of the default's 256-position SFT rows (BENCHMARKS.md,
+# session 37). A query row with no allowed key (padding, never read) averages over the
+# keys of its block's span instead of all L.
 ATTENTION = ("auto", "einsum", "xla", "cudnn", "splash")
+CAUSAL_BLOCK = 64
 SPLASH_BLOCK = 128  # the splash kernel's smallest block (lanes); lengths are padded to it
 SPLASH_MIN_LEN = 128  # auto uses splash from this many queries on (shorter: einsum)
 # Mesh axes that split the batch / the heads (`parallel.BATCH_AXES`, the "heads" rule;
@@ -439,11 +446,10 @@ class Attention(nnx.Module):
             impl = attention_impl(cfg, l, kv_len)
             impl = "einsum" if impl == "splash" else impl
         if cache_kv is None and impl != "einsum":  # keys and values of this chunk only
-            return self.o_proj(self._fused(q, k, v, mask_bls, impl).reshape(b, l, -1)), None
+            out = self._fused(q, k, v, _unblocked(mask_bls), impl)
+            return self.o_proj(out.reshape(b, l, -1)), None
         if cache_kv is None:
-            scores = jnp.einsum("blkgd,bskd->bkgls", q_blkgd, k).astype(jnp.float32)
-            probs = self._probs(scores, mask_bls[:, None, None, :, :], v.dtype)
-            out = jnp.einsum("bkgls,bskd->blkgd", probs, v)
+            out = self._einsum(q_blkgd, k, v, mask_bls)
             return self.o_proj(out.reshape(b, l, -1)), None
         # Write this chunk at cache_index (layouts: KVCache) and attend over the cache as
         # plain batched matmuls: batch (b, k), rows m = (l, g) (one decode position: the
@@ -451,12 +457,20 @@ class Attention(nnx.Module):
         # XLA:CPU's decode-step dots 3x slower.
         ck, cv = cache_kv
         kh = cfg.n_kv_heads
+        # A causal pass over a cache of its own length from position 0 (prefill, the
+        # shared-prompt pass): the keys are this chunk's, attended by causal blocks.
+        blocks = isinstance(mask_bls, CausalDense) and isinstance(cache_index, int)
+        blocks = blocks and cache_index == 0 and kv_len == l
+        out_blocks = self._einsum(q_blkgd, k, v, mask_bls) if blocks else None
+        mask_bls = _unblocked(mask_bls)
         k, v = k.transpose(0, 2, 3, 1).astype(ck.dtype), v.transpose(0, 2, 1, 3).astype(cv.dtype)
         flat = ck.ndim == 3  # KVCache.flat: batch and heads merged (the decode loop's carry)
         if flat:
             k, v = k.reshape(b * kh, *k.shape[2:]), v.reshape(b * kh, *v.shape[2:])
         k = jax.lax.dynamic_update_slice_in_dim(ck, k, cache_index, axis=ck.ndim - 1)
         v = jax.lax.dynamic_update_slice_in_dim(cv, v, cache_index, axis=cv.ndim - 2)
+        if out_blocks is not None:
+            return self.o_proj(out_blocks.reshape(b, l, -1)), (k, v)
         if l > 1 and impl != "einsum":  # prefill, grouped training: over the whole cache
             k4, v4 = k.reshape(b, kh, *k.shape[-2:]), v.reshape(b, kh, *v.shape[-2:])
             ks, vs = k4.transpose(0, 3, 1, 2), v4.transpose(0, 2, 1, 3)  # [B, S, K, Dh]
@@ -474,6 +488,25 @@ class Attention(nnx.Module):
         out = jnp.einsum(pv, probs.reshape(*lead, l * g, -1), v)
         out = out.reshape(b, kh, l, g, -1).transpose(0, 2, 1, 3, 4)
         return self.o_proj(out.reshape(b, l, -1)), (k, v)
+
+    def _einsum(self, q_blkgd, k_bskd, v_bskd, mask):
+        """Attention of L queries over the S keys given: two einsums and a float32
+        softmax; a `CausalDense` mask by causal blocks of queries (`CAUSAL_BLOCK`).
+        Returns `[B, L, K, G, Dh]` in the value dtype."""
+        l = q_blkgd.shape[1]
+        causal = isinstance(mask, CausalDense)
+        mask_bls = mask.mask_bls if causal else mask
+        step = CAUSAL_BLOCK if causal and l > CAUSAL_BLOCK else l
+        outs = []
+        for a in range(0, l, step):
+            e = min(a + step, l)
+            s = e if causal else k_bskd.shape[1]  # keys after the block's last query: none
+            scores = jnp.einsum("blkgd,bskd->bkgls", q_blkgd[:, a:e], k_bskd[:, :s])
+            probs = self._probs(
+                scores.astype(jnp.float32), mask_bls[:, None, None, a:e, :s], v_bskd.dtype
+            )
+            outs.append(jnp.einsum("bkgls,bskd->blkgd", probs, v_bskd[:, :s]))
+        return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=1)
 
     def _fused(self, q_blhd, k_bskd, v_bskd, mask_bls, impl):
         """`jax.nn.dot_product_attention` (grouped-query: H query heads over K key/value
@@ -690,6 +723,24 @@ class PaddedCausal:
         return mask
 
 
+@struct.dataclass
+class CausalDense:
+    """A dense `[B, L, L]` mask of a causal pass: query i sees no key after position i
+    (a `PaddedCausal` from query 0, expanded). The einsum path attends by causal blocks
+    (`CAUSAL_BLOCK`); everything else reads `mask_bls`."""
+
+    mask_bls: jax.Array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.mask_bls.shape
+
+
+def _unblocked(mask):
+    """The mask as an implementation other than the causal blocks takes it."""
+    return mask.mask_bls if isinstance(mask, CausalDense) else mask
+
+
 def padded_causal(valid_bs: jax.Array, q_start: int = 0) -> PaddedCausal:
     """`causal_mask(valid_bs)[:, q_start:]` as its structure (`PaddedCausal`)."""
     return PaddedCausal(valid_bs.astype(jnp.int32), int(q_start))
@@ -703,6 +754,8 @@ def packed_causal(segments_bs: jax.Array) -> PaddedCausal:
 
 def dense_mask(mask) -> jax.Array:
     """A mask as the dense `[B, L, S]` boolean array (a `PaddedCausal` expanded)."""
+    if isinstance(mask, CausalDense):
+        return mask.mask_bls
     return mask.dense() if isinstance(mask, PaddedCausal) else mask
 
 
@@ -727,6 +780,13 @@ def mask_for_pass(cfg: ModelConfig, mask, q_len: int, kv_len: int):
             "the mesh's data x fsdp shards do not divide): it takes the einsum path",
             mask.shape[0],
         )
+    if (
+        isinstance(mask, PaddedCausal)
+        and mask.q_start == 0
+        and q_len == kv_len > CAUSAL_BLOCK
+        and attention_impl(cfg, q_len, kv_len, mask) in ("einsum", "splash")
+    ):  # the einsum path (splash here: it falls back to einsum) by causal blocks
+        return CausalDense(mask.dense())
     return dense_mask(mask)
 
 
