@@ -1,7 +1,6 @@
 """The einsum path of a causal pass attends by causal blocks of queries (`CausalDense`,
-`transformer.CAUSAL_BLOCK`): the same logits, gradients, prefill caches and samples as
-attending every query over every key with the dense mask, and the key blocks the mask
-rules out are not computed."""
+`transformer.CAUSAL_BLOCK`): the same logits and gradients as attending every query over
+every key with the dense mask, and the key blocks the mask rules out are not computed."""
 
 import dataclasses
 
@@ -12,7 +11,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from r1jax import sampling
 from r1jax._testing import left_padded
 from r1jax.models import CausalLM, ModelConfig, transformer
 from r1jax.models.transformer import (
@@ -125,47 +123,3 @@ def test_logits_and_gradients_equal_the_dense_path(kind, blocks):
     per_head = 3 * CFG.n_heads * layers
     assert _score_elements(fwd, structured.dense()) == per_head * 29 * 29
     assert _score_elements(fwd, structured) == per_head * (64 + 128 + 192 + 5 * 29)
-
-
-def test_prefill_and_sampling_equal_the_dense_path():
-    """The prefill (a causal pass writing a cache of its own length) by causal blocks:
-    the same cache and first logits, and the same sampled tokens."""
-    model = CausalLM(CFG, rngs=nnx.Rngs(0))
-    prompt, valid = left_padded(CFG.vocab_size, 4, 21, 2)
-
-    def prefill(blocked):
-        if not blocked:  # the dense mask, as every pass before the blocks
-            with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(transformer, "CAUSAL_BLOCK", 10**6)
-                return jax.jit(lambda p, v: sampling.prefill(model, p, v, 6))(prompt, valid)
-        return jax.jit(lambda p, v: sampling.prefill(model, p, v, 6))(prompt, valid)
-
-    (la, ca, *_), (lb, cb, *_) = prefill(False), prefill(True)
-    _close(la, lb)
-    # The cache at the prompt's positions (the padding's keys are never attended to).
-    real = np.concatenate([np.asarray(valid), np.zeros((4, 6), bool)], axis=1)
-    for x, y in zip(ca.k, cb.k, strict=True):  # [B, K, Dh, S]
-        _close(np.moveaxis(np.asarray(x), -1, 1)[real], np.moveaxis(np.asarray(y), -1, 1)[real])
-    for x, y in zip(ca.v, cb.v, strict=True):  # [B, K, S, Dh]
-        _close(np.moveaxis(np.asarray(x), 2, 1)[real], np.moveaxis(np.asarray(y), 2, 1)[real])
-
-    def sample():
-        out = jax.jit(
-            lambda p, v: sampling.generate(
-                model,
-                p,
-                v,
-                jax.random.PRNGKey(3),
-                max_new_tokens=6,
-                temperature=0.0,
-                eos_id=-1,
-                pad_id=0,
-            )
-        )(prompt, valid)
-        return np.asarray(out.tokens_bt)
-
-    blocked = sample()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(transformer, "CAUSAL_BLOCK", 10**6)
-        dense = sample()
-    np.testing.assert_array_equal(blocked, dense)

@@ -56,12 +56,12 @@ REMAT_POLICIES = {
 #           splash on a TPU for passes of >= SPLASH_MIN_LEN queries with a structured
 #           mask on one device, under pmap or under a context mesh (`splash_shards`);
 #           else einsum.
-# The einsum path of a causal pass (queries 0..L-1 over the same L keys, no key after its
-# query: `CausalDense`) attends by blocks of CAUSAL_BLOCK queries, each over the keys up
-# to its block's end, so the key blocks the causal mask rules out are never computed:
-# about 40% of the attention of the default's 256-position SFT rows (BENCHMARKS.md,
-# session 37). A query row with no allowed key (padding, never read) averages over the
-# keys of its block's span instead of all L.
+# The einsum path of a causal pass without a cache (queries 0..L-1 over the same L keys,
+# no key after its query: `CausalDense`; SFT's packed rows, the per-row training and
+# critic passes) attends by blocks of CAUSAL_BLOCK queries, each over the keys up to its
+# block's end, so the key blocks the causal mask rules out are never computed (37% of
+# the scores of a 256-position row; BENCHMARKS.md, session 37). A query row with no
+# allowed key (padding, never read) averages over its block's keys instead of all L.
 ATTENTION = ("auto", "einsum", "xla", "cudnn", "splash")
 CAUSAL_BLOCK = 64
 SPLASH_BLOCK = 128  # the splash kernel's smallest block (lanes); lengths are padded to it
@@ -457,11 +457,9 @@ class Attention(nnx.Module):
         # XLA:CPU's decode-step dots 3x slower.
         ck, cv = cache_kv
         kh = cfg.n_kv_heads
-        # A causal pass over a cache of its own length from position 0 (prefill, the
-        # shared-prompt pass): the keys are this chunk's, attended by causal blocks.
-        blocks = isinstance(mask_bls, CausalDense) and isinstance(cache_index, int)
-        blocks = blocks and cache_index == 0 and kv_len == l
-        out_blocks = self._einsum(q_blkgd, k, v, mask_bls) if blocks else None
+        # A causal pass writing a cache of its own length (prefill, the shared-prompt
+        # pass) attends over the whole cache: by causal blocks it was no faster (P = 160,
+        # left-padded; BENCHMARKS.md, session 37).
         mask_bls = _unblocked(mask_bls)
         k, v = k.transpose(0, 2, 3, 1).astype(ck.dtype), v.transpose(0, 2, 1, 3).astype(cv.dtype)
         flat = ck.ndim == 3  # KVCache.flat: batch and heads merged (the decode loop's carry)
@@ -469,8 +467,6 @@ class Attention(nnx.Module):
             k, v = k.reshape(b * kh, *k.shape[2:]), v.reshape(b * kh, *v.shape[2:])
         k = jax.lax.dynamic_update_slice_in_dim(ck, k, cache_index, axis=ck.ndim - 1)
         v = jax.lax.dynamic_update_slice_in_dim(cv, v, cache_index, axis=cv.ndim - 2)
-        if out_blocks is not None:
-            return self.o_proj(out_blocks.reshape(b, l, -1)), (k, v)
         if l > 1 and impl != "einsum":  # prefill, grouped training: over the whole cache
             k4, v4 = k.reshape(b, kh, *k.shape[-2:]), v.reshape(b, kh, *v.shape[-2:])
             ks, vs = k4.transpose(0, 3, 1, 2), v4.transpose(0, 2, 1, 3)  # [B, S, K, Dh]
